@@ -1,0 +1,501 @@
+/*
+ * rill — stackable network streams for C.
+ *
+ * This is the header for users of the library. Implementers of their own layers also include
+ * <rill/stream.h>.
+ *
+ * Conventions that hold for every function below unless its comment says otherwise:
+ *  - Functions that can fail return a rill_status: RILL_OK (0) on success, RILL_EOF at end of
+ *    stream, RILL_WANT_READ / RILL_WANT_WRITE when a non-blocking call would wait, and a negative
+ *    RILL_E_* code on error. Results come back through out-parameters.
+ *  - After an error on a stream, rill_errmsg() on that stream says what happened, e.g.
+ *    "buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)". Functions that
+ *    create a stream from nothing take an optional rill_error* that receives the same information.
+ *  - errno means nothing after a rill call; the message and rill_error.sys_errno carry it.
+ *  - A stream is used by one thread at a time. Different streams may be used from different
+ *    threads at once without locking.
+ *  - No rill function raises SIGPIPE or changes signal dispositions.
+ */
+#ifndef RILL_RILL_H
+#define RILL_RILL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(RILL_STATIC_DEFINE)
+#define RILL_API
+#elif defined(__GNUC__)
+#define RILL_API __attribute__((visibility("default")))
+#else
+#define RILL_API
+#endif
+
+#if defined(__GNUC__)
+#define RILL_NODISCARD __attribute__((warn_unused_result))
+#define RILL_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define RILL_NODISCARD
+#define RILL_PRINTF(f, a)
+#endif
+
+/** Outcome of a rill call. Non-negative values are not errors. */
+typedef enum rill_status {
+    RILL_OK = 0,              /**< success */
+    RILL_EOF = 1,             /**< end of stream: the peer finished sending */
+    RILL_WANT_READ = 2,       /**< non-blocking: wait until rill_poll_info()'s fd is ready */
+    RILL_WANT_WRITE = 3,      /**< non-blocking: wait until rill_poll_info()'s fd is ready */
+    RILL_E_INVALID = -1,      /**< invalid argument or call out of sequence */
+    RILL_E_NOMEM = -2,        /**< out of memory */
+    RILL_E_IO = -3,           /**< operating-system I/O error (see the message for errno text) */
+    RILL_E_CLOSED = -4,       /**< stream already shut down for writing, or peer stopped reading */
+    RILL_E_TIMEOUT = -5,      /**< a deadline passed */
+    RILL_E_RESET = -6,        /**< connection reset by peer */
+    RILL_E_REFUSED = -7,      /**< connection refused */
+    RILL_E_CONNECT = -8,      /**< connect failed (unreachable, no route, ...) */
+    RILL_E_DNS = -9,          /**< name resolution failed */
+    RILL_E_TLS = -10,         /**< TLS protocol error */
+    RILL_E_TLS_VERIFY = -11,  /**< TLS peer certificate or hostname verification failed */
+    RILL_E_TRUNCATED = -12,   /**< TLS stream ended without close_notify */
+    RILL_E_LINE_TOO_LONG = -13, /**< line longer than the line reader's limit; nothing consumed */
+    RILL_E_PENDING_DATA = -14,  /**< refused: a layer still holds unread or unwritten bytes */
+    RILL_E_PROTOCOL = -15,    /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
+    RILL_E_UNSUPPORTED = -16  /**< operation not supported by this stream or platform */
+} rill_status;
+
+/** Size of the message buffer in rill_error; longer messages are truncated. */
+#define RILL_ERRMSG_MAX 256
+
+/**
+ * Details of a failure: the status, the errno that caused it (0 if none) and a message that names
+ * the layer, the peer and the reason. Fixed size, so it can report out-of-memory conditions and
+ * live on the caller's stack.
+ */
+typedef struct rill_error {
+    rill_status code;
+    int sys_errno;
+    char msg[RILL_ERRMSG_MAX];
+} rill_error;
+
+/** A stream: one layer of a chain (transport or decorator). Opaque. */
+typedef struct rill_stream rill_stream;
+
+/** A listening socket that accepts streams. Opaque. */
+typedef struct rill_listener rill_listener;
+
+/* ---------------------------------------------------------------------------------------------
+ * Library
+ */
+
+/** Version of the library as "MAJOR.MINOR.PATCH". Thread-safety: safe. */
+RILL_API const char *rill_version(void);
+
+/** Short English text for a status, e.g. "connection refused". Never NULL. Thread-safe. */
+RILL_API const char *rill_strerror(rill_status code);
+
+/**
+ * Replace the allocator used by rill for its own allocations (not OpenSSL's or c-ares's).
+ * Any of the three may be NULL to keep the default (malloc/realloc/free). Call it before any
+ * other rill function, from one thread; memory allocated before the change is freed with the
+ * functions that were in force when the call was made only if they are the same, so do not
+ * change allocators while rill objects exist. An allocator that returns NULL makes the calling
+ * function fail with RILL_E_NOMEM (this is how the test suite injects allocation failures).
+ *
+ * Thread-safety: not thread-safe; process-wide.
+ */
+RILL_API void rill_set_allocator(void *(*alloc_fn)(size_t), void *(*realloc_fn)(void *, size_t),
+                                 void (*free_fn)(void *));
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors of a stream
+ */
+
+/**
+ * The last error message of stream @p s (the layer the call was made on), e.g.
+ * "lines: buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)".
+ * Returns "" when no error has been recorded and "(null stream)" for NULL. The pointer stays
+ * valid until the next call on @p s.
+ */
+RILL_API const char *rill_errmsg(const rill_stream *s);
+
+/** The last error of @p s as a whole record (code, errno, message). NULL for NULL. */
+RILL_API const rill_error *rill_last_error(const rill_stream *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading and writing
+ */
+
+/**
+ * Read up to @p len bytes into @p buf.
+ *
+ * On RILL_OK, *nread is between 1 and len: a successful read never reports 0 bytes. At end of
+ * stream returns RILL_EOF with *nread = 0. In non-blocking mode (read timeout 0) returns
+ * RILL_WANT_READ or RILL_WANT_WRITE when no byte is available yet (see rill_poll_info()).
+ *
+ * Errors: RILL_E_INVALID (NULL s/buf/nread, len 0), RILL_E_TIMEOUT when the read timeout passes
+ * (the stream stays usable), RILL_E_RESET, RILL_E_IO, and layer errors (RILL_E_TLS, ...).
+ */
+RILL_API RILL_NODISCARD rill_status rill_read(rill_stream *s, void *buf, size_t len,
+                                              size_t *nread);
+
+/**
+ * Write up to @p len bytes from @p buf; *nwritten receives how many were accepted (at least 1
+ * on RILL_OK when len > 0). A write of 0 bytes returns RILL_OK and writes nothing. A buffered
+ * layer may hold accepted bytes until rill_flush().
+ *
+ * Errors: RILL_E_INVALID, RILL_E_TIMEOUT, RILL_E_CLOSED (after rill_shutdown, or the peer is
+ * gone: "broken pipe"), RILL_E_RESET, RILL_E_IO.
+ */
+RILL_API RILL_NODISCARD rill_status rill_write(rill_stream *s, const void *buf, size_t len,
+                                               size_t *nwritten);
+
+/**
+ * Read exactly @p len bytes, waiting as needed. Returns RILL_OK when all arrived; RILL_EOF if the
+ * stream ended first (*nread tells how many did arrive, so none are lost). In non-blocking mode
+ * or on timeout, returns RILL_WANT_* or RILL_E_TIMEOUT with *nread bytes already stored in @p buf.
+ * The read timeout covers the whole call. @p nread may be NULL.
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_full(rill_stream *s, void *buf, size_t len,
+                                                   size_t *nread);
+
+/**
+ * Write all @p len bytes, waiting as needed; the write timeout covers the whole call. On any
+ * status but RILL_OK, *nwritten (may be NULL) says how many bytes were accepted.
+ */
+RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
+                                                   size_t *nwritten);
+
+/** Write all bytes of NUL-terminated @p str (convenience for rill_write_all). */
+RILL_API RILL_NODISCARD rill_status rill_write_str(rill_stream *s, const char *str);
+
+/**
+ * Push bytes held by write buffers down the whole chain to the transport. Non-blocking mode may
+ * return RILL_WANT_WRITE; call again when writable. Errors as for rill_write().
+ */
+RILL_API RILL_NODISCARD rill_status rill_flush(rill_stream *s);
+
+/**
+ * Flush, then half-close the chain for writing: TLS sends close_notify, TCP sends FIN
+ * (shutdown(SHUT_WR)). Reading stays possible until the peer closes. Later writes fail with
+ * RILL_E_CLOSED. Calling it twice is harmless.
+ */
+RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
+
+/**
+ * Flush and close the whole chain top-down and free it. A layer created with RILL_BORROW stops
+ * the walk: the stream it wraps stays open and owned by the caller.
+ *
+ * Always frees @p s (NULL is accepted and returns RILL_OK). Returns the first error met while
+ * flushing: bytes that cannot be written within the write timeout are discarded and reported as
+ * RILL_E_TIMEOUT (or the I/O error), with a message saying how many. The message is lost with
+ * the stream; call rill_flush() first where it matters.
+ */
+RILL_API rill_status rill_close(rill_stream *s);
+
+/**
+ * Bytes held in the chain's buffers that can be read without I/O. A caller of the non-blocking
+ * API must not sleep in poll() while this is non-zero. Also tells whether a STARTTLS upgrade
+ * would be refused.
+ */
+RILL_API size_t rill_pending(const rill_stream *s);
+
+/**
+ * After RILL_WANT_READ/RILL_WANT_WRITE, the descriptor to poll and the events (POLLIN, POLLOUT)
+ * that make progress possible; the direction may differ from the call's (a read can need
+ * POLLOUT). Before any WANT, reports POLLIN.
+ *
+ * Errors: RILL_E_INVALID (NULL arguments), RILL_E_UNSUPPORTED when the chain has no descriptor.
+ */
+RILL_API RILL_NODISCARD rill_status rill_poll_info(rill_stream *s, int *fd, short *events);
+
+/* ---------------------------------------------------------------------------------------------
+ * Timeouts
+ */
+
+/** Timeout value meaning "wait as long as it takes" (blocking mode, the default). */
+#define RILL_TIMEOUT_NONE (-1)
+
+/**
+ * Set the read and write timeouts of @p s and of every layer below it, in milliseconds:
+ * RILL_TIMEOUT_NONE (-1) blocks without limit (default), 0 makes calls non-blocking (they return
+ * RILL_WANT_READ / RILL_WANT_WRITE), a positive value is a deadline for each call measured on
+ * the monotonic clock from the call's start; when it passes the call returns RILL_E_TIMEOUT and
+ * the stream stays usable. Decorators inherit the timeouts of the stream they wrap.
+ *
+ * Errors: RILL_E_INVALID for NULL or values below -1.
+ */
+RILL_API RILL_NODISCARD rill_status rill_set_timeouts(rill_stream *s, int read_ms, int write_ms);
+
+/** Current timeouts of @p s (either pointer may be NULL). */
+RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_ms);
+
+/* ---------------------------------------------------------------------------------------------
+ * Introspection
+ */
+
+/** Layer kinds, as reported by rill_kind() and looked up by rill_find(). */
+#define RILL_LAYER_FD "fd"
+#define RILL_LAYER_TCP "tcp"
+#define RILL_LAYER_UNIX "unix"
+#define RILL_LAYER_BUFFERED "buffered"
+#define RILL_LAYER_LINES "lines"
+#define RILL_LAYER_TLS "tls"
+
+/**
+ * Write a description of the chain into @p buf (always NUL-terminated when len > 0), e.g.
+ * "lines(max=8192 eol=lf) > buffered(16384) > tcp(fd=5 127.0.0.1:40112 > 127.0.0.1:8443)".
+ * Returns the length the full description has (like snprintf), so a result >= len means it was
+ * truncated. @p buf may be NULL when @p len is 0.
+ */
+RILL_API size_t rill_describe(const rill_stream *s, char *buf, size_t len);
+
+/** The layer of kind @p kind (e.g. RILL_LAYER_TCP) in the chain starting at @p s, or NULL. */
+RILL_API rill_stream *rill_find(rill_stream *s, const char *kind);
+
+/** Kind name of the top layer of @p s ("tcp", "buffered", ...); "" for NULL. */
+RILL_API const char *rill_kind(const rill_stream *s);
+
+/**
+ * The descriptor at the bottom of the chain (for poll or socket options), or -1 if none.
+ * Ownership stays with the stream: do not close it.
+ */
+RILL_API int rill_fd(const rill_stream *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Transports
+ */
+
+/** Flag for constructors of decorators: rill_close() leaves the wrapped stream open. */
+#define RILL_BORROW 0x1u
+/** Flag for rill_fd_new(): rill_close() closes the descriptors (default: leave them open). */
+#define RILL_FD_OWN 0x2u
+
+/**
+ * Wrap existing descriptors as a stream: reads come from @p read_fd, writes go to @p write_fd
+ * (the same fd for a socket; 0 and 1 for a stdio pair; -1 for a one-way stream). Sockets are
+ * used with MSG_DONTWAIT/MSG_NOSIGNAL; other descriptors (pipes, terminals, files) are polled
+ * before I/O when a timeout is set, and SIGPIPE from writing to a closed pipe is suppressed
+ * for the calling thread only. The descriptors' file status flags are never changed.
+ *
+ * Ownership: with RILL_FD_OWN the stream closes the descriptors on rill_close(); otherwise the
+ * caller keeps them. *out is the new stream on RILL_OK and untouched on error.
+ * Errors: RILL_E_INVALID (both fds -1, fd not open, NULL out), RILL_E_NOMEM. @p err may be NULL.
+ */
+RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags,
+                                                rill_stream **out, rill_error *err);
+
+/**
+ * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init();
+ * fields added in later versions keep their defaults.
+ */
+typedef struct rill_connect_opts {
+    int timeout_ms;        /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
+    int read_timeout_ms;   /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
+    int write_timeout_ms;  /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
+    int nodelay;           /**< TCP_NODELAY; default 1 */
+    int keepalive_idle_s;  /**< TCP keepalive after this many idle seconds; default 0 (off) */
+} rill_connect_opts;
+
+/** Fill @p opts with the defaults listed in rill_connect_opts. */
+RILL_API void rill_connect_opts_init(rill_connect_opts *opts);
+
+/**
+ * Connect over TCP to a numeric address ("127.0.0.1", "::1" or "[::1]") and @p port, within
+ * opts->timeout_ms. @p opts may be NULL for defaults. No name resolution is done here.
+ *
+ * Ownership: *out receives a new stream on RILL_OK, caller closes with rill_close().
+ * Errors: RILL_E_INVALID (not a numeric address, port 0, NULL out), RILL_E_REFUSED,
+ * RILL_E_TIMEOUT, RILL_E_CONNECT (unreachable, ...), RILL_E_IO (socket creation: EMFILE, ...),
+ * RILL_E_NOMEM; @p err (may be NULL) receives the message, e.g.
+ * "tcp: connect to 127.0.0.1:9 failed: connection refused".
+ */
+RILL_API RILL_NODISCARD rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
+                                                          const rill_connect_opts *opts,
+                                                          rill_stream **out, rill_error *err);
+
+/**
+ * Connect to a Unix-domain stream socket at @p path; a path starting with '@' names a Linux
+ * abstract socket. timeout and stream timeouts from @p opts (may be NULL).
+ * Errors: RILL_E_INVALID (empty or too long path), RILL_E_REFUSED (nobody listening),
+ * RILL_E_CONNECT (no such file), RILL_E_TIMEOUT, RILL_E_IO, RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
+                                                      const rill_connect_opts *opts,
+                                                      rill_stream **out, rill_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Listening
+ */
+
+/** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
+typedef struct rill_listen_opts {
+    int backlog;        /**< listen(2) backlog; default 128 */
+    int reuseaddr;      /**< SO_REUSEADDR; default 1 */
+    int v6only;         /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
+    rill_connect_opts stream; /**< nodelay, keepalive and timeouts applied to accepted streams */
+} rill_listen_opts;
+
+/** Fill @p opts with the defaults listed in rill_listen_opts. */
+RILL_API void rill_listen_opts_init(rill_listen_opts *opts);
+
+/**
+ * Listen on TCP @p addr (numeric; NULL means 127.0.0.1) and @p port (0 picks a free port; see
+ * rill_listener_port()). Ownership: caller frees *out with rill_listener_free().
+ * Errors: RILL_E_INVALID, RILL_E_IO (address in use, EMFILE, ...), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
+                                                const rill_listen_opts *opts,
+                                                rill_listener **out, rill_error *err);
+
+/**
+ * Listen on a Unix-domain socket at @p path ('@' prefix: Linux abstract name). An existing
+ * socket file at @p path is not removed: the call fails with RILL_E_IO (address in use).
+ * The file is unlinked by rill_listener_free().
+ */
+RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path,
+                                                     const rill_listen_opts *opts,
+                                                     rill_listener **out, rill_error *err);
+
+/**
+ * Accept one connection, waiting at most @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: return
+ * RILL_WANT_READ at once if none is queued). The new stream is a "tcp" or "unix" transport with
+ * the options given to rill_listen().
+ * Errors: RILL_E_TIMEOUT, RILL_E_IO (EMFILE, ...), RILL_E_NOMEM, RILL_E_INVALID.
+ */
+RILL_API RILL_NODISCARD rill_status rill_accept(rill_listener *l, int timeout_ms,
+                                                rill_stream **out, rill_error *err);
+
+/** The local port of a TCP listener (0 for Unix listeners or NULL). */
+RILL_API uint16_t rill_listener_port(const rill_listener *l);
+
+/** The listening descriptor, for poll(POLLIN) in event loops; owned by the listener. */
+RILL_API int rill_listener_fd(const rill_listener *l);
+
+/** Close the listener (and unlink its Unix socket file). Accepted streams stay open. NULL ok. */
+RILL_API void rill_listener_free(rill_listener *l);
+
+/* ---------------------------------------------------------------------------------------------
+ * Buffered decorator
+ */
+
+/** Default read and write buffer size of rill_buffered_new(). */
+#define RILL_BUFFERED_DEFAULT_SIZE 16384u
+
+/**
+ * Wrap @p inner with read-ahead and write-behind buffers of @p read_size and @p write_size bytes
+ * (each 1 .. 1 GiB). Buffers are allocated on first use; rill_shrink() releases empty ones.
+ * Reads of at least read_size/2 into an empty buffer and writes that do not fit the buffer go
+ * straight to the inner stream, so bulk data is copied at most once. Before a read waits for
+ * the inner stream, pending write-behind bytes are flushed (no request/response deadlock).
+ *
+ * Ownership: on RILL_OK the new stream owns @p inner (unless RILL_BORROW in @p flags); on error
+ * the caller still owns @p inner and rill_errmsg(inner) says why.
+ * Errors: RILL_E_INVALID (NULL, size 0 or too large), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_buffered_new(rill_stream *inner, size_t read_size,
+                                                      size_t write_size, unsigned flags,
+                                                      rill_stream **out);
+
+/**
+ * Look at buffered input without consuming it: waits (under the read timeout) until at least
+ * @p want bytes are buffered or the stream ends, then sets *data and *avail (which may exceed
+ * @p want). @p want must not exceed the read buffer size. At end of stream with fewer bytes,
+ * returns RILL_EOF with what there is (*avail may be 0). *data stays valid until the next call
+ * on the stream. @p s must be a buffered stream (or have one as its top layer).
+ * Errors: RILL_E_INVALID (not buffered, want 0 or > read size), I/O errors of the inner stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_peek(rill_stream *s, size_t want, const void **data,
+                                              size_t *avail);
+
+/**
+ * Push @p len bytes back in front of the buffered input; the next read returns them first.
+ * Errors: RILL_E_INVALID (not buffered, NULL data), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_unread(rill_stream *s, const void *data, size_t len);
+
+/**
+ * Release memory that idle layers do not need now (empty read and write buffers), down the
+ * whole chain. Buffers come back on next use. Returns the number of bytes released.
+ */
+RILL_API size_t rill_shrink(rill_stream *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Line decorator
+ */
+
+/** How lines end. */
+typedef enum rill_eol {
+    RILL_EOL_LF = 0,   /**< a line ends at LF; CR is ordinary data */
+    RILL_EOL_CRLF = 1, /**< strict: a line ends at CRLF; a bare CR or LF is RILL_E_PROTOCOL */
+    RILL_EOL_ANY = 2   /**< LF, CRLF or a lone CR end a line */
+} rill_eol;
+
+/** Default line limit used by tools and examples. */
+#define RILL_LINES_DEFAULT_MAX 8192u
+
+/**
+ * Wrap @p inner with a line reader whose lines may be at most @p max_line bytes long (without
+ * the line ending; 1 .. 64 MiB). Reading raw bytes (rill_read) from the line stream returns what
+ * it buffered first; writes pass straight through.
+ *
+ * Ownership as for rill_buffered_new(). Errors: RILL_E_INVALID (NULL, max_line 0 or too large,
+ * bad eol), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t max_line,
+                                                   rill_eol eol, unsigned flags,
+                                                   rill_stream **out);
+
+/**
+ * Read one line. On RILL_OK, *line points at the line without its ending, NUL-terminated, inside
+ * the stream's buffer (valid until the next call on the stream), and *len is its length (a line
+ * may contain NUL bytes; use *len). A last line without ending at end of stream is returned
+ * with RILL_OK; the call after it returns RILL_EOF.
+ *
+ * Errors: RILL_E_LINE_TOO_LONG when no line ending comes within max_line bytes (nothing is
+ * consumed: the bytes stay readable with rill_read(), or skip them with rill_skip_line());
+ * RILL_E_PROTOCOL for a bare CR or LF in RILL_EOL_CRLF mode (likewise nothing consumed);
+ * RILL_E_INVALID if @p s is not a line stream; RILL_E_TIMEOUT; errors of the inner stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line,
+                                                   size_t *len);
+
+/**
+ * Read one line into @p buf of @p cap bytes (line and NUL must fit: cap >= max_line + 1 always
+ * does); otherwise like rill_read_line(). *len receives the line length.
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap,
+                                                        size_t *len);
+
+/**
+ * Discard input up to and including the next line ending, however long the line is (the way
+ * to move past RILL_E_LINE_TOO_LONG or RILL_E_PROTOCOL). *skipped (may be NULL) receives the
+ * number of bytes dropped. Returns RILL_EOF if the stream ends first.
+ */
+RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipped);
+
+/* ---------------------------------------------------------------------------------------------
+ * Big-endian integers
+ */
+
+/**
+ * Read a big-endian integer of 2, 4 or 8 bytes (rill_read_full under the read timeout).
+ * RILL_EOF if the stream ended before the first byte; RILL_E_PROTOCOL if it ended inside the
+ * value (the partial bytes are consumed and the message says how many arrived).
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_u16be(rill_stream *s, uint16_t *value);
+RILL_API RILL_NODISCARD rill_status rill_read_u32be(rill_stream *s, uint32_t *value);
+RILL_API RILL_NODISCARD rill_status rill_read_u64be(rill_stream *s, uint64_t *value);
+
+/** Write a big-endian integer of 2, 4 or 8 bytes (rill_write_all). */
+RILL_API RILL_NODISCARD rill_status rill_write_u16be(rill_stream *s, uint16_t value);
+RILL_API RILL_NODISCARD rill_status rill_write_u32be(rill_stream *s, uint32_t value);
+RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RILL_RILL_H */

@@ -21,10 +21,10 @@ void rilli_free(void *p);
 /* Monotonic clock in milliseconds. */
 int64_t rilli_now_ms(void);
 
-/* Deadline for a timeout in ms: -1 (none) stays -1, otherwise now + timeout. */
+/* Deadline (opaque, microseconds on the monotonic clock) for a timeout in ms; -1 for none. */
 int64_t rilli_deadline(int timeout_ms);
 
-/* Milliseconds left until @p deadline for poll(): -1 for none, 0 when passed. */
+/* Milliseconds left until @p deadline for poll(), rounded up: -1 for none, 0 when passed. */
 int rilli_remaining_ms(int64_t deadline);
 
 /*
@@ -35,6 +35,20 @@ rill_status rilli_error_set(rill_error *err, rill_status code, int errnum, const
     RILL_PRINTF(4, 5);
 rill_status rilli_error_vset(rill_error *err, rill_status code, int errnum, const char *fmt,
                              va_list ap) RILL_PRINTF(4, 0);
+
+/* The error slot of @p s, for layers that set sys_errno or API-level messages themselves. */
+rill_error *rilli_stream_errslot(rill_stream *s);
+
+/*
+ * Descriptor I/O shared by the fd, tcp and unix transports. Sockets use recv/send with
+ * MSG_NOSIGNAL, and MSG_DONTWAIT unless the call may block; other descriptors are polled first
+ * when the call may not block, and SIGPIPE is kept from the process. @p where names the
+ * endpoints for messages ("127.0.0.1:40112 > 127.0.0.1:8443").
+ */
+rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *where, void *buf,
+                          size_t len, size_t *n);
+rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where,
+                           const void *buf, size_t len, size_t *n);
 
 /* Copy the error of stream @p s into @p err (may be NULL); returns the code. */
 rill_status rilli_error_from_stream(rill_error *err, const rill_stream *s);
@@ -47,5 +61,52 @@ rill_status rilli_status_from_errno(int errnum);
 
 /* snprintf into buf that tolerates len 0 and returns the would-be length as size_t. */
 size_t rilli_snprintf(char *buf, size_t len, const char *fmt, ...) RILL_PRINTF(3, 4);
+
+/*
+ * Socket transports (tcp, unix) share one state layout and these ops; each has its own
+ * rill_stream_ops (name, describe) in its file.
+ */
+struct sockaddr;
+struct rilli_sock {
+    int fd;
+    bool accepted;
+    char where[128]; /* endpoints for messages and describe */
+};
+
+extern const struct rill_stream_ops rilli_tcp_ops;
+extern const struct rill_stream_ops rilli_unix_ops;
+
+/*
+ * Make a socket transport of kind @p ops around connected socket @p fd (taking it over on
+ * RILL_OK; on error the caller still closes it), applying @p opts (NULL: defaults).
+ */
+rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accepted,
+                           const rill_connect_opts *opts, rill_stream **out, rill_error *err);
+rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n);
+rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n);
+rill_status rilli_sock_shutdown(rill_stream *s);
+void rilli_sock_close(rill_stream *s);
+rill_status rilli_sock_poll(rill_stream *s, int *fd, short *events);
+size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len);
+
+/*
+ * Create a socket for @p sa and connect it within @p timeout_ms (-1: no limit). On RILL_OK
+ * *fd is a connected, blocking, close-on-exec socket. Messages read
+ * "<kind>: connect to <display> failed: <reason>".
+ */
+rill_status rilli_sock_connect(const char *kind, const char *display, const struct sockaddr *sa,
+                               unsigned sa_len, int timeout_ms, int *fd, rill_error *err);
+
+/* "127.0.0.1:8443", "[::1]:8443", "/path" or "@abstract" for a socket address. */
+void rilli_sockaddr_format(const struct sockaddr *sa, unsigned sa_len, char *buf, size_t cap);
+
+/*
+ * Parse a numeric IPv4/IPv6 address ("::1" or "[::1]") with @p port into @p ss (a
+ * struct sockaddr_storage). Returns false if @p addr is not numeric.
+ */
+bool rilli_parse_numeric(const char *addr, uint16_t port, void *ss, unsigned *sa_len);
+
+/* Fill a struct sockaddr_un for @p path ('@' prefix: abstract); false if empty or too long. */
+bool rilli_unix_addr(const char *path, void *sun, unsigned *sa_len);
 
 #endif /* RILL_INTERNAL_H */

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install the Debian packages a build needs, only those that are missing (root only).
+# Usage: scripts/deps.sh [test|demo|bench]   (sourced or run)
+set -euo pipefail
+
+rill_deps() {
+    local purpose=${1:-test}
+    local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
+    case $purpose in
+        test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2) ;;
+        bench) pkgs+=(libglib2.0-dev) ;;
+    esac
+    local missing=()
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "rill: missing packages: ${missing[*]} (run as root, or install them)" >&2
+        return 1
+    fi
+    echo "rill: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    rill_deps "${1:-test}"
+fi

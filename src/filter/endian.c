@@ -1,0 +1,78 @@
+/* Big-endian integer helpers over any stream (network byte order framing). */
+#include <string.h>
+
+#include "internal.h"
+
+static rill_status read_be(rill_stream *s, unsigned char *b, size_t width, uint64_t *value)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    if (!value) {
+        rilli_error_set(rilli_stream_errslot(s), RILL_E_INVALID, 0,
+                        "rill_read_u%zube: value is NULL", width * 8);
+        return RILL_E_INVALID;
+    }
+    size_t got = 0;
+    rill_status st = rill_read_full(s, b, width, &got);
+    if (st == RILL_EOF && got > 0) {
+        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+                               "rill_read_u%zube: stream ended after %zu of %zu bytes",
+                               width * 8, got, width);
+    }
+    if (st != RILL_OK)
+        return st;
+    uint64_t v = 0;
+    for (size_t i = 0; i < width; i++)
+        v = (v << 8) | b[i];
+    *value = v;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_read_u16be(rill_stream *s, uint16_t *value)
+{
+    unsigned char b[2];
+    uint64_t v = 0;
+    rill_status st = read_be(s, b, sizeof b, value ? &v : NULL);
+    if (st == RILL_OK)
+        *value = (uint16_t)v;
+    return st;
+}
+
+RILL_API rill_status rill_read_u32be(rill_stream *s, uint32_t *value)
+{
+    unsigned char b[4];
+    uint64_t v = 0;
+    rill_status st = read_be(s, b, sizeof b, value ? &v : NULL);
+    if (st == RILL_OK)
+        *value = (uint32_t)v;
+    return st;
+}
+
+RILL_API rill_status rill_read_u64be(rill_stream *s, uint64_t *value)
+{
+    unsigned char b[8];
+    return read_be(s, b, sizeof b, value);
+}
+
+static rill_status write_be(rill_stream *s, uint64_t v, size_t width)
+{
+    unsigned char b[8];
+    for (size_t i = 0; i < width; i++)
+        b[i] = (unsigned char)(v >> (8 * (width - 1 - i)));
+    return rill_write_all(s, b, width, NULL);
+}
+
+RILL_API rill_status rill_write_u16be(rill_stream *s, uint16_t value)
+{
+    return write_be(s, value, 2);
+}
+
+RILL_API rill_status rill_write_u32be(rill_stream *s, uint32_t value)
+{
+    return write_be(s, value, 4);
+}
+
+RILL_API rill_status rill_write_u64be(rill_stream *s, uint64_t value)
+{
+    return write_be(s, value, 8);
+}

@@ -1,0 +1,598 @@
+/*
+ * The stream core: dispatch through the layer vtables, wait for readiness under deadlines, keep
+ * each layer's error slot, and walk chains for flush, shutdown, close and introspection.
+ *
+ * Waiting happens only here, at the public call: layers are non-blocking state machines that
+ * return RILL_WANT_*; the core polls the descriptor rill_poll_info() names and retries. When a
+ * call has no timeout the chain may block in the kernel instead (rill_stream_may_block), which
+ * keeps blocking use as cheap as a plain read(2).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { DIR_READ = 0, DIR_WRITE = 1 };
+
+struct rill_stream {
+    const struct rill_stream_ops *ops;
+    rill_stream *inner;
+    unsigned flags;
+    int read_timeout_ms;
+    int write_timeout_ms;
+    bool may_block;
+    bool shut_wr;
+    rill_status want; /* the WANT the last public call returned, for rill_poll_info */
+    rill_error err;
+    max_align_t state[]; /* the layer's state block */
+};
+
+/* ---- error slots ---- */
+
+/* Message without a layer prefix, for misuse of the public API. */
+static rill_status api_error(rill_stream *s, rill_status code, const char *fmt, ...)
+    RILL_PRINTF(3, 4);
+
+static rill_status api_error(rill_stream *s, rill_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (s)
+        rilli_error_vset(&s->err, code, 0, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, const char *fmt,
+                                va_list ap)
+{
+    rill_error *e = &s->err;
+    int n = snprintf(e->msg, sizeof e->msg, "%s: ", s->ops->name);
+    if (n < 0 || (size_t)n >= sizeof e->msg)
+        n = 0;
+    rill_error tail;
+    rilli_error_vset(&tail, code, errnum, fmt, ap);
+    snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", tail.msg);
+    e->code = code;
+    e->sys_errno = errnum;
+    return code;
+}
+
+RILL_API rill_status rill_stream_error(rill_stream *s, rill_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    layer_verror(s, code, 0, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+RILL_API rill_status rill_stream_error_sys(rill_stream *s, rill_status code, int errnum,
+                                           const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    layer_verror(s, code, errnum, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/*
+ * Give @p top the error recorded on @p from, a layer below it, prefixed with the names of the
+ * layers between them: "lines: buffered: tcp: connection reset by peer (...)".
+ */
+static rill_status adopt_error(rill_stream *top, const rill_stream *from, rill_status code)
+{
+    if (top == from)
+        return code;
+    char msg[RILL_ERRMSG_MAX];
+    size_t used = 0;
+    for (const rill_stream *l = top; l && l != from; l = l->inner) {
+        int n = snprintf(msg + used, sizeof msg - used, "%s: ", l->ops->name);
+        if (n < 0 || (size_t)n >= sizeof msg - used)
+            break;
+        used += (size_t)n;
+    }
+    snprintf(msg + used, sizeof msg - used, "%s", from->err.msg);
+    memcpy(top->err.msg, msg, sizeof msg);
+    top->err.code = code;
+    top->err.sys_errno = from->err.sys_errno;
+    return code;
+}
+
+rill_error *rilli_stream_errslot(rill_stream *s)
+{
+    return &s->err;
+}
+
+RILL_API const char *rill_errmsg(const rill_stream *s)
+{
+    return s ? s->err.msg : "(null stream)";
+}
+
+RILL_API const rill_error *rill_last_error(const rill_stream *s)
+{
+    return s ? &s->err : NULL;
+}
+
+/* ---- creation and accessors ---- */
+
+RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t state_size,
+                                     rill_stream *inner, unsigned flags, rill_stream **out)
+{
+    if (!out || !ops || ops->version != RILL_STREAM_OPS_VERSION || !ops->name || !*ops->name) {
+        return api_error(inner, RILL_E_INVALID,
+                         "rill_stream_new: %s", !out ? "out is NULL"
+                                                : !ops ? "ops is NULL"
+                                                : ops->version != RILL_STREAM_OPS_VERSION
+                                                    ? "ops version mismatch"
+                                                    : "ops has no name");
+    }
+    if (state_size > ((size_t)1 << 30))
+        return api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
+    rill_stream *s = rilli_calloc(1, sizeof *s + state_size);
+    if (!s) {
+        return api_error(inner, RILL_E_NOMEM, "%s: out of memory creating the layer",
+                         ops->name);
+    }
+    s->ops = ops;
+    s->inner = inner;
+    s->flags = flags & RILL_BORROW;
+    s->read_timeout_ms = inner ? inner->read_timeout_ms : RILL_TIMEOUT_NONE;
+    s->write_timeout_ms = inner ? inner->write_timeout_ms : RILL_TIMEOUT_NONE;
+    s->shut_wr = inner ? inner->shut_wr : false;
+    *out = s;
+    return RILL_OK;
+}
+
+RILL_API void *rill_stream_state(const rill_stream *s)
+{
+    return (void *)(uintptr_t)s->state;
+}
+
+RILL_API rill_stream *rill_stream_inner(const rill_stream *s)
+{
+    return s ? s->inner : NULL;
+}
+
+RILL_API const struct rill_stream_ops *rill_stream_ops_of(const rill_stream *s)
+{
+    return s ? s->ops : NULL;
+}
+
+RILL_API int rill_stream_may_block(const rill_stream *s)
+{
+    return s->may_block;
+}
+
+/* ---- dispatch (one layer, no waiting) ---- */
+
+static rill_status dispatch_read(rill_stream *s, void *buf, size_t len, size_t *n)
+{
+    if (s->ops->read)
+        return s->ops->read(s, buf, len, n);
+    return rill_stream_read_inner(s, buf, len, n);
+}
+
+static rill_status dispatch_write(rill_stream *s, const void *buf, size_t len, size_t *n)
+{
+    if (s->ops->write)
+        return s->ops->write(s, buf, len, n);
+    return rill_stream_write_inner(s, buf, len, n);
+}
+
+RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t len, size_t *n)
+{
+    rill_stream *in = self->inner;
+    *n = 0;
+    if (!in)
+        return rill_stream_error(self, RILL_E_UNSUPPORTED, "read: layer has no inner stream");
+    in->may_block = self->may_block;
+    rill_status st = dispatch_read(in, buf, len, n);
+    return st < 0 ? adopt_error(self, in, st) : st;
+}
+
+RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf, size_t len,
+                                             size_t *n)
+{
+    rill_stream *in = self->inner;
+    *n = 0;
+    if (!in)
+        return rill_stream_error(self, RILL_E_UNSUPPORTED, "write: layer has no inner stream");
+    if (in->shut_wr)
+        return rill_stream_error(self, RILL_E_CLOSED, "write after shutdown");
+    in->may_block = self->may_block;
+    rill_status st = dispatch_write(in, buf, len, n);
+    return st < 0 ? adopt_error(self, in, st) : st;
+}
+
+/* ---- waiting ---- */
+
+static bool is_want(rill_status st)
+{
+    return st == RILL_WANT_READ || st == RILL_WANT_WRITE;
+}
+
+static rill_status find_poll(rill_stream *s, int *fd, short *events)
+{
+    *fd = -1;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (!l->ops->poll)
+            continue;
+        rill_status st = l->ops->poll(l, fd, events);
+        if (st < 0)
+            return adopt_error(s, l, st);
+        if (*fd >= 0)
+            return RILL_OK;
+    }
+    return RILL_E_UNSUPPORTED;
+}
+
+/* Wait until the chain can make progress on @p want, or the deadline passes. */
+static rill_status wait_ready(rill_stream *s, rill_status want, int64_t deadline, int dir)
+{
+    struct pollfd p = { .fd = -1, .events = want == RILL_WANT_WRITE ? POLLOUT : POLLIN };
+    if (find_poll(s, &p.fd, &p.events) != RILL_OK) {
+        return api_error(s, RILL_E_UNSUPPORTED,
+                         "%s: would block, but the chain has no descriptor to wait on",
+                         s->ops->name);
+    }
+    for (;;) {
+        int r = poll(&p, 1, rilli_remaining_ms(deadline));
+        if (r > 0)
+            return RILL_OK;
+        if (r == 0) {
+            int ms = dir == DIR_READ ? s->read_timeout_ms : s->write_timeout_ms;
+            return rill_stream_error(s, RILL_E_TIMEOUT, "%s timed out after %d ms",
+                                     dir == DIR_READ ? "read" : "write", ms);
+        }
+        if (errno != EINTR)
+            return rill_stream_error_sys(s, RILL_E_IO, errno, "poll failed");
+    }
+}
+
+RILL_API rill_status rill_stream_call(rill_stream *s, int dir,
+                                      rill_status (*attempt)(rill_stream *s, void *arg),
+                                      void *arg)
+{
+    if (!s || !attempt)
+        return api_error(s, RILL_E_INVALID, "rill_stream_call: NULL argument");
+    int timeout = dir == DIR_READ ? s->read_timeout_ms : s->write_timeout_ms;
+    int64_t deadline = timeout > 0 ? rilli_deadline(timeout) : -1;
+    s->may_block = timeout < 0;
+    for (;;) {
+        rill_status st = attempt(s, arg);
+        if (!is_want(st)) {
+            s->want = RILL_OK;
+            return st;
+        }
+        s->want = st;
+        if (timeout == 0)
+            return st;
+        st = wait_ready(s, st, deadline, dir);
+        if (st != RILL_OK)
+            return st;
+    }
+}
+
+/* ---- reading and writing ---- */
+
+struct io_args {
+    void *buf;
+    size_t len;
+    size_t done;
+};
+
+static rill_status read_once(rill_stream *s, void *arg)
+{
+    struct io_args *a = arg;
+    return dispatch_read(s, a->buf, a->len, &a->done);
+}
+
+static rill_status write_once(rill_stream *s, void *arg)
+{
+    struct io_args *a = arg;
+    return dispatch_write(s, a->buf, a->len, &a->done);
+}
+
+static rill_status read_all(rill_stream *s, void *arg)
+{
+    struct io_args *a = arg;
+    while (a->done < a->len) {
+        size_t n = 0;
+        rill_status st = dispatch_read(s, (char *)a->buf + a->done, a->len - a->done, &n);
+        a->done += n;
+        if (st != RILL_OK)
+            return st;
+    }
+    return RILL_OK;
+}
+
+static rill_status write_all(rill_stream *s, void *arg)
+{
+    struct io_args *a = arg;
+    while (a->done < a->len) {
+        size_t n = 0;
+        rill_status st =
+            dispatch_write(s, (const char *)a->buf + a->done, a->len - a->done, &n);
+        a->done += n;
+        if (st != RILL_OK)
+            return st;
+    }
+    return RILL_OK;
+}
+
+static rill_status check_io_args(rill_stream *s, const char *fn, const void *buf, size_t len,
+                                 bool zero_ok)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    if (!buf && len > 0)
+        return api_error(s, RILL_E_INVALID, "%s: buffer is NULL", fn);
+    if (len == 0 && !zero_ok)
+        return api_error(s, RILL_E_INVALID, "%s: length is 0", fn);
+    return RILL_OK;
+}
+
+static rill_status check_writable(rill_stream *s, const char *fn)
+{
+    if (s->shut_wr)
+        return api_error(s, RILL_E_CLOSED, "%s: %s: write after shutdown", fn, s->ops->name);
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nread)
+{
+    if (nread)
+        *nread = 0;
+    rill_status st = check_io_args(s, "rill_read", buf, len, false);
+    if (st == RILL_OK && !nread)
+        st = api_error(s, RILL_E_INVALID, "rill_read: nread is NULL");
+    if (st != RILL_OK)
+        return st;
+    struct io_args a = { buf, len, 0 };
+    st = rill_stream_call(s, DIR_READ, read_once, &a);
+    *nread = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_write(rill_stream *s, const void *buf, size_t len, size_t *nwritten)
+{
+    if (nwritten)
+        *nwritten = 0;
+    rill_status st = check_io_args(s, "rill_write", buf, len, true);
+    if (st == RILL_OK && !nwritten)
+        st = api_error(s, RILL_E_INVALID, "rill_write: nwritten is NULL");
+    if (st == RILL_OK)
+        st = check_writable(s, "rill_write");
+    if (st != RILL_OK || len == 0)
+        return st;
+    struct io_args a = { (void *)(uintptr_t)buf, len, 0 };
+    st = rill_stream_call(s, DIR_WRITE, write_once, &a);
+    *nwritten = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_read_full(rill_stream *s, void *buf, size_t len, size_t *nread)
+{
+    if (nread)
+        *nread = 0;
+    rill_status st = check_io_args(s, "rill_read_full", buf, len, false);
+    if (st != RILL_OK)
+        return st;
+    struct io_args a = { buf, len, 0 };
+    st = rill_stream_call(s, DIR_READ, read_all, &a);
+    if (nread)
+        *nread = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
+                                    size_t *nwritten)
+{
+    if (nwritten)
+        *nwritten = 0;
+    rill_status st = check_io_args(s, "rill_write_all", buf, len, true);
+    if (st == RILL_OK)
+        st = check_writable(s, "rill_write_all");
+    if (st != RILL_OK || len == 0)
+        return st;
+    struct io_args a = { (void *)(uintptr_t)buf, len, 0 };
+    st = rill_stream_call(s, DIR_WRITE, write_all, &a);
+    if (nwritten)
+        *nwritten = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_write_str(rill_stream *s, const char *str)
+{
+    if (!str)
+        return api_error(s, RILL_E_INVALID, "rill_write_str: string is NULL");
+    return rill_write_all(s, str, strlen(str), NULL);
+}
+
+/* ---- flush, shutdown, close ---- */
+
+/* Flush every layer top-down: each pushes its own bytes into the one below. */
+static rill_status flush_chain(rill_stream *s, void *arg)
+{
+    (void)arg;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (!l->ops->flush)
+            continue;
+        l->may_block = s->may_block;
+        rill_status st = l->ops->flush(l);
+        if (st != RILL_OK)
+            return st < 0 ? adopt_error(s, l, st) : st;
+    }
+    return RILL_OK;
+}
+
+static rill_status shutdown_chain(rill_stream *s, void *arg)
+{
+    rill_status st = flush_chain(s, arg);
+    if (st != RILL_OK)
+        return st;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (!l->shut_wr && l->ops->shutdown) {
+            l->may_block = s->may_block;
+            st = l->ops->shutdown(l);
+            if (st != RILL_OK)
+                return st < 0 ? adopt_error(s, l, st) : st;
+        }
+        l->shut_wr = true;
+        if (l->flags & RILL_BORROW)
+            break;
+    }
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_flush(rill_stream *s)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    return rill_stream_call(s, DIR_WRITE, flush_chain, NULL);
+}
+
+RILL_API rill_status rill_shutdown(rill_stream *s)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    return rill_stream_call(s, DIR_WRITE, shutdown_chain, NULL);
+}
+
+RILL_API rill_status rill_close(rill_stream *s)
+{
+    if (!s)
+        return RILL_OK;
+    rill_status result = rill_stream_call(s, DIR_WRITE, flush_chain, NULL);
+    if (is_want(result))
+        result = RILL_E_TIMEOUT; /* non-blocking close: what is still held is discarded */
+    rill_stream *l = s;
+    while (l) {
+        rill_stream *next = l->inner;
+        bool borrowed = (l->flags & RILL_BORROW) != 0;
+        if (l->ops->close)
+            l->ops->close(l);
+        rilli_free(l);
+        if (borrowed)
+            break;
+        l = next;
+    }
+    return result;
+}
+
+/* ---- introspection ---- */
+
+RILL_API size_t rill_pending(const rill_stream *s)
+{
+    size_t total = 0;
+    for (const rill_stream *l = s; l; l = l->inner) {
+        if (l->ops->pending)
+            total += l->ops->pending(l);
+    }
+    return total;
+}
+
+RILL_API rill_status rill_poll_info(rill_stream *s, int *fd, short *events)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    if (!fd || !events)
+        return api_error(s, RILL_E_INVALID, "rill_poll_info: fd or events is NULL");
+    *events = s->want == RILL_WANT_WRITE ? POLLOUT : POLLIN;
+    rill_status st = find_poll(s, fd, events);
+    if (st == RILL_E_UNSUPPORTED)
+        return api_error(s, st, "rill_poll_info: the chain has no descriptor");
+    return st;
+}
+
+RILL_API size_t rill_describe(const rill_stream *s, char *buf, size_t len)
+{
+    if (buf && len)
+        buf[0] = '\0';
+    if (!s)
+        return rilli_snprintf(buf, len, "(null stream)");
+    size_t total = 0;
+    for (const rill_stream *l = s; l; l = l->inner) {
+        size_t off = total < len ? total : len;
+        char *at = buf ? buf + off : NULL;
+        size_t room = buf ? len - off : 0;
+        if (l != s)
+            total += rilli_snprintf(at, room, " > ");
+        off = total < len ? total : len;
+        at = buf ? buf + off : NULL;
+        room = buf ? len - off : 0;
+        if (l->ops->describe)
+            total += l->ops->describe(l, at, room);
+        else
+            total += rilli_snprintf(at, room, "%s", l->ops->name);
+    }
+    if (buf && len && total >= len)
+        buf[len - 1] = '\0';
+    return total;
+}
+
+RILL_API rill_stream *rill_find(rill_stream *s, const char *kind)
+{
+    if (!kind)
+        return NULL;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (strcmp(l->ops->name, kind) == 0)
+            return l;
+    }
+    return NULL;
+}
+
+RILL_API const char *rill_kind(const rill_stream *s)
+{
+    return s ? s->ops->name : "";
+}
+
+RILL_API int rill_fd(const rill_stream *s)
+{
+    int fd = -1;
+    short events = POLLIN;
+    if (!s || find_poll((rill_stream *)(uintptr_t)s, &fd, &events) != RILL_OK)
+        return -1;
+    return fd;
+}
+
+RILL_API size_t rill_shrink(rill_stream *s)
+{
+    size_t released = 0;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (l->ops->shrink)
+            released += l->ops->shrink(l);
+    }
+    return released;
+}
+
+/* ---- timeouts ---- */
+
+RILL_API rill_status rill_set_timeouts(rill_stream *s, int read_ms, int write_ms)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    if (read_ms < RILL_TIMEOUT_NONE || write_ms < RILL_TIMEOUT_NONE) {
+        return api_error(s, RILL_E_INVALID,
+                         "rill_set_timeouts: timeouts must be -1 (none), 0 or positive ms "
+                         "(got %d, %d)", read_ms, write_ms);
+    }
+    for (rill_stream *l = s; l; l = l->inner) {
+        l->read_timeout_ms = read_ms;
+        l->write_timeout_ms = write_ms;
+    }
+    return RILL_OK;
+}
+
+RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_ms)
+{
+    if (read_ms)
+        *read_ms = s ? s->read_timeout_ms : RILL_TIMEOUT_NONE;
+    if (write_ms)
+        *write_ms = s ? s->write_timeout_ms : RILL_TIMEOUT_NONE;
+}

@@ -1,0 +1,295 @@
+/*
+ * What the socket transports (tcp, unix) share: address parsing and formatting, the connect
+ * under a deadline, and the stream ops over a connected socket.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void rilli_sockaddr_format(const struct sockaddr *sa, unsigned sa_len, char *buf, size_t cap)
+{
+    char host[INET6_ADDRSTRLEN];
+    buf[0] = '\0';
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)(const void *)sa;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        if (sa_len <= off)
+            return; /* unnamed */
+        size_t n = sa_len - off;
+        if (un->sun_path[0] == '\0') /* abstract: not NUL-terminated */
+            snprintf(buf, cap, "@%.*s", (int)(n - 1), un->sun_path + 1);
+        else
+            snprintf(buf, cap, "%.*s", (int)strnlen(un->sun_path, n), un->sun_path);
+    }
+}
+
+bool rilli_parse_numeric(const char *addr, uint16_t port, void *ss, unsigned *sa_len)
+{
+    char host[INET6_ADDRSTRLEN + 2];
+    size_t n = strlen(addr);
+    if (n == 0 || n >= sizeof host)
+        return false;
+    if (addr[0] == '[') {
+        if (n < 3 || addr[n - 1] != ']')
+            return false;
+        memcpy(host, addr + 1, n - 2);
+        host[n - 2] = '\0';
+    } else {
+        memcpy(host, addr, n + 1);
+    }
+    memset(ss, 0, sizeof(struct sockaddr_storage));
+    struct sockaddr_in *in = ss;
+    struct sockaddr_in6 *in6 = ss;
+    if (addr[0] != '[' && inet_pton(AF_INET, host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        *sa_len = sizeof *in;
+        return true;
+    }
+    if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        *sa_len = sizeof *in6;
+        return true;
+    }
+    return false;
+}
+
+bool rilli_unix_addr(const char *path, void *sun_out, unsigned *sa_len)
+{
+    struct sockaddr_un *sun = sun_out;
+    size_t n = strlen(path);
+    memset(sun, 0, sizeof *sun);
+    sun->sun_family = AF_UNIX;
+    if (n == 0 || n >= sizeof sun->sun_path || (path[0] == '@' && n == 1))
+        return false;
+    memcpy(sun->sun_path, path, n);
+    if (path[0] == '@') {
+        sun->sun_path[0] = '\0'; /* Linux abstract namespace: length-delimited, no file */
+        *sa_len = (unsigned)(offsetof(struct sockaddr_un, sun_path) + n);
+    } else {
+        *sa_len = (unsigned)sizeof *sun;
+    }
+    return true;
+}
+
+static rill_status set_blocking(int fd, bool blocking)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0)
+        return RILL_E_IO;
+    int want = blocking ? (fl & ~O_NONBLOCK) : (fl | O_NONBLOCK);
+    return (want == fl || fcntl(fd, F_SETFL, want) == 0) ? RILL_OK : RILL_E_IO;
+}
+
+/* Wait for a non-blocking connect; returns 0 or the errno that ended it (ETIMEDOUT). */
+static int await_connect(int fd, int64_t deadline)
+{
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    for (;;) {
+        int r = poll(&p, 1, rilli_remaining_ms(deadline));
+        if (r == 0)
+            return ETIMEDOUT;
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        int soerr = 0;
+        socklen_t len = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
+            return errno;
+        return soerr;
+    }
+}
+
+rill_status rilli_sock_connect(const char *kind, const char *display, const struct sockaddr *sa,
+                               unsigned sa_len, int timeout_ms, int *fd_out, rill_error *err)
+{
+    int64_t deadline = rilli_deadline(timeout_ms);
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        int e = errno;
+        return rilli_error_set(err, rilli_status_from_errno(e) == RILL_E_NOMEM ? RILL_E_NOMEM
+                                                                                : RILL_E_IO,
+                               e, "%s: cannot create a socket for %s", kind, display);
+    }
+    int e = 0;
+    for (;;) {
+        if (connect(fd, sa, sa_len) == 0) {
+            e = 0;
+            break;
+        }
+        e = errno;
+        if (e == EINPROGRESS || e == EINTR) {
+            e = await_connect(fd, deadline);
+            break;
+        }
+        /* A full AF_UNIX backlog answers EAGAIN and cannot be polled: retry briefly. */
+        if (e == EAGAIN && sa->sa_family == AF_UNIX && rilli_remaining_ms(deadline) != 0) {
+            poll(NULL, 0, 5);
+            continue;
+        }
+        break;
+    }
+    if (e == 0 && set_blocking(fd, true) != RILL_OK)
+        e = errno;
+    if (e != 0) {
+        close(fd);
+        if (e == ETIMEDOUT && timeout_ms >= 0) {
+            return rilli_error_set(err, RILL_E_TIMEOUT, 0,
+                                   "%s: connect to %s timed out after %d ms", kind, display,
+                                   timeout_ms);
+        }
+        return rilli_error_set(err, rilli_status_from_errno(e), e, "%s: connect to %s failed",
+                               kind, display);
+    }
+    *fd_out = fd;
+    return RILL_OK;
+}
+
+static rill_status apply_opts(int fd, int family, const rill_connect_opts *o, const char *kind,
+                              rill_error *err)
+{
+    int on = 1;
+    if (family == AF_INET || family == AF_INET6) {
+        int nodelay = o->nodelay ? 1 : 0;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay) < 0)
+            return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot set TCP_NODELAY", kind);
+        if (o->keepalive_idle_s > 0) {
+            int idle = o->keepalive_idle_s;
+            if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
+                setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0) {
+                return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot enable keepalive",
+                                       kind);
+            }
+        }
+    }
+    return RILL_OK;
+}
+
+static void describe_endpoints(struct rilli_sock *st, int family)
+{
+    struct sockaddr_storage local, peer;
+    socklen_t llen = sizeof local, plen = sizeof peer;
+    char l[112] = "", p[112] = "";
+    if (getsockname(st->fd, (struct sockaddr *)&local, &llen) == 0)
+        rilli_sockaddr_format((struct sockaddr *)&local, llen, l, sizeof l);
+    if (getpeername(st->fd, (struct sockaddr *)&peer, &plen) == 0)
+        rilli_sockaddr_format((struct sockaddr *)&peer, plen, p, sizeof p);
+    if (family == AF_UNIX) {
+        /* One side of a Unix connection is usually unnamed: show the named one. */
+        snprintf(st->where, sizeof st->where, "%s%s", st->accepted ? l : p,
+                 st->accepted ? " accepted" : "");
+    } else {
+        snprintf(st->where, sizeof st->where, "%s %s %s", l, st->accepted ? "<" : ">", p);
+    }
+}
+
+rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accepted,
+                           const rill_connect_opts *opts, rill_stream **out, rill_error *err)
+{
+    rill_connect_opts defaults;
+    if (!opts) {
+        rill_connect_opts_init(&defaults);
+        opts = &defaults;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNSPEC;
+    rill_status st = apply_opts(fd, family, opts, ops->name, err);
+    if (st != RILL_OK)
+        return st;
+    rill_stream *s = NULL;
+    if (rill_stream_new(ops, sizeof(struct rilli_sock), NULL, 0, &s) != RILL_OK)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "%s: out of memory", ops->name);
+    struct rilli_sock *sk = rill_stream_state(s);
+    sk->fd = fd;
+    sk->accepted = accepted;
+    describe_endpoints(sk, family);
+    st = rill_set_timeouts(s, opts->read_timeout_ms, opts->write_timeout_ms);
+    if (st != RILL_OK) {
+        rilli_error_from_stream(err, s);
+        sk->fd = -1; /* the caller still owns fd on failure */
+        rill_close(s);
+        return st;
+    }
+    *out = s;
+    return RILL_OK;
+}
+
+rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n)
+{
+    struct rilli_sock *sk = rill_stream_state(s);
+    return rilli_fd_read(s, sk->fd, true, sk->where, buf, len, n);
+}
+
+rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n)
+{
+    struct rilli_sock *sk = rill_stream_state(s);
+    return rilli_fd_write(s, sk->fd, true, sk->where, buf, len, n);
+}
+
+rill_status rilli_sock_shutdown(rill_stream *s)
+{
+    struct rilli_sock *sk = rill_stream_state(s);
+    if (shutdown(sk->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        int e = errno;
+        rill_stream_error(s, rilli_status_from_errno(e), "shutdown failed: %s (%s)",
+                          rilli_errno_text(e), sk->where);
+        rilli_stream_errslot(s)->sys_errno = e;
+        return rilli_stream_errslot(s)->code;
+    }
+    return RILL_OK;
+}
+
+void rilli_sock_close(rill_stream *s)
+{
+    struct rilli_sock *sk = rill_stream_state(s);
+    if (sk->fd >= 0)
+        close(sk->fd);
+    sk->fd = -1;
+}
+
+rill_status rilli_sock_poll(rill_stream *s, int *fd, short *events)
+{
+    (void)events;
+    *fd = ((struct rilli_sock *)rill_stream_state(s))->fd;
+    return RILL_OK;
+}
+
+size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len)
+{
+    const struct rilli_sock *sk = rill_stream_state(s);
+    return rilli_snprintf(buf, len, "%s(fd=%d %s)", rill_kind(s), sk->fd, sk->where);
+}
+
+RILL_API void rill_connect_opts_init(rill_connect_opts *opts)
+{
+    if (!opts)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->timeout_ms = 30000;
+    opts->read_timeout_ms = RILL_TIMEOUT_NONE;
+    opts->write_timeout_ms = RILL_TIMEOUT_NONE;
+    opts->nodelay = 1;
+    opts->keepalive_idle_s = 0;
+}

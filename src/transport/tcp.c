@@ -1,0 +1,51 @@
+/* The tcp transport: a connected TCP socket. Connects to numeric addresses only. */
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const struct rill_stream_ops rilli_tcp_ops = {
+    .version = RILL_STREAM_OPS_VERSION,
+    .name = RILL_LAYER_TCP,
+    .read = rilli_sock_read,
+    .write = rilli_sock_write,
+    .shutdown = rilli_sock_shutdown,
+    .close = rilli_sock_close,
+    .poll = rilli_sock_poll,
+    .describe = rilli_sock_describe,
+};
+
+RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
+                                           const rill_connect_opts *opts, rill_stream **out,
+                                           rill_error *err)
+{
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: out is NULL");
+    if (!addr)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: address is NULL");
+    if (port == 0)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: port 0 is not a valid destination");
+    struct sockaddr_storage ss;
+    unsigned sl = 0;
+    if (!rilli_parse_numeric(addr, port, &ss, &sl)) {
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tcp: \"%.64s\" is not a numeric IPv4 or IPv6 address", addr);
+    }
+    rill_connect_opts defaults;
+    if (!opts) {
+        rill_connect_opts_init(&defaults);
+        opts = &defaults;
+    }
+    char display[80];
+    rilli_sockaddr_format((struct sockaddr *)&ss, sl, display, sizeof display);
+    int fd = -1;
+    rill_status st =
+        rilli_sock_connect("tcp", display, (struct sockaddr *)&ss, sl, opts->timeout_ms, &fd, err);
+    if (st != RILL_OK)
+        return st;
+    st = rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);
+    if (st != RILL_OK)
+        close(fd);
+    return st;
+}

@@ -1,0 +1,45 @@
+/* The unix transport: a connected AF_UNIX stream socket (path or Linux abstract name). */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+const struct rill_stream_ops rilli_unix_ops = {
+    .version = RILL_STREAM_OPS_VERSION,
+    .name = RILL_LAYER_UNIX,
+    .read = rilli_sock_read,
+    .write = rilli_sock_write,
+    .shutdown = rilli_sock_shutdown,
+    .close = rilli_sock_close,
+    .poll = rilli_sock_poll,
+    .describe = rilli_sock_describe,
+};
+
+RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts *opts,
+                                       rill_stream **out, rill_error *err)
+{
+    if (!out || !path)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: %s is NULL", !out ? "out" : "path");
+    struct sockaddr_un sun;
+    unsigned sl = 0;
+    if (!rilli_unix_addr(path, &sun, &sl)) {
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "unix: socket path \"%.64s\" is empty or longer than %zu bytes",
+                               path, sizeof sun.sun_path - 1);
+    }
+    rill_connect_opts defaults;
+    if (!opts) {
+        rill_connect_opts_init(&defaults);
+        opts = &defaults;
+    }
+    int fd = -1;
+    rill_status st =
+        rilli_sock_connect("unix", path, (struct sockaddr *)&sun, sl, opts->timeout_ms, &fd, err);
+    if (st != RILL_OK)
+        return st;
+    st = rilli_sock_new(&rilli_unix_ops, fd, false, opts, out, err);
+    if (st != RILL_OK)
+        close(fd);
+    return st;
+}

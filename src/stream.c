@@ -27,7 +27,8 @@ struct rill_stream {
     bool shut_wr;
     rill_status want; /* the WANT the last public call returned, for rill_poll_info */
     rill_error err;
-    max_align_t state[]; /* the layer's state block */
+    void *state;         /* points at state_block, so const streams hand out a usable pointer */
+    max_align_t state_block[];
 };
 
 /* ---- error slots ---- */
@@ -139,6 +140,7 @@ RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t s
                          ops->name);
     }
     s->ops = ops;
+    s->state = s->state_block;
     s->inner = inner;
     s->flags = flags & RILL_BORROW;
     s->read_timeout_ms = inner ? inner->read_timeout_ms : RILL_TIMEOUT_NONE;
@@ -150,7 +152,7 @@ RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t s
 
 RILL_API void *rill_stream_state(const rill_stream *s)
 {
-    return (void *)(uintptr_t)s->state;
+    return s->state;
 }
 
 RILL_API rill_stream *rill_stream_inner(const rill_stream *s)
@@ -281,7 +283,8 @@ RILL_API rill_status rill_stream_call(rill_stream *s, int dir,
 /* ---- reading and writing ---- */
 
 struct io_args {
-    void *buf;
+    void *buf;        /* reads */
+    const void *data; /* writes */
     size_t len;
     size_t done;
 };
@@ -295,7 +298,7 @@ static rill_status read_once(rill_stream *s, void *arg)
 static rill_status write_once(rill_stream *s, void *arg)
 {
     struct io_args *a = arg;
-    return dispatch_write(s, a->buf, a->len, &a->done);
+    return dispatch_write(s, a->data, a->len, &a->done);
 }
 
 static rill_status read_all(rill_stream *s, void *arg)
@@ -317,7 +320,7 @@ static rill_status write_all(rill_stream *s, void *arg)
     while (a->done < a->len) {
         size_t n = 0;
         rill_status st =
-            dispatch_write(s, (const char *)a->buf + a->done, a->len - a->done, &n);
+            dispatch_write(s, (const char *)a->data + a->done, a->len - a->done, &n);
         a->done += n;
         if (st != RILL_OK)
             return st;
@@ -346,14 +349,13 @@ static rill_status check_writable(rill_stream *s, const char *fn)
 
 RILL_API rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nread)
 {
-    if (nread)
-        *nread = 0;
+    if (!nread)
+        return api_error(s, RILL_E_INVALID, "rill_read: nread is NULL");
+    *nread = 0;
     rill_status st = check_io_args(s, "rill_read", buf, len, false);
-    if (st == RILL_OK && !nread)
-        st = api_error(s, RILL_E_INVALID, "rill_read: nread is NULL");
     if (st != RILL_OK)
         return st;
-    struct io_args a = { buf, len, 0 };
+    struct io_args a = { .buf = buf, .len = len };
     st = rill_stream_call(s, DIR_READ, read_once, &a);
     *nread = a.done;
     return st;
@@ -361,16 +363,15 @@ RILL_API rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nr
 
 RILL_API rill_status rill_write(rill_stream *s, const void *buf, size_t len, size_t *nwritten)
 {
-    if (nwritten)
-        *nwritten = 0;
+    if (!nwritten)
+        return api_error(s, RILL_E_INVALID, "rill_write: nwritten is NULL");
+    *nwritten = 0;
     rill_status st = check_io_args(s, "rill_write", buf, len, true);
-    if (st == RILL_OK && !nwritten)
-        st = api_error(s, RILL_E_INVALID, "rill_write: nwritten is NULL");
     if (st == RILL_OK)
         st = check_writable(s, "rill_write");
     if (st != RILL_OK || len == 0)
         return st;
-    struct io_args a = { (void *)(uintptr_t)buf, len, 0 };
+    struct io_args a = { .data = buf, .len = len };
     st = rill_stream_call(s, DIR_WRITE, write_once, &a);
     *nwritten = a.done;
     return st;
@@ -383,7 +384,7 @@ RILL_API rill_status rill_read_full(rill_stream *s, void *buf, size_t len, size_
     rill_status st = check_io_args(s, "rill_read_full", buf, len, false);
     if (st != RILL_OK)
         return st;
-    struct io_args a = { buf, len, 0 };
+    struct io_args a = { .buf = buf, .len = len };
     st = rill_stream_call(s, DIR_READ, read_all, &a);
     if (nread)
         *nread = a.done;
@@ -400,7 +401,7 @@ RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
         st = check_writable(s, "rill_write_all");
     if (st != RILL_OK || len == 0)
         return st;
-    struct io_args a = { (void *)(uintptr_t)buf, len, 0 };
+    struct io_args a = { .data = buf, .len = len };
     st = rill_stream_call(s, DIR_WRITE, write_all, &a);
     if (nwritten)
         *nwritten = a.done;
@@ -552,11 +553,11 @@ RILL_API const char *rill_kind(const rill_stream *s)
     return s ? s->ops->name : "";
 }
 
-RILL_API int rill_fd(const rill_stream *s)
+RILL_API int rill_fd(rill_stream *s)
 {
     int fd = -1;
     short events = POLLIN;
-    if (!s || find_poll((rill_stream *)(uintptr_t)s, &fd, &events) != RILL_OK)
+    if (!s || find_poll(s, &fd, &events) != RILL_OK)
         return -1;
     return fd;
 }

@@ -262,7 +262,7 @@ RILL_API const char *rill_kind(const rill_stream *s);
  * The descriptor at the bottom of the chain (for poll or socket options), or -1 if none.
  * Ownership stays with the stream: do not close it.
  */
-RILL_API int rill_fd(const rill_stream *s);
+RILL_API int rill_fd(rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Transports

@@ -3,15 +3,10 @@
 
 #include "internal.h"
 
-static rill_status read_be(rill_stream *s, unsigned char *b, size_t width, uint64_t *value)
+/* Read a @p width-byte big-endian value; @p value is checked by the callers. */
+static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
 {
-    if (!s)
-        return RILL_E_INVALID;
-    if (!value) {
-        rilli_error_set(rilli_stream_errslot(s), RILL_E_INVALID, 0,
-                        "rill_read_u%zube: value is NULL", width * 8);
-        return RILL_E_INVALID;
-    }
+    unsigned char b[8];
     size_t got = 0;
     rill_status st = rill_read_full(s, b, width, &got);
     if (st == RILL_EOF && got > 0) {
@@ -28,11 +23,23 @@ static rill_status read_be(rill_stream *s, unsigned char *b, size_t width, uint6
     return RILL_OK;
 }
 
+static rill_status check_out(rill_stream *s, const void *value, size_t width)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    if (!value) {
+        return rilli_error_set(rilli_stream_errslot(s), RILL_E_INVALID, 0,
+                               "rill_read_u%zube: value is NULL", width * 8);
+    }
+    return RILL_OK;
+}
+
 RILL_API rill_status rill_read_u16be(rill_stream *s, uint16_t *value)
 {
-    unsigned char b[2];
     uint64_t v = 0;
-    rill_status st = read_be(s, b, sizeof b, value ? &v : NULL);
+    rill_status st = check_out(s, value, 2);
+    if (st == RILL_OK)
+        st = read_be(s, 2, &v);
     if (st == RILL_OK)
         *value = (uint16_t)v;
     return st;
@@ -40,9 +47,10 @@ RILL_API rill_status rill_read_u16be(rill_stream *s, uint16_t *value)
 
 RILL_API rill_status rill_read_u32be(rill_stream *s, uint32_t *value)
 {
-    unsigned char b[4];
     uint64_t v = 0;
-    rill_status st = read_be(s, b, sizeof b, value ? &v : NULL);
+    rill_status st = check_out(s, value, 4);
+    if (st == RILL_OK)
+        st = read_be(s, 4, &v);
     if (st == RILL_OK)
         *value = (uint32_t)v;
     return st;
@@ -50,8 +58,8 @@ RILL_API rill_status rill_read_u32be(rill_stream *s, uint32_t *value)
 
 RILL_API rill_status rill_read_u64be(rill_stream *s, uint64_t *value)
 {
-    unsigned char b[8];
-    return read_be(s, b, sizeof b, value);
+    rill_status st = check_out(s, value, 8);
+    return st == RILL_OK ? read_be(s, 8, value) : st;
 }
 
 static rill_status write_be(rill_stream *s, uint64_t v, size_t width)

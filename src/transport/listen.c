@@ -44,7 +44,7 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (sa->sa_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-    rill_status st = RILL_OK;
+    rill_status st;
     if (bind(fd, sa, sl) < 0) {
         st = rilli_error_set(err, RILL_E_IO, errno, "%s: cannot bind %s", kind, display);
         goto fail;
@@ -61,7 +61,7 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     l->fd = fd;
     l->opts = *opts;
     l->is_unix = sa->sa_family == AF_UNIX;
-    struct sockaddr_storage bound;
+    struct sockaddr_storage bound = { 0 };
     socklen_t bl = sizeof bound;
     if (getsockname(fd, (struct sockaddr *)&bound, &bl) == 0) {
         rilli_sockaddr_format((struct sockaddr *)&bound, bl, l->where, sizeof l->where);

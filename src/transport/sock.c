@@ -188,7 +188,7 @@ static rill_status apply_opts(int fd, int family, const rill_connect_opts *o, co
 
 static void describe_endpoints(struct rilli_sock *st, int family)
 {
-    struct sockaddr_storage local, peer;
+    struct sockaddr_storage local = { 0 }, peer = { 0 };
     socklen_t llen = sizeof local, plen = sizeof peer;
     char l[112] = "", p[112] = "";
     if (getsockname(st->fd, (struct sockaddr *)&local, &llen) == 0)
@@ -212,7 +212,7 @@ rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accep
         rill_connect_opts_init(&defaults);
         opts = &defaults;
     }
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = { 0 };
     socklen_t sl = sizeof ss;
     int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNSPEC;
     rill_status st = apply_opts(fd, family, opts, ops->name, err);

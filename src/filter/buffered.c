@@ -101,7 +101,7 @@ static size_t take_buffered(struct buffered *b, void *buf, size_t len)
 
 static rill_status buffered_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     *n = 0;
     if (b->rend > b->rpos) {
         *n = take_buffered(b, buf, len);
@@ -129,7 +129,7 @@ static rill_status buffered_read(rill_stream *s, void *buf, size_t len, size_t *
 
 static rill_status buffered_write(rill_stream *s, const void *buf, size_t len, size_t *n)
 {
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     *n = 0;
     size_t held = b->wend - b->wpos;
     rill_status st;
@@ -165,12 +165,12 @@ static rill_status buffered_write(rill_stream *s, const void *buf, size_t len, s
 
 static rill_status buffered_flush(rill_stream *s)
 {
-    return push_held(s, rill_stream_state(s));
+    return push_held(s, rilli_state(s));
 }
 
 static void buffered_close(rill_stream *s)
 {
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     rilli_free(b->rbuf);
     rilli_free(b->wbuf);
     b->rbuf = b->wbuf = NULL;
@@ -178,13 +178,13 @@ static void buffered_close(rill_stream *s)
 
 static size_t buffered_pending(const rill_stream *s)
 {
-    const struct buffered *b = rill_stream_state(s);
+    const struct buffered *b = rilli_state(s);
     return b->rend - b->rpos;
 }
 
 static size_t buffered_describe(const rill_stream *s, char *buf, size_t len)
 {
-    const struct buffered *b = rill_stream_state(s);
+    const struct buffered *b = rilli_state(s);
     if (b->read_size == b->write_size)
         return rilli_snprintf(buf, len, "buffered(%zu)", b->read_size);
     return rilli_snprintf(buf, len, "buffered(r=%zu w=%zu)", b->read_size, b->write_size);
@@ -192,7 +192,7 @@ static size_t buffered_describe(const rill_stream *s, char *buf, size_t len)
 
 static size_t buffered_shrink(rill_stream *s)
 {
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     size_t released = 0;
     if (b->rbuf && b->rpos == b->rend) {
         released += b->ralloc;
@@ -240,7 +240,7 @@ RILL_API rill_status rill_buffered_new(rill_stream *inner, size_t read_size, siz
     rill_status st = rill_stream_new(&buffered_ops, sizeof(struct buffered), inner, flags, &s);
     if (st != RILL_OK)
         return st;
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     b->read_size = read_size;
     b->write_size = write_size;
     *out = s;
@@ -249,8 +249,8 @@ RILL_API rill_status rill_buffered_new(rill_stream *inner, size_t read_size, siz
 
 static struct buffered *buffered_of(rill_stream *s, const char *fn)
 {
-    if (rill_stream_ops_of(s) == &buffered_ops)
-        return rill_stream_state(s);
+    if (rilli_ops(s) == &buffered_ops)
+        return rilli_state(s);
     api_invalid(s, "%s: not a buffered stream (top layer is %s)", fn, rill_kind(s));
     return NULL;
 }
@@ -264,7 +264,7 @@ struct peek_req {
 static rill_status peek_attempt(rill_stream *s, void *arg)
 {
     struct peek_req *req = arg;
-    struct buffered *b = rill_stream_state(s);
+    struct buffered *b = rilli_state(s);
     for (;;) {
         size_t held = b->rend - b->rpos;
         if (held >= req->want) {
@@ -357,7 +357,7 @@ RILL_API rill_status rill_unread(rill_stream *s, const void *data, size_t len)
                                  len);
     }
     memcpy(grown, data, len);
-    if (held)
+    if (b->rbuf)
         memcpy(grown + len, b->rbuf + b->rpos, held);
     rilli_free(b->rbuf);
     b->rbuf = grown;

@@ -1,0 +1,534 @@
+/*
+ * The lines decorator: bounded line reading over any stream.
+ *
+ * One linear buffer, filled by reading from the inner stream straight into its free tail (a
+ * read that large bypasses a buffered layer's copy). Lines are found with memchr() from where
+ * the previous search stopped, so no byte is scanned twice, and handed out in place with the
+ * terminator overwritten by a NUL. The partial line at the end is moved to the front only when
+ * the free tail gets too small for an efficient read.
+ *
+ * Invariant: buf[start .. scan) holds no line ending (and, in CRLF mode, no CR at all), so a
+ * search resumes at scan. Errors consume nothing: the same bytes stay readable with rill_read()
+ * or can be dropped with rill_skip_line().
+ */
+#include <string.h>
+
+#include "internal.h"
+
+#if defined(__GNUC__)
+#define LINES_NOINLINE __attribute__((noinline))
+#else
+#define LINES_NOINLINE
+#endif
+
+/* Upper bound of max_line given to rill_lines_new(). */
+#define LINES_MAX_LIMIT ((size_t)64 << 20)
+
+/*
+ * Smallest buffer. Matches the 64 KiB a hand-written read(2) loop would use, so a stream of
+ * short lines costs as few system calls, and half of it (the least a read asks for) still
+ * exceeds half of a default-sized buffered layer, so that layer is bypassed.
+ */
+#define LINES_MIN_BUFFER ((size_t)64 << 10)
+
+struct lines {
+    size_t max_line;
+    rill_eol eol;
+    char *buf;       /* cap + 1 bytes: the extra one holds the NUL after a last line at EOF */
+    size_t cap;
+    size_t start;    /* first unconsumed byte */
+    size_t end;      /* end of the buffered bytes */
+    size_t scan;     /* where the next search resumes; see the invariant above */
+    size_t skipped;  /* bytes dropped so far by the current rill_skip_line() */
+    bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered */
+};
+
+enum scan_result { SCAN_FOUND, SCAN_NEED, SCAN_TOO_LONG, SCAN_BARE_CR, SCAN_BARE_LF };
+
+/* A line found at start: its length (or, for errors, the offset of the offender). */
+struct line_at {
+    size_t len;
+    size_t term; /* bytes of the ending: 0 (last line at EOF), 1 or 2 */
+    bool swallow;
+};
+
+/* Where a found line goes: a pointer into the buffer, or a copy into the caller's buffer. */
+struct line_req {
+    const char **line;
+    char *copy;
+    size_t copy_cap;
+    size_t *len;
+};
+
+static const struct rill_stream_ops lines_ops;
+
+static rill_status api_invalid(rill_stream *s, const char *fmt, ...) RILL_PRINTF(2, 3);
+
+/* Misuse of the public API is reported without a layer prefix, like the core does. */
+static rill_status api_invalid(rill_stream *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    rilli_error_vset(rilli_stream_errslot(s), RILL_E_INVALID, 0, fmt, ap);
+    va_end(ap);
+    return RILL_E_INVALID;
+}
+
+static const char *eol_name(rill_eol eol)
+{
+    switch (eol) {
+    case RILL_EOL_LF: return "lf";
+    case RILL_EOL_CRLF: return "crlf";
+    case RILL_EOL_ANY: return "any";
+    }
+    return "?";
+}
+
+/*
+ * First CR or LF in p[0 .. n). Two memchr() calls over the whole range would cost quadratic
+ * time when only one of the two bytes occurs (each call would run to the end of the buffer),
+ * so the search goes through growing windows: the waste is bounded by the window size.
+ */
+static const char *find_cr_or_lf(const char *p, size_t n)
+{
+    size_t window = 128;
+    while (n > 0) {
+        size_t w = n < window ? n : window;
+        const char *lf = memchr(p, '\n', w);
+        const char *cr = memchr(p, '\r', lf ? (size_t)(lf - p) : w);
+        if (cr)
+            return cr;
+        if (lf)
+            return lf;
+        p += w;
+        n -= w;
+        if (window < LINES_MIN_BUFFER)
+            window *= 2;
+    }
+    return NULL;
+}
+
+/*
+ * Look for the line at start in what is buffered (st->end > st->start). Searches at most
+ * max_line bytes of content plus the ending, so the outcome does not depend on how the
+ * input was split into reads.
+ */
+static inline enum scan_result scan_line(struct lines *st, struct line_at *f)
+{
+    char *base = st->buf;
+    const char *first = base + st->start;
+    size_t lim = st->start + st->max_line + 1;
+    f->term = 1;
+    f->swallow = false;
+    if (st->eol == RILL_EOL_LF) {
+        if (lim > st->end)
+            lim = st->end;
+        const char *lf = memchr(base + st->scan, '\n', lim - st->scan);
+        if (lf) {
+            f->len = (size_t)(lf - first);
+            return SCAN_FOUND;
+        }
+    } else if (st->eol == RILL_EOL_ANY) {
+        if (lim > st->end)
+            lim = st->end;
+        const char *p = find_cr_or_lf(base + st->scan, lim - st->scan);
+        if (p) {
+            f->len = (size_t)(p - first);
+            if (*p == '\r') {
+                /* A CR at the end of what arrived ends the line now: waiting for a possible
+                 * LF could block an interactive peer that sends CR alone. */
+                if (p + 1 == base + st->end)
+                    f->swallow = true;
+                else if (p[1] == '\n')
+                    f->term = 2;
+            }
+            return SCAN_FOUND;
+        }
+    } else {
+        lim++; /* room for the LF after a CR at max_line */
+        if (lim > st->end)
+            lim = st->end;
+        const char *from = base + st->scan;
+        const char *lf = memchr(from, '\n', lim - st->scan);
+        const char *cr = memchr(from, '\r', (size_t)((lf ? lf : base + lim) - from));
+        if (cr) {
+            f->len = (size_t)(cr - first);
+            if (f->len > st->max_line)
+                return SCAN_TOO_LONG;
+            if (cr + 1 == lf) {
+                f->term = 2;
+                return SCAN_FOUND;
+            }
+            if (cr + 1 < base + st->end)
+                return SCAN_BARE_CR;
+            st->scan = (size_t)(cr - base); /* the next byte decides */
+            return SCAN_NEED;
+        }
+        if (lf) {
+            f->len = (size_t)(lf - first);
+            return f->len > st->max_line ? SCAN_TOO_LONG : SCAN_BARE_LF;
+        }
+    }
+    st->scan = lim;
+    return lim - st->start > st->max_line ? SCAN_TOO_LONG : SCAN_NEED;
+}
+
+static rill_status scan_error(rill_stream *s, const struct lines *st, enum scan_result r,
+                              const struct line_at *f)
+{
+    if (r == SCAN_TOO_LONG) {
+        return rill_stream_error(s, RILL_E_LINE_TOO_LONG, "line longer than %zu bytes",
+                                 st->max_line);
+    }
+    return rill_stream_error(s, RILL_E_PROTOCOL,
+                             "bare %s at offset %zu of line (CRLF line endings required)",
+                             r == SCAN_BARE_CR ? "CR" : "LF", f->len);
+}
+
+static inline rill_status deliver(rill_stream *s, struct lines *st, const struct line_req *req,
+                                  const struct line_at *f)
+{
+    char *line = st->buf + st->start;
+    if (req->copy) {
+        if (f->len >= req->copy_cap) {
+            *req->len = f->len; /* so the caller can size a buffer */
+            return api_invalid(s, "rill_read_line_copy: line of %zu bytes does not fit in a "
+                               "%zu-byte buffer (nothing consumed)", f->len, req->copy_cap);
+        }
+        memcpy(req->copy, line, f->len);
+        req->copy[f->len] = '\0';
+    } else {
+        line[f->len] = '\0';
+        *req->line = line;
+    }
+    *req->len = f->len;
+    st->start += f->len + f->term;
+    st->scan = st->start;
+    st->swallow_lf = f->swallow;
+    return RILL_OK;
+}
+
+/*
+ * Read more from the inner stream into the free tail. Never asked with a full buffer:
+ * the buffer holds max_line + 2 bytes, and scan_line() reports a line that long as too long.
+ */
+static rill_status fill(rill_stream *s, struct lines *st)
+{
+    if (!st->buf) {
+        st->buf = rilli_malloc(st->cap + 1);
+        if (!st->buf) {
+            return rill_stream_error(s, RILL_E_NOMEM, "out of memory (%zu-byte line buffer)",
+                                     st->cap + 1);
+        }
+        st->start = st->end = st->scan = 0;
+    }
+    if (st->start == st->end) {
+        st->start = st->end = st->scan = 0;
+    } else if (st->start > 0 && st->cap - st->end < st->cap / 2) {
+        size_t held = st->end - st->start;
+        memmove(st->buf, st->buf + st->start, held);
+        st->scan -= st->start;
+        st->start = 0;
+        st->end = held;
+    }
+    if (st->end == st->cap) /* unreachable while the invariant above holds */
+        return rill_stream_error(s, RILL_E_LINE_TOO_LONG, "line buffer full");
+    size_t got = 0;
+    size_t at = st->end;
+    rill_status rc = rill_stream_read_inner(s, st->buf + at, st->cap - at, &got);
+    if (rc != RILL_OK) {
+        if (rc == RILL_EOF)
+            st->swallow_lf = false;
+        return rc;
+    }
+    st->end += got;
+    if (st->swallow_lf) {
+        st->swallow_lf = false;
+        if (st->start == at && st->buf[at] == '\n') {
+            st->start++;
+            st->scan = st->start;
+        }
+    }
+    return RILL_OK;
+}
+
+/* At end of stream: what is left is the last line, which has no ending. */
+static rill_status last_line(rill_stream *s, struct lines *st, const struct line_req *req)
+{
+    if (st->start == st->end)
+        return RILL_EOF;
+    struct line_at f = { st->end - st->start, 0, false };
+    if (st->eol == RILL_EOL_CRLF && st->buf[st->end - 1] == '\r') {
+        return rill_stream_error(s, RILL_E_PROTOCOL,
+                                 "bare CR at offset %zu of line (stream ended before its LF)",
+                                 f.len - 1);
+    }
+    return deliver(s, st, req, &f);
+}
+
+static rill_status line_attempt(rill_stream *s, void *arg)
+{
+    const struct line_req *req = arg;
+    struct lines *st = rilli_state(s);
+    for (;;) {
+        if (st->end > st->start) {
+            struct line_at f;
+            enum scan_result r = scan_line(st, &f);
+            if (r == SCAN_FOUND)
+                return deliver(s, st, req, &f);
+            if (r != SCAN_NEED)
+                return scan_error(s, st, r, &f);
+        }
+        rill_status rc = fill(s, st);
+        if (rc == RILL_EOF)
+            return last_line(s, st, req);
+        if (rc != RILL_OK)
+            return rc;
+    }
+}
+
+static rill_status skip_attempt(rill_stream *s, void *arg)
+{
+    (void)arg;
+    struct lines *st = rilli_state(s);
+    for (;;) {
+        if (st->end > st->start) {
+            const char *from = st->buf + st->start;
+            size_t avail = st->end - st->start;
+            size_t term = 1;
+            bool swallow = false;
+            const char *p;
+            /* In CRLF mode any LF ends the skip: it is where a bare-LF offender ends too. */
+            if (st->eol == RILL_EOL_ANY) {
+                p = find_cr_or_lf(from, avail);
+                if (p && *p == '\r') {
+                    if (p + 1 == from + avail)
+                        swallow = true;
+                    else if (p[1] == '\n')
+                        term = 2;
+                }
+            } else {
+                p = memchr(from, '\n', avail);
+            }
+            if (p) {
+                size_t n = (size_t)(p - from) + term;
+                st->skipped += n;
+                st->start += n;
+                st->scan = st->start;
+                st->swallow_lf = swallow;
+                return RILL_OK;
+            }
+            st->skipped += avail;
+            st->start = st->end = st->scan = 0;
+        }
+        rill_status rc = fill(s, st);
+        if (rc != RILL_OK)
+            return rc;
+    }
+}
+
+static rill_status lines_read(rill_stream *s, void *buf, size_t len, size_t *n)
+{
+    struct lines *st = rilli_state(s);
+    *n = 0;
+    if (st->end > st->start) {
+        size_t held = st->end - st->start;
+        size_t k = len < held ? len : held;
+        memcpy(buf, st->buf + st->start, k);
+        st->start += k;
+        if (st->scan < st->start)
+            st->scan = st->start;
+        *n = k;
+        return RILL_OK;
+    }
+    for (;;) {
+        rill_status rc = rill_stream_read_inner(s, buf, len, n);
+        if (rc != RILL_OK || !st->swallow_lf) {
+            if (rc == RILL_EOF)
+                st->swallow_lf = false;
+            return rc;
+        }
+        /* The LF of a CRLF whose CR ended the last line belongs to that line. */
+        st->swallow_lf = false;
+        unsigned char *b = buf;
+        if (b[0] != '\n')
+            return RILL_OK;
+        if (*n > 1) {
+            memmove(b, b + 1, *n - 1);
+            (*n)--;
+            return RILL_OK;
+        }
+        *n = 0;
+    }
+}
+
+static void lines_close(rill_stream *s)
+{
+    struct lines *st = rilli_state(s);
+    rilli_free(st->buf);
+    st->buf = NULL;
+}
+
+static size_t lines_pending(const rill_stream *s)
+{
+    const struct lines *st = rilli_state(s);
+    return st->end - st->start;
+}
+
+static size_t lines_describe(const rill_stream *s, char *buf, size_t len)
+{
+    const struct lines *st = rilli_state(s);
+    return rilli_snprintf(buf, len, "lines(max=%zu eol=%s)", st->max_line, eol_name(st->eol));
+}
+
+static size_t lines_shrink(rill_stream *s)
+{
+    struct lines *st = rilli_state(s);
+    if (!st->buf || st->start != st->end)
+        return 0;
+    rilli_free(st->buf);
+    st->buf = NULL;
+    st->start = st->end = st->scan = 0;
+    return st->cap + 1;
+}
+
+static const struct rill_stream_ops lines_ops = {
+    .version = RILL_STREAM_OPS_VERSION,
+    .name = RILL_LAYER_LINES,
+    .read = lines_read,
+    .close = lines_close,
+    .pending = lines_pending,
+    .describe = lines_describe,
+    .shrink = lines_shrink,
+};
+
+RILL_API rill_status rill_lines_new(rill_stream *inner, size_t max_line, rill_eol eol,
+                                    unsigned flags, rill_stream **out)
+{
+    if (!inner)
+        return RILL_E_INVALID;
+    if (!out)
+        return api_invalid(inner, "rill_lines_new: out is NULL");
+    if (max_line == 0 || max_line > LINES_MAX_LIMIT) {
+        return api_invalid(inner, "rill_lines_new: max_line %zu out of range (1 .. %zu)",
+                           max_line, LINES_MAX_LIMIT);
+    }
+    if (eol != RILL_EOL_LF && eol != RILL_EOL_CRLF && eol != RILL_EOL_ANY)
+        return api_invalid(inner, "rill_lines_new: unknown line ending mode %d", (int)eol);
+    rill_stream *s = NULL;
+    rill_status st = rill_stream_new(&lines_ops, sizeof(struct lines), inner, flags, &s);
+    if (st != RILL_OK)
+        return st;
+    struct lines *l = rilli_state(s);
+    l->max_line = max_line;
+    l->eol = eol;
+    /* A line of max_line bytes and a CRLF must fit; whole pages beyond the minimum. */
+    size_t need = max_line + 2;
+    l->cap = need <= LINES_MIN_BUFFER ? LINES_MIN_BUFFER : (need + 4095) & ~(size_t)4095;
+    *out = s;
+    return RILL_OK;
+}
+
+static struct lines *lines_of(rill_stream *s, const char *fn)
+{
+    if (rilli_ops(s) == &lines_ops)
+        return rilli_state(s);
+    api_invalid(s, "%s: not a line stream (top layer is %s)", fn, rill_kind(s));
+    return NULL;
+}
+
+static rill_status read_line_req(rill_stream *s, struct lines *st, struct line_req *req)
+{
+    /* A whole line already buffered needs neither the clock nor the inner stream. */
+    if (st->end > st->start) {
+        struct line_at f;
+        enum scan_result r = scan_line(st, &f);
+        if (r == SCAN_FOUND)
+            return deliver(s, st, req, &f);
+        if (r != SCAN_NEED)
+            return scan_error(s, st, r, &f);
+    }
+    return rill_stream_call(s, 0, line_attempt, req);
+}
+
+/*
+ * Everything but the fast path of rill_read_line(): argument checks, other modes, waiting.
+ * Kept out of line so the fast path stays a few dozen instructions.
+ */
+static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **line,
+                                                 size_t *len)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    struct lines *st = lines_of(s, "rill_read_line");
+    if (!st)
+        return RILL_E_INVALID;
+    if (!line || !len)
+        return api_invalid(s, "rill_read_line: line or len is NULL");
+    struct line_req req = { line, NULL, 0, len };
+    rill_status rc = read_line_req(s, st, &req);
+    if (rc != RILL_OK) {
+        *line = NULL;
+        *len = 0;
+    }
+    return rc;
+}
+
+RILL_API rill_status rill_read_line(rill_stream *s, const char **line, size_t *len)
+{
+    /*
+     * The common case gets its own few instructions: an LF line already buffered. This is the
+     * loop a hand-written splitter runs, and anything more per line shows at 40-byte lines.
+     */
+    if (s && line && len && rilli_ops(s) == &lines_ops) {
+        struct lines *st = rilli_state(s);
+        size_t lim = st->start + st->max_line + 1;
+        if (lim > st->end)
+            lim = st->end;
+        if (st->eol == RILL_EOL_LF && st->scan < lim) {
+            char *lf = memchr(st->buf + st->scan, '\n', lim - st->scan);
+            if (lf) {
+                char *first = st->buf + st->start;
+                *lf = '\0';
+                *line = first;
+                *len = (size_t)(lf - first);
+                st->start = st->scan = (size_t)(lf - st->buf) + 1;
+                return RILL_OK;
+            }
+            st->scan = lim;
+        }
+    }
+    return read_line_slow(s, line, len);
+}
+
+RILL_API rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap, size_t *len)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    struct lines *st = lines_of(s, "rill_read_line_copy");
+    if (!st)
+        return RILL_E_INVALID;
+    if (!buf || !len)
+        return api_invalid(s, "rill_read_line_copy: buf or len is NULL");
+    if (cap == 0)
+        return api_invalid(s, "rill_read_line_copy: cap is 0");
+    buf[0] = '\0';
+    *len = 0;
+    struct line_req req = { NULL, buf, cap, len };
+    return read_line_req(s, st, &req);
+}
+
+RILL_API rill_status rill_skip_line(rill_stream *s, size_t *skipped)
+{
+    if (!s)
+        return RILL_E_INVALID;
+    struct lines *st = lines_of(s, "rill_skip_line");
+    if (!st)
+        return RILL_E_INVALID;
+    st->skipped = 0;
+    rill_status rc = rill_stream_call(s, 0, skip_attempt, NULL);
+    if (skipped)
+        *skipped = st->skipped;
+    st->skipped = 0;
+    return rc;
+}

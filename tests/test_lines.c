@@ -1,0 +1,1104 @@
+/*
+ * The lines decorator over real sockets: every line-ending mode, table-driven and fed in
+ * different splits (all at once, one byte at a time, random chunks from a thread), the line
+ * limit and what stays readable around an overlong line, strict CRLF errors, the lone CR that
+ * must not block, end of stream, NUL bytes, timeouts, memory and argument checks.
+ *
+ * The layer sits over an fd transport on one end of a socketpair; the test writes the other
+ * end with raw write(2). In non-blocking mode each written byte is readable at once on an
+ * AF_UNIX pair, which lets a test place read boundaries exactly.
+ */
+#include "support.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static rill_stream *fd_end(int *peer)
+{
+    int fds[2];
+    rt_socketpair(fds);
+    rill_stream *s = NULL;
+    rill_error err;
+    rill_status st = rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &s, &err);
+    ck_assert_msg(st == RILL_OK, "rill_fd_new: %s", err.msg);
+    *peer = fds[1];
+    return s;
+}
+
+static rill_stream *lines_over(rill_stream *inner, size_t max_line, rill_eol eol)
+{
+    rill_stream *l = NULL;
+    rill_status st = rill_lines_new(inner, max_line, eol, 0, &l);
+    ck_assert_msg(st == RILL_OK, "rill_lines_new: %s", rill_errmsg(inner));
+    return l;
+}
+
+static rill_stream *lines_end(size_t max_line, rill_eol eol, int *peer)
+{
+    return lines_over(fd_end(peer), max_line, eol);
+}
+
+static void peer_write(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        ck_assert_msg(r > 0, "peer write: %s", strerror(errno));
+        p += r;
+        len -= (size_t)r;
+    }
+}
+
+static void peer_str(int fd, const char *s)
+{
+    peer_write(fd, s, strlen(s));
+}
+
+/* Read one line and check it is exactly @p want (a C string: no NUL inside). */
+static void expect_line(rill_stream *s, const char *want)
+{
+    const char *line = NULL;
+    size_t len = 99;
+    rill_status st = rill_read_line(s, &line, &len);
+    ck_assert_msg(st == RILL_OK, "rill_read_line: %s (%s), wanted \"%s\"", rill_strerror(st),
+                  rill_errmsg(s), want);
+    ck_assert_ptr_nonnull(line);
+    ck_assert_uint_eq(len, strlen(want));
+    ck_assert_mem_eq(line, want, len);
+    ck_assert_int_eq(line[len], '\0');
+}
+
+static void expect_eof(rill_stream *s)
+{
+    const char *line = "sentinel";
+    size_t len = 99;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_EOF);
+    ck_assert_ptr_null(line);
+    ck_assert_uint_eq(len, 0);
+}
+
+static const char *eol_text(rill_eol eol)
+{
+    return eol == RILL_EOL_LF ? "\n" : "\r\n";
+}
+
+/* Writes pieces (or one buffer in pseudo-random chunks) in a thread, then half-closes. */
+struct feed {
+    int fd;
+    const char *data;
+    size_t len;
+    const char *const *pieces; /* instead of data: NULL-terminated list, one write each */
+    unsigned delay_us;
+    int error;
+    pthread_t th;
+};
+
+static void feed_write(struct feed *f, const char *p, size_t n)
+{
+    while (n > 0 && f->error == 0) {
+        ssize_t r = write(f->fd, p, n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            f->error = errno;
+            return;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+}
+
+static void *feed_main(void *arg)
+{
+    struct feed *f = arg;
+    if (f->pieces) {
+        for (const char *const *p = f->pieces; *p; p++) {
+            feed_write(f, *p, strlen(*p));
+            usleep(f->delay_us);
+        }
+    } else {
+        size_t off = 0, step = 1;
+        while (off < f->len && f->error == 0) {
+            step = step * 7 % 5003 + 1;
+            size_t n = f->len - off < step ? f->len - off : step;
+            feed_write(f, f->data + off, n);
+            off += n;
+            if (f->delay_us)
+                usleep(f->delay_us);
+        }
+    }
+    shutdown(f->fd, SHUT_WR);
+    return NULL;
+}
+
+static void feed_start(struct feed *f)
+{
+    ck_assert_int_eq(pthread_create(&f->th, NULL, feed_main, f), 0);
+}
+
+static void feed_join(struct feed *f)
+{
+    pthread_join(f->th, NULL);
+    ck_assert_int_eq(f->error, 0);
+}
+
+/* Allocator that counts live bytes and can be told to fail (process-wide: restore after). */
+static size_t live_bytes;
+static long allocs_left = -1; /* -1: never fail */
+
+struct alloc_hdr {
+    size_t size;
+    max_align_t align;
+};
+
+static void *count_alloc(size_t n)
+{
+    if (allocs_left == 0)
+        return NULL;
+    if (allocs_left > 0)
+        allocs_left--;
+    struct alloc_hdr *h = malloc(sizeof *h + n);
+    if (!h)
+        return NULL;
+    h->size = n;
+    live_bytes += n;
+    return h + 1;
+}
+
+static void count_free(void *p)
+{
+    if (!p)
+        return;
+    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
+    live_bytes -= h->size;
+    free(h);
+}
+
+static void *count_realloc(void *p, size_t n)
+{
+    void *q = count_alloc(n);
+    if (!q || !p)
+        return q;
+    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
+    memcpy(q, p, h->size < n ? h->size : n);
+    count_free(p);
+    return q;
+}
+
+static void counting_on(void)
+{
+    live_bytes = 0;
+    allocs_left = -1;
+    rill_set_allocator(count_alloc, count_realloc, count_free);
+}
+
+static void counting_off(void)
+{
+    rill_set_allocator(NULL, NULL, NULL);
+    allocs_left = -1;
+}
+
+/* ---- every mode, table-driven, in three ways of splitting the input ---- */
+
+struct eol_case {
+    rill_eol eol;
+    const char *input;
+    const char *lines[10]; /* expected, NULL-terminated; then RILL_EOF */
+};
+
+static const struct eol_case eol_cases[] = {
+    { RILL_EOL_LF, "a\nbc\r\n\r\n\nlast", { "a", "bc\r", "\r", "", "last" } },
+    { RILL_EOL_LF, "one\n", { "one" } },
+    { RILL_EOL_LF, "", { NULL } },
+    { RILL_EOL_LF, "\r\r\n\rx", { "\r\r", "\rx" } },
+    { RILL_EOL_CRLF, "a\r\nbc\r\n\r\nlast", { "a", "bc", "", "last" } },
+    { RILL_EOL_CRLF, "x\r\n", { "x" } },
+    { RILL_EOL_CRLF, "\r\n\r\n", { "", "" } },
+    { RILL_EOL_ANY, "a\nb\r\nc\rd\r\r\n\n\re", { "a", "b", "c", "d", "", "", "", "e" } },
+    { RILL_EOL_ANY, "\r\n\r\n", { "", "" } },
+    { RILL_EOL_ANY, "tail\r", { "tail" } },
+    { RILL_EOL_ANY, "\n\n\r\r", { "", "", "", "" } },
+};
+
+#define N_EOL_CASES (int)(sizeof eol_cases / sizeof eol_cases[0])
+enum { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_THREAD, N_SPLITS };
+
+struct collected {
+    char *lines[16];
+    size_t n;
+};
+
+static void collect(struct collected *c, const char *line, size_t len)
+{
+    ck_assert_uint_lt(c->n, 16);
+    c->lines[c->n] = strndup(line, len);
+    ck_assert_uint_eq(strlen(c->lines[c->n]), len);
+    c->n++;
+}
+
+/* Read lines until WANT_READ (non-blocking) or EOF; returns the last status. */
+static rill_status drain_lines(rill_stream *s, struct collected *c)
+{
+    for (;;) {
+        const char *line;
+        size_t len;
+        rill_status st = rill_read_line(s, &line, &len);
+        if (st != RILL_OK)
+            return st;
+        collect(c, line, len);
+    }
+}
+
+START_TEST(test_eol_modes)
+{
+    const struct eol_case *tc = &eol_cases[_i / N_SPLITS];
+    int split = _i % N_SPLITS;
+    int peer;
+    rill_stream *s = lines_end(64, tc->eol, &peer);
+    struct collected got = { { NULL }, 0 };
+    size_t in_len = strlen(tc->input);
+    rill_status st;
+    if (split == SPLIT_WHOLE) {
+        peer_write(peer, tc->input, in_len);
+        shutdown(peer, SHUT_WR);
+        st = drain_lines(s, &got);
+    } else if (split == SPLIT_BYTES) {
+        ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+        for (size_t i = 0; i < in_len; i++) {
+            peer_write(peer, tc->input + i, 1);
+            ck_assert_int_eq(drain_lines(s, &got), RILL_WANT_READ);
+        }
+        shutdown(peer, SHUT_WR);
+        st = drain_lines(s, &got);
+    } else {
+        char *copy = strdup(tc->input);
+        struct feed f = { .fd = peer, .data = copy, .len = in_len, .delay_us = 300 };
+        feed_start(&f);
+        st = drain_lines(s, &got);
+        feed_join(&f);
+        free(copy);
+    }
+    ck_assert_msg(st == RILL_EOF, "case %d split %d: %s (%s)", _i / N_SPLITS, split,
+                  rill_strerror(st), rill_errmsg(s));
+    size_t want_n = 0;
+    while (tc->lines[want_n])
+        want_n++;
+    ck_assert_msg(got.n == want_n, "case %d split %d: %zu lines, wanted %zu", _i / N_SPLITS,
+                  split, got.n, want_n);
+    for (size_t i = 0; i < want_n; i++)
+        ck_assert_str_eq(got.lines[i], tc->lines[i]);
+    for (size_t i = 0; i < got.n; i++)
+        free(got.lines[i]);
+    /* EOF stays EOF. */
+    expect_eof(s);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* Random lines with random endings in random chunks: the reader must see exactly them. */
+START_TEST(test_random_lines_random_chunks)
+{
+    rill_eol eol = (rill_eol)_i;
+    int peer;
+    rill_stream *s = lines_end(300, eol, &peer);
+    enum { NLINES = 3000 };
+    static size_t lens[NLINES];
+    size_t cap = (size_t)NLINES * 303, len = 0;
+    char *data = malloc(cap);
+    ck_assert_ptr_nonnull(data);
+    unsigned char rnd[NLINES * 2];
+    rt_fill_pattern(rnd, sizeof rnd, 77 + (uint64_t)_i);
+    bool after_cr = false;
+    for (size_t i = 0; i < NLINES; i++) {
+        lens[i] = (size_t)rnd[2 * i] * 300 / 255;
+        /* An empty LF line right after a lone CR would read as one CRLF. */
+        if (after_cr && lens[i] == 0)
+            lens[i] = 1;
+        after_cr = false;
+        for (size_t j = 0; j < lens[i]; j++)
+            data[len++] = (char)('a' + (i + j) % 26);
+        unsigned pick = rnd[2 * i + 1] % 3;
+        if (eol == RILL_EOL_LF || (eol == RILL_EOL_ANY && pick == 0)) {
+            data[len++] = '\n';
+        } else if (eol == RILL_EOL_CRLF || pick == 1) {
+            data[len++] = '\r';
+            data[len++] = '\n';
+        } else {
+            data[len++] = '\r';
+            after_cr = true;
+        }
+    }
+    struct feed f = { .fd = peer, .data = data, .len = len, .delay_us = 20 };
+    feed_start(&f);
+    for (size_t i = 0; i < NLINES; i++) {
+        const char *line;
+        size_t n;
+        rill_status st = rill_read_line(s, &line, &n);
+        ck_assert_msg(st == RILL_OK, "line %zu: %s", i, rill_errmsg(s));
+        ck_assert_uint_eq(n, lens[i]);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_int_eq(line[j], 'a' + (int)((i + j) % 26));
+    }
+    expect_eof(s);
+    feed_join(&f);
+    free(data);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- the line limit ---- */
+
+static const rill_eol limit_modes[] = { RILL_EOL_LF, RILL_EOL_CRLF, RILL_EOL_ANY };
+
+/* Overlong line in each mode: the bytes stay readable, or skip_line moves past them. */
+START_TEST(test_overlong_line_keeps_bytes)
+{
+    rill_eol eol = limit_modes[_i / 2];
+    bool use_skip = _i % 2;
+    const char *e = eol_text(eol);
+    int peer;
+    rill_stream *s = lines_end(10, eol, &peer);
+    char input[128];
+    snprintf(input, sizeof input, "short%s%s%safter%s", e, "xxxxxxxxxxxxxxxxxxxxxxxxy", e, e);
+    peer_str(peer, input);
+    expect_line(s, "short");
+    const char *line = "x";
+    size_t len = 99;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "lines: line longer than 10 bytes");
+    ck_assert_ptr_null(line);
+    /* Nothing was consumed: asking again gives the same answer. */
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "line longer than 10 bytes");
+    size_t overlong = 25 + strlen(e);
+    if (use_skip) {
+        size_t skipped = 0;
+        ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+        ck_assert_uint_eq(skipped, overlong);
+    } else {
+        char raw[64];
+        size_t n = 0;
+        ck_assert_int_eq(rill_read_full(s, raw, overlong, &n), RILL_OK);
+        ck_assert_mem_eq(raw, "xxxxxxxxxxxxxxxxxxxxxxxxy", 25);
+        ck_assert_mem_eq(raw + 25, e, strlen(e));
+    }
+    expect_line(s, "after");
+    shutdown(peer, SHUT_WR);
+    expect_eof(s);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_line_of_exactly_max_line)
+{
+    rill_eol eol = limit_modes[_i];
+    const char *e = eol_text(eol);
+    int peer;
+    rill_stream *s = lines_end(10, eol, &peer);
+    char input[128];
+    snprintf(input, sizeof input, "0123456789%s01234567890%sok%s", e, e, e);
+    peer_str(peer, input);
+    expect_line(s, "0123456789");
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "line longer than 10 bytes");
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 11 + strlen(e));
+    expect_line(s, "ok");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* The limit decided byte by byte: max_line bytes wait, one more fails without an ending. */
+START_TEST(test_limit_boundary_byte_by_byte)
+{
+    rill_eol eol = limit_modes[_i];
+    int peer;
+    rill_stream *s = lines_end(10, eol, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+    const char *line;
+    size_t len;
+    static const char digits[] = "0123456789";
+    for (int i = 0; i < 10; i++) {
+        peer_write(peer, &digits[i], 1);
+        ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+    }
+    if (eol == RILL_EOL_CRLF) {
+        /* 11 bytes buffered, but the last may start the CRLF: keep waiting. */
+        peer_str(peer, "\r");
+        ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+        peer_str(peer, "\n");
+    } else {
+        peer_str(peer, eol == RILL_EOL_ANY ? "\r" : "\n");
+    }
+    expect_line(s, "0123456789");
+
+    peer_str(peer, "0123456789");
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+    /* Byte 11 of content: too long at once, no need to wait for the ending. */
+    peer_str(peer, "x");
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "lines: line longer than 10 bytes");
+    ck_assert_uint_eq(rill_pending(s), 11);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_long_limit_beyond_default_buffer)
+{
+    int peer;
+    rill_stream *s = lines_end(100000, RILL_EOL_LF, &peer);
+    size_t total = 100000 + 1 + 100001 + 1 + 4;
+    char *data = malloc(total + 1);
+    ck_assert_ptr_nonnull(data);
+    memset(data, 'a', 100000);
+    data[100000] = '\n';
+    memset(data + 100001, 'b', 100001);
+    snprintf(data + 200002, total + 1 - 200002, "\nend\n");
+    struct feed f = { .fd = peer, .data = data, .len = total };
+    feed_start(&f);
+    const char *line;
+    size_t len;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_uint_eq(len, 100000);
+    ck_assert_int_eq(line[0], 'a');
+    ck_assert_int_eq(line[99999], 'a');
+    ck_assert_int_eq(line[100000], '\0');
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "line longer than 100000 bytes");
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 100002);
+    expect_line(s, "end");
+    expect_eof(s);
+    feed_join(&f);
+    free(data);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_skip_streams_any_length)
+{
+    int peer;
+    rill_stream *s = lines_end(100, RILL_EOL_CRLF, &peer);
+    size_t big = 1u << 20;
+    char *data = malloc(big + 16);
+    ck_assert_ptr_nonnull(data);
+    memset(data, 'z', big);
+    snprintf(data + big, 16, "\r\nnext\r\ntail");
+    struct feed f = { .fd = peer, .data = data, .len = big + 12 };
+    feed_start(&f);
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "line longer than 100 bytes");
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, big + 2);
+    expect_line(s, "next");
+    /* Skipping into the end of the stream drops the rest and says so. */
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_EOF);
+    ck_assert_uint_eq(skipped, 4);
+    expect_eof(s);
+    feed_join(&f);
+    free(data);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_skip_nonblocking_continues)
+{
+    int peer;
+    rill_stream *s = lines_end(8, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+    peer_str(peer, "zzzz");
+    size_t skipped = 99;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_WANT_READ);
+    ck_assert_uint_eq(skipped, 4);
+    ck_assert_uint_eq(rill_pending(s), 0);
+    peer_str(peer, "zz\nok\n");
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 3);
+    expect_line(s, "ok");
+    ck_assert_int_eq(rill_skip_line(s, NULL), RILL_WANT_READ);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- strict CRLF ---- */
+
+struct crlf_error_case {
+    const char *input;
+    bool close_after;
+    const char *needle;
+    size_t skip; /* what rill_skip_line drops after the error */
+    const char *next;  /* the line after, or NULL for EOF */
+};
+
+static const struct crlf_error_case crlf_errors[] = {
+    { "ab\ncd\r\n", false, "lines: bare LF at offset 2 of line", 3, "cd" },
+    { "\nok\r\n", false, "lines: bare LF at offset 0 of line", 1, "ok" },
+    { "ab\rcd\r\nok\r\n", false, "lines: bare CR at offset 2 of line", 7, "ok" },
+    { "ab\r\rcd\r\nok\r\n", false, "lines: bare CR at offset 2 of line", 8, "ok" },
+    { "ab\r", true, "lines: bare CR at offset 2 of line (stream ended before its LF)", 3, NULL },
+};
+
+START_TEST(test_crlf_strict_errors)
+{
+    const struct crlf_error_case *tc = &crlf_errors[_i];
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_CRLF, &peer);
+    peer_str(peer, tc->input);
+    if (tc->close_after)
+        shutdown(peer, SHUT_WR);
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_PROTOCOL, tc->needle);
+    ck_assert_uint_eq(rill_pending(s), strlen(tc->input));
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_PROTOCOL, tc->needle);
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), tc->close_after ? RILL_EOF : RILL_OK);
+    ck_assert_uint_eq(skipped, tc->skip);
+    if (tc->next)
+        expect_line(s, tc->next);
+    else
+        expect_eof(s);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_crlf_bare_cr_found_without_waiting)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_CRLF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+    const char *line;
+    size_t len;
+    peer_str(peer, "ab\r");
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+    peer_str(peer, "c");
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_PROTOCOL, "bare CR at offset 2");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_crlf_split_across_reads)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_CRLF, &peer);
+    static const char *const pieces[] = { "abc\r", "\n", "def", "\r", "\nghi\r\n", "x\r",
+                                          "\ny", NULL };
+    struct feed f = { .fd = peer, .pieces = pieces, .delay_us = 20000 };
+    feed_start(&f);
+    expect_line(s, "abc");
+    expect_line(s, "def");
+    expect_line(s, "ghi");
+    expect_line(s, "x");
+    expect_line(s, "y");
+    expect_eof(s);
+    feed_join(&f);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- ANY: a CR at the end of what arrived ends the line at once ---- */
+
+START_TEST(test_any_lone_cr_does_not_block)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_ANY, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 3000, 3000), RILL_OK);
+    peer_str(peer, "abc\r");
+    int64_t t0 = now_ms();
+    expect_line(s, "abc");
+    ck_assert_int_lt(now_ms() - t0, 1000);
+    /* The LF of that CRLF arrives later and is not an empty line. */
+    peer_str(peer, "\nnext\r");
+    expect_line(s, "next");
+    ck_assert_uint_eq(rill_pending(s), 0);
+    /* Raw reads swallow it too. */
+    peer_str(peer, "\nraw");
+    char buf[8];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_mem_eq(buf, "raw", 3);
+    /* And a lone LF after the swallow is a line of its own. */
+    peer_str(peer, "x\r");
+    expect_line(s, "x");
+    peer_str(peer, "\n\nlast\n");
+    expect_line(s, "");
+    expect_line(s, "last");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_any_swallowed_lf_alone_then_more)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_ANY, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+    peer_str(peer, "a\r");
+    expect_line(s, "a");
+    peer_str(peer, "\n");
+    char buf[4];
+    size_t n = 0;
+    /* The only byte was the swallowed LF: nothing to return yet. */
+    ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_WANT_READ);
+    ck_assert_uint_eq(n, 0);
+    peer_str(peer, "\n");
+    ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '\n');
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- end of stream, NUL bytes, copies ---- */
+
+START_TEST(test_last_line_without_ending)
+{
+    int peer;
+    rill_stream *s = lines_end(16, RILL_EOL_LF, &peer);
+    peer_str(peer, "first\nlast");
+    shutdown(peer, SHUT_WR);
+    expect_line(s, "first");
+    expect_line(s, "last");
+    expect_eof(s);
+    expect_eof(s);
+    char buf[4];
+    size_t n = 9;
+    ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_EOF);
+    ck_assert_uint_eq(n, 0);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_nul_bytes_inside_lines)
+{
+    int peer;
+    rill_stream *s = lines_end(16, RILL_EOL_LF, &peer);
+    peer_write(peer, "a\0b\n\0\nc\0\n", 9);
+    const char *line;
+    size_t len;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_uint_eq(len, 3);
+    ck_assert_mem_eq(line, "a\0b", 4);
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_uint_eq(len, 1);
+    ck_assert_mem_eq(line, "\0", 2);
+    char buf[8];
+    ck_assert_int_eq(rill_read_line_copy(s, buf, sizeof buf, &len), RILL_OK);
+    ck_assert_uint_eq(len, 2);
+    ck_assert_mem_eq(buf, "c\0", 3);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_read_line_copy)
+{
+    int peer;
+    rill_stream *s = lines_end(16, RILL_EOL_CRLF, &peer);
+    peer_str(peer, "hello\r\nworld\r\n");
+    char buf[16];
+    size_t len = 0;
+    rt_assert_error(s, rill_read_line_copy(s, buf, 5, &len), RILL_E_INVALID,
+                    "line of 5 bytes does not fit in a 5-byte buffer");
+    ck_assert_uint_eq(len, 5); /* the size a retry needs, minus the NUL */
+    ck_assert_uint_eq(rill_pending(s), 14);
+    ck_assert_int_eq(rill_read_line_copy(s, buf, 6, &len), RILL_OK);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_str_eq(buf, "hello");
+    ck_assert_int_eq(rill_read_line_copy(s, buf, sizeof buf, &len), RILL_OK);
+    ck_assert_str_eq(buf, "world");
+    rt_assert_error(s, rill_read_line_copy(s, NULL, 4, &len), RILL_E_INVALID, "buf or len");
+    rt_assert_error(s, rill_read_line_copy(s, buf, 4, NULL), RILL_E_INVALID, "buf or len");
+    rt_assert_error(s, rill_read_line_copy(s, buf, 0, &len), RILL_E_INVALID, "cap is 0");
+    shutdown(peer, SHUT_WR);
+    ck_assert_int_eq(rill_read_line_copy(s, buf, sizeof buf, &len), RILL_EOF);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_str_eq(buf, "");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- timeouts ---- */
+
+START_TEST(test_read_timeout_keeps_partial_line)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 200, 200), RILL_OK);
+    const char *line;
+    size_t len;
+    int64_t t0 = now_ms();
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_TIMEOUT,
+                    "lines: read timed out after 200 ms");
+    int64_t waited = now_ms() - t0;
+    ck_assert_int_ge(waited, 190);
+    ck_assert_int_lt(waited, 2000);
+    peer_str(peer, "abc");
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_TIMEOUT, "read timed out");
+    ck_assert_uint_eq(rill_pending(s), 3);
+    peer_str(peer, "def\n");
+    expect_line(s, "abcdef");
+    size_t skipped = 0;
+    rt_assert_error(s, rill_skip_line(s, &skipped), RILL_E_TIMEOUT, "read timed out");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_nonblocking_want_read)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, 0, 0), RILL_OK);
+    const char *line;
+    size_t len;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+    int fd = -1;
+    short events = 0;
+    ck_assert_int_eq(rill_poll_info(s, &fd, &events), RILL_OK);
+    ck_assert_int_ne(fd, -1);
+    ck_assert_int_eq(fd, rill_fd(s));
+    ck_assert(events & POLLIN);
+    peer_str(peer, "one\ntwo\nthr");
+    struct pollfd p = { .fd = fd, .events = events };
+    ck_assert_int_eq(poll(&p, 1, 2000), 1);
+    expect_line(s, "one");
+    /* The second line is already buffered: no poll needed, and rill_pending says so. */
+    ck_assert_uint_eq(rill_pending(s), 7);
+    expect_line(s, "two");
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_WANT_READ);
+    peer_str(peer, "ee\n");
+    expect_line(s, "three");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/* ---- chains, memory, arguments ---- */
+
+START_TEST(test_over_buffered_bypasses_its_copy)
+{
+    int peer;
+    rill_stream *b = NULL, *inner = fd_end(&peer);
+    ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
+    rill_stream *s = lines_over(b, 128, RILL_EOL_LF);
+    /* Bytes pushed back into the buffered layer come first. */
+    ck_assert_int_eq(rill_unread(b, "pre", 3), RILL_OK);
+    char data[20000];
+    size_t len = 0;
+    for (int i = 0; len + 16 < sizeof data; i++)
+        len += (size_t)snprintf(data + len, sizeof data - len, "fix%d\n", i);
+    struct feed f = { .fd = peer, .data = data, .len = len };
+    feed_start(&f);
+    expect_line(s, "prefix0");
+    char want[16];
+    for (int i = 1;; i++) {
+        const char *line;
+        size_t n;
+        rill_status st = rill_read_line(s, &line, &n);
+        if (st == RILL_EOF)
+            break;
+        ck_assert_int_eq(st, RILL_OK);
+        snprintf(want, sizeof want, "fix%d", i);
+        ck_assert_str_eq(line, want);
+    }
+    feed_join(&f);
+    ck_assert_uint_eq(rill_pending(s), 0);
+
+    /* Writes pass through the line layer. */
+    ck_assert_int_eq(rill_write_str(s, "reply\n"), RILL_OK);
+    ck_assert_int_eq(rill_flush(s), RILL_OK);
+    char got[6];
+    ck_assert_int_eq(read(peer, got, sizeof got), 6);
+    ck_assert_mem_eq(got, "reply\n", 6);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_large_reads_skip_buffered_copy)
+{
+    int peer;
+    rill_stream *b = NULL, *inner = fd_end(&peer);
+    ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
+    rill_stream *s = lines_over(b, 128, RILL_EOL_LF);
+    peer_str(peer, "one\ntwo\n");
+    expect_line(s, "one");
+    expect_line(s, "two");
+    /* The line layer read straight from the fd: the buffered layer never needed a buffer. */
+    ck_assert_uint_eq(rill_shrink(b), 0);
+    ck_assert_uint_gt(rill_shrink(s), 0);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_shrink_and_idle_memory)
+{
+    counting_on();
+    int peer;
+    rill_stream *s = lines_end(RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, &peer);
+    size_t idle = live_bytes;
+    ck_assert_uint_lt(idle, 4096);
+    ck_assert_uint_eq(rill_shrink(s), 0);
+    peer_str(peer, "a\nb\n");
+    expect_line(s, "a");
+    size_t active = live_bytes - idle;
+    ck_assert_uint_ge(active, RILL_LINES_DEFAULT_MAX + 2);
+    ck_assert_uint_eq(rill_shrink(s), 0); /* "b\n" is still buffered */
+    expect_line(s, "b");
+    ck_assert_uint_eq(rill_shrink(s), active);
+    ck_assert_uint_eq(live_bytes, idle);
+    peer_str(peer, "c\n");
+    expect_line(s, "c");
+    ck_assert_uint_eq(live_bytes, idle + active);
+
+    /* The largest limit allocates nothing up front either. */
+    rill_stream *inner = NULL, *big = NULL;
+    int peer2;
+    inner = fd_end(&peer2);
+    size_t before = live_bytes;
+    ck_assert_int_eq(rill_lines_new(inner, (size_t)64 << 20, RILL_EOL_LF, 0, &big), RILL_OK);
+    ck_assert_uint_lt(live_bytes - before, 4096);
+    close(peer2);
+    ck_assert_int_eq(rill_close(big), RILL_OK);
+
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+    ck_assert_uint_eq(live_bytes, 0);
+    counting_off();
+}
+END_TEST
+
+START_TEST(test_out_of_memory)
+{
+    counting_on();
+    int peer;
+    rill_stream *inner = fd_end(&peer);
+    rill_stream *s = NULL;
+    allocs_left = 0;
+    rt_assert_error(inner, rill_lines_new(inner, 64, RILL_EOL_LF, 0, &s), RILL_E_NOMEM,
+                    "out of memory");
+    ck_assert_ptr_null(s);
+    allocs_left = -1;
+    s = lines_over(inner, 64, RILL_EOL_LF);
+    peer_str(peer, "line\n");
+    allocs_left = 0;
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_NOMEM, "lines: out of memory");
+    allocs_left = -1;
+    expect_line(s, "line");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+    ck_assert_uint_eq(live_bytes, 0);
+    counting_off();
+}
+END_TEST
+
+START_TEST(test_invalid_arguments)
+{
+    int peer;
+    rill_stream *inner = fd_end(&peer);
+    rill_stream *s = NULL;
+    ck_assert_int_eq(rill_lines_new(NULL, 64, RILL_EOL_LF, 0, &s), RILL_E_INVALID);
+    rt_assert_error(inner, rill_lines_new(inner, 64, RILL_EOL_LF, 0, NULL), RILL_E_INVALID,
+                    "rill_lines_new: out is NULL");
+    rt_assert_error(inner, rill_lines_new(inner, 0, RILL_EOL_LF, 0, &s), RILL_E_INVALID,
+                    "max_line 0 out of range");
+    rt_assert_error(inner, rill_lines_new(inner, ((size_t)64 << 20) + 1, RILL_EOL_LF, 0, &s),
+                    RILL_E_INVALID, "max_line 67108865 out of range (1 .. 67108864)");
+    rt_assert_error(inner, rill_lines_new(inner, 64, (rill_eol)3, 0, &s), RILL_E_INVALID,
+                    "unknown line ending mode 3");
+    rt_assert_error(inner, rill_lines_new(inner, 64, (rill_eol)-1, 0, &s), RILL_E_INVALID,
+                    "unknown line ending mode -1");
+    ck_assert_ptr_null(s);
+
+    /* The wrong kind of stream. */
+    const char *line;
+    size_t len;
+    char buf[8];
+    rt_assert_error(inner, rill_read_line(inner, &line, &len), RILL_E_INVALID,
+                    "rill_read_line: not a line stream (top layer is fd)");
+    rt_assert_error(inner, rill_read_line_copy(inner, buf, sizeof buf, &len), RILL_E_INVALID,
+                    "rill_read_line_copy: not a line stream");
+    rt_assert_error(inner, rill_skip_line(inner, NULL), RILL_E_INVALID,
+                    "rill_skip_line: not a line stream");
+    ck_assert_int_eq(rill_read_line(NULL, &line, &len), RILL_E_INVALID);
+    ck_assert_int_eq(rill_read_line_copy(NULL, buf, sizeof buf, &len), RILL_E_INVALID);
+    ck_assert_int_eq(rill_skip_line(NULL, NULL), RILL_E_INVALID);
+
+    rill_stream *b = NULL;
+    ck_assert_int_eq(rill_buffered_new(inner, 64, 64, 0, &b), RILL_OK);
+    rt_assert_error(b, rill_read_line(b, &line, &len), RILL_E_INVALID,
+                    "not a line stream (top layer is buffered)");
+
+    /* After all that, the chain still works. */
+    s = lines_over(b, 64, RILL_EOL_LF);
+    rt_assert_error(s, rill_read_line(s, NULL, &len), RILL_E_INVALID, "line or len is NULL");
+    rt_assert_error(s, rill_read_line(s, &line, NULL), RILL_E_INVALID, "line or len is NULL");
+    peer_str(peer, "fine\n");
+    expect_line(s, "fine");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_borrow_and_no_descriptor_leak)
+{
+    int before = rt_count_fds();
+    rill_stream *client = NULL, *server = NULL;
+    rt_tcp_pair(&client, &server);
+    rill_stream *l = NULL;
+    ck_assert_int_eq(rill_lines_new(server, 64, RILL_EOL_CRLF, RILL_BORROW, &l), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "HELO x\r\nrest"), RILL_OK);
+    expect_line(l, "HELO x");
+    /* rest is still in the line layer: closing it drops those bytes, not the connection. */
+    ck_assert_int_eq(rill_close(l), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "250 ok\r\n"), RILL_OK);
+    ck_assert_int_eq(rill_lines_new(client, 64, RILL_EOL_CRLF, 0, &l), RILL_OK);
+    expect_line(l, "250 ok");
+    ck_assert_int_eq(rill_close(l), RILL_OK);
+    ck_assert_int_eq(rill_close(server), RILL_OK);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+START_TEST(test_describe)
+{
+    int peer;
+    rill_stream *inner = fd_end(&peer);
+    rill_stream *s = lines_over(inner, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF);
+    char buf[256];
+    rill_describe(s, buf, sizeof buf);
+    ck_assert_msg(strncmp(buf, "lines(max=8192 eol=lf) > fd", 27) == 0, "describe: %s", buf);
+    ck_assert_str_eq(rill_kind(s), "lines");
+    ck_assert_ptr_eq(rill_find(s, RILL_LAYER_LINES), s);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+
+    inner = fd_end(&peer);
+    rill_stream *b = NULL;
+    ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
+    s = lines_over(b, 100, RILL_EOL_CRLF);
+    rill_describe(s, buf, sizeof buf);
+    ck_assert_msg(strncmp(buf, "lines(max=100 eol=crlf) > buffered(16384) > fd", 46) == 0,
+                  "describe: %s", buf);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+
+    inner = fd_end(&peer);
+    s = lines_over(inner, 1, RILL_EOL_ANY);
+    size_t n = rill_describe(s, buf, sizeof buf);
+    ck_assert_msg(strncmp(buf, "lines(max=1 eol=any) > ", 23) == 0, "describe: %s", buf);
+    ck_assert_uint_eq(n, strlen(buf));
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_errors_of_inner_carry_the_chain)
+{
+    rill_stream *client = NULL, *server = NULL;
+    rt_tcp_pair(&client, &server);
+    rill_stream *b = NULL;
+    ck_assert_int_eq(rill_buffered_new(client, 4096, 4096, 0, &b), RILL_OK);
+    rill_stream *s = lines_over(b, 64, RILL_EOL_LF);
+    struct linger lg = { 1, 0 };
+    ck_assert_int_eq(setsockopt(rill_fd(server), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    ck_assert_int_eq(rill_write_str(s, "x"), RILL_OK);
+    ck_assert_int_eq(rill_flush(s), RILL_OK);
+    usleep(50 * 1000);
+    rill_close(server);
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_RESET,
+                    "lines: buffered: tcp: connection reset by peer");
+    rill_close(s);
+}
+END_TEST
+
+Suite *rill_test_suite(void)
+{
+    Suite *s = suite_create("lines");
+    TCase *tc = tcase_create("modes");
+    tcase_add_loop_test(tc, test_eol_modes, 0, N_EOL_CASES * N_SPLITS);
+    tcase_add_loop_test(tc, test_random_lines_random_chunks, 0, 3);
+    tcase_add_loop_test(tc, test_crlf_strict_errors, 0,
+                        (int)(sizeof crlf_errors / sizeof crlf_errors[0]));
+    tcase_add_test(tc, test_crlf_bare_cr_found_without_waiting);
+    tcase_add_test(tc, test_crlf_split_across_reads);
+    tcase_add_test(tc, test_any_lone_cr_does_not_block);
+    tcase_add_test(tc, test_any_swallowed_lf_alone_then_more);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("limit");
+    tcase_add_loop_test(tc, test_overlong_line_keeps_bytes, 0, 6);
+    tcase_add_loop_test(tc, test_line_of_exactly_max_line, 0, 3);
+    tcase_add_loop_test(tc, test_limit_boundary_byte_by_byte, 0, 3);
+    tcase_add_test(tc, test_long_limit_beyond_default_buffer);
+    tcase_add_test(tc, test_skip_streams_any_length);
+    tcase_add_test(tc, test_skip_nonblocking_continues);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("stream");
+    tcase_add_test(tc, test_last_line_without_ending);
+    tcase_add_test(tc, test_nul_bytes_inside_lines);
+    tcase_add_test(tc, test_read_line_copy);
+    tcase_add_test(tc, test_read_timeout_keeps_partial_line);
+    tcase_add_test(tc, test_nonblocking_want_read);
+    tcase_add_test(tc, test_over_buffered_bypasses_its_copy);
+    tcase_add_test(tc, test_large_reads_skip_buffered_copy);
+    tcase_add_test(tc, test_errors_of_inner_carry_the_chain);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("api");
+    tcase_add_test(tc, test_shrink_and_idle_memory);
+    tcase_add_test(tc, test_out_of_memory);
+    tcase_add_test(tc, test_invalid_arguments);
+    tcase_add_test(tc, test_borrow_and_no_descriptor_leak);
+    tcase_add_test(tc, test_describe);
+    suite_add_tcase(s, tc);
+    return s;
+}

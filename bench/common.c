@@ -1,0 +1,208 @@
+#include "common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+void bench_die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bench: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+void bench_check(rill_status st, const char *what, const rill_stream *s)
+{
+    if (st != RILL_OK)
+        bench_die("%s: %s (%s)", what, rill_strerror(st), s ? rill_errmsg(s) : "");
+}
+
+int bench_pinning = 1;
+int bench_verbose = 0;
+
+int bench_pin(int cpu)
+{
+    if (!bench_pinning)
+        return 0;
+    /* the process's CPUs, read before the first pinning narrows them (main thread first) */
+    static cpu_set_t avail;
+    static int known;
+    if (!known) {
+        if (sched_getaffinity(0, sizeof avail, &avail) != 0)
+            CPU_ZERO(&avail);
+        known = 1;
+    }
+    if (CPU_COUNT(&avail) < 2)
+        return 0;
+    int want = cpu % CPU_COUNT(&avail), seen = 0;
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &avail))
+            continue;
+        if (seen++ == want) {
+            cpu_set_t one;
+            CPU_ZERO(&one);
+            CPU_SET(c, &one);
+            return pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0;
+        }
+    }
+    return 0;
+}
+
+double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void set_nodelay(int fd)
+{
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        bench_die("setsockopt TCP_NODELAY: %s", strerror(errno));
+}
+
+int bench_listen(uint16_t *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        bench_die("socket: %s", strerror(errno));
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0)
+        bench_die("bind/listen: %s", strerror(errno));
+    socklen_t sl = sizeof sa;
+    if (getsockname(fd, (struct sockaddr *)&sa, &sl) != 0)
+        bench_die("getsockname: %s", strerror(errno));
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+int bench_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        bench_die("socket: %s", strerror(errno));
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        bench_die("connect to 127.0.0.1:%u: %s", (unsigned)port, strerror(errno));
+    set_nodelay(fd);
+    return fd;
+}
+
+int bench_accept(int listen_fd)
+{
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        bench_die("accept: %s", strerror(errno));
+    set_nodelay(fd);
+    return fd;
+}
+
+void bench_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            bench_die("write: %s", strerror(errno));
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_median(double *v, size_t n)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double bench_max(const double *v, size_t n)
+{
+    double m = v[0];
+    for (size_t i = 1; i < n; i++)
+        m = v[i] > m ? v[i] : m;
+    return m;
+}
+
+double bench_paired_ratio(const double *a, const double *b, size_t n)
+{
+    double r[100];
+    if (n == 0 || n > 100)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] <= 0 || b[i] <= 0)
+            return -1;
+        r[i] = a[i] / b[i];
+    }
+    return bench_median(r, n);
+}
+
+uint64_t bench_parse_count(const char *arg, const char *what)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    uint64_t mult = 1;
+    if (*end == 'K' || *end == 'k')
+        mult = 1024;
+    else if (*end == 'M' || *end == 'm')
+        mult = 1024 * 1024;
+    else if (*end == 'G' || *end == 'g')
+        mult = 1024 * 1024 * 1024;
+    if (mult != 1)
+        end++;
+    if (errno != 0 || end == arg || *end != '\0' || v == 0 || v > UINT64_MAX / mult)
+        bench_die("bad %s: \"%s\"", what, arg);
+    return (uint64_t)v * mult;
+}
+
+void bench_print_table(const char *title, const char *unit, const char *ratio_label,
+                       const struct bench_row *rows, size_t n)
+{
+    printf("\n%s\n", title);
+    printf("%-44s %11s %11s %9s %7s %s\n", "name", unit, "median", ratio_label, "goal",
+           "result");
+    for (size_t i = 0; i < n; i++) {
+        const struct bench_row *r = &rows[i];
+        char best[24] = "-", med[24] = "-", ratio[16] = "-", goal[16] = "", verdict[8] = "";
+        if (r->best >= 0)
+            snprintf(best, sizeof best, "%.1f", r->best);
+        if (r->median >= 0)
+            snprintf(med, sizeof med, "%.1f", r->median);
+        if (r->ratio >= 0)
+            snprintf(ratio, sizeof ratio, "%.3f", r->ratio);
+        if (r->goal > 0 && r->ratio >= 0) {
+            snprintf(goal, sizeof goal, ">=%.2f", r->goal);
+            snprintf(verdict, sizeof verdict, "%s", r->ratio >= r->goal ? "PASS" : "MISS");
+        }
+        printf("%-44s %11s %11s %9s %7s %s\n", r->name, best, med, ratio, goal, verdict);
+    }
+    fflush(stdout);
+}

@@ -12,6 +12,34 @@
 #include "rill/rill.h"
 #include "rill/stream.h"
 
+/*
+ * A layer of a chain. Public code sees it as opaque; rill's own layers use the inline accessors
+ * below, which keep per-line hot paths free of calls.
+ */
+struct rill_stream {
+    const struct rill_stream_ops *ops;
+    void *state; /* points at state_block, so const streams hand out a usable pointer */
+    rill_stream *inner;
+    unsigned flags;
+    int read_timeout_ms;
+    int write_timeout_ms;
+    bool may_block;
+    bool shut_wr;
+    rill_status want; /* the WANT the last public call returned, for rill_poll_info */
+    rill_error err;
+    max_align_t state_block[];
+};
+
+static inline void *rilli_state(const rill_stream *s)
+{
+    return s->state;
+}
+
+static inline const struct rill_stream_ops *rilli_ops(const rill_stream *s)
+{
+    return s->ops;
+}
+
 /* Allocation: every allocation of rill's own goes through these (rill_set_allocator). */
 void *rilli_malloc(size_t n);
 void *rilli_calloc(size_t count, size_t size);
@@ -96,6 +124,10 @@ size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len);
  */
 rill_status rilli_sock_connect(const char *kind, const char *display, const struct sockaddr *sa,
                                unsigned sa_len, int timeout_ms, int *fd, rill_error *err);
+
+/* RILL_E_INVALID (with "<kind>: " message) unless every timeout in @p opts is >= -1. */
+rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *opts,
+                                     rill_error *err);
 
 /* "127.0.0.1:8443", "[::1]:8443", "/path" or "@abstract" for a socket address. */
 void rilli_sockaddr_format(const struct sockaddr *sa, unsigned sa_len, char *buf, size_t cap);

@@ -17,19 +17,6 @@
 
 enum { DIR_READ = 0, DIR_WRITE = 1 };
 
-struct rill_stream {
-    const struct rill_stream_ops *ops;
-    rill_stream *inner;
-    unsigned flags;
-    int read_timeout_ms;
-    int write_timeout_ms;
-    bool may_block;
-    bool shut_wr;
-    rill_status want; /* the WANT the last public call returned, for rill_poll_info */
-    rill_error err;
-    void *state;         /* points at state_block, so const streams hand out a usable pointer */
-    max_align_t state_block[];
-};
 
 /* ---- error slots ---- */
 
@@ -46,6 +33,9 @@ static rill_status api_error(rill_stream *s, rill_status code, const char *fmt, 
     va_end(ap);
     return code;
 }
+
+static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, const char *fmt,
+                                va_list ap) RILL_PRINTF(4, 0);
 
 static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, const char *fmt,
                                 va_list ap)
@@ -243,7 +233,12 @@ static rill_status wait_ready(rill_stream *s, rill_status want, int64_t deadline
                          s->ops->name);
     }
     for (;;) {
-        int r = poll(&p, 1, rilli_remaining_ms(deadline));
+        /*
+         * Checked before polling too: a layer that keeps answering WANT while its descriptor
+         * is ready must still meet the deadline.
+         */
+        int left = rilli_remaining_ms(deadline);
+        int r = left == 0 ? 0 : poll(&p, 1, left);
         if (r > 0)
             return RILL_OK;
         if (r == 0) {

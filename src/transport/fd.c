@@ -23,7 +23,7 @@ struct fd_state {
 
 static rill_status fd_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     if (st->rfd < 0) {
         *n = 0;
         return rill_stream_error(s, RILL_E_UNSUPPORTED, "stream is write-only (no read fd)");
@@ -33,7 +33,7 @@ static rill_status fd_read(rill_stream *s, void *buf, size_t len, size_t *n)
 
 static rill_status fd_write(rill_stream *s, const void *buf, size_t len, size_t *n)
 {
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     if (st->wfd < 0) {
         *n = 0;
         return rill_stream_error(s, RILL_E_UNSUPPORTED, "stream is read-only (no write fd)");
@@ -43,7 +43,7 @@ static rill_status fd_write(rill_stream *s, const void *buf, size_t len, size_t 
 
 static rill_status fd_shutdown(rill_stream *s)
 {
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     /* Half-close is a socket notion; for a pipe the writer ends it by closing. */
     if (st->wfd >= 0 && st->wsock && shutdown(st->wfd, SHUT_WR) < 0 && errno != ENOTCONN) {
         int e = errno;
@@ -57,7 +57,7 @@ static rill_status fd_shutdown(rill_stream *s)
 
 static void fd_close(rill_stream *s)
 {
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     if (!st->own)
         return;
     if (st->rfd >= 0)
@@ -69,7 +69,7 @@ static void fd_close(rill_stream *s)
 
 static rill_status fd_poll(rill_stream *s, int *fd, short *events)
 {
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     /* A one-way stream waits on the only descriptor it has. */
     *fd = (*events & POLLOUT) ? (st->wfd >= 0 ? st->wfd : st->rfd)
                               : (st->rfd >= 0 ? st->rfd : st->wfd);
@@ -78,7 +78,7 @@ static rill_status fd_poll(rill_stream *s, int *fd, short *events)
 
 static size_t fd_describe(const rill_stream *s, char *buf, size_t len)
 {
-    const struct fd_state *st = rill_stream_state(s);
+    const struct fd_state *st = rilli_state(s);
     return rilli_snprintf(buf, len, "fd(%s%s)", st->where, st->own ? " owned" : "");
 }
 
@@ -108,6 +108,10 @@ RILL_API rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags, rill
 {
     if (!out)
         return rilli_error_set(err, RILL_E_INVALID, 0, "fd: out is NULL");
+    if (read_fd < -1 || write_fd < -1)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "fd: descriptors must be >= 0, or -1 for none (got %d, %d)",
+                               read_fd, write_fd);
     if (read_fd < 0 && write_fd < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "fd: both descriptors are -1");
     bool rsock = false, wsock = false;
@@ -118,7 +122,7 @@ RILL_API rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags, rill
     rill_stream *s = NULL;
     if (rill_stream_new(&fd_ops, sizeof(struct fd_state), NULL, 0, &s) != RILL_OK)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "fd: out of memory");
-    struct fd_state *st = rill_stream_state(s);
+    struct fd_state *st = rilli_state(s);
     st->rfd = read_fd;
     st->wfd = write_fd;
     st->rsock = rsock;

@@ -35,6 +35,9 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
                              const rill_listen_opts *opts, rill_listener **out, rill_error *err)
 {
     const char *kind = sa->sa_family == AF_UNIX ? "unix" : "tcp";
+    rill_status st = rilli_check_connect_opts(kind, &opts->stream, err);
+    if (st != RILL_OK)
+        return st;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot create a socket to listen "
@@ -44,7 +47,6 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (sa->sa_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-    rill_status st;
     if (bind(fd, sa, sl) < 0) {
         st = rilli_error_set(err, RILL_E_IO, errno, "%s: cannot bind %s", kind, display);
         goto fail;

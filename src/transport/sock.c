@@ -154,7 +154,9 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
         e = errno;
     if (e != 0) {
         close(fd);
-        if (e == ETIMEDOUT && timeout_ms >= 0) {
+        /* A Unix backlog that stayed full until the deadline is a timeout too. */
+        bool timed_out = e == ETIMEDOUT || (e == EAGAIN && sa->sa_family == AF_UNIX);
+        if (timed_out && timeout_ms >= 0) {
             return rilli_error_set(err, RILL_E_TIMEOUT, 0,
                                    "%s: connect to %s timed out after %d ms", kind, display,
                                    timeout_ms);
@@ -163,6 +165,22 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
                                kind, display);
     }
     *fd_out = fd;
+    return RILL_OK;
+}
+
+rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *o,
+                                     rill_error *err)
+{
+    if (o->timeout_ms < RILL_TIMEOUT_NONE || o->read_timeout_ms < RILL_TIMEOUT_NONE ||
+        o->write_timeout_ms < RILL_TIMEOUT_NONE) {
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "%s: timeouts must be -1 (none), 0 or positive ms (connect %d, "
+                               "read %d, write %d)", kind, o->timeout_ms, o->read_timeout_ms,
+                               o->write_timeout_ms);
+    }
+    if (o->keepalive_idle_s < 0)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "%s: keepalive_idle_s %d is negative",
+                               kind, o->keepalive_idle_s);
     return RILL_OK;
 }
 
@@ -221,7 +239,7 @@ rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accep
     rill_stream *s = NULL;
     if (rill_stream_new(ops, sizeof(struct rilli_sock), NULL, 0, &s) != RILL_OK)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "%s: out of memory", ops->name);
-    struct rilli_sock *sk = rill_stream_state(s);
+    struct rilli_sock *sk = rilli_state(s);
     sk->fd = fd;
     sk->accepted = accepted;
     describe_endpoints(sk, family);
@@ -238,19 +256,19 @@ rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accep
 
 rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
-    struct rilli_sock *sk = rill_stream_state(s);
+    struct rilli_sock *sk = rilli_state(s);
     return rilli_fd_read(s, sk->fd, true, sk->where, buf, len, n);
 }
 
 rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n)
 {
-    struct rilli_sock *sk = rill_stream_state(s);
+    struct rilli_sock *sk = rilli_state(s);
     return rilli_fd_write(s, sk->fd, true, sk->where, buf, len, n);
 }
 
 rill_status rilli_sock_shutdown(rill_stream *s)
 {
-    struct rilli_sock *sk = rill_stream_state(s);
+    struct rilli_sock *sk = rilli_state(s);
     if (shutdown(sk->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
         int e = errno;
         rill_stream_error(s, rilli_status_from_errno(e), "shutdown failed: %s (%s)",
@@ -263,7 +281,7 @@ rill_status rilli_sock_shutdown(rill_stream *s)
 
 void rilli_sock_close(rill_stream *s)
 {
-    struct rilli_sock *sk = rill_stream_state(s);
+    struct rilli_sock *sk = rilli_state(s);
     if (sk->fd >= 0)
         close(sk->fd);
     sk->fd = -1;
@@ -272,13 +290,13 @@ void rilli_sock_close(rill_stream *s)
 rill_status rilli_sock_poll(rill_stream *s, int *fd, short *events)
 {
     (void)events;
-    *fd = ((struct rilli_sock *)rill_stream_state(s))->fd;
+    *fd = ((struct rilli_sock *)rilli_state(s))->fd;
     return RILL_OK;
 }
 
 size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len)
 {
-    const struct rilli_sock *sk = rill_stream_state(s);
+    const struct rilli_sock *sk = rilli_state(s);
     return rilli_snprintf(buf, len, "%s(fd=%d %s)", rill_kind(s), sk->fd, sk->where);
 }
 

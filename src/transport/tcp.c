@@ -37,11 +37,13 @@ RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
         rill_connect_opts_init(&defaults);
         opts = &defaults;
     }
+    rill_status st = rilli_check_connect_opts("tcp", opts, err);
+    if (st != RILL_OK)
+        return st;
     char display[80];
     rilli_sockaddr_format((struct sockaddr *)&ss, sl, display, sizeof display);
     int fd = -1;
-    rill_status st =
-        rilli_sock_connect("tcp", display, (struct sockaddr *)&ss, sl, opts->timeout_ms, &fd, err);
+    st = rilli_sock_connect("tcp", display, (struct sockaddr *)&ss, sl, opts->timeout_ms, &fd, err);
     if (st != RILL_OK)
         return st;
     st = rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);

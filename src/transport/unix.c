@@ -33,9 +33,11 @@ RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts
         rill_connect_opts_init(&defaults);
         opts = &defaults;
     }
+    rill_status st = rilli_check_connect_opts("unix", opts, err);
+    if (st != RILL_OK)
+        return st;
     int fd = -1;
-    rill_status st =
-        rilli_sock_connect("unix", path, (struct sockaddr *)&sun, sl, opts->timeout_ms, &fd, err);
+    st = rilli_sock_connect("unix", path, (struct sockaddr *)&sun, sl, opts->timeout_ms, &fd, err);
     if (st != RILL_OK)
         return st;
     st = rilli_sock_new(&rilli_unix_ops, fd, false, opts, out, err);

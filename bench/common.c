@@ -83,7 +83,7 @@ int bench_listen(uint16_t *port)
         bench_die("socket: %s", strerror(errno));
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 64) != 0)
         bench_die("bind/listen: %s", strerror(errno));
@@ -99,7 +99,7 @@ int bench_connect(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         bench_die("socket: %s", strerror(errno));
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         bench_die("connect to 127.0.0.1:%u: %s", (unsigned)port, strerror(errno));
@@ -187,8 +187,7 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
                        const struct bench_row *rows, size_t n)
 {
     printf("\n%s\n", title);
-    printf("%-44s %11s %11s %9s %7s %s\n", "name", unit, "median", ratio_label, "goal",
-           "result");
+    printf("%-44s %11s %11s %9s %7s %s\n", "name", unit, "median", ratio_label, "goal", "result");
     for (size_t i = 0; i < n; i++) {
         const struct bench_row *r = &rows[i];
         char best[24] = "-", med[24] = "-", ratio[16] = "-", goal[16] = "", verdict[8] = "";

@@ -45,9 +45,9 @@ enum reader {
     R_MEMCHR,
     R_GETLINE,
     R_GETLINE_DEFAULT, /* getline() with stdio's own buffer size, for information */
-    R_RILL,         /* tcp > buffered(64 KiB) > lines: the goal rows */
-    R_RILL_DEFAULT, /* tcp > buffered(RILL_BUFFERED_DEFAULT_SIZE) > lines */
-    R_RILL_NOBUF,   /* tcp > lines */
+    R_RILL,            /* tcp > buffered(64 KiB) > lines: the goal rows */
+    R_RILL_DEFAULT,    /* tcp > buffered(RILL_BUFFERED_DEFAULT_SIZE) > lines */
+    R_RILL_NOBUF,      /* tcp > lines */
 #ifdef RILL_BENCH_HAVE_GIO
     R_GIO,
 #endif
@@ -184,8 +184,8 @@ static rill_stream *rill_chain(uint16_t port, enum reader r)
         size_t size = r == R_RILL ? BUF_SIZE : RILL_BUFFERED_DEFAULT_SIZE;
         bench_check(rill_buffered_new(tcp, size, size, 0, &mid), "rill_buffered_new", tcp);
     }
-    bench_check(rill_lines_new(mid, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, 0, &top),
-                "rill_lines_new", mid);
+    bench_check(rill_lines_new(mid, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, 0, &top), "rill_lines_new",
+                mid);
     return top;
 }
 
@@ -207,9 +207,9 @@ static double run(struct bench *b, enum reader r)
         s = rill_chain(b->port, r);
     else
         fd = bench_connect(b->port);
-    struct sender snd = {bench_accept(b->listen_fd), b->block, b->block_lines, b->line_len,
-                         b->lines};
-    struct tally t = {0, 0};
+    struct sender snd = { bench_accept(b->listen_fd), b->block, b->block_lines, b->line_len,
+                          b->lines };
+    struct tally t = { 0, 0 };
     pthread_t th;
 
     double t0 = bench_now();
@@ -229,8 +229,8 @@ static double run(struct bench *b, enum reader r)
 
     uint64_t want_bytes = b->lines * (b->line_len - 1);
     if (t.lines != b->lines || t.bytes != want_bytes)
-        bench_die("reader %d counted %llu lines / %llu bytes; sent %llu lines / %llu bytes",
-                  (int)r, (unsigned long long)t.lines, (unsigned long long)t.bytes,
+        bench_die("reader %d counted %llu lines / %llu bytes; sent %llu lines / %llu bytes", (int)r,
+                  (unsigned long long)t.lines, (unsigned long long)t.bytes,
                   (unsigned long long)b->lines, (unsigned long long)want_bytes);
     return (double)t.lines / (t1 - t0) / 1e6;
 }
@@ -244,7 +244,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    struct bench b = {.lines = 12000000, .line_len = 40};
+    struct bench b = { .lines = 12000000, .line_len = 40 };
     size_t reps = 11;
     int opt;
     int only = -1;
@@ -310,15 +310,15 @@ int main(int argc, char **argv)
         const char *name;
         double goal;
     } layout[] = {
-        {R_MEMCHR, "memchr splitter, read(2) 64 KiB (baseline)", 0},
-        {R_GETLINE, "getline(), fdopen + setvbuf 64 KiB", 0},
-        {R_GETLINE_DEFAULT, "getline(), fdopen, stdio's buffer (info)", 0},
+        { R_MEMCHR, "memchr splitter, read(2) 64 KiB (baseline)", 0 },
+        { R_GETLINE, "getline(), fdopen + setvbuf 64 KiB", 0 },
+        { R_GETLINE_DEFAULT, "getline(), fdopen, stdio's buffer (info)", 0 },
 #ifdef RILL_BENCH_HAVE_GIO
-        {R_GIO, "GIO g_data_input_stream_read_line 64 KiB", 0},
+        { R_GIO, "GIO g_data_input_stream_read_line 64 KiB", 0 },
 #endif
-        {R_RILL, name_rill, 0.90},
-        {R_RILL_DEFAULT, name_default, 0},
-        {R_RILL_NOBUF, "rill tcp > lines (info)", 0},
+        { R_RILL, name_rill, 0.90 },
+        { R_RILL_DEFAULT, name_default, 0 },
+        { R_RILL_NOBUF, "rill tcp > lines (info)", 0 },
     };
     struct bench_row rows[READERS + 2];
     size_t n = 0;
@@ -330,11 +330,11 @@ int main(int argc, char **argv)
         row->ratio = vs_memchr[layout[i].r];
         row->goal = layout[i].goal;
     }
-    struct bench_row goal_getline = {"goal: rill buffered > lines / getline", -1, -1,
-                                     vs_getline, 1.6};
+    struct bench_row goal_getline = { "goal: rill buffered > lines / getline", -1, -1, vs_getline,
+                                      1.6 };
     rows[n++] = goal_getline;
 #ifdef RILL_BENCH_HAVE_GIO
-    struct bench_row goal_gio = {"goal: rill buffered > lines / GIO", -1, -1, vs_gio, 5.0};
+    struct bench_row goal_gio = { "goal: rill buffered > lines / GIO", -1, -1, vs_gio, 5.0 };
     rows[n++] = goal_gio;
 #endif
 #ifdef RILL_BENCH_HAVE_GIO

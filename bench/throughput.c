@@ -96,8 +96,8 @@ static rill_stream *stack_variant(const struct bench *b, enum variant v, rill_st
     if (v == RILL_BARE)
         return tcp;
     rill_stream *s = NULL;
-    bench_check(rill_buffered_new(tcp, b->cfg.bufsize, b->cfg.bufsize, 0, &s),
-                "rill_buffered_new", tcp);
+    bench_check(rill_buffered_new(tcp, b->cfg.bufsize, b->cfg.bufsize, 0, &s), "rill_buffered_new",
+                tcp);
     return s;
 }
 
@@ -114,7 +114,7 @@ static double run_recv(struct bench *b, enum variant v)
             bench_die("rill_tcp_connect_addr: %s", err.msg);
         s = stack_variant(b, v, tcp);
     }
-    struct peer p = {bench_accept(b->raw_listen), b->cfg.bytes, b->cfg.chunk, b->theirs};
+    struct peer p = { bench_accept(b->raw_listen), b->cfg.bytes, b->cfg.chunk, b->theirs };
     pthread_t t;
 
     double t0 = bench_now();
@@ -158,7 +158,7 @@ static double run_send(struct bench *b, enum variant v)
 {
     int fd = -1;
     rill_stream *s = NULL;
-    struct peer p = {-1, 0, b->cfg.chunk, b->theirs};
+    struct peer p = { -1, 0, b->cfg.chunk, b->theirs };
     if (v == RAW) {
         p.fd = bench_connect(b->raw_port);
         fd = bench_accept(b->raw_listen);
@@ -205,7 +205,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    struct bench b = {.cfg = {512u * 1024 * 1024, 15, 65536, RILL_BUFFERED_DEFAULT_SIZE}};
+    struct bench b = { .cfg = { 512u * 1024 * 1024, 15, 65536, RILL_BUFFERED_DEFAULT_SIZE } };
     int opt;
     while ((opt = getopt(argc, argv, "s:r:c:b:Pv")) != -1) {
         switch (opt) {
@@ -250,8 +250,8 @@ int main(int argc, char **argv)
 
     char sz[32];
     snprintf(sz, sizeof sz, "%zu", b.cfg.bufsize);
-    static const char *dir_name[2] = {"recv", "send"};
-    static const char *op_name[2] = {"read", "write"};
+    static const char *dir_name[2] = { "recv", "send" };
+    static const char *op_name[2] = { "read", "write" };
     struct bench_row rows[2 * VARIANTS];
     size_t nrows = 0;
     for (int d = 0; d < 2; d++) {

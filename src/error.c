@@ -79,8 +79,7 @@ rill_status rilli_status_from_errno(int errnum)
     case EHOSTDOWN:
     case ECONNABORTED:
     case EADDRNOTAVAIL:
-    case ENOENT:
-        return RILL_E_CONNECT;
+    case ENOENT: return RILL_E_CONNECT;
     case ENOMEM: return RILL_E_NOMEM;
     default: return RILL_E_IO;
     }

@@ -75,8 +75,8 @@ rill_error *rilli_stream_errslot(rill_stream *s);
  */
 rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *where, void *buf,
                           size_t len, size_t *n);
-rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where,
-                           const void *buf, size_t len, size_t *n);
+rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where, const void *buf,
+                           size_t len, size_t *n);
 
 /* Copy the error of stream @p s into @p err (may be NULL); returns the code. */
 rill_status rilli_error_from_stream(rill_error *err, const rill_stream *s);

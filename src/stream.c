@@ -17,7 +17,6 @@
 
 enum { DIR_READ = 0, DIR_WRITE = 1 };
 
-
 /* ---- error slots ---- */
 
 /* Message without a layer prefix, for misuse of the public API. */
@@ -115,19 +114,17 @@ RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t s
                                      rill_stream *inner, unsigned flags, rill_stream **out)
 {
     if (!out || !ops || ops->version != RILL_STREAM_OPS_VERSION || !ops->name || !*ops->name) {
-        return api_error(inner, RILL_E_INVALID,
-                         "rill_stream_new: %s", !out ? "out is NULL"
-                                                : !ops ? "ops is NULL"
-                                                : ops->version != RILL_STREAM_OPS_VERSION
-                                                    ? "ops version mismatch"
-                                                    : "ops has no name");
+        return api_error(inner, RILL_E_INVALID, "rill_stream_new: %s",
+                         !out                                      ? "out is NULL"
+                         : !ops                                    ? "ops is NULL"
+                         : ops->version != RILL_STREAM_OPS_VERSION ? "ops version mismatch"
+                                                                   : "ops has no name");
     }
     if (state_size > ((size_t)1 << 30))
         return api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
     rill_stream *s = rilli_calloc(1, sizeof *s + state_size);
     if (!s) {
-        return api_error(inner, RILL_E_NOMEM, "%s: out of memory creating the layer",
-                         ops->name);
+        return api_error(inner, RILL_E_NOMEM, "%s: out of memory creating the layer", ops->name);
     }
     s->ops = ops;
     s->state = s->state_block;
@@ -252,8 +249,7 @@ static rill_status wait_ready(rill_stream *s, rill_status want, int64_t deadline
 }
 
 RILL_API rill_status rill_stream_call(rill_stream *s, int dir,
-                                      rill_status (*attempt)(rill_stream *s, void *arg),
-                                      void *arg)
+                                      rill_status (*attempt)(rill_stream *s, void *arg), void *arg)
 {
     if (!s || !attempt)
         return api_error(s, RILL_E_INVALID, "rill_stream_call: NULL argument");
@@ -314,8 +310,7 @@ static rill_status write_all(rill_stream *s, void *arg)
     struct io_args *a = arg;
     while (a->done < a->len) {
         size_t n = 0;
-        rill_status st =
-            dispatch_write(s, (const char *)a->data + a->done, a->len - a->done, &n);
+        rill_status st = dispatch_write(s, (const char *)a->data + a->done, a->len - a->done, &n);
         a->done += n;
         if (st != RILL_OK)
             return st;
@@ -386,8 +381,7 @@ RILL_API rill_status rill_read_full(rill_stream *s, void *buf, size_t len, size_
     return st;
 }
 
-RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
-                                    size_t *nwritten)
+RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len, size_t *nwritten)
 {
     if (nwritten)
         *nwritten = 0;
@@ -576,7 +570,8 @@ RILL_API rill_status rill_set_timeouts(rill_stream *s, int read_ms, int write_ms
     if (read_ms < RILL_TIMEOUT_NONE || write_ms < RILL_TIMEOUT_NONE) {
         return api_error(s, RILL_E_INVALID,
                          "rill_set_timeouts: timeouts must be -1 (none), 0 or positive ms "
-                         "(got %d, %d)", read_ms, write_ms);
+                         "(got %d, %d)",
+                         read_ms, write_ms);
     }
     for (rill_stream *l = s; l; l = l->inner) {
         l->read_timeout_ms = read_ms;

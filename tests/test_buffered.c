@@ -707,8 +707,7 @@ START_TEST(test_out_of_memory)
 
     /* The constructor fails cleanly and the caller keeps a working inner stream. */
     allocs_left = 0;
-    rt_assert_error(inner, rill_buffered_new(inner, 64, 64, 0, &b), RILL_E_NOMEM,
-                    "out of memory");
+    rt_assert_error(inner, rill_buffered_new(inner, 64, 64, 0, &b), RILL_E_NOMEM, "out of memory");
     ck_assert_ptr_null(b);
     allocs_left = -1;
     size_t n = 0;

@@ -30,11 +30,11 @@
 #define CHAINS_SANITIZED 0
 #endif
 
-#define IO_TIMEOUT_MS 10000 /* no progress for this long is a failure */
-#define MAX_LINE 1024u        /* limit of the lines layers in the echo tests */
-#define LONGEST_LINE 400u     /* lines the echo tests send are 0..LONGEST_LINE bytes */
-#define MAX_CHUNK 65536u      /* largest raw chunk of one echo step */
-#define OP_BUF (256u * 1024u) /* room for one echo step: lines plus a chunk */
+#define IO_TIMEOUT_MS 10000          /* no progress for this long is a failure */
+#define MAX_LINE      1024u          /* limit of the lines layers in the echo tests */
+#define LONGEST_LINE  400u           /* lines the echo tests send are 0..LONGEST_LINE bytes */
+#define MAX_CHUNK     65536u         /* largest raw chunk of one echo step */
+#define OP_BUF        (256u * 1024u) /* room for one echo step: lines plus a chunk */
 
 /* ---------------------------------------------------------------------------------------------
  * Small helpers
@@ -68,11 +68,10 @@ static size_t first_difference(const unsigned char *a, const unsigned char *b, s
     return len;
 }
 
-#define assert_ok(s, expr)                                                                      \
-    do {                                                                                        \
-        rill_status st_ = (expr);                                                               \
-        ck_assert_msg(st_ == RILL_OK, "%s: %s (%s)", #expr, rill_strerror(st_),                 \
-                      rill_errmsg(s));                                                          \
+#define assert_ok(s, expr)                                                                       \
+    do {                                                                                         \
+        rill_status st_ = (expr);                                                                \
+        ck_assert_msg(st_ == RILL_OK, "%s: %s (%s)", #expr, rill_strerror(st_), rill_errmsg(s)); \
     } while (0)
 
 /* ---------------------------------------------------------------------------------------------
@@ -81,8 +80,8 @@ static size_t first_difference(const unsigned char *a, const unsigned char *b, s
 
 enum transport { T_TCP, T_UNIX_PATH, T_UNIX_ABSTRACT, T_FD, TRANSPORTS };
 
-static const char *const transport_names[TRANSPORTS] = {"tcp", "unix(path)", "unix(@abstract)",
-                                                        "fd(socketpair)"};
+static const char *const transport_names[TRANSPORTS] = { "tcp", "unix(path)", "unix(@abstract)",
+                                                         "fd(socketpair)" };
 
 /* A decorator stack: optional buffered layer (sizes), optional lines layer on top. */
 struct stack {
@@ -93,20 +92,20 @@ struct stack {
 };
 
 static const struct stack stacks[] = {
-    {"none", 0, 0, 0},
-    {"buffered", RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0},
-    {"lines", 0, 0, 1},
-    {"buffered > lines", RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 1},
-    {"buffered(1)", 1, 1, 0},
-    {"buffered(7)", 7, 7, 0},
-    {"buffered(7) > lines", 7, 7, 1},
-    {"buffered(r=1 w=7) > lines", 1, 7, 1},
+    { "none", 0, 0, 0 },
+    { "buffered", RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0 },
+    { "lines", 0, 0, 1 },
+    { "buffered > lines", RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 1 },
+    { "buffered(1)", 1, 1, 0 },
+    { "buffered(7)", 7, 7, 0 },
+    { "buffered(7) > lines", 7, 7, 1 },
+    { "buffered(r=1 w=7) > lines", 1, 7, 1 },
 };
 #define STACKS (sizeof stacks / sizeof stacks[0])
 
 /* A connected pair of transports; *dir is set when a directory must be removed afterwards. */
-static void make_transport(enum transport t, rill_stream **client, rill_stream **server,
-                           char *dir, size_t dirlen)
+static void make_transport(enum transport t, rill_stream **client, rill_stream **server, char *dir,
+                           size_t dirlen)
 {
     static unsigned counter;
     char path[160];
@@ -114,9 +113,7 @@ static void make_transport(enum transport t, rill_stream **client, rill_stream *
     rill_error err;
     dir[0] = '\0';
     switch (t) {
-    case T_TCP:
-        rt_tcp_pair(client, server);
-        break;
+    case T_TCP: rt_tcp_pair(client, server); break;
     case T_UNIX_PATH:
         rt_mkdtemp(dir, dirlen);
         snprintf(path, sizeof path, "%s/chain.sock", dir);
@@ -133,8 +130,7 @@ static void make_transport(enum transport t, rill_stream **client, rill_stream *
         ck_assert_msg(rill_fd_new(fds[1], fds[1], RILL_FD_OWN, server, &err) == RILL_OK,
                       "rill_fd_new: %s", err.msg);
         break;
-    default:
-        ck_abort_msg("bad transport %d", (int)t);
+    default: ck_abort_msg("bad transport %d", (int)t);
     }
 }
 
@@ -170,7 +166,7 @@ struct echo {
 
 static void *echo_main(void *arg)
 {
-    static const size_t read_sizes[] = {1, 3, 4096, 7, MAX_CHUNK, 100, 16384, 2, 512};
+    static const size_t read_sizes[] = { 1, 3, 4096, 7, MAX_CHUNK, 100, 16384, 2, 512 };
     struct echo *e = arg;
     unsigned char *buf = malloc(MAX_CHUNK);
     if (buf == NULL) {
@@ -231,7 +227,7 @@ struct client {
 /* Write all of @p data with a mix of rill_write (partial counts) and rill_write_all, flush. */
 static void client_send(struct client *c, const unsigned char *data, size_t len)
 {
-    static const size_t pieces[] = {1, 5, 300, 8192, 2, 16385, 77, MAX_CHUNK, 4096};
+    static const size_t pieces[] = { 1, 5, 300, 8192, 2, 16385, 77, MAX_CHUNK, 4096 };
     size_t off = 0;
     while (off < len) {
         size_t want = min_size(pieces[c->piece % (sizeof pieces / sizeof pieces[0])], len - off);
@@ -258,7 +254,7 @@ static void client_send(struct client *c, const unsigned char *data, size_t len)
 static void client_expect_raw(struct client *c, const unsigned char *want, size_t len,
                               int may_overask)
 {
-    static const size_t sizes[] = {1, 4096, 7, MAX_CHUNK, 3, 16384, 100, 32769};
+    static const size_t sizes[] = { 1, 4096, 7, MAX_CHUNK, 3, 16384, 100, 32769 };
     size_t have = 0;
     if (c->reads++ % 4 == 0) {
         size_t n = 0;
@@ -280,13 +276,13 @@ static void client_expect_raw(struct client *c, const unsigned char *want, size_
                       len - have);
         /* compare as bytes arrive: a lost byte fails here instead of waiting for one more */
         size_t d = first_difference(c->scratch + have, want + have, n);
-        ck_assert_msg(d == n, "%s: byte %zu of %zu differs: got 0x%02x, sent 0x%02x",
-                      c->sp->name, have + d, len, c->scratch[have + d], want[have + d]);
+        ck_assert_msg(d == n, "%s: byte %zu of %zu differs: got 0x%02x, sent 0x%02x", c->sp->name,
+                      have + d, len, c->scratch[have + d], want[have + d]);
         have += n;
     }
     size_t d = first_difference(c->scratch, want, len);
-    ck_assert_msg(d == len, "%s: byte %zu of %zu differs: got 0x%02x, sent 0x%02x", c->sp->name,
-                  d, len, c->scratch[d], want[d]);
+    ck_assert_msg(d == len, "%s: byte %zu of %zu differs: got 0x%02x, sent 0x%02x", c->sp->name, d,
+                  len, c->scratch[d], want[d]);
     c->received += len;
     c->received_sum = rt_checksum(c->received_sum, c->scratch, len);
 }
@@ -343,8 +339,8 @@ enum echo_op { OP_RAW, OP_LINES, OP_LINES_THEN_RAW, OP_RAW_THEN_LINES, OPS };
 /* One echo step: send a mix, read it back the way the stack allows, compare. */
 static void echo_step(struct client *c, unsigned char *out)
 {
-    static const size_t chunks[] = {1,    2,     7,     13,    100,   1000,     4095,
-                                    4096, 16383, 16384, 16385, 32768, MAX_CHUNK};
+    static const size_t chunks[] = { 1,    2,     7,     13,    100,   1000,     4095,
+                                     4096, 16383, 16384, 16385, 32768, MAX_CHUNK };
     enum echo_op op = (enum echo_op)rng_below(&c->rng, OPS);
     size_t chunk = chunks[rng_below(&c->rng, sizeof chunks / sizeof chunks[0])];
     size_t count = 1 + rng_below(&c->rng, 40);
@@ -387,8 +383,7 @@ static void echo_step(struct client *c, unsigned char *out)
             client_expect_raw(c, out, chunk + lines_len, 1);
         }
         break;
-    default:
-        ck_abort();
+    default: ck_abort();
     }
 }
 
@@ -402,9 +397,9 @@ START_TEST(test_echo_every_chain)
     rill_stream *client = NULL, *server = NULL;
     make_transport(t, &client, &server, dir, sizeof dir);
 
-    struct client c = {.sp = sp, .rng = 0x2545f4914f6cdd1dull + (uint64_t)_i};
+    struct client c = { .sp = sp, .rng = 0x2545f4914f6cdd1dull + (uint64_t)_i };
     c.s = apply_stack(client, sp);
-    struct echo e = {.s = apply_stack(server, sp)};
+    struct echo e = { .s = apply_stack(server, sp) };
     unsigned char *out = malloc(OP_BUF);
     c.scratch = malloc(OP_BUF);
     ck_assert_ptr_nonnull(out);
@@ -436,8 +431,8 @@ START_TEST(test_echo_every_chain)
                       rill_errmsg(c.s));
     } else {
         st = rill_read(c.s, c.scratch, 100, &n);
-        ck_assert_msg(st == RILL_EOF && n == 0, "read at end: %s, n=%zu (%s)", rill_strerror(st),
-                      n, rill_errmsg(c.s));
+        ck_assert_msg(st == RILL_EOF && n == 0, "read at end: %s, n=%zu (%s)", rill_strerror(st), n,
+                      rill_errmsg(c.s));
     }
     ck_assert_int_eq(pthread_join(th, NULL), 0);
     ck_assert_msg(!e.failed, "%s", e.why);
@@ -478,8 +473,8 @@ struct bulk {
     char why[RILL_ERRMSG_MAX + 128];
 };
 
-static const size_t bulk_write_sizes[] = {65536, 1, 16384, 100, 131072, 7, 4096, 16385, 200000};
-static const size_t bulk_read_sizes[] = {65536, 1, 7, 200000, 16384, 4095, 8192, 131072};
+static const size_t bulk_write_sizes[] = { 65536, 1, 16384, 100, 131072, 7, 4096, 16385, 200000 };
+static const size_t bulk_read_sizes[] = { 65536, 1, 7, 200000, 16384, 4095, 8192, 131072 };
 
 /* Writer thread: rill_write (buffered) or write(2), in a mix of sizes; then half-close. */
 static void *bulk_writer(void *arg)
@@ -533,7 +528,7 @@ static int raw_listen(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
+    struct sockaddr_in sa = { .sin_family = AF_INET };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t sl = sizeof sa;
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
@@ -547,7 +542,7 @@ static int raw_connect(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s",
                   strerror(errno));
@@ -585,14 +580,14 @@ START_TEST(test_bulk_transfer)
         ck_assert_msg(rill_accept(l, 5000, &tcp, &err) == RILL_OK, "accept: %s", err.msg);
         rill_listener_free(l);
     }
-    assert_ok(tcp, rill_buffered_new(tcp, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE,
-                                     0, &s));
+    assert_ok(
+        tcp, rill_buffered_new(tcp, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0, &s));
     assert_ok(s, rill_set_timeouts(s, IO_TIMEOUT_MS, IO_TIMEOUT_MS));
-    struct timeval tv = {IO_TIMEOUT_MS / 1000, 0};
+    struct timeval tv = { IO_TIMEOUT_MS / 1000, 0 };
     ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
     ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
 
-    struct bulk b = {.s = rill_writes ? s : NULL, .fd = fd, .size = size, .pattern = pattern};
+    struct bulk b = { .s = rill_writes ? s : NULL, .fd = fd, .size = size, .pattern = pattern };
     pthread_t th;
     int64_t t0 = rt_now_us();
     ck_assert_int_eq(pthread_create(&th, NULL, bulk_writer, &b), 0);
@@ -662,13 +657,12 @@ START_TEST(test_fd_count_open_close_cycles)
 {
     rill_error err;
     rill_listener *l = NULL;
-    ck_assert_msg(rill_listen("127.0.0.1", 0, NULL, &l, &err) == RILL_OK, "listen: %s",
-                  err.msg);
+    ck_assert_msg(rill_listen("127.0.0.1", 0, NULL, &l, &err) == RILL_OK, "listen: %s", err.msg);
     int before = rt_count_fds();
     for (int i = 0; i < 10000; i++) {
         rill_stream *tcp = NULL, *buf = NULL, *top = NULL, *server = NULL;
-        ck_assert_msg(rill_tcp_connect_addr("127.0.0.1", rill_listener_port(l), NULL, &tcp,
-                                            &err) == RILL_OK,
+        ck_assert_msg(rill_tcp_connect_addr("127.0.0.1", rill_listener_port(l), NULL, &tcp, &err) ==
+                          RILL_OK,
                       "cycle %d: connect: %s", i, err.msg);
         assert_ok(tcp, rill_buffered_new(tcp, RILL_BUFFERED_DEFAULT_SIZE,
                                          RILL_BUFFERED_DEFAULT_SIZE, 0, &buf));

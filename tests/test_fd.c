@@ -465,8 +465,10 @@ START_TEST(test_sigpipe)
     const struct sigpipe_case *c = &sigpipe_cases[_i];
     rt_child_result res;
     rt_run_child(sigpipe_child, (void *)(uintptr_t)c, 10, &res);
-    ck_assert_msg(res.term_signal != SIGPIPE, "writing to a broken %s killed the process with "
-                  "SIGPIPE", c->socket ? "socket" : "pipe");
+    ck_assert_msg(res.term_signal != SIGPIPE,
+                  "writing to a broken %s killed the process with "
+                  "SIGPIPE",
+                  c->socket ? "socket" : "pipe");
     rt_assert_child_ok(&res);
     const rt_child_report *r = &res.report;
     ck_assert_int_eq(r->values[0], RILL_OK);
@@ -731,8 +733,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_pipe_pair, 0, nmodes);
     tcase_add_test(tc, test_one_way);
     tcase_add_test(tc, test_own_closes);
-    tcase_add_loop_test(tc, test_invalid, 0,
-                        (int)(sizeof invalid_cases / sizeof invalid_cases[0]));
+    tcase_add_loop_test(tc, test_invalid, 0, (int)(sizeof invalid_cases / sizeof invalid_cases[0]));
     tcase_add_loop_test(tc, test_socketpair, 0, nmodes);
     tcase_add_loop_test(tc, test_regular_file, 0, nmodes);
     suite_add_tcase(s, tc);
@@ -740,8 +741,7 @@ Suite *rill_test_suite(void)
     tc = tcase_create("end");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, test_eof, 0, nmodes);
-    tcase_add_loop_test(tc, test_sigpipe, 0,
-                        (int)(sizeof sigpipe_cases / sizeof sigpipe_cases[0]));
+    tcase_add_loop_test(tc, test_sigpipe, 0, (int)(sizeof sigpipe_cases / sizeof sigpipe_cases[0]));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("deadlines");

@@ -302,8 +302,8 @@ START_TEST(test_eol_modes)
     size_t want_n = 0;
     while (tc->lines[want_n])
         want_n++;
-    ck_assert_msg(got.n == want_n, "case %d split %d: %zu lines, wanted %zu", _i / N_SPLITS,
-                  split, got.n, want_n);
+    ck_assert_msg(got.n == want_n, "case %d split %d: %zu lines, wanted %zu", _i / N_SPLITS, split,
+                  got.n, want_n);
     for (size_t i = 0; i < want_n; i++)
         ck_assert_str_eq(got.lines[i], tc->lines[i]);
     for (size_t i = 0; i < got.n; i++)
@@ -560,8 +560,8 @@ struct crlf_error_case {
     const char *input;
     bool close_after;
     const char *needle;
-    size_t skip; /* what rill_skip_line drops after the error */
-    const char *next;  /* the line after, or NULL for EOF */
+    size_t skip;      /* what rill_skip_line drops after the error */
+    const char *next; /* the line after, or NULL for EOF */
 };
 
 static const struct crlf_error_case crlf_errors[] = {
@@ -617,8 +617,8 @@ START_TEST(test_crlf_split_across_reads)
 {
     int peer;
     rill_stream *s = lines_end(64, RILL_EOL_CRLF, &peer);
-    static const char *const pieces[] = { "abc\r", "\n", "def", "\r", "\nghi\r\n", "x\r",
-                                          "\ny", NULL };
+    static const char *const pieces[] = { "abc\r",     "\n",  "def", "\r",
+                                          "\nghi\r\n", "x\r", "\ny", NULL };
     struct feed f = { .fd = peer, .pieces = pieces, .delay_us = 20000 };
     feed_start(&f);
     expect_line(s, "abc");

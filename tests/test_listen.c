@@ -47,7 +47,8 @@ static int raw_connect(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect: %s",
                   strerror(errno));
@@ -328,7 +329,8 @@ static void *connect_later(void *arg)
     struct late_connect *lc = arg;
     poll(NULL, 0, 100);
     lc->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(lc->port),
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(lc->port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (connect(lc->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(lc->fd);
@@ -422,7 +424,8 @@ static void emfile_child(rt_child_report *rep, void *arg)
         return;
     }
     int cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(rill_listener_port(l)),
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(rill_listener_port(l)),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     if (connect(cfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         rep->status = 998;

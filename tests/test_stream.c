@@ -590,8 +590,8 @@ START_TEST(test_invalid_args)
     rill_stream *s = fd_stream(&peer, NULL);
     ck_assert_int_eq(rill_set_timeouts(s, 2000, 2000), RILL_OK);
     rill_status st = invalid_call(_i, s);
-    ck_assert_msg(st == RILL_E_INVALID, "%s returned %d (%s), not RILL_E_INVALID", c->what,
-                  (int)st, rill_strerror(st));
+    ck_assert_msg(st == RILL_E_INVALID, "%s returned %d (%s), not RILL_E_INVALID", c->what, (int)st,
+                  rill_strerror(st));
     if (c->on_stream) {
         rt_assert_error(s, st, RILL_E_INVALID, c->needle);
         ck_assert_int_eq(rill_last_error(s)->code, RILL_E_INVALID);
@@ -682,8 +682,8 @@ START_TEST(test_stream_new_bad_ops)
     rill_stream *sentinel = (rill_stream *)(uintptr_t)0x1234;
 
     rill_stream *out = sentinel;
-    rill_status st = rill_stream_new(bad_new_cases[_i].ops, bad_new_cases[_i].state_size, inner,
-                                     0, &out);
+    rill_status st =
+        rill_stream_new(bad_new_cases[_i].ops, bad_new_cases[_i].state_size, inner, 0, &out);
     rt_assert_error(inner, st, RILL_E_INVALID, bad_new_cases[_i].needle);
     ck_assert_ptr_eq(out, sentinel);
 
@@ -853,8 +853,10 @@ START_TEST(test_describe)
         }
         size_t shown = len - 1 < full ? len - 1 : full;
         ck_assert_msg(buf[shown] == '\0', "len %zu: no NUL at %zu", len, shown);
-        ck_assert_msg(memcmp(buf, expect, shown) == 0, "len %zu: \"%s\" is not a prefix of "
-                      "\"%s\"", len, buf, expect);
+        ck_assert_msg(memcmp(buf, expect, shown) == 0,
+                      "len %zu: \"%s\" is not a prefix of "
+                      "\"%s\"",
+                      len, buf, expect);
         ck_assert_msg(buf[len] == 'X', "len %zu: wrote past the buffer", len);
     }
 
@@ -1043,8 +1045,8 @@ START_TEST(test_timeouts_propagate)
     rill_stream *layers[] = { top, mid, raw };
     for (size_t i = 0; i < 3; i++) {
         rill_get_timeouts(layers[i], &r, &w);
-        ck_assert_msg(r == 250 && w == 500, "%s has %d/%d, not 250/500", rill_kind(layers[i]),
-                      r, w);
+        ck_assert_msg(r == 250 && w == 500, "%s has %d/%d, not 250/500", rill_kind(layers[i]), r,
+                      w);
     }
     /* Setting a lower layer changes it and what is below, not what is above. */
     ck_assert_int_eq(rill_set_timeouts(mid, 10, 0), RILL_OK);
@@ -1229,8 +1231,8 @@ START_TEST(test_deadline_bounds_spurious_wants)
                   "layer kept returning RILL_WANT_WRITE on a writable fd (exit %d, signal %d)",
                   res.exit_code, res.term_signal);
     ck_assert_int_eq(res.report.values[0], RILL_OK);
-    ck_assert_msg(res.report.status == RILL_E_TIMEOUT, "rill_flush: %d (%s): %s",
-                  res.report.status, rill_strerror(res.report.status), res.report.msg);
+    ck_assert_msg(res.report.status == RILL_E_TIMEOUT, "rill_flush: %d (%s): %s", res.report.status,
+                  rill_strerror(res.report.status), res.report.msg);
     ck_assert_msg(strstr(res.report.msg, "timed out") != NULL, "message: %s", res.report.msg);
     ck_assert_msg(res.report.values[1] >= 100 && res.report.values[1] <= 2100,
                   "returned after %d ms", res.report.values[1]);
@@ -1406,8 +1408,10 @@ START_TEST(test_allocator_counts)
     rill_stream *s = NULL;
     rill_error err;
     ck_assert_int_eq(rill_fd_new(sv[0], sv[0], 0, &s, &err), RILL_OK);
-    ck_assert_msg(alloc_calls >= 1 && alloc_live >= 1, "rill_fd_new allocated nothing through "
-                  "the allocator (calls %ld, live %ld)", alloc_calls, alloc_live);
+    ck_assert_msg(alloc_calls >= 1 && alloc_live >= 1,
+                  "rill_fd_new allocated nothing through "
+                  "the allocator (calls %ld, live %ld)",
+                  alloc_calls, alloc_live);
     long after_fd = alloc_calls;
     rill_stream *top = wrap(&pass_ops, s, 0);
     ck_assert_int_gt(alloc_calls, after_fd);
@@ -1491,7 +1495,7 @@ struct torture_env {
 };
 
 static const char *const torture_names[] = {
-    "rill_fd_new", "rill_stream_new", "rill_tcp_connect_addr", "rill_listen",
+    "rill_fd_new", "rill_stream_new",   "rill_tcp_connect_addr", "rill_listen",
     "rill_accept", "rill_unix_connect", "rill_listen_unix",
 };
 
@@ -1568,8 +1572,8 @@ START_TEST(test_allocator_torture)
         rill_status st = torture_run(&env, _i, &err);
         alloc_fail_at = 0;
         if (alloc_calls < k) {
-            ck_assert_msg(st == RILL_OK, "%s: no allocation failed, yet %s: %s",
-                          torture_names[_i], rill_strerror(st), err.msg);
+            ck_assert_msg(st == RILL_OK, "%s: no allocation failed, yet %s: %s", torture_names[_i],
+                          rill_strerror(st), err.msg);
             succeeded = 1;
         } else {
             ck_assert_msg(st == RILL_E_NOMEM, "%s with allocation %ld failing: %d (%s): %s",
@@ -1577,17 +1581,20 @@ START_TEST(test_allocator_torture)
             rt_assert_err(&err, st, RILL_E_NOMEM, "out of memory");
             ck_assert_ptr_null(env.made);
             ck_assert_ptr_null(env.made_listener);
-            ck_assert_msg(alloc_live == live0, "%s: %ld blocks leaked after failing "
-                          "allocation %ld", torture_names[_i], alloc_live - live0, k);
-            ck_assert_msg(rt_count_fds() == fds0, "%s: %d descriptors leaked after failing "
-                          "allocation %ld", torture_names[_i], rt_count_fds() - fds0, k);
+            ck_assert_msg(alloc_live == live0,
+                          "%s: %ld blocks leaked after failing "
+                          "allocation %ld",
+                          torture_names[_i], alloc_live - live0, k);
+            ck_assert_msg(rt_count_fds() == fds0,
+                          "%s: %d descriptors leaked after failing "
+                          "allocation %ld",
+                          torture_names[_i], rt_count_fds() - fds0, k);
             failures++;
         }
         torture_cleanup(&env);
     }
     ck_assert_msg(succeeded, "%s never succeeded", torture_names[_i]);
-    ck_assert_msg(failures >= 1, "%s allocates nothing through the allocator",
-                  torture_names[_i]);
+    ck_assert_msg(failures >= 1, "%s allocates nothing through the allocator", torture_names[_i]);
 
     rill_close(env.inner);
     close(env.inner_peer);

@@ -277,8 +277,7 @@ START_TEST(test_peer_reset)
 {
     rill_stream *client = NULL, *server = NULL;
     rt_tcp_pair(&client, &server);
-    ck_assert_int_eq(rill_set_timeouts(client, _i == 0 ? RILL_TIMEOUT_NONE : 2000, 2000),
-                     RILL_OK);
+    ck_assert_int_eq(rill_set_timeouts(client, _i == 0 ? RILL_TIMEOUT_NONE : 2000, 2000), RILL_OK);
     char desc[160];
     rill_describe(client, desc, sizeof desc);
     rt_transfer(server, client, 100, 1);
@@ -352,8 +351,7 @@ START_TEST(test_write_to_gone_peer)
                   "first failed write: %d (%s): %s", r->status, rill_strerror(r->status), r->msg);
     ck_assert_msg(r->values[2] == 0, "a later write failed with %d (%s)", r->values[2],
                   rill_strerror(r->values[2]));
-    ck_assert_msg(strstr(r->msg, "reset") || strstr(r->msg, "broken pipe"), "message: %s",
-                  r->msg);
+    ck_assert_msg(strstr(r->msg, "reset") || strstr(r->msg, "broken pipe"), "message: %s", r->msg);
     ck_assert_msg(strncmp(r->msg, "tcp: ", 5) == 0, "message lacks the layer: %s", r->msg);
     ck_assert_int_eq(r->values[3], RILL_OK);
 }
@@ -396,9 +394,9 @@ END_TEST
 /* Strings that are not numeric addresses. A live listener waits on the port, so a parser that
  * wrongly accepted one as 127.0.0.1 would connect (and the test would see it). */
 static const char *const bad_addrs[] = {
-    "localhost", "", "1.2.3", "::1]", NULL, "[::1", "[]", "[", "127.0.0.1:80", "256.1.1.1",
-    " 127.0.0.1", "127.0.0.1 ", "127.1", "0x7f.0.0.1", "[127.0.0.1]", "::1::1", "1.2.3.4.5",
-    "127.0.0.1\n",
+    "localhost", "",           "1.2.3",        "::1]",      NULL,         "[::1",
+    "[]",        "[",          "127.0.0.1:80", "256.1.1.1", " 127.0.0.1", "127.0.0.1 ",
+    "127.1",     "0x7f.0.0.1", "[127.0.0.1]",  "::1::1",    "1.2.3.4.5",  "127.0.0.1\n",
 };
 
 START_TEST(test_invalid_address)
@@ -477,8 +475,8 @@ START_TEST(test_invalid_connect_opts)
         s = NULL;
     }
     ck_assert_msg(st == RILL_E_INVALID, "opts {timeout %d, read %d, write %d}: %d (%s) %s",
-                  o.timeout_ms, o.read_timeout_ms, o.write_timeout_ms, (int)st,
-                  rill_strerror(st), err.msg);
+                  o.timeout_ms, o.read_timeout_ms, o.write_timeout_ms, (int)st, rill_strerror(st),
+                  err.msg);
     ck_assert_int_eq(err.code, RILL_E_INVALID);
     ck_assert_msg(strstr(err.msg, "-") != NULL && strstr(err.msg, "timeout") != NULL,
                   "message does not name the bad timeout: %s", err.msg);
@@ -596,10 +594,8 @@ static size_t fill_socket(rill_stream *s, uint64_t *sum)
 static void shrink_buffers(rill_stream *client, rill_stream *server)
 {
     int small = 8192;
-    ck_assert_int_eq(setsockopt(rill_fd(client), SOL_SOCKET, SO_SNDBUF, &small, sizeof small),
-                     0);
-    ck_assert_int_eq(setsockopt(rill_fd(server), SOL_SOCKET, SO_RCVBUF, &small, sizeof small),
-                     0);
+    ck_assert_int_eq(setsockopt(rill_fd(client), SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    ck_assert_int_eq(setsockopt(rill_fd(server), SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
 }
 
 /* Everything the peer sends until @p len bytes arrived; returns their checksum. */
@@ -613,8 +609,8 @@ static uint64_t drain(rill_stream *s, size_t len)
         size_t n = 0;
         size_t want = len - got < sizeof buf ? len - got : sizeof buf;
         rill_status st = rill_read(s, buf, want, &n);
-        ck_assert_msg(st == RILL_OK, "drain: %s after %zu of %zu: %s", rill_strerror(st), got,
-                      len, rill_errmsg(s));
+        ck_assert_msg(st == RILL_OK, "drain: %s after %zu of %zu: %s", rill_strerror(st), got, len,
+                      rill_errmsg(s));
         sum = rt_checksum(sum, buf, n);
         got += n;
     }
@@ -785,8 +781,7 @@ START_TEST(test_refused_no_leak)
         rill_stream *s = NULL;
         rill_error err;
         rill_status st = rill_tcp_connect_addr("127.0.0.1", port, NULL, &s, &err);
-        ck_assert_msg(st == RILL_E_REFUSED, "attempt %d: %s: %s", i, rill_strerror(st),
-                      err.msg);
+        ck_assert_msg(st == RILL_E_REFUSED, "attempt %d: %s: %s", i, rill_strerror(st), err.msg);
     }
     fprintf(stderr, "tcp: 1000 refused connects took %lld ms\n",
             (long long)((rt_now_us() - t0) / 1000));
@@ -842,8 +837,7 @@ Suite *rill_test_suite(void)
     tc = tcase_create("connect");
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, test_refused, 0, 2);
-    tcase_add_loop_test(tc, test_invalid_address, 0,
-                        (int)(sizeof bad_addrs / sizeof bad_addrs[0]));
+    tcase_add_loop_test(tc, test_invalid_address, 0, (int)(sizeof bad_addrs / sizeof bad_addrs[0]));
     tcase_add_test(tc, test_invalid_connect_args);
     tcase_add_loop_test(tc, test_invalid_connect_opts, 0,
                         (int)(sizeof bad_opts / sizeof bad_opts[0]));

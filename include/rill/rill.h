@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define RILL_NODISCARD __attribute__((warn_unused_result))
+#define RILL_NODISCARD    __attribute__((warn_unused_result))
 #define RILL_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
 #define RILL_NODISCARD
@@ -44,26 +44,26 @@ extern "C" {
 
 /** Outcome of a rill call. Non-negative values are not errors. */
 typedef enum rill_status {
-    RILL_OK = 0,              /**< success */
-    RILL_EOF = 1,             /**< end of stream: the peer finished sending */
-    RILL_WANT_READ = 2,       /**< non-blocking: wait until rill_poll_info()'s fd is ready */
-    RILL_WANT_WRITE = 3,      /**< non-blocking: wait until rill_poll_info()'s fd is ready */
-    RILL_E_INVALID = -1,      /**< invalid argument or call out of sequence */
-    RILL_E_NOMEM = -2,        /**< out of memory */
-    RILL_E_IO = -3,           /**< operating-system I/O error (see the message for errno text) */
-    RILL_E_CLOSED = -4,       /**< stream already shut down for writing, or peer stopped reading */
-    RILL_E_TIMEOUT = -5,      /**< a deadline passed */
-    RILL_E_RESET = -6,        /**< connection reset by peer */
-    RILL_E_REFUSED = -7,      /**< connection refused */
-    RILL_E_CONNECT = -8,      /**< connect failed (unreachable, no route, ...) */
-    RILL_E_DNS = -9,          /**< name resolution failed */
-    RILL_E_TLS = -10,         /**< TLS protocol error */
-    RILL_E_TLS_VERIFY = -11,  /**< TLS peer certificate or hostname verification failed */
-    RILL_E_TRUNCATED = -12,   /**< TLS stream ended without close_notify */
+    RILL_OK = 0,             /**< success */
+    RILL_EOF = 1,            /**< end of stream: the peer finished sending */
+    RILL_WANT_READ = 2,      /**< non-blocking: wait until rill_poll_info()'s fd is ready */
+    RILL_WANT_WRITE = 3,     /**< non-blocking: wait until rill_poll_info()'s fd is ready */
+    RILL_E_INVALID = -1,     /**< invalid argument or call out of sequence */
+    RILL_E_NOMEM = -2,       /**< out of memory */
+    RILL_E_IO = -3,          /**< operating-system I/O error (see the message for errno text) */
+    RILL_E_CLOSED = -4,      /**< stream already shut down for writing, or peer stopped reading */
+    RILL_E_TIMEOUT = -5,     /**< a deadline passed */
+    RILL_E_RESET = -6,       /**< connection reset by peer */
+    RILL_E_REFUSED = -7,     /**< connection refused */
+    RILL_E_CONNECT = -8,     /**< connect failed (unreachable, no route, ...) */
+    RILL_E_DNS = -9,         /**< name resolution failed */
+    RILL_E_TLS = -10,        /**< TLS protocol error */
+    RILL_E_TLS_VERIFY = -11, /**< TLS peer certificate or hostname verification failed */
+    RILL_E_TRUNCATED = -12,  /**< TLS stream ended without close_notify */
     RILL_E_LINE_TOO_LONG = -13, /**< line longer than the line reader's limit; nothing consumed */
     RILL_E_PENDING_DATA = -14,  /**< refused: a layer still holds unread or unwritten bytes */
-    RILL_E_PROTOCOL = -15,    /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
-    RILL_E_UNSUPPORTED = -16  /**< operation not supported by this stream or platform */
+    RILL_E_PROTOCOL = -15,   /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
+    RILL_E_UNSUPPORTED = -16 /**< operation not supported by this stream or platform */
 } rill_status;
 
 /** Size of the message buffer in rill_error; longer messages are truncated. */
@@ -138,8 +138,7 @@ RILL_API const rill_error *rill_last_error(const rill_stream *s);
  * Errors: RILL_E_INVALID (NULL s/buf/nread, len 0), RILL_E_TIMEOUT when the read timeout passes
  * (the stream stays usable), RILL_E_RESET, RILL_E_IO, and layer errors (RILL_E_TLS, ...).
  */
-RILL_API RILL_NODISCARD rill_status rill_read(rill_stream *s, void *buf, size_t len,
-                                              size_t *nread);
+RILL_API RILL_NODISCARD rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nread);
 
 /**
  * Write up to @p len bytes from @p buf; *nwritten receives how many were accepted (at least 1
@@ -237,12 +236,12 @@ RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_m
  */
 
 /** Layer kinds, as reported by rill_kind() and looked up by rill_find(). */
-#define RILL_LAYER_FD "fd"
-#define RILL_LAYER_TCP "tcp"
-#define RILL_LAYER_UNIX "unix"
+#define RILL_LAYER_FD       "fd"
+#define RILL_LAYER_TCP      "tcp"
+#define RILL_LAYER_UNIX     "unix"
 #define RILL_LAYER_BUFFERED "buffered"
-#define RILL_LAYER_LINES "lines"
-#define RILL_LAYER_TLS "tls"
+#define RILL_LAYER_LINES    "lines"
+#define RILL_LAYER_TLS      "tls"
 
 /**
  * Write a description of the chain into @p buf (always NUL-terminated when len > 0), e.g.
@@ -292,11 +291,11 @@ RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsig
  * fields added in later versions keep their defaults.
  */
 typedef struct rill_connect_opts {
-    int timeout_ms;        /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
-    int read_timeout_ms;   /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
-    int write_timeout_ms;  /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
-    int nodelay;           /**< TCP_NODELAY; default 1 */
-    int keepalive_idle_s;  /**< TCP keepalive after this many idle seconds; default 0 (off) */
+    int timeout_ms;       /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
+    int read_timeout_ms;  /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
+    int write_timeout_ms; /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
+    int nodelay;          /**< TCP_NODELAY; default 1 */
+    int keepalive_idle_s; /**< TCP keepalive after this many idle seconds; default 0 (off) */
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -332,9 +331,9 @@ RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
 
 /** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
 typedef struct rill_listen_opts {
-    int backlog;        /**< listen(2) backlog; default 128 */
-    int reuseaddr;      /**< SO_REUSEADDR; default 1 */
-    int v6only;         /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
+    int backlog;              /**< listen(2) backlog; default 128 */
+    int reuseaddr;            /**< SO_REUSEADDR; default 1 */
+    int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
     rill_connect_opts stream; /**< nodelay, keepalive and timeouts applied to accepted streams */
 } rill_listen_opts;
 
@@ -347,16 +346,15 @@ RILL_API void rill_listen_opts_init(rill_listen_opts *opts);
  * Errors: RILL_E_INVALID, RILL_E_IO (address in use, EMFILE, ...), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
-                                                const rill_listen_opts *opts,
-                                                rill_listener **out, rill_error *err);
+                                                const rill_listen_opts *opts, rill_listener **out,
+                                                rill_error *err);
 
 /**
  * Listen on a Unix-domain socket at @p path ('@' prefix: Linux abstract name). An existing
  * socket file at @p path is not removed: the call fails with RILL_E_IO (address in use).
  * The file is unlinked by rill_listener_free().
  */
-RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path,
-                                                     const rill_listen_opts *opts,
+RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path, const rill_listen_opts *opts,
                                                      rill_listener **out, rill_error *err);
 
 /**
@@ -365,8 +363,8 @@ RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path,
  * the options given to rill_listen().
  * Errors: RILL_E_TIMEOUT, RILL_E_IO (EMFILE, ...), RILL_E_NOMEM, RILL_E_INVALID.
  */
-RILL_API RILL_NODISCARD rill_status rill_accept(rill_listener *l, int timeout_ms,
-                                                rill_stream **out, rill_error *err);
+RILL_API RILL_NODISCARD rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream **out,
+                                                rill_error *err);
 
 /** The local port of a TCP listener (0 for Unix listeners or NULL). */
 RILL_API uint16_t rill_listener_port(const rill_listener *l);
@@ -445,8 +443,7 @@ typedef enum rill_eol {
  * bad eol), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t max_line,
-                                                   rill_eol eol, unsigned flags,
-                                                   rill_stream **out);
+                                                   rill_eol eol, unsigned flags, rill_stream **out);
 
 /**
  * Read one line. On RILL_OK, *line points at the line without its ending, NUL-terminated, inside
@@ -459,8 +456,7 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * RILL_E_PROTOCOL for a bare CR or LF in RILL_EOL_CRLF mode (likewise nothing consumed);
  * RILL_E_INVALID if @p s is not a line stream; RILL_E_TIMEOUT; errors of the inner stream.
  */
-RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line,
-                                                   size_t *len);
+RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line, size_t *len);
 
 /**
  * Read one line into @p buf of @p cap bytes (line and NUL must fit: cap >= max_line + 1 always

@@ -45,17 +45,17 @@ extern "C" {
 
 /** The vtable of one layer kind. Define it `static const`; it must outlive its streams. */
 struct rill_stream_ops {
-    unsigned version;  /**< REQUIRED: RILL_STREAM_OPS_VERSION */
-    const char *name;  /**< REQUIRED: the kind, e.g. "tcp"; used by rill_find() and messages */
-    rill_status (*read)(rill_stream *s, void *buf, size_t len, size_t *n);     /**< OPTIONAL */
+    unsigned version; /**< REQUIRED: RILL_STREAM_OPS_VERSION */
+    const char *name; /**< REQUIRED: the kind, e.g. "tcp"; used by rill_find() and messages */
+    rill_status (*read)(rill_stream *s, void *buf, size_t len, size_t *n);        /**< OPTIONAL */
     rill_status (*write)(rill_stream *s, const void *buf, size_t len, size_t *n); /**< OPTIONAL */
-    rill_status (*flush)(rill_stream *s);                                      /**< OPTIONAL */
-    rill_status (*shutdown)(rill_stream *s);                                   /**< OPTIONAL */
-    void (*close)(rill_stream *s);                                             /**< OPTIONAL */
-    size_t (*pending)(const rill_stream *s);                                   /**< OPTIONAL */
-    rill_status (*poll)(rill_stream *s, int *fd, short *events);               /**< OPTIONAL */
-    size_t (*describe)(const rill_stream *s, char *buf, size_t len);           /**< OPTIONAL */
-    size_t (*shrink)(rill_stream *s);                                          /**< OPTIONAL */
+    rill_status (*flush)(rill_stream *s);                                         /**< OPTIONAL */
+    rill_status (*shutdown)(rill_stream *s);                                      /**< OPTIONAL */
+    void (*close)(rill_stream *s);                                                /**< OPTIONAL */
+    size_t (*pending)(const rill_stream *s);                                      /**< OPTIONAL */
+    rill_status (*poll)(rill_stream *s, int *fd, short *events);                  /**< OPTIONAL */
+    size_t (*describe)(const rill_stream *s, char *buf, size_t len);              /**< OPTIONAL */
+    size_t (*shrink)(rill_stream *s);                                             /**< OPTIONAL */
 };
 
 /**
@@ -112,10 +112,8 @@ RILL_API rill_status rill_stream_error_sys(rill_stream *s, rill_status code, int
  * rill_stream_may_block() for the chain before each attempt. Returns the first status that is
  * not a WANT, the WANT itself in non-blocking mode, or RILL_E_TIMEOUT.
  */
-RILL_API RILL_NODISCARD rill_status rill_stream_call(rill_stream *s, int dir,
-                                                     rill_status (*attempt)(rill_stream *s,
-                                                                            void *arg),
-                                                     void *arg);
+RILL_API RILL_NODISCARD rill_status rill_stream_call(
+    rill_stream *s, int dir, rill_status (*attempt)(rill_stream *s, void *arg), void *arg);
 
 #ifdef __cplusplus
 }

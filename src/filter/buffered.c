@@ -353,8 +353,7 @@ RILL_API rill_status rill_unread(rill_stream *s, const void *data, size_t len)
     size_t cap = total > b->read_size ? total : b->read_size;
     unsigned char *grown = rilli_malloc(cap);
     if (!grown) {
-        return rill_stream_error(s, RILL_E_NOMEM, "out of memory (unread of %zu bytes)",
-                                 len);
+        return rill_stream_error(s, RILL_E_NOMEM, "out of memory (unread of %zu bytes)", len);
     }
     memcpy(grown, data, len);
     if (b->rbuf)

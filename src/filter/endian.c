@@ -11,8 +11,8 @@ static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
     rill_status st = rill_read_full(s, b, width, &got);
     if (st == RILL_EOF && got > 0) {
         return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
-                               "rill_read_u%zube: stream ended after %zu of %zu bytes",
-                               width * 8, got, width);
+                               "rill_read_u%zube: stream ended after %zu of %zu bytes", width * 8,
+                               got, width);
     }
     if (st != RILL_OK)
         return st;

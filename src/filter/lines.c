@@ -34,7 +34,7 @@
 struct lines {
     size_t max_line;
     rill_eol eol;
-    char *buf;       /* cap + 1 bytes: the extra one holds the NUL after a last line at EOF */
+    char *buf; /* cap + 1 bytes: the extra one holds the NUL after a last line at EOF */
     size_t cap;
     size_t start;    /* first unconsumed byte */
     size_t end;      /* end of the buffered bytes */
@@ -192,8 +192,10 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
     if (req->copy) {
         if (f->len >= req->copy_cap) {
             *req->len = f->len; /* so the caller can size a buffer */
-            return api_invalid(s, "rill_read_line_copy: line of %zu bytes does not fit in a "
-                               "%zu-byte buffer (nothing consumed)", f->len, req->copy_cap);
+            return api_invalid(s,
+                               "rill_read_line_copy: line of %zu bytes does not fit in a "
+                               "%zu-byte buffer (nothing consumed)",
+                               f->len, req->copy_cap);
         }
         memcpy(req->copy, line, f->len);
         req->copy[f->len] = '\0';
@@ -410,8 +412,8 @@ RILL_API rill_status rill_lines_new(rill_stream *inner, size_t max_line, rill_eo
     if (!out)
         return api_invalid(inner, "rill_lines_new: out is NULL");
     if (max_line == 0 || max_line > LINES_MAX_LIMIT) {
-        return api_invalid(inner, "rill_lines_new: max_line %zu out of range (1 .. %zu)",
-                           max_line, LINES_MAX_LIMIT);
+        return api_invalid(inner, "rill_lines_new: max_line %zu out of range (1 .. %zu)", max_line,
+                           LINES_MAX_LIMIT);
     }
     if (eol != RILL_EOL_LF && eol != RILL_EOL_CRLF && eol != RILL_EOL_ANY)
         return api_invalid(inner, "rill_lines_new: unknown line ending mode %d", (int)eol);
@@ -455,8 +457,7 @@ static rill_status read_line_req(rill_stream *s, struct lines *st, struct line_r
  * Everything but the fast path of rill_read_line(): argument checks, other modes, waiting.
  * Kept out of line so the fast path stays a few dozen instructions.
  */
-static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **line,
-                                                 size_t *len)
+static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **line, size_t *len)
 {
     if (!s)
         return RILL_E_INVALID;

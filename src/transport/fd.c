@@ -110,8 +110,8 @@ RILL_API rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags, rill
         return rilli_error_set(err, RILL_E_INVALID, 0, "fd: out is NULL");
     if (read_fd < -1 || write_fd < -1)
         return rilli_error_set(err, RILL_E_INVALID, 0,
-                               "fd: descriptors must be >= 0, or -1 for none (got %d, %d)",
-                               read_fd, write_fd);
+                               "fd: descriptors must be >= 0, or -1 for none (got %d, %d)", read_fd,
+                               write_fd);
     if (read_fd < 0 && write_fd < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "fd: both descriptors are -1");
     bool rsock = false, wsock = false;

@@ -45,8 +45,7 @@ rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *wher
     if (!is_sock && !may_block && !ready_now(fd, POLLIN))
         return RILL_WANT_READ;
     for (;;) {
-        ssize_t r = is_sock ? recv(fd, buf, len, may_block ? 0 : MSG_DONTWAIT)
-                            : read(fd, buf, len);
+        ssize_t r = is_sock ? recv(fd, buf, len, may_block ? 0 : MSG_DONTWAIT) : read(fd, buf, len);
         if (r > 0) {
             *n = (size_t)r;
             return RILL_OK;
@@ -85,8 +84,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
     return r;
 }
 
-rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where,
-                           const void *buf, size_t len, size_t *n)
+rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where, const void *buf,
+                           size_t len, size_t *n)
 {
     *n = 0;
     bool may_block = rill_stream_may_block(s);

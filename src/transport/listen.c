@@ -40,8 +40,10 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
         return st;
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
-        return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot create a socket to listen "
-                               "on %s", kind, display);
+        return rilli_error_set(err, RILL_E_IO, errno,
+                               "%s: cannot create a socket to listen "
+                               "on %s",
+                               kind, display);
     int on = 1, v6only = opts->v6only ? 1 : 0;
     if (sa->sa_family != AF_UNIX && opts->reuseaddr)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
@@ -91,7 +93,8 @@ RILL_API rill_status rill_listen(const char *addr, uint16_t port, const rill_lis
     if (!rilli_parse_numeric(addr, port, &ss, &sl)) {
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "tcp: cannot listen on \"%.64s\": not a numeric IPv4 or IPv6 "
-                               "address", addr);
+                               "address",
+                               addr);
     }
     rill_listen_opts defaults;
     if (!opts) {
@@ -123,7 +126,7 @@ RILL_API rill_status rill_listen_unix(const char *path, const rill_listen_opts *
     rill_status st = listen_on((struct sockaddr *)&sun, sl, path, opts, out, err);
     if (st == RILL_OK && path[0] != '@') {
         (*out)->unlink_path = true;
-        snprintf((*out)->path, sizeof (*out)->path, "%s", path);
+        snprintf((*out)->path, sizeof(*out)->path, "%s", path);
     }
     return st;
 }
@@ -143,8 +146,8 @@ RILL_API rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream *
         /* Accepted sockets start blocking; the transports add MSG_DONTWAIT per call. */
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
-            rill_status st = rilli_sock_new(l->is_unix ? &rilli_unix_ops : &rilli_tcp_ops, fd,
-                                            true, &l->opts.stream, out, err);
+            rill_status st = rilli_sock_new(l->is_unix ? &rilli_unix_ops : &rilli_tcp_ops, fd, true,
+                                            &l->opts.stream, out, err);
             if (st != RILL_OK)
                 close(fd);
             return st;
@@ -153,22 +156,20 @@ RILL_API rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream *
         if (e == EINTR || e == ECONNABORTED)
             continue;
         if (e != EAGAIN && e != EWOULDBLOCK) {
-            return rilli_error_set(err, rilli_status_from_errno(e) == RILL_E_NOMEM
-                                            ? RILL_E_NOMEM : RILL_E_IO,
-                                   e, "%s: accept on %s failed", kind, l->where);
+            return rilli_error_set(
+                err, rilli_status_from_errno(e) == RILL_E_NOMEM ? RILL_E_NOMEM : RILL_E_IO, e,
+                "%s: accept on %s failed", kind, l->where);
         }
         if (timeout_ms == 0)
             return RILL_WANT_READ;
         struct pollfd p = { .fd = l->fd, .events = POLLIN };
         int r = poll(&p, 1, rilli_remaining_ms(deadline));
         if (r == 0) {
-            return rilli_error_set(err, RILL_E_TIMEOUT, 0,
-                                   "%s: no connection on %s within %d ms", kind, l->where,
-                                   timeout_ms);
+            return rilli_error_set(err, RILL_E_TIMEOUT, 0, "%s: no connection on %s within %d ms",
+                                   kind, l->where, timeout_ms);
         }
         if (r < 0 && errno != EINTR)
-            return rilli_error_set(err, RILL_E_IO, errno, "%s: poll on %s failed", kind,
-                                   l->where);
+            return rilli_error_set(err, RILL_E_IO, errno, "%s: poll on %s failed", kind, l->where);
     }
 }
 

@@ -128,9 +128,9 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         int e = errno;
-        return rilli_error_set(err, rilli_status_from_errno(e) == RILL_E_NOMEM ? RILL_E_NOMEM
-                                                                                : RILL_E_IO,
-                               e, "%s: cannot create a socket for %s", kind, display);
+        return rilli_error_set(
+            err, rilli_status_from_errno(e) == RILL_E_NOMEM ? RILL_E_NOMEM : RILL_E_IO, e,
+            "%s: cannot create a socket for %s", kind, display);
     }
     int e = 0;
     for (;;) {
@@ -161,26 +161,25 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
                                    "%s: connect to %s timed out after %d ms", kind, display,
                                    timeout_ms);
         }
-        return rilli_error_set(err, rilli_status_from_errno(e), e, "%s: connect to %s failed",
-                               kind, display);
+        return rilli_error_set(err, rilli_status_from_errno(e), e, "%s: connect to %s failed", kind,
+                               display);
     }
     *fd_out = fd;
     return RILL_OK;
 }
 
-rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *o,
-                                     rill_error *err)
+rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *o, rill_error *err)
 {
     if (o->timeout_ms < RILL_TIMEOUT_NONE || o->read_timeout_ms < RILL_TIMEOUT_NONE ||
         o->write_timeout_ms < RILL_TIMEOUT_NONE) {
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "%s: timeouts must be -1 (none), 0 or positive ms (connect %d, "
-                               "read %d, write %d)", kind, o->timeout_ms, o->read_timeout_ms,
-                               o->write_timeout_ms);
+                               "read %d, write %d)",
+                               kind, o->timeout_ms, o->read_timeout_ms, o->write_timeout_ms);
     }
     if (o->keepalive_idle_s < 0)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "%s: keepalive_idle_s %d is negative",
-                               kind, o->keepalive_idle_s);
+        return rilli_error_set(err, RILL_E_INVALID, 0, "%s: keepalive_idle_s %d is negative", kind,
+                               o->keepalive_idle_s);
     return RILL_OK;
 }
 
@@ -196,8 +195,7 @@ static rill_status apply_opts(int fd, int family, const rill_connect_opts *o, co
             int idle = o->keepalive_idle_s;
             if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0 ||
                 setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle) < 0) {
-                return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot enable keepalive",
-                                       kind);
+                return rilli_error_set(err, RILL_E_IO, errno, "%s: cannot enable keepalive", kind);
             }
         }
     }

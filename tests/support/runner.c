@@ -1,4 +1,5 @@
-/* main() shared by every suite: runs the suite defined by the test file, exits non-zero on failure. */
+/* main() shared by every suite: runs the suite defined by the test file, exits non-zero on failure.
+ */
 #include <check.h>
 #include <stdlib.h>
 

@@ -143,8 +143,8 @@ void rt_transfer(rill_stream *from, rill_stream *to, size_t len, uint64_t seed)
     ck_assert_msg(st == RILL_OK, "flush: %s: %s", rill_strerror(st), rill_errmsg(from));
     n = 0;
     st = rill_read_full(to, in, len, &n);
-    ck_assert_msg(st == RILL_OK, "read_full: %s after %zu of %zu bytes: %s", rill_strerror(st),
-                  n, len, rill_errmsg(to));
+    ck_assert_msg(st == RILL_OK, "read_full: %s after %zu of %zu bytes: %s", rill_strerror(st), n,
+                  len, rill_errmsg(to));
     ck_assert_uint_eq(n, len);
     ck_assert_msg(memcmp(in, out, len) == 0, "bytes differ after transfer of %zu", len);
     free(in);
@@ -155,8 +155,8 @@ int rt_sockopt_int(int fd, int level, int name)
 {
     int v = -1;
     socklen_t len = sizeof v;
-    ck_assert_msg(getsockopt(fd, level, name, &v, &len) == 0, "getsockopt(fd %d, %d, %d): %s",
-                  fd, level, name, strerror(errno));
+    ck_assert_msg(getsockopt(fd, level, name, &v, &len) == 0, "getsockopt(fd %d, %d, %d): %s", fd,
+                  level, name, strerror(errno));
     return v;
 }
 
@@ -218,8 +218,8 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
                   rt_child_result *res)
 {
     memset(res, 0, sizeof *res);
-    rt_child_report *shared = mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE,
-                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    rt_child_report *shared =
+        mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_msg(shared != MAP_FAILED, "mmap: %s", strerror(errno));
     memset(shared, 0, sizeof *shared);
     fflush(NULL);

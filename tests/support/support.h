@@ -34,26 +34,26 @@ void rt_fill_pattern(void *buf, size_t len, uint64_t seed);
 uint64_t rt_checksum(uint64_t h, const void *buf, size_t len);
 
 /* Assert that status @p st equals @p want and that the stream's message contains @p needle. */
-#define rt_assert_error(s, st, want, needle)                                                    \
-    do {                                                                                        \
-        rill_status rt_st_ = (st);                                                              \
-        ck_assert_msg(rt_st_ == (want), "status %d (%s), wanted %d (%s); message: %s",          \
-                      (int)rt_st_, rill_strerror(rt_st_), (int)(want), rill_strerror(want),     \
-                      rill_errmsg(s));                                                          \
-        ck_assert_msg(strstr(rill_errmsg(s), (needle)) != NULL,                                 \
-                      "message \"%s\" lacks \"%s\"", rill_errmsg(s), (needle));                 \
+#define rt_assert_error(s, st, want, needle)                                                   \
+    do {                                                                                       \
+        rill_status rt_st_ = (st);                                                             \
+        ck_assert_msg(rt_st_ == (want), "status %d (%s), wanted %d (%s); message: %s",         \
+                      (int)rt_st_, rill_strerror(rt_st_), (int)(want), rill_strerror(want),    \
+                      rill_errmsg(s));                                                         \
+        ck_assert_msg(strstr(rill_errmsg(s), (needle)) != NULL, "message \"%s\" lacks \"%s\"", \
+                      rill_errmsg(s), (needle));                                               \
     } while (0)
 
 /* Same for a rill_error filled by a constructor. */
-#define rt_assert_err(errp, st, want, needle)                                                   \
-    do {                                                                                        \
-        rill_status rt_st_ = (st);                                                              \
-        ck_assert_msg(rt_st_ == (want), "status %d (%s), wanted %d (%s); message: %s",          \
-                      (int)rt_st_, rill_strerror(rt_st_), (int)(want), rill_strerror(want),     \
-                      (errp)->msg);                                                             \
-        ck_assert_int_eq((errp)->code, (want));                                                 \
-        ck_assert_msg(strstr((errp)->msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"",     \
-                      (errp)->msg, (needle));                                                   \
+#define rt_assert_err(errp, st, want, needle)                                               \
+    do {                                                                                    \
+        rill_status rt_st_ = (st);                                                          \
+        ck_assert_msg(rt_st_ == (want), "status %d (%s), wanted %d (%s); message: %s",      \
+                      (int)rt_st_, rill_strerror(rt_st_), (int)(want), rill_strerror(want), \
+                      (errp)->msg);                                                         \
+        ck_assert_int_eq((errp)->code, (want));                                             \
+        ck_assert_msg(strstr((errp)->msg, (needle)) != NULL, "message \"%s\" lacks \"%s\"", \
+                      (errp)->msg, (needle));                                               \
     } while (0)
 
 /* ---- Transports, timing and processes (added with the transport suites) ---- */
@@ -62,14 +62,14 @@ uint64_t rt_checksum(uint64_t h, const void *buf, size_t len);
 int64_t rt_now_us(void);
 
 /* Assert that at least @p min_ms and at most @p max_ms passed since @p start_us (rt_now_us). */
-#define rt_assert_elapsed(start_us, min_ms, max_ms)                                             \
-    do {                                                                                        \
-        int64_t rt_el_ = rt_now_us() - (start_us);                                             \
-        ck_assert_msg(rt_el_ >= (int64_t)(min_ms) * 1000,                                       \
-                      "returned after %lld us, before the %d ms it had to wait",               \
-                      (long long)rt_el_, (int)(min_ms));                                        \
-        ck_assert_msg(rt_el_ <= (int64_t)(max_ms) * 1000, "took %lld us, more than %d ms",     \
-                      (long long)rt_el_, (int)(max_ms));                                        \
+#define rt_assert_elapsed(start_us, min_ms, max_ms)                                      \
+    do {                                                                                 \
+        int64_t rt_el_ = rt_now_us() - (start_us);                                       \
+        ck_assert_msg(rt_el_ >= (int64_t)(min_ms)*1000,                                  \
+                      "returned after %lld us, before the %d ms it had to wait",         \
+                      (long long)rt_el_, (int)(min_ms));                                 \
+        ck_assert_msg(rt_el_ <= (int64_t)(max_ms)*1000, "took %lld us, more than %d ms", \
+                      (long long)rt_el_, (int)(max_ms));                                 \
     } while (0)
 
 /* Whether descriptor @p fd is open in this process. */
@@ -117,15 +117,15 @@ void rt_rmdir(const char *dir);
  * use ck_assert; it exits with 0 when @p fn returns, or 3 after @p timeout_s seconds.
  */
 typedef struct rt_child_report {
-    int status;        /* usually a rill_status */
-    int values[8];     /* free-form facts the child observed */
+    int status;    /* usually a rill_status */
+    int values[8]; /* free-form facts the child observed */
     char msg[RILL_ERRMSG_MAX + 64];
 } rt_child_report;
 
 typedef struct rt_child_result {
-    int exited;        /* 1 if the child exited normally */
+    int exited; /* 1 if the child exited normally */
     int exit_code;
-    int term_signal;   /* the signal that killed it, or 0 */
+    int term_signal; /* the signal that killed it, or 0 */
     rt_child_report report;
 } rt_child_result;
 
@@ -133,12 +133,12 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
                   rt_child_result *res);
 
 /* Assert the child ran to its end: not killed by a signal, exit status 0. */
-#define rt_assert_child_ok(res)                                                                 \
-    do {                                                                                        \
-        ck_assert_msg((res)->term_signal == 0, "child killed by signal %d (%s)",               \
-                      (res)->term_signal, strsignal((res)->term_signal));                      \
-        ck_assert_msg((res)->exited && (res)->exit_code == 0,                                   \
-                      "child exited with status %d (3: watchdog)", (res)->exit_code);          \
+#define rt_assert_child_ok(res)                                                       \
+    do {                                                                              \
+        ck_assert_msg((res)->term_signal == 0, "child killed by signal %d (%s)",      \
+                      (res)->term_signal, strsignal((res)->term_signal));             \
+        ck_assert_msg((res)->exited && (res)->exit_code == 0,                         \
+                      "child exited with status %d (3: watchdog)", (res)->exit_code); \
     } while (0)
 
 #endif

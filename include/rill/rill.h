@@ -402,7 +402,7 @@ RILL_API RILL_NODISCARD rill_status rill_buffered_new(rill_stream *inner, size_t
  * @p want bytes are buffered or the stream ends, then sets *data and *avail (which may exceed
  * @p want). @p want must not exceed the read buffer size. At end of stream with fewer bytes,
  * returns RILL_EOF with what there is (*avail may be 0). *data stays valid until the next call
- * on the stream. @p s must be a buffered stream (or have one as its top layer).
+ * on the stream. The top layer of @p s must be a buffered stream.
  * Errors: RILL_E_INVALID (not buffered, want 0 or > read size), I/O errors of the inner stream.
  */
 RILL_API RILL_NODISCARD rill_status rill_peek(rill_stream *s, size_t want, const void **data,
@@ -415,8 +415,8 @@ RILL_API RILL_NODISCARD rill_status rill_peek(rill_stream *s, size_t want, const
 RILL_API RILL_NODISCARD rill_status rill_unread(rill_stream *s, const void *data, size_t len);
 
 /**
- * Release memory that idle layers do not need now (empty read and write buffers), down the
- * whole chain. Buffers come back on next use. Returns the number of bytes released.
+ * Release memory that idle layers do not need now (empty buffers of buffered and lines layers),
+ * down the whole chain. Buffers come back on next use. Returns the number of bytes released.
  */
 RILL_API size_t rill_shrink(rill_stream *s);
 
@@ -460,7 +460,9 @@ RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **
 
 /**
  * Read one line into @p buf of @p cap bytes (line and NUL must fit: cap >= max_line + 1 always
- * does); otherwise like rill_read_line(). *len receives the line length.
+ * does); otherwise like rill_read_line(). *len receives the line length. When the line does
+ * not fit, returns RILL_E_INVALID, consumes nothing and sets *len to the line's length so the
+ * caller can retry with a larger buffer. @p buf and @p len must not be NULL.
  */
 RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap,
                                                         size_t *len);

@@ -213,10 +213,10 @@ static void describe_endpoints(struct rilli_sock *st, int family)
         rilli_sockaddr_format((struct sockaddr *)&peer, plen, p, sizeof p);
     if (family == AF_UNIX) {
         /* One side of a Unix connection is usually unnamed: show the named one. */
-        snprintf(st->where, sizeof st->where, "%s%s", st->accepted ? l : p,
+        rilli_snprintf(st->where, sizeof st->where, "%s%s", st->accepted ? l : p,
                  st->accepted ? " accepted" : "");
     } else {
-        snprintf(st->where, sizeof st->where, "%s %s %s", l, st->accepted ? "<" : ">", p);
+        rilli_snprintf(st->where, sizeof st->where, "%s %s %s", l, st->accepted ? "<" : ">", p);
     }
 }
 

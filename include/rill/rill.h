@@ -482,6 +482,11 @@ RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipp
  * Read a big-endian integer of 2, 4 or 8 bytes (rill_read_full under the read timeout).
  * RILL_EOF if the stream ended before the first byte; RILL_E_PROTOCOL if it ended inside the
  * value (the partial bytes are consumed and the message says how many arrived).
+ *
+ * When the top layer is buffered, a value is consumed whole or not at all: RILL_WANT_* and
+ * RILL_E_TIMEOUT leave the stream as it was, so the call can simply be repeated. On other
+ * streams, a wait or timeout that stops the read inside a value returns RILL_E_PROTOCOL (the
+ * bytes already read cannot be given back, and a retry would misread the stream).
  */
 RILL_API RILL_NODISCARD rill_status rill_read_u16be(rill_stream *s, uint16_t *value);
 RILL_API RILL_NODISCARD rill_status rill_read_u32be(rill_stream *s, uint32_t *value);

@@ -3,16 +3,41 @@
 
 #include "internal.h"
 
-/* Read a @p width-byte big-endian value; @p value is checked by the callers. */
+/*
+ * Read a @p width-byte big-endian value; @p value is checked by the callers. Over a buffered top
+ * layer the value is taken whole or not at all (peek, then consume), so a WANT or a timeout
+ * loses nothing. Elsewhere bytes read before such a stop cannot be given back: that is reported
+ * as RILL_E_PROTOCOL, because a retry would read the rest of the value as a new one.
+ */
 static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
 {
     unsigned char b[8];
     size_t got = 0;
-    rill_status st = rill_read_full(s, b, width, &got);
+    rill_status st;
+    if (strcmp(rill_kind(s), RILL_LAYER_BUFFERED) == 0) {
+        const void *data = NULL;
+        size_t avail = 0;
+        st = rill_peek(s, width, &data, &avail);
+        if (st == RILL_EOF && avail == 0)
+            return RILL_EOF;
+        if (st == RILL_OK || st == RILL_EOF)
+            st = rill_read_full(s, b, avail < width ? avail : width, &got);
+        if (st == RILL_OK && got < width)
+            st = RILL_EOF;
+    } else {
+        st = rill_read_full(s, b, width, &got);
+    }
     if (st == RILL_EOF && got > 0) {
         return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
                                "rill_read_u%zube: stream ended after %zu of %zu bytes", width * 8,
                                got, width);
+    }
+    if (st != RILL_OK && st != RILL_EOF && got > 0) {
+        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+                               "rill_read_u%zube: %s after %zu of %zu bytes; they cannot be "
+                               "given back (stack a buffered layer for whole-value reads)",
+                               width * 8, st == RILL_E_TIMEOUT ? "timed out" : "would block", got,
+                               width);
     }
     if (st != RILL_OK)
         return st;

@@ -68,9 +68,9 @@ static void measure(rill_listener *l, int depth, size_t out[3])
     size_t peer_bytes = live_bytes - client_end; /* the server side is not counted */
     rill_stream *top = c;
     if (depth >= DEPTH_BUFFERED)
-        bench_check(rill_buffered_new(top, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE,
-                                      0, &top),
-                    "rill_buffered_new", c);
+        bench_check(
+            rill_buffered_new(top, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0, &top),
+            "rill_buffered_new", c);
     if (depth >= DEPTH_LINES)
         bench_check(rill_lines_new(top, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, 0, &top),
                     "rill_lines_new", c);

@@ -87,6 +87,9 @@ const char *rilli_errno_text(int errnum);
 /* Map an errno from a socket or fd operation to a status. */
 rill_status rilli_status_from_errno(int errnum);
 
+/* The read size of a buffered layer, or 0 when @p s is not one (for whole-value peeks). */
+size_t rilli_buffered_read_size(const rill_stream *s);
+
 /* snprintf into buf that tolerates len 0 and returns the would-be length as size_t. */
 size_t rilli_snprintf(char *buf, size_t len, const char *fmt, ...) RILL_PRINTF(3, 4);
 

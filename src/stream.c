@@ -397,11 +397,13 @@ RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
     return st;
 }
 
-RILL_API rill_status rill_write_str(rill_stream *s, const char *str)
+RILL_API rill_status rill_write_str(rill_stream *s, const char *str, size_t *nwritten)
 {
+    if (nwritten)
+        *nwritten = 0;
     if (!str)
         return api_error(s, RILL_E_INVALID, "rill_write_str: string is NULL");
-    return rill_write_all(s, str, strlen(str), NULL);
+    return rill_write_all(s, str, strlen(str), nwritten);
 }
 
 /* ---- flush, shutdown, close ---- */
@@ -461,6 +463,19 @@ RILL_API rill_status rill_close(rill_stream *s)
     rill_status result = rill_stream_call(s, DIR_WRITE, flush_chain, NULL);
     if (is_want(result))
         result = RILL_E_TIMEOUT; /* non-blocking close: what is still held is discarded */
+    /*
+     * Closing layers that borrow the stream below them while they hold read-ahead drops bytes
+     * the borrowed stream will never deliver: report it rather than lose them silently.
+     */
+    size_t dropped = 0;
+    for (rill_stream *l = s; l; l = l->inner) {
+        if (l->flags & RILL_BORROW) {
+            dropped = rill_pending(s) - rill_pending(l->inner);
+            break;
+        }
+    }
+    if (dropped > 0 && result == RILL_OK)
+        result = RILL_E_PENDING_DATA;
     rill_stream *l = s;
     while (l) {
         rill_stream *next = l->inner;

@@ -106,7 +106,7 @@ START_TEST(test_pipe_pair)
     ck_assert_uint_eq(n, 3);
     ck_assert_mem_eq(buf, "abc", 3);
     /* ...and bytes written to the stream go to the other pipe. */
-    ck_assert_int_eq(rill_write_str(s, "reply"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "reply", NULL), RILL_OK);
     ck_assert_int_eq(rill_flush(s), RILL_OK);
     raw_read_exact(out[0], buf, 5);
     ck_assert_mem_eq(buf, "reply", 5);
@@ -164,7 +164,7 @@ START_TEST(test_one_way)
     ck_assert_int_eq(rill_set_timeouts(wo, 100, 100), RILL_OK);
     st = rill_read(wo, buf, sizeof buf, &n);
     rt_assert_error(wo, st, RILL_E_UNSUPPORTED, "write-only");
-    ck_assert_int_eq(rill_write_str(wo, "out"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(wo, "out", NULL), RILL_OK);
     raw_read_exact(p[0], buf, 3);
     ck_assert_mem_eq(buf, "out", 3);
     /* Poll info of a one-way stream names the one descriptor it has. */
@@ -316,7 +316,7 @@ START_TEST(test_socketpair)
     size_t n = 0;
     ck_assert_int_eq(rill_read(peer, buf, sizeof buf, &n), RILL_EOF);
     ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(rill_write_str(peer, "late"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(peer, "late", NULL), RILL_OK);
     ck_assert_int_eq(rill_read_full(s, buf, 4, &n), RILL_OK);
     ck_assert_mem_eq(buf, "late", 4);
     rill_status st = rill_write(s, "x", 1, &n);
@@ -348,7 +348,7 @@ START_TEST(test_regular_file)
     ck_assert_int_eq(rill_read_full(s, buf, 18, &n), RILL_OK);
     ck_assert_mem_eq(buf, "line one\nline two\n", 18);
     ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_EOF);
-    ck_assert_int_eq(rill_write_str(s, "appended"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "appended", NULL), RILL_OK);
     ck_assert_int_eq(rill_close(s), RILL_OK);
     ck_assert(!rt_fd_is_open(fd));
 }
@@ -443,7 +443,7 @@ static void sigpipe_child(rt_child_report *rep, void *arg)
     snprintf(rep->msg, sizeof rep->msg, "%s", rill_errmsg(s));
     rep->values[1] = (int)n;
     rep->values[2] = rill_write_all(s, "again", 5, NULL); /* a second try, same outcome */
-    rep->values[3] = rill_write_str(s, "and again");
+    rep->values[3] = rill_write_str(s, "and again", NULL);
 
     sigprocmask(SIG_BLOCK, NULL, &after);
     sigpending(&pending);
@@ -626,7 +626,7 @@ START_TEST(test_write_timeout)
     rt_watchdog(0, NULL);
 
     ck_assert_uint_eq(raw_drain(p[0]), total);
-    ck_assert_int_eq(rill_write_str(s, "more"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "more", NULL), RILL_OK);
     char buf[4];
     raw_read_exact(p[0], buf, 4);
     ck_assert_mem_eq(buf, "more", 4);

@@ -847,7 +847,7 @@ START_TEST(test_over_buffered_bypasses_its_copy)
     ck_assert_uint_eq(rill_pending(s), 0);
 
     /* Writes pass through the line layer. */
-    ck_assert_int_eq(rill_write_str(s, "reply\n"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "reply\n", NULL), RILL_OK);
     ck_assert_int_eq(rill_flush(s), RILL_OK);
     char got[6];
     ck_assert_int_eq(read(peer, got, sizeof got), 6);
@@ -992,13 +992,18 @@ START_TEST(test_borrow_and_no_descriptor_leak)
     rt_tcp_pair(&client, &server);
     rill_stream *l = NULL;
     ck_assert_int_eq(rill_lines_new(server, 64, RILL_EOL_CRLF, RILL_BORROW, &l), RILL_OK);
-    ck_assert_int_eq(rill_write_str(client, "HELO x\r\nrest"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "HELO x\r\nrest", NULL), RILL_OK);
     expect_line(l, "HELO x");
-    /* rest is still in the line layer: closing it drops those bytes, not the connection. */
-    ck_assert_int_eq(rill_close(l), RILL_OK);
-    ck_assert_int_eq(rill_write_str(server, "250 ok\r\n"), RILL_OK);
+    /* rest is still in the line layer: closing it drops those bytes (reported), not the
+     * connection. */
+    ck_assert_uint_eq(rill_pending(l) - rill_pending(server), 4);
+    ck_assert_int_eq(rill_close(l), RILL_E_PENDING_DATA);
+    ck_assert_int_eq(rill_write_str(server, "250 ok\r\n", NULL), RILL_OK);
     ck_assert_int_eq(rill_lines_new(client, 64, RILL_EOL_CRLF, 0, &l), RILL_OK);
     expect_line(l, "250 ok");
+    ck_assert_int_eq(rill_close(l), RILL_OK);
+    /* A borrowing layer with nothing held closes cleanly. */
+    ck_assert_int_eq(rill_lines_new(server, 64, RILL_EOL_CRLF, RILL_BORROW, &l), RILL_OK);
     ck_assert_int_eq(rill_close(l), RILL_OK);
     ck_assert_int_eq(rill_close(server), RILL_OK);
     ck_assert_int_eq(rt_count_fds(), before);
@@ -1047,7 +1052,7 @@ START_TEST(test_errors_of_inner_carry_the_chain)
     rill_stream *s = lines_over(b, 64, RILL_EOL_LF);
     struct linger lg = { 1, 0 };
     ck_assert_int_eq(setsockopt(rill_fd(server), SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
-    ck_assert_int_eq(rill_write_str(s, "x"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "x", NULL), RILL_OK);
     ck_assert_int_eq(rill_flush(s), RILL_OK);
     usleep(50 * 1000);
     rill_close(server);

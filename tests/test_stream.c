@@ -562,8 +562,8 @@ static rill_status invalid_call(int i, rill_stream *s)
     case 9: return rill_read_full(NULL, buf, 3, &n);
     case 10: return rill_write_all(s, NULL, 3, &n);
     case 11: return rill_write_all(NULL, buf, 3, &n);
-    case 12: return rill_write_str(s, NULL);
-    case 13: return rill_write_str(NULL, "x");
+    case 12: return rill_write_str(s, NULL, NULL);
+    case 13: return rill_write_str(NULL, "x", NULL);
     case 14: return rill_flush(NULL);
     case 15: return rill_shutdown(NULL);
     case 16: return rill_poll_info(NULL, &fd, &ev);
@@ -746,7 +746,7 @@ START_TEST(test_passthrough_echo)
     }
     /* One byte at a time and a short read into a large buffer. */
     rt_transfer(top, server, 1, 5);
-    ck_assert_int_eq(rill_write_str(server, "xyz"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "xyz", NULL), RILL_OK);
     char buf[100];
     size_t n = 0;
     ck_assert_int_eq(rill_read(top, buf, sizeof buf, &n), RILL_OK);
@@ -1020,7 +1020,7 @@ START_TEST(test_pending_sums)
     /* Bytes waiting in the kernel are not "pending": reading them needs I/O. */
     rill_stream *client = NULL, *server = NULL;
     rt_tcp_pair(&client, &server);
-    ck_assert_int_eq(rill_write_str(server, "0123456789"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "0123456789", NULL), RILL_OK);
     struct pollfd p = { .fd = rill_fd(client), .events = POLLIN };
     ck_assert_int_eq(poll(&p, 1, 2000), 1);
     ck_assert_uint_eq(rill_pending(client), 0);
@@ -1272,7 +1272,7 @@ START_TEST(test_flush_shutdown_order)
     rt_assert_error(top, st, RILL_E_CLOSED, "shutdown");
     ck_assert_uint_eq(n, 0);
     rt_assert_error(top, rill_write_all(top, "xy", 2, &n), RILL_E_CLOSED, "shutdown");
-    rt_assert_error(top, rill_write_str(top, "xyz"), RILL_E_CLOSED, "shutdown");
+    rt_assert_error(top, rill_write_str(top, "xyz", NULL), RILL_E_CLOSED, "shutdown");
     rt_assert_error(b, rill_write(b, "x", 1, &n), RILL_E_CLOSED, "shutdown");
     expect_from_peer(sv[1], top, "reply after FIN");
 
@@ -1325,7 +1325,7 @@ START_TEST(test_full_and_all_helpers)
 
     ck_assert_int_eq(rill_write_all(top, "0123456789", 10, &n), RILL_OK);
     ck_assert_uint_eq(n, 10);
-    ck_assert_int_eq(rill_write_str(top, "ab"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(top, "ab", NULL), RILL_OK);
     ck_assert_uint_eq(ms->outlen, 12);
     ck_assert_mem_eq(ms->out, "0123456789ab", 12);
 

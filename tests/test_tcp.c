@@ -138,12 +138,12 @@ START_TEST(test_partial_reads)
     char buf[100];
     size_t n = 0;
 
-    ck_assert_int_eq(rill_write_str(server, "abc"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "abc", NULL), RILL_OK);
     ck_assert_int_eq(rill_read(client, buf, sizeof buf, &n), RILL_OK);
     ck_assert_uint_eq(n, 3);
     ck_assert_mem_eq(buf, "abc", 3);
 
-    ck_assert_int_eq(rill_write_str(server, "defgh"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "defgh", NULL), RILL_OK);
     ck_assert_int_eq(rill_read(client, buf, 2, &n), RILL_OK);
     ck_assert_uint_eq(n, 2);
     ck_assert_mem_eq(buf, "de", 2);
@@ -245,7 +245,7 @@ START_TEST(test_half_close)
     char buf[16];
     size_t n = 9;
 
-    ck_assert_int_eq(rill_write_str(client, "request"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "request", NULL), RILL_OK);
     ck_assert_int_eq(rill_shutdown(client), RILL_OK);
     ck_assert_int_eq(rill_shutdown(client), RILL_OK); /* twice is harmless */
     read_expect(server, "request");
@@ -254,7 +254,7 @@ START_TEST(test_half_close)
     ck_assert_int_eq(rill_read(server, buf, sizeof buf, &n), RILL_EOF);
 
     /* The side that got EOF can still write, and the half-closed side still reads. */
-    ck_assert_int_eq(rill_write_str(server, "response"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "response", NULL), RILL_OK);
     read_expect(client, "response");
 
     /* Writing after shutdown fails, and says so. */
@@ -537,7 +537,7 @@ START_TEST(test_read_timeout)
     rt_assert_elapsed(t0, 200, 2200);
     ck_assert_uint_eq(n, 0);
     /* Usable afterwards: the peer writes, the read succeeds. */
-    ck_assert_int_eq(rill_write_str(server, "later"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "later", NULL), RILL_OK);
     read_expect(client, "later");
 
     /* Non-blocking. */
@@ -552,7 +552,7 @@ START_TEST(test_read_timeout)
     ck_assert_int_eq(fd, rill_fd(client));
     ck_assert_msg(ev & POLLIN, "events %#x lack POLLIN", (unsigned)ev);
     ck_assert_msg(!(ev & POLLOUT), "a plain TCP read waits for POLLIN only (%#x)", (unsigned)ev);
-    ck_assert_int_eq(rill_write_str(server, "now"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "now", NULL), RILL_OK);
     struct pollfd pf = { .fd = fd, .events = ev };
     ck_assert_int_eq(poll(&pf, 1, 2000), 1);
     ck_assert_int_eq(rill_read(client, buf, sizeof buf, &n), RILL_OK);
@@ -561,7 +561,7 @@ START_TEST(test_read_timeout)
 
     /* Deadline for the whole rill_read_full, partial bytes kept. */
     ck_assert_int_eq(rill_set_timeouts(client, 150, 150), RILL_OK);
-    ck_assert_int_eq(rill_write_str(server, "ab"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "ab", NULL), RILL_OK);
     t0 = rt_now_us();
     st = rill_read_full(client, buf, 5, &n);
     rt_assert_error(client, st, RILL_E_TIMEOUT, "timed out");
@@ -668,7 +668,7 @@ START_TEST(test_write_timeout)
     /* Every accepted byte arrives, in order, and nothing else; then writing works again. */
     ck_assert_uint_eq(drain(server, total), sum);
     ck_assert_int_eq(rill_set_timeouts(client, RILL_TIMEOUT_NONE, 2000), RILL_OK);
-    ck_assert_int_eq(rill_write_str(client, "end"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "end", NULL), RILL_OK);
     read_expect(server, "end");
     rt_watchdog(0, NULL);
     ck_assert_int_eq(rill_close(client), RILL_OK);

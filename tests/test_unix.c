@@ -120,7 +120,7 @@ START_TEST(test_echo)
     size_t n = 3;
     ck_assert_int_eq(rill_read(server, buf, sizeof buf, &n), RILL_EOF);
     ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(rill_write_str(server, "bye"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(server, "bye", NULL), RILL_OK);
     ck_assert_int_eq(rill_read_full(client, buf, 3, &n), RILL_OK);
     ck_assert_mem_eq(buf, "bye", 3);
     rt_assert_error(client, rill_write(client, "x", 1, &n), RILL_E_CLOSED, "shutdown");
@@ -404,7 +404,7 @@ START_TEST(test_read_timeout)
     ck_assert_int_eq(rill_poll_info(c, &fd, &ev), RILL_OK);
     ck_assert_int_eq(fd, rill_fd(c));
     ck_assert(ev & POLLIN);
-    ck_assert_int_eq(rill_write_str(s, "hi"), RILL_OK);
+    ck_assert_int_eq(rill_write_str(s, "hi", NULL), RILL_OK);
     struct pollfd pf = { .fd = fd, .events = ev };
     ck_assert_int_eq(poll(&pf, 1, 2000), 1);
     ck_assert_int_eq(rill_read(c, buf, sizeof buf, &n), RILL_OK);

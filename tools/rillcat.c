@@ -128,9 +128,9 @@ static int run_demo(void)
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
         const char *reply;
         size_t len;
-        rill_status st = rill_write_str(top, lines[i]);
+        rill_status st = rill_write_str(top, lines[i], NULL);
         if (st == RILL_OK)
-            st = rill_write_str(top, "\r\n");
+            st = rill_write_str(top, "\r\n", NULL);
         if (st == RILL_OK)
             st = rill_flush(top);
         if (st == RILL_OK)

@@ -167,8 +167,12 @@ RILL_API RILL_NODISCARD rill_status rill_read_full(rill_stream *s, void *buf, si
 RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
                                                    size_t *nwritten);
 
-/** Write all bytes of NUL-terminated @p str (convenience for rill_write_all). */
-RILL_API RILL_NODISCARD rill_status rill_write_str(rill_stream *s, const char *str);
+/**
+ * Write all bytes of NUL-terminated @p str: rill_write_all(s, str, strlen(str), nwritten).
+ * @p nwritten (may be NULL) tells how far a call stopped by a wait or timeout got.
+ */
+RILL_API RILL_NODISCARD rill_status rill_write_str(rill_stream *s, const char *str,
+                                                   size_t *nwritten);
 
 /**
  * Push bytes held by write buffers down the whole chain to the transport. Non-blocking mode may
@@ -187,10 +191,12 @@ RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
  * Flush and close the whole chain top-down and free it. A layer created with RILL_BORROW stops
  * the walk: the stream it wraps stays open and owned by the caller.
  *
- * Always frees @p s (NULL is accepted and returns RILL_OK). Returns the first error met while
- * flushing: bytes that cannot be written within the write timeout are discarded and reported as
- * RILL_E_TIMEOUT (or the I/O error), with a message saying how many. The message is lost with
- * the stream; call rill_flush() first where it matters.
+ * Always frees @p s (NULL is accepted and returns RILL_OK). Returns RILL_OK, or the first
+ * problem met: bytes that could not be flushed within the write timeout are discarded and
+ * reported as RILL_E_TIMEOUT (or the write error); unread bytes held by the closed layers of a
+ * borrowing chain, which the borrowed stream will never deliver, are reported as
+ * RILL_E_PENDING_DATA (check rill_pending() first when detaching after a protocol step). The
+ * stream's message is gone with it; call rill_flush() first where the message matters.
  */
 RILL_API rill_status rill_close(rill_stream *s);
 
@@ -276,8 +282,14 @@ RILL_API int rill_fd(rill_stream *s);
  * Wrap existing descriptors as a stream: reads come from @p read_fd, writes go to @p write_fd
  * (the same fd for a socket; 0 and 1 for a stdio pair; -1 for a one-way stream). Sockets are
  * used with MSG_DONTWAIT/MSG_NOSIGNAL; other descriptors (pipes, terminals, files) are polled
- * before I/O when a timeout is set, and SIGPIPE from writing to a closed pipe is suppressed
- * for the calling thread only. The descriptors' file status flags are never changed.
+ * before I/O when a timeout is set, writes are then limited to PIPE_BUF bytes, and SIGPIPE from
+ * writing to a closed pipe is suppressed for the calling thread only. The descriptors' file
+ * status flags are never changed.
+ *
+ * Limits of poll-then-I/O on descriptors in blocking mode: a terminal may report writable with
+ * less than PIPE_BUF bytes of room, and another reader of a shared pipe may take the bytes poll
+ * announced; the write or read then blocks past the timeout. Where hard deadlines matter on such
+ * descriptors, set O_NONBLOCK on them yourself: rill then never blocks on them.
  *
  * Ownership: with RILL_FD_OWN the stream closes the descriptors on rill_close(); otherwise the
  * caller keeps them. *out is the new stream on RILL_OK and untouched on error.
@@ -470,7 +482,9 @@ RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *bu
 /**
  * Discard input up to and including the next line ending, however long the line is (the way
  * to move past RILL_E_LINE_TOO_LONG or RILL_E_PROTOCOL). *skipped (may be NULL) receives the
- * number of bytes dropped. Returns RILL_EOF if the stream ends first.
+ * number of bytes dropped by this call, line ending included; in RILL_EOL_ANY mode the LF of a
+ * CRLF whose CR ended the available data is dropped later, when it arrives, and is not counted.
+ * Returns RILL_EOF if the stream ends first.
  */
 RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipped);
 
@@ -483,7 +497,8 @@ RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipp
  * RILL_EOF if the stream ended before the first byte; RILL_E_PROTOCOL if it ended inside the
  * value (the partial bytes are consumed and the message says how many arrived).
  *
- * When the top layer is buffered, a value is consumed whole or not at all: RILL_WANT_* and
+ * When the top layer is buffered (with a read size of at least the width), a value is consumed
+ * whole or not at all: RILL_WANT_* and
  * RILL_E_TIMEOUT leave the stream as it was, so the call can simply be repeated. On other
  * streams, a wait or timeout that stops the read inside a value returns RILL_E_PROTOCOL (the
  * bytes already read cannot be given back, and a retry would misread the stream).
@@ -492,7 +507,12 @@ RILL_API RILL_NODISCARD rill_status rill_read_u16be(rill_stream *s, uint16_t *va
 RILL_API RILL_NODISCARD rill_status rill_read_u32be(rill_stream *s, uint32_t *value);
 RILL_API RILL_NODISCARD rill_status rill_read_u64be(rill_stream *s, uint64_t *value);
 
-/** Write a big-endian integer of 2, 4 or 8 bytes (rill_write_all). */
+/**
+ * Write a big-endian integer of 2, 4 or 8 bytes (rill_write_all under the write timeout).
+ * A wait or timeout that stops the write inside the value returns RILL_E_PROTOCOL with the
+ * count in the message (a retry would repeat the bytes already sent); one that stops it before
+ * the first byte returns RILL_WANT_* / RILL_E_TIMEOUT as usual.
+ */
 RILL_API RILL_NODISCARD rill_status rill_write_u16be(rill_stream *s, uint16_t value);
 RILL_API RILL_NODISCARD rill_status rill_write_u32be(rill_stream *s, uint32_t value);
 RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t value);

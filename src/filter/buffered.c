@@ -6,6 +6,7 @@
  * connection costs only the state block. Bulk transfers skip the copy: a read big enough to
  * fill half the buffer, or a write that does not fit, goes straight to the inner stream.
  */
+#include <poll.h>
 #include <string.h>
 
 #include "internal.h"
@@ -28,6 +29,7 @@ struct buffered {
     unsigned char *wbuf;
     size_t wpos;
     size_t wend;
+    bool push_stuck; /* the last pre-read push stopped on a full send path */
 };
 
 static const struct rill_stream_ops buffered_ops;
@@ -88,6 +90,28 @@ static rill_status push_held(rill_stream *s, struct buffered *b)
     return RILL_OK;
 }
 
+/*
+ * Read from the inner stream after held write bytes have had their chance to go out. A request
+ * still in our write buffer would never be answered, so it is pushed first; but only as far as
+ * it goes without waiting: a read must neither block in send() under a deadline nor wait for
+ * a peer that stopped reading while its answer is already readable. Push errors stay held for
+ * the next flush to report. While bytes are stuck, the read does not block either, and
+ * buffered_poll asks for POLLOUT as well, so the core wakes for whichever side can move.
+ */
+static rill_status read_inner(rill_stream *s, struct buffered *b, void *buf, size_t len, size_t *n)
+{
+    bool may_block = s->may_block;
+    b->push_stuck = false;
+    if (b->wend > b->wpos) {
+        s->may_block = false;
+        b->push_stuck = push_held(s, b) == RILL_WANT_WRITE;
+        s->may_block = may_block && !b->push_stuck;
+    }
+    rill_status st = rill_stream_read_inner(s, buf, len, n);
+    s->may_block = may_block;
+    return st;
+}
+
 static size_t take_buffered(struct buffered *b, void *buf, size_t len)
 {
     size_t held = b->rend - b->rpos;
@@ -107,18 +131,13 @@ static rill_status buffered_read(rill_stream *s, void *buf, size_t len, size_t *
         *n = take_buffered(b, buf, len);
         return RILL_OK;
     }
-    /* About to wait for the peer: a request still sitting in our write buffer would never
-     * get an answer. */
-    rill_status st = push_held(s, b);
-    if (st != RILL_OK)
-        return st;
     if (len >= b->read_size / 2)
-        return rill_stream_read_inner(s, buf, len, n);
-    st = ensure_rbuf(s, b);
+        return read_inner(s, b, buf, len, n);
+    rill_status st = ensure_rbuf(s, b);
     if (st != RILL_OK)
         return st;
     size_t got = 0;
-    st = rill_stream_read_inner(s, b->rbuf, b->ralloc, &got);
+    st = read_inner(s, b, b->rbuf, b->ralloc, &got);
     if (st != RILL_OK)
         return st;
     b->rpos = 0;
@@ -182,6 +201,15 @@ static size_t buffered_pending(const rill_stream *s)
     return b->rend - b->rpos;
 }
 
+static rill_status buffered_poll(rill_stream *s, int *fd, short *events)
+{
+    const struct buffered *b = rilli_state(s);
+    (void)fd; /* the transport below names the descriptor */
+    if (b->push_stuck && b->wend > b->wpos)
+        *events |= POLLOUT;
+    return RILL_OK;
+}
+
 static size_t buffered_describe(const rill_stream *s, char *buf, size_t len)
 {
     const struct buffered *b = rilli_state(s);
@@ -217,9 +245,17 @@ static const struct rill_stream_ops buffered_ops = {
     .flush = buffered_flush,
     .close = buffered_close,
     .pending = buffered_pending,
+    .poll = buffered_poll,
     .describe = buffered_describe,
     .shrink = buffered_shrink,
 };
+
+size_t rilli_buffered_read_size(const rill_stream *s)
+{
+    if (!s || rilli_ops(s) != &buffered_ops)
+        return 0;
+    return ((const struct buffered *)rilli_state(s))->read_size;
+}
 
 RILL_API rill_status rill_buffered_new(rill_stream *inner, size_t read_size, size_t write_size,
                                        unsigned flags, rill_stream **out)
@@ -281,11 +317,8 @@ static rill_status peek_attempt(rill_stream *s, void *arg)
             b->rpos = 0;
             b->rend = held;
         }
-        st = push_held(s, b);
-        if (st != RILL_OK)
-            return st;
         size_t got = 0;
-        st = rill_stream_read_inner(s, b->rbuf + b->rend, b->ralloc - b->rend, &got);
+        st = read_inner(s, b, b->rbuf + b->rend, b->ralloc - b->rend, &got);
         if (st == RILL_EOF) {
             *req->data = b->rbuf + b->rpos;
             *req->avail = held;

@@ -14,7 +14,7 @@ static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
     unsigned char b[8];
     size_t got = 0;
     rill_status st;
-    if (strcmp(rill_kind(s), RILL_LAYER_BUFFERED) == 0) {
+    if (rilli_buffered_read_size(s) >= width) {
         const void *data = NULL;
         size_t avail = 0;
         st = rill_peek(s, width, &data, &avail);
@@ -32,7 +32,8 @@ static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
                                "rill_read_u%zube: stream ended after %zu of %zu bytes", width * 8,
                                got, width);
     }
-    if (st != RILL_OK && st != RILL_EOF && got > 0) {
+    bool stopped = st == RILL_WANT_READ || st == RILL_WANT_WRITE || st == RILL_E_TIMEOUT;
+    if (stopped && got > 0) {
         return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
                                "rill_read_u%zube: %s after %zu of %zu bytes; they cannot be "
                                "given back (stack a buffered layer for whole-value reads)",
@@ -87,12 +88,26 @@ RILL_API rill_status rill_read_u64be(rill_stream *s, uint64_t *value)
     return st == RILL_OK ? read_be(s, 8, value) : st;
 }
 
+/*
+ * Write a @p width-byte big-endian value. A wait or timeout that stops it part-way cannot be
+ * retried without sending the first bytes twice: that is RILL_E_PROTOCOL with the count.
+ */
 static rill_status write_be(rill_stream *s, uint64_t v, size_t width)
 {
     unsigned char b[8];
     for (size_t i = 0; i < width; i++)
         b[i] = (unsigned char)(v >> (8 * (width - 1 - i)));
-    return rill_write_all(s, b, width, NULL);
+    size_t done = 0;
+    rill_status st = rill_write_all(s, b, width, &done);
+    bool stopped = st == RILL_WANT_READ || st == RILL_WANT_WRITE || st == RILL_E_TIMEOUT;
+    if (stopped && done > 0) {
+        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+                               "rill_write_u%zube: %s after %zu of %zu bytes; the rest was not "
+                               "sent",
+                               width * 8, st == RILL_E_TIMEOUT ? "timed out" : "would block", done,
+                               width);
+    }
+    return st;
 }
 
 RILL_API rill_status rill_write_u16be(rill_stream *s, uint16_t value)

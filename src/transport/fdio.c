@@ -26,7 +26,11 @@ static rill_status io_error(rill_stream *s, int errnum, const char *what, const 
     return st;
 }
 
-/* Readiness of a descriptor that cannot take MSG_DONTWAIT, checked without waiting. */
+/*
+ * Readiness of a descriptor that cannot take MSG_DONTWAIT, checked without waiting. A failing
+ * poll() counts as not ready: the I/O that would follow might block under a deadline, and the
+ * core's own poll reports the failure.
+ */
 static bool ready_now(int fd, short events)
 {
     struct pollfd p = { .fd = fd, .events = events };
@@ -34,7 +38,7 @@ static bool ready_now(int fd, short events)
     do {
         r = poll(&p, 1, 0);
     } while (r < 0 && errno == EINTR);
-    return r != 0; /* errors and hang-ups are reported by the read or write itself */
+    return r > 0; /* errors and hang-ups then come from the read or write itself */
 }
 
 rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *where, void *buf,

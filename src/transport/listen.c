@@ -55,12 +55,12 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     }
     if (listen(fd, opts->backlog > 0 ? opts->backlog : 128) < 0) {
         st = rilli_error_set(err, RILL_E_IO, errno, "%s: cannot listen on %s", kind, display);
-        goto fail;
+        goto fail_bound;
     }
     rill_listener *l = rilli_calloc(1, sizeof *l);
     if (!l) {
         st = rilli_error_set(err, RILL_E_NOMEM, 0, "%s: out of memory", kind);
-        goto fail;
+        goto fail_bound;
     }
     l->fd = fd;
     l->opts = *opts;
@@ -76,6 +76,10 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     }
     *out = l;
     return RILL_OK;
+fail_bound:
+    /* bind() created the socket file of a path listener: leave no stale file behind. */
+    if (sa->sa_family == AF_UNIX && display[0] != '@')
+        unlink(display);
 fail:
     close(fd);
     return st;

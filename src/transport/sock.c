@@ -100,14 +100,17 @@ static rill_status set_blocking(int fd, bool blocking)
     return (want == fl || fcntl(fd, F_SETFL, want) == 0) ? RILL_OK : RILL_E_IO;
 }
 
-/* Wait for a non-blocking connect; returns 0 or the errno that ended it (ETIMEDOUT). */
+/* The caller's deadline passed (distinct from the kernel giving up with ETIMEDOUT). */
+#define DEADLINE_PASSED (-1)
+
+/* Wait for a non-blocking connect; returns 0, the errno that ended it, or DEADLINE_PASSED. */
 static int await_connect(int fd, int64_t deadline)
 {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
     for (;;) {
         int r = poll(&p, 1, rilli_remaining_ms(deadline));
         if (r == 0)
-            return ETIMEDOUT;
+            return DEADLINE_PASSED;
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -154,9 +157,9 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
         e = errno;
     if (e != 0) {
         close(fd);
-        /* A Unix backlog that stayed full until the deadline is a timeout too. */
-        bool timed_out = e == ETIMEDOUT || (e == EAGAIN && sa->sa_family == AF_UNIX);
-        if (timed_out && timeout_ms >= 0) {
+        /* A Unix backlog that stayed full until the deadline is the deadline passing too. */
+        bool deadline_passed = e == DEADLINE_PASSED || (e == EAGAIN && sa->sa_family == AF_UNIX);
+        if (deadline_passed) {
             return rilli_error_set(err, RILL_E_TIMEOUT, 0,
                                    "%s: connect to %s timed out after %d ms", kind, display,
                                    timeout_ms);
@@ -214,7 +217,7 @@ static void describe_endpoints(struct rilli_sock *st, int family)
     if (family == AF_UNIX) {
         /* One side of a Unix connection is usually unnamed: show the named one. */
         rilli_snprintf(st->where, sizeof st->where, "%s%s", st->accepted ? l : p,
-                 st->accepted ? " accepted" : "");
+                       st->accepted ? " accepted" : "");
     } else {
         rilli_snprintf(st->where, sizeof st->where, "%s %s %s", l, st->accepted ? "<" : ">", p);
     }

@@ -15,8 +15,8 @@ int main(void)
         return 1;
     }
     rill_listener_free(l);
-    if (rill_buffered_new(c, 64, 64, 0, &b) != RILL_OK || rill_write_str(b, "ping") != RILL_OK ||
-        rill_flush(b) != RILL_OK) {
+    if (rill_buffered_new(c, 64, 64, 0, &b) != RILL_OK ||
+        rill_write_str(b, "ping", NULL) != RILL_OK || rill_flush(b) != RILL_OK) {
         fprintf(stderr, "consumer: %s\n", rill_errmsg(c));
         return 1;
     }

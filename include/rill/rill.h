@@ -86,6 +86,8 @@ typedef struct rill_stream rill_stream;
 /** A listening socket that accepts streams. Opaque. */
 typedef struct rill_listener rill_listener;
 
+struct rill_connect_event;
+
 /* ---------------------------------------------------------------------------------------------
  * Library
  */
@@ -308,6 +310,15 @@ typedef struct rill_connect_opts {
     int write_timeout_ms; /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
     int nodelay;          /**< TCP_NODELAY; default 1 */
     int keepalive_idle_s; /**< TCP keepalive after this many idle seconds; default 0 (off) */
+    /* rill_connect() only: */
+    int family;           /**< 0: the context's choice, 4: IPv4 only, 6: IPv6 only */
+    int attempt_delay_ms; /**< Happy Eyeballs: start the next address after this long;
+                               default 250; negative: one address at a time, no racing */
+    int max_in_flight;    /**< connect attempts in flight at once; default 4 (>= 1) */
+    /** Trace callback (resolving, resolved, each attempt, failures, connected); may be NULL.
+     *  Called on the connecting thread; @p ev and its strings live only during the call. */
+    void (*on_event)(void *arg, const struct rill_connect_event *ev);
+    void *on_event_arg; /**< passed to on_event */
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -336,6 +347,121 @@ RILL_API RILL_NODISCARD rill_status rill_tcp_connect_addr(const char *addr, uint
 RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
                                                       const rill_connect_opts *opts,
                                                       rill_stream **out, rill_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Context: DNS resolution (c-ares) and connecting by name
+ */
+
+/** Shared state for resolving and connecting: c-ares channel, DNS cache, defaults. Opaque. */
+typedef struct rill_ctx rill_ctx;
+
+/** Options for rill_ctx_new(). Initialise with rill_ctx_opts_init(). */
+typedef struct rill_ctx_opts {
+    /** DNS servers as "127.0.0.1:5353,[::1]:5353" (port optional); NULL: /etc/resolv.conf. */
+    const char *dns_servers;
+    /** NULL-terminated list of static answers in curl's --resolve form "HOST:PORT:ADDR[,ADDR]"
+     *  (IPv6 addresses in brackets; PORT "*" for any port). Copied by rill_ctx_new(). */
+    const char *const *overrides;
+    int family;           /**< 0: IPv4 and IPv6 (default), 4: IPv4 only, 6: IPv6 only */
+    int cache_max_ttl_s;  /**< cap on how long an answer is cached (its TTL, capped); default 300;
+                               0 disables the cache */
+    int negative_ttl_s;   /**< how long "no such name" is cached; default 5 */
+    int query_timeout_ms; /**< first retry interval handed to c-ares; default 2000 */
+    int query_tries;      /**< tries per server handed to c-ares; default 3 */
+} rill_ctx_opts;
+
+/** Fill @p opts with the defaults listed in rill_ctx_opts. */
+RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts);
+
+/**
+ * Create a context. /etc/hosts is honoured as c-ares does (before DNS).
+ * Ownership: caller frees *out with rill_ctx_free(); @p opts is not kept.
+ * Errors: RILL_E_INVALID (bad server list or override, NULL out), RILL_E_DNS (c-ares could not
+ * start: no resolv.conf and no servers), RILL_E_NOMEM.
+ * Thread-safety: a context may be used from several threads at once (an internal lock guards
+ * the channel and the cache; threads waiting for the same name share one query).
+ */
+RILL_API RILL_NODISCARD rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out,
+                                                 rill_error *err);
+
+/**
+ * Free a context; lookups still outstanding on it are cancelled. No thread may be using it.
+ * NULL is accepted. Streams made with it are not affected.
+ */
+RILL_API void rill_ctx_free(rill_ctx *ctx);
+
+/** One resolved address. */
+typedef struct rill_addr {
+    int family;           /**< 4 or 6 */
+    unsigned sa_len;      /**< bytes used in sa */
+    unsigned char sa[28]; /**< the struct sockaddr_in / sockaddr_in6, port included */
+    char text[56];        /**< "127.0.0.1:8443" or "[::1]:8443" */
+} rill_addr;
+
+/**
+ * Resolve @p host (a name, or a numeric address, which never touches DNS) for @p port, within
+ * @p timeout_ms (RILL_TIMEOUT_NONE: no limit). A and AAAA are asked in parallel; answers are
+ * cached per the record TTLs (capped) and concurrent lookups of one name share one query. The
+ * list is ordered for connecting: families interleaved, starting with the family of the first
+ * address the sorted answer gives.
+ *
+ * Ownership: *addrs is an array of *count entries; free it with rill_addrs_free().
+ * Errors: RILL_E_INVALID (empty name, over 253 bytes, embedded NUL/space/control bytes, port 0),
+ * RILL_E_DNS (no such name, no address of the wanted family, server failure; the message names
+ * the host), RILL_E_TIMEOUT, RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_resolve(rill_ctx *ctx, const char *host, uint16_t port,
+                                                 int timeout_ms, rill_addr **addrs, size_t *count,
+                                                 rill_error *err);
+
+/** Free an array returned by rill_resolve(). NULL is accepted. */
+RILL_API void rill_addrs_free(rill_addr *addrs);
+
+/** What a connect trace event reports. */
+typedef enum rill_connect_event_type {
+    RILL_EV_RESOLVING = 1,  /**< host: the name being resolved */
+    RILL_EV_RESOLVED,       /**< count: addresses found */
+    RILL_EV_ATTEMPT,        /**< addr: a connect attempt starts */
+    RILL_EV_ATTEMPT_FAILED, /**< addr, status, message: an attempt failed */
+    RILL_EV_CONNECTED       /**< addr: the winner */
+} rill_connect_event_type;
+
+/** A connect trace event (see rill_connect_opts.on_event). */
+typedef struct rill_connect_event {
+    rill_connect_event_type type;
+    const char *host;    /**< always set */
+    const char *addr;    /**< ATTEMPT, ATTEMPT_FAILED, CONNECTED: "127.0.0.1:8443" */
+    size_t count;        /**< RESOLVED: number of addresses */
+    rill_status status;  /**< ATTEMPT_FAILED */
+    const char *message; /**< ATTEMPT_FAILED: the reason */
+    int64_t elapsed_ms;  /**< since rill_connect() started */
+} rill_connect_event;
+
+/**
+ * Resolve @p host and connect to @p port over TCP, racing the addresses per RFC 8305 (Happy
+ * Eyeballs): the first attempt starts at once, the next after opts->attempt_delay_ms or as soon
+ * as the previous one fails, alternating families; losing attempts are closed at once. One
+ * deadline, opts->timeout_ms, covers resolution and all attempts. @p ctx may be NULL for numeric
+ * hosts only.
+ *
+ * Ownership: *out receives a new "tcp" stream on RILL_OK.
+ * Errors: as rill_resolve(); RILL_E_REFUSED / RILL_E_CONNECT when every address failed, with a
+ * message naming each: "connect: example.test:8443: 127.0.0.1: connection refused; ::1:
+ * connection refused"; RILL_E_TIMEOUT; RILL_E_IO (EMFILE, ...).
+ */
+RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
+                                                 const rill_connect_opts *opts, rill_stream **out,
+                                                 rill_error *err);
+
+/** Counters of a context, for tests and monitoring. */
+typedef struct rill_ctx_stats {
+    uint64_t queries;    /**< lookups sent to c-ares (one per name, A+AAAA together) */
+    uint64_t cache_hits; /**< lookups answered from the cache, positive or negative */
+    uint64_t merged;     /**< lookups that joined a query already in flight */
+} rill_ctx_stats;
+
+/** Read the counters of @p ctx. Thread-safe. */
+RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------
  * Listening

@@ -311,4 +311,7 @@ RILL_API void rill_connect_opts_init(rill_connect_opts *opts)
     opts->write_timeout_ms = RILL_TIMEOUT_NONE;
     opts->nodelay = 1;
     opts->keepalive_idle_s = 0;
+    opts->family = 0;
+    opts->attempt_delay_ms = 250;
+    opts->max_in_flight = 4;
 }

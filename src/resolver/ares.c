@@ -1,0 +1,550 @@
+/*
+ * The context: one c-ares channel, a DNS cache and static overrides, shared by threads.
+ *
+ * Locking: every c-ares call is made with ctx->lock held, so c-ares callbacks always run with
+ * the lock held too. One waiting thread at a time drives the channel (polls its sockets with the
+ * lock released, then processes them under the lock); the other waiters sleep on ctx->done and
+ * take over driving when the driver leaves. Concurrent lookups of one name share one cache
+ * entry and so one query.
+ */
+#include <ares.h>
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "internal.h"
+#include "resolver.h"
+
+enum entry_state { ENTRY_PENDING, ENTRY_READY };
+
+struct entry {
+    struct entry *next;
+    struct rill_ctx *ctx;
+    char *name;
+    int family;
+    enum entry_state state;
+    int waiters;
+    bool cacheable;
+    int64_t expires_ms;
+    rill_status status;
+    char reason[128];
+    struct rilli_ip *ips;
+    size_t count;
+};
+
+struct override {
+    char *host;
+    int port; /* -1: any */
+    struct rilli_ip *ips;
+    size_t count;
+};
+
+struct rill_ctx {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    ares_channel channel;
+    bool driving;
+    int family;
+    int cache_max_ttl_s;
+    int negative_ttl_s;
+    struct entry *cache;
+    struct override *overrides;
+    size_t override_count;
+    rill_ctx_stats stats;
+};
+
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+static int library_status = ARES_SUCCESS;
+
+static void library_init(void)
+{
+    library_status = ares_library_init(ARES_LIB_INIT_ALL);
+}
+
+RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
+{
+    if (!opts)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->cache_max_ttl_s = 300;
+    opts->negative_ttl_s = 5;
+    opts->query_timeout_ms = 2000;
+    opts->query_tries = 3;
+}
+
+/* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
+
+static rill_status parse_override(const char *spec, struct override *o, rill_error *err)
+{
+    const char *c1 = strchr(spec, ':');
+    const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c1 || !c2 || c1 == spec || c2 == c1 + 1 || !c2[1]) {
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "ctx: override \"%.80s\" is not HOST:PORT:ADDR[,ADDR]", spec);
+    }
+    o->port = -1;
+    if (!(c2 - c1 == 2 && c1[1] == '*')) {
+        char *end = NULL;
+        long port = strtol(c1 + 1, &end, 10);
+        if (end != c2 || port < 1 || port > 65535)
+            return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: override \"%.80s\": bad port",
+                                   spec);
+        o->port = (int)port;
+    }
+    o->host = rilli_malloc((size_t)(c1 - spec) + 1);
+    if (!o->host)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    memcpy(o->host, spec, (size_t)(c1 - spec));
+    o->host[c1 - spec] = '\0';
+    size_t n = 1;
+    for (const char *p = c2 + 1; *p; p++)
+        n += *p == ',';
+    o->ips = rilli_calloc(n, sizeof *o->ips);
+    if (!o->ips)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    const char *p = c2 + 1;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char addr[INET6_ADDRSTRLEN + 3];
+        if (len == 0 || len >= sizeof addr ||
+            (memcpy(addr, p, len), addr[len] = '\0', !rilli_ip_parse(addr, &o->ips[o->count]))) {
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "ctx: override \"%.80s\": \"%.*s\" is not a numeric address",
+                                   spec, (int)len, p);
+        }
+        o->count++;
+        p += len + (comma ? 1 : 0);
+    }
+    return RILL_OK;
+}
+
+static const struct override *find_override(const rill_ctx *ctx, const char *host, uint16_t port)
+{
+    for (size_t i = 0; i < ctx->override_count; i++) {
+        const struct override *o = &ctx->overrides[i];
+        if ((o->port < 0 || o->port == port) && strcasecmp(o->host, host) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/* ---- context ---- */
+
+static void free_entry(struct entry *e)
+{
+    rilli_free(e->name);
+    rilli_free(e->ips);
+    rilli_free(e);
+}
+
+RILL_API void rill_ctx_free(rill_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    if (ctx->channel) {
+        pthread_mutex_lock(&ctx->lock);
+        ares_cancel(ctx->channel); /* callbacks release entries nobody waits for */
+        ares_destroy(ctx->channel);
+        pthread_mutex_unlock(&ctx->lock);
+    }
+    for (struct entry *e = ctx->cache, *next; e; e = next) {
+        next = e->next;
+        free_entry(e);
+    }
+    for (size_t i = 0; ctx->overrides && i < ctx->override_count; i++) {
+        rilli_free(ctx->overrides[i].host);
+        rilli_free(ctx->overrides[i].ips);
+    }
+    rilli_free(ctx->overrides);
+    pthread_cond_destroy(&ctx->done);
+    pthread_mutex_destroy(&ctx->lock);
+    rilli_free(ctx);
+}
+
+static rill_status init_sync(rill_ctx *ctx, rill_error *err)
+{
+    pthread_condattr_t attr;
+    if (pthread_mutex_init(&ctx->lock, NULL) != 0)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: cannot create a lock");
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int r = pthread_cond_init(&ctx->done, &attr);
+    pthread_condattr_destroy(&attr);
+    if (r != 0) {
+        pthread_mutex_destroy(&ctx->lock);
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: cannot create a condition variable");
+    }
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, rill_error *err)
+{
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: out is NULL");
+    rill_ctx_opts defaults;
+    if (!opts) {
+        rill_ctx_opts_init(&defaults);
+        opts = &defaults;
+    }
+    if (opts->family != 0 && opts->family != 4 && opts->family != 6)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: family %d is not 0, 4 or 6",
+                               opts->family);
+    if (opts->cache_max_ttl_s < 0 || opts->negative_ttl_s < 0 || opts->query_timeout_ms < 0 ||
+        opts->query_tries < 0)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: negative cache or query setting");
+    pthread_once(&library_once, library_init);
+    if (library_status != ARES_SUCCESS)
+        return rilli_error_set(err, RILL_E_DNS, 0, "ctx: c-ares library init failed: %s",
+                               ares_strerror(library_status));
+    rill_ctx *ctx = rilli_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    rill_status st = init_sync(ctx, err);
+    if (st != RILL_OK) {
+        rilli_free(ctx);
+        return st;
+    }
+    ctx->family = opts->family;
+    ctx->cache_max_ttl_s = opts->cache_max_ttl_s;
+    ctx->negative_ttl_s = opts->negative_ttl_s;
+
+    size_t n = 0;
+    while (opts->overrides && opts->overrides[n])
+        n++;
+    if (n) {
+        ctx->overrides = rilli_calloc(n, sizeof *ctx->overrides);
+        if (!ctx->overrides) {
+            st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+            goto fail;
+        }
+        for (size_t i = 0; i < n; i++) {
+            st = parse_override(opts->overrides[i], &ctx->overrides[i], err);
+            ctx->override_count = i + 1; /* so a partly parsed entry is freed too */
+            if (st != RILL_OK)
+                goto fail;
+        }
+    }
+
+    struct ares_options ao;
+    memset(&ao, 0, sizeof ao);
+    int mask = 0;
+    if (opts->query_timeout_ms > 0) {
+        ao.timeout = opts->query_timeout_ms;
+        mask |= ARES_OPT_TIMEOUTMS;
+    }
+    if (opts->query_tries > 0) {
+        ao.tries = opts->query_tries;
+        mask |= ARES_OPT_TRIES;
+    }
+    int r = ares_init_options(&ctx->channel, &ao, mask);
+    if (r != ARES_SUCCESS) {
+        ctx->channel = NULL;
+        st = rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_DNS, 0,
+                             "ctx: cannot start the resolver: %s", ares_strerror(r));
+        goto fail;
+    }
+    if (opts->dns_servers) {
+        r = ares_set_servers_ports_csv(ctx->channel, opts->dns_servers);
+        if (r != ARES_SUCCESS) {
+            st = rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_INVALID, 0,
+                                 "ctx: bad DNS server list \"%.80s\": %s", opts->dns_servers,
+                                 ares_strerror(r));
+            goto fail;
+        }
+    }
+    *out = ctx;
+    return RILL_OK;
+fail:
+    rill_ctx_free(ctx);
+    return st;
+}
+
+RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats)
+{
+    if (!stats)
+        return;
+    memset(stats, 0, sizeof *stats);
+    if (!ctx)
+        return;
+    pthread_mutex_lock(&ctx->lock);
+    *stats = ctx->stats;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+/* ---- lookups ---- */
+
+static void unlink_entry(rill_ctx *ctx, struct entry *e)
+{
+    for (struct entry **pp = &ctx->cache; *pp; pp = &(*pp)->next) {
+        if (*pp == e) {
+            *pp = e->next;
+            return;
+        }
+    }
+}
+
+static int min_ttl(const struct ares_addrinfo *res, size_t *count)
+{
+    int ttl = -1;
+    *count = 0;
+    for (const struct ares_addrinfo_node *n = res ? res->nodes : NULL; n; n = n->ai_next) {
+        if (n->ai_family != AF_INET && n->ai_family != AF_INET6)
+            continue;
+        (*count)++;
+        if (ttl < 0 || n->ai_ttl < ttl)
+            ttl = n->ai_ttl;
+    }
+    return ttl < 0 ? 0 : ttl;
+}
+
+/* c-ares callback, run with ctx->lock held (every c-ares call is made under it). */
+static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    (void)timeouts;
+    struct entry *e = arg;
+    rill_ctx *ctx = e->ctx;
+    size_t count = 0;
+    int ttl = min_ttl(res, &count);
+    e->state = ENTRY_READY;
+    e->cacheable = false;
+    if (status == ARES_SUCCESS && count > 0) {
+        e->ips = rilli_calloc(count, sizeof *e->ips);
+        if (!e->ips) {
+            e->status = RILL_E_NOMEM;
+            snprintf(e->reason, sizeof e->reason, "out of memory");
+        } else {
+            for (const struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next) {
+                if (rilli_ip_from_sockaddr(n->ai_addr, &e->ips[e->count]))
+                    e->count++;
+            }
+            int keep = ttl < ctx->cache_max_ttl_s ? ttl : ctx->cache_max_ttl_s;
+            e->status = RILL_OK;
+            e->cacheable = keep > 0;
+            e->expires_ms = rilli_now_ms() + (int64_t)keep * 1000;
+        }
+    } else if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+        e->status = RILL_E_DNS;
+        snprintf(e->reason, sizeof e->reason, "%s",
+                 status == ARES_ENOTFOUND ? "no such name (NXDOMAIN)"
+                                          : "no address of the wanted family");
+        e->cacheable = ctx->negative_ttl_s > 0 && ctx->cache_max_ttl_s > 0;
+        e->expires_ms = rilli_now_ms() + (int64_t)ctx->negative_ttl_s * 1000;
+    } else {
+        /* Failures of the servers or the network are not cached: the next lookup asks again. */
+        e->status = status == ARES_ETIMEOUT ? RILL_E_TIMEOUT
+                    : status == ARES_ENOMEM ? RILL_E_NOMEM
+                                            : RILL_E_DNS;
+        snprintf(e->reason, sizeof e->reason, "%s", ares_strerror(status));
+    }
+    if (res)
+        ares_freeaddrinfo(res);
+    if (e->waiters == 0 && !e->cacheable) {
+        /* Every waiter gave up (deadline) or the context is being freed: nobody reads it. */
+        unlink_entry(ctx, e);
+        free_entry(e);
+    }
+    pthread_cond_broadcast(&ctx->done);
+}
+
+static struct entry *find_entry(rill_ctx *ctx, const char *name, int family)
+{
+    int64_t now = rilli_now_ms();
+    for (struct entry **pp = &ctx->cache; *pp;) {
+        struct entry *e = *pp;
+        bool stale =
+            e->state == ENTRY_READY && e->waiters == 0 && (!e->cacheable || e->expires_ms <= now);
+        if (stale) {
+            *pp = e->next;
+            free_entry(e);
+            continue;
+        }
+        if (e->family == family && strcasecmp(e->name, name) == 0)
+            return e;
+        pp = &e->next;
+    }
+    return NULL;
+}
+
+/* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
+static void drive_once(rill_ctx *ctx, int64_t deadline)
+{
+    ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+    int bits = ares_getsock(ctx->channel, socks, ARES_GETSOCK_MAXNUM);
+    struct pollfd pfd[ARES_GETSOCK_MAXNUM];
+    nfds_t n = 0;
+    for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+        short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
+                           (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+        if (ev)
+            pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
+    }
+    struct timeval maxtv, tv;
+    int left = rilli_remaining_ms(deadline);
+    maxtv.tv_sec = left < 0 ? 3600 : left / 1000;
+    maxtv.tv_usec = left < 0 ? 0 : (left % 1000) * 1000;
+    struct timeval *tvp = ares_timeout(ctx->channel, &maxtv, &tv);
+    int wait_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+    pthread_mutex_unlock(&ctx->lock);
+    int r = poll(pfd, n, wait_ms);
+    pthread_mutex_lock(&ctx->lock);
+    if (r <= 0) {
+        ares_process_fd(ctx->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
+        return;
+    }
+    for (nfds_t i = 0; i < n; i++) {
+        if (!pfd[i].revents)
+            continue;
+        bool rd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+        bool wr = (pfd[i].revents & POLLOUT) != 0;
+        ares_process_fd(ctx->channel, rd ? pfd[i].fd : ARES_SOCKET_BAD,
+                        wr ? pfd[i].fd : ARES_SOCKET_BAD);
+    }
+}
+
+/* Wait for @p e under the lock; one waiter at a time drives the channel. */
+static rill_status wait_entry(rill_ctx *ctx, struct entry *e, int64_t deadline)
+{
+    while (e->state == ENTRY_PENDING) {
+        if (rilli_remaining_ms(deadline) == 0)
+            return RILL_E_TIMEOUT;
+        if (!ctx->driving) {
+            ctx->driving = true;
+            drive_once(ctx, deadline);
+            ctx->driving = false;
+            pthread_cond_broadcast(&ctx->done); /* let another waiter drive if needed */
+            continue;
+        }
+        if (deadline < 0) {
+            pthread_cond_wait(&ctx->done, &ctx->lock);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int left = rilli_remaining_ms(deadline);
+            ts.tv_sec += left / 1000;
+            ts.tv_nsec += (long)(left % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&ctx->done, &ctx->lock, &ts);
+        }
+    }
+    return RILL_OK;
+}
+
+/* Look @p name up (cache, shared query, or a new one) and copy the answer to *ips. */
+static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t deadline,
+                          struct rilli_ip **ips, size_t *count, char *reason, size_t reason_len)
+{
+    pthread_mutex_lock(&ctx->lock);
+    struct entry *e = find_entry(ctx, name, family);
+    if (e && e->state == ENTRY_READY)
+        ctx->stats.cache_hits++;
+    else if (e)
+        ctx->stats.merged++;
+    if (!e) {
+        e = rilli_calloc(1, sizeof *e);
+        size_t len = strlen(name);
+        if (e)
+            e->name = rilli_malloc(len + 1);
+        if (!e || !e->name) {
+            rilli_free(e);
+            pthread_mutex_unlock(&ctx->lock);
+            snprintf(reason, reason_len, "out of memory");
+            return RILL_E_NOMEM;
+        }
+        memcpy(e->name, name, len + 1);
+        e->ctx = ctx;
+        e->family = family;
+        e->state = ENTRY_PENDING;
+        e->next = ctx->cache;
+        ctx->cache = e;
+        ctx->stats.queries++;
+        struct ares_addrinfo_hints hints;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        e->waiters++; /* the answer may come at once (hosts file) and must find a waiter */
+        ares_getaddrinfo(ctx->channel, name, NULL, &hints, on_answer, e);
+    } else {
+        e->waiters++;
+    }
+    rill_status st = wait_entry(ctx, e, deadline);
+    e->waiters--;
+    if (st == RILL_OK) {
+        st = e->status;
+        snprintf(reason, reason_len, "%s", e->reason);
+        if (st == RILL_OK) {
+            *ips = rilli_calloc(e->count, sizeof **ips);
+            if (*ips) {
+                memcpy(*ips, e->ips, e->count * sizeof **ips);
+                *count = e->count;
+            } else {
+                st = RILL_E_NOMEM;
+                snprintf(reason, reason_len, "out of memory");
+            }
+        }
+        if (e->waiters == 0 && !e->cacheable) {
+            unlink_entry(ctx, e);
+            free_entry(e);
+        }
+    }
+    /* On a timeout a pending entry stays: a later lookup joins it; on_answer frees it if
+     * nobody waits then. */
+    pthread_mutex_unlock(&ctx->lock);
+    return st;
+}
+
+RILL_API rill_status rill_resolve(rill_ctx *ctx, const char *host, uint16_t port, int timeout_ms,
+                                  rill_addr **addrs, size_t *count, rill_error *err)
+{
+    if (!addrs || !count)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "resolve: addrs or count is NULL");
+    *addrs = NULL;
+    *count = 0;
+    return rilli_resolve(ctx, host, port, 0, timeout_ms, addrs, count, err);
+}
+
+rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int family,
+                          int timeout_ms, rill_addr **addrs, size_t *count, rill_error *err)
+{
+    rill_status st = rilli_host_check(host, port, err);
+    if (st != RILL_OK)
+        return st;
+    if (timeout_ms < RILL_TIMEOUT_NONE)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "resolve: timeout %d is below -1",
+                               timeout_ms);
+    struct rilli_ip one;
+    if (rilli_ip_parse(host, &one)) /* numeric: never touches DNS */
+        return rilli_addrs_build(host, &one, 1, port, family, addrs, count, err);
+    if (!ctx)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "resolve: \"%.80s\" is a name and no context was given", host);
+    if (family == 0)
+        family = ctx->family;
+    const struct override *o = find_override(ctx, host, port);
+    if (o)
+        return rilli_addrs_build(host, o->ips, o->count, port, family, addrs, count, err);
+    struct rilli_ip *ips = NULL;
+    size_t n = 0;
+    char reason[128] = "";
+    st = lookup(ctx, host, family, rilli_deadline(timeout_ms), &ips, &n, reason, sizeof reason);
+    if (st == RILL_E_TIMEOUT && reason[0] == '\0')
+        return rilli_error_set(err, st, 0, "resolve: %.100s: no answer within %d ms", host,
+                               timeout_ms);
+    if (st != RILL_OK)
+        return rilli_error_set(err, st, 0, "resolve: %.100s: %s", host, reason);
+    st = rilli_addrs_build(host, ips, n, port, family, addrs, count, err);
+    rilli_free(ips);
+    return st;
+}

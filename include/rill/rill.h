@@ -368,6 +368,7 @@ typedef struct rill_ctx_opts {
     int negative_ttl_s;   /**< how long "no such name" is cached; default 5 */
     int query_timeout_ms; /**< first retry interval handed to c-ares; default 2000 */
     int query_tries;      /**< tries per server handed to c-ares; default 3 */
+    int max_queries_in_flight; /**< rill_resolve_many() window; default 128 (1 .. 4096) */
 } rill_ctx_opts;
 
 /** Fill @p opts with the defaults listed in rill_ctx_opts. */
@@ -416,6 +417,33 @@ RILL_API RILL_NODISCARD rill_status rill_resolve(rill_ctx *ctx, const char *host
 
 /** Free an array returned by rill_resolve(). NULL is accepted. */
 RILL_API void rill_addrs_free(rill_addr *addrs);
+
+/** The outcome of one name in rill_resolve_many(). */
+typedef struct rill_resolve_result {
+    const char *host;              /**< the name, as given (not copied) */
+    rill_status status;            /**< RILL_OK, RILL_E_DNS, RILL_E_TIMEOUT, RILL_E_INVALID, ... */
+    rill_addr *addrs;              /**< on RILL_OK: the addresses, as rill_resolve() orders them */
+    size_t count;                  /**< number of addrs */
+    char message[RILL_ERRMSG_MAX]; /**< on error: what happened, naming the host */
+} rill_resolve_result;
+
+/**
+ * Resolve @p n names concurrently for @p port, at most opts.max_queries_in_flight of
+ * rill_ctx_opts at a time (so a large batch does not flood the server into drops and retry
+ * timeouts), all within one deadline @p timeout_ms. Cache, shared queries, numeric hosts and
+ * overrides behave as in rill_resolve(). Fills @p results[0..n-1] (caller-allocated).
+ *
+ * Returns RILL_OK when every name has an outcome (look at each result's status), RILL_E_TIMEOUT
+ * when the deadline passed first (the names left have status RILL_E_TIMEOUT), RILL_E_INVALID for
+ * NULL arguments. Ownership: free the addresses with rill_resolve_results_free().
+ * Thread-safety: as rill_resolve().
+ */
+RILL_API RILL_NODISCARD rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts,
+                                                      size_t n, uint16_t port, int timeout_ms,
+                                                      rill_resolve_result *results);
+
+/** Free the address arrays of @p n results (the array itself stays the caller's). */
+RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n);
 
 /** What a connect trace event reports. */
 typedef enum rill_connect_event_type {

@@ -56,6 +56,7 @@ struct rill_ctx {
     int family;
     int cache_max_ttl_s;
     int negative_ttl_s;
+    size_t window;
     struct entry *cache;
     struct override *overrides;
     size_t override_count;
@@ -79,6 +80,7 @@ RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
     opts->negative_ttl_s = 5;
     opts->query_timeout_ms = 2000;
     opts->query_tries = 3;
+    opts->max_queries_in_flight = 128;
 }
 
 /* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
@@ -199,6 +201,10 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
     if (opts->family != 0 && opts->family != 4 && opts->family != 6)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: family %d is not 0, 4 or 6",
                                opts->family);
+    if (opts->max_queries_in_flight < 1 || opts->max_queries_in_flight > 4096)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "ctx: max_queries_in_flight %d is not in 1 .. 4096",
+                               opts->max_queries_in_flight);
     if (opts->cache_max_ttl_s < 0 || opts->negative_ttl_s < 0 || opts->query_timeout_ms < 0 ||
         opts->query_tries < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: negative cache or query setting");
@@ -217,6 +223,7 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
     ctx->family = opts->family;
     ctx->cache_max_ttl_s = opts->cache_max_ttl_s;
     ctx->negative_ttl_s = opts->negative_ttl_s;
+    ctx->window = (size_t)opts->max_queries_in_flight;
 
     size_t n = 0;
     while (opts->overrides && opts->overrides[n])
@@ -411,35 +418,104 @@ static void drive_once(rill_ctx *ctx, int64_t deadline)
     }
 }
 
-/* Wait for @p e under the lock; one waiter at a time drives the channel. */
-static rill_status wait_entry(rill_ctx *ctx, struct entry *e, int64_t deadline)
+/*
+ * One round of waiting, under the lock: drive the channel if nobody does, else sleep until
+ * the driver reports progress or the deadline passes.
+ */
+static void wait_round(rill_ctx *ctx, int64_t deadline)
 {
-    while (e->state == ENTRY_PENDING) {
-        if (rilli_remaining_ms(deadline) == 0)
-            return RILL_E_TIMEOUT;
-        if (!ctx->driving) {
-            ctx->driving = true;
-            drive_once(ctx, deadline);
-            ctx->driving = false;
-            pthread_cond_broadcast(&ctx->done); /* let another waiter drive if needed */
-            continue;
-        }
-        if (deadline < 0) {
-            pthread_cond_wait(&ctx->done, &ctx->lock);
+    if (!ctx->driving) {
+        ctx->driving = true;
+        drive_once(ctx, deadline);
+        ctx->driving = false;
+        pthread_cond_broadcast(&ctx->done); /* progress, and let another waiter drive */
+        return;
+    }
+    if (deadline < 0) {
+        pthread_cond_wait(&ctx->done, &ctx->lock);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int left = rilli_remaining_ms(deadline);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&ctx->done, &ctx->lock, &ts);
+}
+
+/*
+ * Under the lock: the entry for @p name, from the cache, joined while in flight, or with a new
+ * query started; counted as one more waiter. NULL when out of memory.
+ */
+static struct entry *lookup_start(rill_ctx *ctx, const char *name, int family)
+{
+    struct entry *e = find_entry(ctx, name, family);
+    if (e) {
+        if (e->state == ENTRY_READY)
+            ctx->stats.cache_hits++;
+        else
+            ctx->stats.merged++;
+        e->waiters++;
+        return e;
+    }
+    e = rilli_calloc(1, sizeof *e);
+    size_t len = strlen(name);
+    if (e)
+        e->name = rilli_malloc(len + 1);
+    if (!e || !e->name) {
+        rilli_free(e);
+        return NULL;
+    }
+    memcpy(e->name, name, len + 1);
+    e->ctx = ctx;
+    e->family = family;
+    e->state = ENTRY_PENDING;
+    e->next = ctx->cache;
+    ctx->cache = e;
+    ctx->stats.queries++;
+    struct ares_addrinfo_hints hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    e->waiters++; /* before the call: the answer may come at once (hosts file) */
+    ares_getaddrinfo(ctx->channel, name, NULL, &hints, on_answer, e);
+    return e;
+}
+
+/*
+ * Under the lock: stop waiting for @p e. When it is ready, copy its answer (the IPs to *ips,
+ * or its reason) and return its status; when it is still pending (deadline), leave it to a
+ * later lookup or to on_answer, and return RILL_E_TIMEOUT.
+ */
+static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip **ips,
+                                 size_t *count, char *reason, size_t reason_len)
+{
+    e->waiters--;
+    if (e->state != ENTRY_READY) {
+        reason[0] = '\0';
+        return RILL_E_TIMEOUT;
+    }
+    rill_status st = e->status;
+    snprintf(reason, reason_len, "%s", e->reason);
+    if (st == RILL_OK) {
+        *ips = rilli_calloc(e->count, sizeof **ips);
+        if (*ips) {
+            memcpy(*ips, e->ips, e->count * sizeof **ips);
+            *count = e->count;
         } else {
-            struct timespec ts;
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            int left = rilli_remaining_ms(deadline);
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (long)(left % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&ctx->done, &ctx->lock, &ts);
+            st = RILL_E_NOMEM;
+            snprintf(reason, reason_len, "out of memory");
         }
     }
-    return RILL_OK;
+    if (e->waiters == 0 && !e->cacheable) {
+        unlink_entry(ctx, e);
+        free_entry(e);
+    }
+    return st;
 }
 
 /* Look @p name up (cache, shared query, or a new one) and copy the answer to *ips. */
@@ -447,60 +523,15 @@ static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t d
                           struct rilli_ip **ips, size_t *count, char *reason, size_t reason_len)
 {
     pthread_mutex_lock(&ctx->lock);
-    struct entry *e = find_entry(ctx, name, family);
-    if (e && e->state == ENTRY_READY)
-        ctx->stats.cache_hits++;
-    else if (e)
-        ctx->stats.merged++;
+    struct entry *e = lookup_start(ctx, name, family);
     if (!e) {
-        e = rilli_calloc(1, sizeof *e);
-        size_t len = strlen(name);
-        if (e)
-            e->name = rilli_malloc(len + 1);
-        if (!e || !e->name) {
-            rilli_free(e);
-            pthread_mutex_unlock(&ctx->lock);
-            snprintf(reason, reason_len, "out of memory");
-            return RILL_E_NOMEM;
-        }
-        memcpy(e->name, name, len + 1);
-        e->ctx = ctx;
-        e->family = family;
-        e->state = ENTRY_PENDING;
-        e->next = ctx->cache;
-        ctx->cache = e;
-        ctx->stats.queries++;
-        struct ares_addrinfo_hints hints;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        e->waiters++; /* the answer may come at once (hosts file) and must find a waiter */
-        ares_getaddrinfo(ctx->channel, name, NULL, &hints, on_answer, e);
-    } else {
-        e->waiters++;
+        pthread_mutex_unlock(&ctx->lock);
+        snprintf(reason, reason_len, "out of memory");
+        return RILL_E_NOMEM;
     }
-    rill_status st = wait_entry(ctx, e, deadline);
-    e->waiters--;
-    if (st == RILL_OK) {
-        st = e->status;
-        snprintf(reason, reason_len, "%s", e->reason);
-        if (st == RILL_OK) {
-            *ips = rilli_calloc(e->count, sizeof **ips);
-            if (*ips) {
-                memcpy(*ips, e->ips, e->count * sizeof **ips);
-                *count = e->count;
-            } else {
-                st = RILL_E_NOMEM;
-                snprintf(reason, reason_len, "out of memory");
-            }
-        }
-        if (e->waiters == 0 && !e->cacheable) {
-            unlink_entry(ctx, e);
-            free_entry(e);
-        }
-    }
-    /* On a timeout a pending entry stays: a later lookup joins it; on_answer frees it if
-     * nobody waits then. */
+    while (e->state == ENTRY_PENDING && rilli_remaining_ms(deadline) != 0)
+        wait_round(ctx, deadline);
+    rill_status st = lookup_finish(ctx, e, ips, count, reason, reason_len);
     pthread_mutex_unlock(&ctx->lock);
     return st;
 }
@@ -547,4 +578,121 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
     st = rilli_addrs_build(host, ips, n, port, family, addrs, count, err);
     rilli_free(ips);
     return st;
+}
+
+/* ---- batches ---- */
+
+static void set_result(rill_resolve_result *r, rill_status st, const rill_error *e)
+{
+    r->status = st;
+    if (st != RILL_OK)
+        snprintf(r->message, sizeof r->message, "%s", e->msg);
+}
+
+/* Turn a finished lookup of result @p r into its addresses or its error. */
+static void finish_result(rill_resolve_result *r, rill_status st, struct rilli_ip *ips, size_t n,
+                          const char *reason, uint16_t port, int family)
+{
+    rill_error e = { 0 };
+    if (st == RILL_OK)
+        st = rilli_addrs_build(r->host, ips, n, port, family, &r->addrs, &r->count, &e);
+    else if (st == RILL_E_TIMEOUT && reason[0] == '\0')
+        rilli_error_set(&e, st, 0, "resolve: %.80s: no answer in time", r->host);
+    else
+        rilli_error_set(&e, st, 0, "resolve: %.80s: %s", r->host, reason);
+    rilli_free(ips);
+    set_result(r, st, &e);
+}
+
+RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, size_t n,
+                                       uint16_t port, int timeout_ms, rill_resolve_result *results)
+{
+    if (!ctx || (!hosts && n) || (!results && n) || timeout_ms < RILL_TIMEOUT_NONE)
+        return RILL_E_INVALID;
+    int64_t deadline = rilli_deadline(timeout_ms);
+    size_t *need = n ? rilli_calloc(n, sizeof *need) : NULL;
+    size_t *active = rilli_calloc(ctx->window, sizeof *active);
+    struct entry **ent = n ? rilli_calloc(n, sizeof *ent) : NULL;
+    if ((n && (!need || !ent)) || !active) {
+        rilli_free(need);
+        rilli_free(active);
+        rilli_free(ent);
+        return RILL_E_NOMEM;
+    }
+    /* Names that need no query are answered first, without the lock. */
+    size_t need_count = 0;
+    for (size_t i = 0; i < n; i++) {
+        rill_resolve_result *r = &results[i];
+        memset(r, 0, sizeof *r);
+        r->host = hosts[i];
+        rill_error e = { 0 };
+        struct rilli_ip one;
+        const struct override *o;
+        rill_status st = rilli_host_check(hosts[i], port, &e);
+        if (st != RILL_OK)
+            set_result(r, st, &e);
+        else if (rilli_ip_parse(hosts[i], &one))
+            set_result(r, rilli_addrs_build(hosts[i], &one, 1, port, 0, &r->addrs, &r->count, &e),
+                       &e);
+        else if ((o = find_override(ctx, hosts[i], port)) != NULL)
+            set_result(r,
+                       rilli_addrs_build(hosts[i], o->ips, o->count, port, ctx->family, &r->addrs,
+                                         &r->count, &e),
+                       &e);
+        else
+            need[need_count++] = i;
+    }
+
+    /* The rest go out through a window of queries in flight, all under one deadline. */
+    size_t started = 0, finished = 0, nactive = 0;
+    rill_status overall = RILL_OK;
+    pthread_mutex_lock(&ctx->lock);
+    while (finished < need_count) {
+        while (nactive < ctx->window && started < need_count) {
+            size_t i = need[started++];
+            ent[i] = lookup_start(ctx, hosts[i], ctx->family);
+            if (!ent[i]) {
+                finish_result(&results[i], RILL_E_NOMEM, NULL, 0, "out of memory", port, 0);
+                finished++;
+                continue;
+            }
+            active[nactive++] = i;
+        }
+        bool expired = rilli_remaining_ms(deadline) == 0;
+        for (size_t k = nactive; k-- > 0;) {
+            size_t i = active[k];
+            if (ent[i]->state != ENTRY_READY && !expired)
+                continue;
+            struct rilli_ip *ips = NULL;
+            size_t cnt = 0;
+            char reason[128];
+            rill_status st = lookup_finish(ctx, ent[i], &ips, &cnt, reason, sizeof reason);
+            finish_result(&results[i], st, ips, cnt, reason, port, ctx->family);
+            ent[i] = NULL;
+            active[k] = active[--nactive];
+            finished++;
+        }
+        if (expired) {
+            for (; started < need_count; started++, finished++)
+                finish_result(&results[need[started]], RILL_E_TIMEOUT, NULL, 0, "", port, 0);
+            overall = RILL_E_TIMEOUT;
+            break;
+        }
+        if (nactive > 0)
+            wait_round(ctx, deadline);
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    rilli_free(need);
+    rilli_free(active);
+    rilli_free(ent);
+    return overall;
+}
+
+RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n)
+{
+    for (size_t i = 0; results && i < n; i++) {
+        rill_addrs_free(results[i].addrs);
+        results[i].addrs = NULL;
+        results[i].count = 0;
+    }
 }

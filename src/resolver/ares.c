@@ -612,7 +612,7 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
     int64_t deadline = rilli_deadline(timeout_ms);
     size_t *need = n ? rilli_calloc(n, sizeof *need) : NULL;
     size_t *active = rilli_calloc(ctx->window, sizeof *active);
-    struct entry **ent = n ? rilli_calloc(n, sizeof *ent) : NULL;
+    struct entry **ent = n ? rilli_calloc(n, sizeof(struct entry *)) : NULL;
     if ((n && (!need || !ent)) || !active) {
         rilli_free(need);
         rilli_free(active);

@@ -35,8 +35,7 @@ static const char *const dnsmasq_paths[] = { "/usr/sbin/dnsmasq", "/sbin/dnsmasq
 struct rt_dns {
     pid_t pid;
     uint16_t port;
-    char dir[64];
-    char log_path[128];
+    int log_fd; /* dnsmasq's stderr and log (--log-facility=-); the file is already unlinked */
     char servers[32];
 };
 
@@ -241,7 +240,7 @@ static const char *find_dnsmasq(void)
     return NULL;
 }
 
-static void write_config(const char *path, const char *log_path, uint16_t port)
+static void write_config(const char *path, uint16_t port)
 {
     FILE *f = fopen(path, "w");
     ck_assert_msg(f != NULL, "dns harness: cannot write %s: %s", path, strerror(errno));
@@ -256,7 +255,7 @@ static void write_config(const char *path, const char *log_path, uint16_t port)
             "group=root\n"
             "pid-file=\n"
             "log-queries\n"
-            "log-facility=%s\n"
+            "log-facility=-\n"
             "local=/" RT_DNS_DOMAIN "/\n"
             "local-ttl=%d\n"
             "host-record=" RT_DNS_BOTH ",127.0.0.1,::1,%d\n"
@@ -268,20 +267,16 @@ static void write_config(const char *path, const char *log_path, uint16_t port)
             "cname=" RT_DNS_ALIAS_HOP "," RT_DNS_BOTH "\n"
             "address=/" RT_DNS_WILD "/127.0.0.1\n"
             "address=/" RT_DNS_WILD "/::1\n",
-            (unsigned)port, log_path, RT_DNS_TTL_S, RT_DNS_TTL_S, RT_DNS_TTL_S, RT_DNS_TTL_S,
+            (unsigned)port, RT_DNS_TTL_S, RT_DNS_TTL_S, RT_DNS_TTL_S, RT_DNS_TTL_S,
             RT_DNS_SHORT_TTL_S, RT_DNS_TTL_S);
     ck_assert_msg(fclose(f) == 0, "dns harness: writing %s: %s", path, strerror(errno));
 }
 
-static void read_text(const char *path, char *buf, size_t cap)
+/* The first @p cap - 1 bytes of dnsmasq's output, NUL-terminated. */
+static void read_log(int fd, char *buf, size_t cap)
 {
-    buf[0] = '\0';
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
+    ssize_t n = pread(fd, buf, cap - 1, 0);
+    buf[n > 0 ? (size_t)n : 0] = '\0';
 }
 
 static void reap(pid_t pid)
@@ -304,15 +299,22 @@ static void reap(pid_t pid)
     }
 }
 
-/* Start dnsmasq on @p port. 1: answering; 0: port taken (try another); aborts otherwise. */
+/*
+ * Start dnsmasq on @p port with a configuration in a fresh directory. Its log goes to stderr,
+ * a file we keep open; the directory and files are removed as soon as dnsmasq answers, so a
+ * test that dies leaves nothing behind. 1: answering; 0: port taken (try another); aborts
+ * otherwise.
+ */
 static int launch(rt_dns *d, const char *exe, uint16_t port)
 {
-    char conf[128], err_path[128], conf_arg[160];
-    snprintf(conf, sizeof conf, "%s/dnsmasq.conf", d->dir);
-    snprintf(err_path, sizeof err_path, "%s/dnsmasq.err", d->dir);
+    char dir[64], conf[128], log_path[128], conf_arg[160];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(conf, sizeof conf, "%s/dnsmasq.conf", dir);
+    snprintf(log_path, sizeof log_path, "%s/dnsmasq.log", dir);
     snprintf(conf_arg, sizeof conf_arg, "--conf-file=%s", conf);
-    write_config(conf, d->log_path, port);
-    unlink(d->log_path);
+    write_config(conf, port);
+    d->log_fd = open(log_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    ck_assert_msg(d->log_fd >= 0, "dns harness: %s: %s", log_path, strerror(errno));
 
     char *argv[] = { (char *)(uintptr_t)exe, "--keep-in-foreground", conf_arg, NULL };
     pid_t parent = getpid();
@@ -324,40 +326,41 @@ static int launch(rt_dns *d, const char *exe, uint16_t port)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
-        int out = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int in = open("/dev/null", O_RDONLY);
-        if (out < 0 || in < 0)
+        if (in < 0 || dup2(in, 0) < 0 || dup2(d->log_fd, 1) < 0 || dup2(d->log_fd, 2) < 0)
             _exit(127);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(out, 2);
         execv(exe, argv);
         _exit(127);
     }
     d->pid = pid;
 
-    char text[2048];
+    int up = 0;
     int64_t end = rt_now_us() + 5000000;
-    while (rt_now_us() < end) {
+    while (!up && rt_now_us() < end) {
         int wstatus = 0;
-        pid_t r = waitpid(pid, &wstatus, WNOHANG);
-        if (r == pid) {
+        if (waitpid(pid, &wstatus, WNOHANG) == pid) {
             d->pid = 0;
-            read_text(err_path, text, sizeof text);
-            if (strstr(text, "in use") != NULL)
-                return 0;
-            ck_abort_msg("dns harness: %s exited with status %d at start-up: %s", exe,
-                         WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1, text);
+            break;
         }
-        if (probe(port, PROBE_NAME, 100) == 0)
-            return 1;
-        usleep(10000);
+        up = probe(port, PROBE_NAME, 100) == 0;
+        if (!up)
+            usleep(10000);
     }
-    read_text(err_path, text, sizeof text);
-    reap(pid);
-    d->pid = 0;
-    ck_abort_msg("dns harness: dnsmasq on 127.0.0.1:%u did not answer within 5 s: %s",
-                 (unsigned)port, text);
+    unlink(conf);
+    unlink(log_path);
+    rmdir(dir);
+    if (up)
+        return 1;
+
+    char text[2048];
+    read_log(d->log_fd, text, sizeof text);
+    close(d->log_fd);
+    d->log_fd = -1;
+    if (d->pid == 0 && strstr(text, "in use") != NULL)
+        return 0;
+    reap(d->pid);
+    ck_abort_msg("dns harness: %s on 127.0.0.1:%u %s: %s", exe, (unsigned)port,
+                 d->pid ? "did not answer within 5 s" : "exited at start-up", text);
     return 0;
 }
 
@@ -369,8 +372,7 @@ rt_dns *rt_dns_start(void)
                   "dnsmasq-base (scripts/test does)");
     rt_dns *d = calloc(1, sizeof *d);
     ck_assert_ptr_nonnull(d);
-    rt_mkdtemp(d->dir, sizeof d->dir);
-    snprintf(d->log_path, sizeof d->log_path, "%s/dnsmasq.log", d->dir);
+    d->log_fd = -1;
     track((void **)live_dns, d);
 
     for (int attempt = 0; attempt < 10; attempt++) {
@@ -421,8 +423,11 @@ int rt_dns_query_count_type(rt_dns *d, const char *name, const char *type)
      * probe is answered every earlier query is in the log. */
     ck_assert_msg(probe(d->port, PROBE_NAME, 2000) == 0,
                   "dns harness: dnsmasq stopped answering (ordering probe)");
-    FILE *f = fopen(d->log_path, "r");
-    ck_assert_msg(f != NULL, "dns harness: cannot read %s: %s", d->log_path, strerror(errno));
+    int fd = dup(d->log_fd);
+    ck_assert_msg(fd >= 0, "dup: %s", strerror(errno));
+    ck_assert_msg(lseek(fd, 0, SEEK_SET) == 0, "lseek: %s", strerror(errno));
+    FILE *f = fdopen(fd, "r");
+    ck_assert_msg(f != NULL, "fdopen: %s", strerror(errno));
     int count = 0;
     char line[1024];
     while (fgets(line, sizeof line, f)) {
@@ -444,7 +449,8 @@ void rt_dns_stop(rt_dns *d)
         return;
     untrack((void **)live_dns, d);
     reap(d->pid);
-    rt_rmdir(d->dir);
+    if (d->log_fd >= 0)
+        close(d->log_fd);
     free(d);
 }
 

@@ -107,6 +107,10 @@ static rill_status parse_override(const char *spec, struct override *o, rill_err
         return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
     memcpy(o->host, spec, (size_t)(c1 - spec));
     o->host[c1 - spec] = '\0';
+    rill_error why;
+    if (rilli_host_check(o->host, 1, &why) != RILL_OK)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: override \"%.80s\": %s", spec,
+                               why.msg);
     size_t n = 1;
     for (const char *p = c2 + 1; *p; p++)
         n += *p == ',';
@@ -125,7 +129,10 @@ static rill_status parse_override(const char *spec, struct override *o, rill_err
                                    spec, (int)len, p);
         }
         o->count++;
-        p += len + (comma ? 1 : 0);
+        p += len;
+        if (comma && !*++p) /* "ADDR," leaves an empty last entry */
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "ctx: override \"%.80s\": empty address after ','", spec);
     }
     return RILL_OK;
 }
@@ -138,6 +145,69 @@ static const struct override *find_override(const rill_ctx *ctx, const char *hos
             return o;
     }
     return NULL;
+}
+
+/* ---- DNS server lists ("127.0.0.1:5353,[::1]:5353") ---- */
+
+static bool valid_port(const char *p, size_t len)
+{
+    if (len == 0 || len > 5)
+        return false;
+    unsigned v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(p[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+static bool valid_ip(const char *p, size_t len, int af)
+{
+    char buf[INET6_ADDRSTRLEN];
+    unsigned char bin[16];
+    if (len == 0 || len >= sizeof buf)
+        return false;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return inet_pton(af, buf, bin) == 1;
+}
+
+/*
+ * c-ares takes a bad port modulo 65536 and an empty list as "no servers", so every entry is
+ * checked here: IPv4[:PORT], [IPv6][:PORT] or a bare IPv6 address.
+ */
+static bool valid_server(const char *p, size_t len)
+{
+    if (len > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', len);
+        if (!close || !valid_ip(p + 1, (size_t)(close - p - 1), AF_INET6))
+            return false;
+        size_t rest = len - (size_t)(close - p) - 1;
+        return rest == 0 || (close[1] == ':' && valid_port(close + 2, rest - 1));
+    }
+    if (valid_ip(p, len, AF_INET) || valid_ip(p, len, AF_INET6))
+        return true;
+    const char *colon = memchr(p, ':', len);
+    return colon && valid_ip(p, (size_t)(colon - p), AF_INET) &&
+           valid_port(colon + 1, len - (size_t)(colon - p) - 1);
+}
+
+static rill_status check_servers(const char *csv, rill_error *err)
+{
+    const char *p = csv;
+    do {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (!valid_server(p, len)) {
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "ctx: bad DNS server \"%.*s\" in \"%.80s\" (want ADDR, "
+                                   "ADDR:PORT or [IPv6]:PORT, port 1..65535)",
+                                   (int)(len > 60 ? 60 : len), p, csv);
+        }
+        p = comma ? comma + 1 : NULL;
+    } while (p);
+    return RILL_OK;
 }
 
 /* ---- context ---- */
@@ -261,6 +331,9 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
         goto fail;
     }
     if (opts->dns_servers) {
+        st = check_servers(opts->dns_servers, err);
+        if (st != RILL_OK)
+            goto fail;
         r = ares_set_servers_ports_csv(ctx->channel, opts->dns_servers);
         if (r != ARES_SUCCESS) {
             st = rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_INVALID, 0,
@@ -386,12 +459,14 @@ static struct entry *find_entry(rill_ctx *ctx, const char *name, int family)
 static void drive_once(rill_ctx *ctx, int64_t deadline)
 {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-    int bits = ares_getsock(ctx->channel, socks, ARES_GETSOCK_MAXNUM);
+    /* Tested as unsigned: c-ares's own macros shift 1 into the sign bit of an int. */
+    unsigned bits = (unsigned)ares_getsock(ctx->channel, socks, ARES_GETSOCK_MAXNUM);
     struct pollfd pfd[ARES_GETSOCK_MAXNUM];
     nfds_t n = 0;
     for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
-        short ev = (short)((ARES_GETSOCK_READABLE(bits, i) ? POLLIN : 0) |
-                           (ARES_GETSOCK_WRITABLE(bits, i) ? POLLOUT : 0));
+        bool rd = (bits & (1u << i)) != 0;
+        bool wr = (bits & (1u << (i + ARES_GETSOCK_MAXNUM))) != 0;
+        short ev = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
         if (ev)
             pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
     }
@@ -518,6 +593,20 @@ static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip
     return st;
 }
 
+/*
+ * Under the lock, after a waiter gave up at its deadline: when nobody waits for any query any
+ * more, cancel everything outstanding, so no c-ares retry schedule outlives its callers (the
+ * callbacks free the abandoned entries). c-ares has no per-query cancel, hence all or none.
+ */
+static void cancel_if_abandoned(rill_ctx *ctx)
+{
+    for (const struct entry *e = ctx->cache; e; e = e->next) {
+        if (e->state == ENTRY_PENDING && e->waiters > 0)
+            return;
+    }
+    ares_cancel(ctx->channel);
+}
+
 /* Look @p name up (cache, shared query, or a new one) and copy the answer to *ips. */
 static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t deadline,
                           struct rilli_ip **ips, size_t *count, char *reason, size_t reason_len)
@@ -532,6 +621,8 @@ static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t d
     while (e->state == ENTRY_PENDING && rilli_remaining_ms(deadline) != 0)
         wait_round(ctx, deadline);
     rill_status st = lookup_finish(ctx, e, ips, count, reason, reason_len);
+    if (st == RILL_E_TIMEOUT && reason[0] == '\0')
+        cancel_if_abandoned(ctx); /* e may be freed by now */
     pthread_mutex_unlock(&ctx->lock);
     return st;
 }
@@ -555,14 +646,14 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
     if (timeout_ms < RILL_TIMEOUT_NONE)
         return rilli_error_set(err, RILL_E_INVALID, 0, "resolve: timeout %d is below -1",
                                timeout_ms);
+    if (family == 0 && ctx)
+        family = ctx->family;
     struct rilli_ip one;
     if (rilli_ip_parse(host, &one)) /* numeric: never touches DNS */
         return rilli_addrs_build(host, &one, 1, port, family, addrs, count, err);
     if (!ctx)
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "resolve: \"%.80s\" is a name and no context was given", host);
-    if (family == 0)
-        family = ctx->family;
     const struct override *o = find_override(ctx, host, port);
     if (o)
         return rilli_addrs_build(host, o->ips, o->count, port, family, addrs, count, err);
@@ -632,8 +723,10 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
         if (st != RILL_OK)
             set_result(r, st, &e);
         else if (rilli_ip_parse(hosts[i], &one))
-            set_result(r, rilli_addrs_build(hosts[i], &one, 1, port, 0, &r->addrs, &r->count, &e),
-                       &e);
+            set_result(
+                r,
+                rilli_addrs_build(hosts[i], &one, 1, port, ctx->family, &r->addrs, &r->count, &e),
+                &e);
         else if ((o = find_override(ctx, hosts[i], port)) != NULL)
             set_result(r,
                        rilli_addrs_build(hosts[i], o->ips, o->count, port, ctx->family, &r->addrs,
@@ -676,6 +769,7 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
             for (; started < need_count; started++, finished++)
                 finish_result(&results[need[started]], RILL_E_TIMEOUT, NULL, 0, "", port, 0);
             overall = RILL_E_TIMEOUT;
+            cancel_if_abandoned(ctx);
             break;
         }
         if (nactive > 0)

@@ -180,6 +180,9 @@ rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *
                                "read %d, write %d)",
                                kind, o->timeout_ms, o->read_timeout_ms, o->write_timeout_ms);
     }
+    if (o->max_in_flight < 1)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "%s: max_in_flight %d is below 1", kind,
+                               o->max_in_flight);
     if (o->keepalive_idle_s < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "%s: keepalive_idle_s %d is negative", kind,
                                o->keepalive_idle_s);

@@ -23,8 +23,8 @@
 #define RT_DNS_V6        "v6.rill.test"    /* AAAA ::1 only (A: no data) */
 #define RT_DNS_ALIAS     "alias.rill.test" /* CNAME hop.rill.test, CNAME both.rill.test */
 #define RT_DNS_ALIAS_HOP "hop.rill.test"
-#define RT_DNS_SHORT     "short.rill.test" /* A 127.0.0.1 and AAAA ::1, TTL RT_DNS_SHORT_TTL_S */
-#define RT_DNS_WILD      "wild.rill.test"  /* any name below it: A 127.0.0.1 and AAAA ::1 */
+#define RT_DNS_SHORT     "short.rill.test"   /* A 127.0.0.1 and AAAA ::1, TTL RT_DNS_SHORT_TTL_S */
+#define RT_DNS_WILD      "wild.rill.test"    /* any name below it: A 127.0.0.1 and AAAA ::1 */
 #define RT_DNS_MISSING   "missing.rill.test" /* NXDOMAIN */
 
 #define RT_DNS_TTL_S       60

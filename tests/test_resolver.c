@@ -1,0 +1,1157 @@
+/*
+ * The resolver (src/resolver/ares.c, addr.c) against a real dnsmasq on 127.0.0.1: each record
+ * type, family selection, the TTL cache and its cap, negative caching, shared in-flight queries,
+ * deadlines against a server that never answers, numeric hosts and overrides without DNS, host
+ * syntax, context options, batches and descriptor leaks. Queries that reach the server are
+ * counted twice: by the context's stats and by dnsmasq's own query log.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "dns.h"
+#include "support.h"
+
+static void teardown(void)
+{
+    rt_dns_stop_all();
+    rt_watchdog(0, NULL);
+}
+
+/* ---- helpers ---- */
+
+static void opts_for(rill_ctx_opts *o, const char *servers)
+{
+    rill_ctx_opts_init(o);
+    o->dns_servers = servers;
+}
+
+static rill_ctx *new_ctx(const rill_ctx_opts *o)
+{
+    rill_ctx *ctx = NULL;
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    rill_status st = rill_ctx_new(o, &ctx, &err);
+    ck_assert_msg(st == RILL_OK, "rill_ctx_new: %s: %s", rill_strerror(st), err.msg);
+    ck_assert_ptr_nonnull(ctx);
+    return ctx;
+}
+
+static rill_ctx *ctx_with(const char *servers)
+{
+    rill_ctx_opts o;
+    opts_for(&o, servers);
+    return new_ctx(&o);
+}
+
+static rill_ctx_stats stats_of(rill_ctx *ctx)
+{
+    rill_ctx_stats st;
+    memset(&st, 0xff, sizeof st);
+    rill_ctx_get_stats(ctx, &st);
+    return st;
+}
+
+#define assert_stats(ctx, q, hits, merges)                                                      \
+    do {                                                                                        \
+        rill_ctx_stats st_ = stats_of(ctx);                                                     \
+        ck_assert_msg(st_.queries == (q) && st_.cache_hits == (hits) && st_.merged == (merges), \
+                      "stats queries=%llu cache_hits=%llu merged=%llu, wanted %d/%d/%d",        \
+                      (unsigned long long)st_.queries, (unsigned long long)st_.cache_hits,      \
+                      (unsigned long long)st_.merged, (int)(q), (int)(hits), (int)(merges));    \
+    } while (0)
+
+/* Check that @p a is a well-formed entry: family, sockaddr, port and text agree. */
+static void check_addr(const rill_addr *a, uint16_t port)
+{
+    char ip[INET6_ADDRSTRLEN], want[64];
+    if (a->family == 4) {
+        struct sockaddr_in in;
+        ck_assert_uint_eq(a->sa_len, sizeof in);
+        memcpy(&in, a->sa, sizeof in);
+        ck_assert_int_eq(in.sin_family, AF_INET);
+        ck_assert_uint_eq(ntohs(in.sin_port), port);
+        ck_assert_ptr_nonnull(inet_ntop(AF_INET, &in.sin_addr, ip, sizeof ip));
+        snprintf(want, sizeof want, "%s:%u", ip, (unsigned)port);
+    } else {
+        ck_assert_int_eq(a->family, 6);
+        struct sockaddr_in6 in6;
+        ck_assert_uint_eq(a->sa_len, sizeof in6);
+        memcpy(&in6, a->sa, sizeof in6);
+        ck_assert_int_eq(in6.sin6_family, AF_INET6);
+        ck_assert_uint_eq(ntohs(in6.sin6_port), port);
+        ck_assert_ptr_nonnull(inet_ntop(AF_INET6, &in6.sin6_addr, ip, sizeof ip));
+        snprintf(want, sizeof want, "[%s]:%u", ip, (unsigned)port);
+    }
+    ck_assert_str_eq(a->text, want);
+}
+
+/* Resolve, assert success, check each entry. */
+static void resolve_ok(rill_ctx *ctx, const char *host, uint16_t port, int timeout_ms,
+                       rill_addr **addrs, size_t *count)
+{
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    *addrs = NULL;
+    *count = 0;
+    rill_status st = rill_resolve(ctx, host, port, timeout_ms, addrs, count, &err);
+    ck_assert_msg(st == RILL_OK, "resolve %s:%u: %s: %s", host, (unsigned)port, rill_strerror(st),
+                  err.msg);
+    ck_assert_ptr_nonnull(*addrs);
+    ck_assert_uint_ge(*count, 1);
+    for (size_t i = 0; i < *count; i++)
+        check_addr(&(*addrs)[i], port);
+}
+
+/* Assert the addresses are exactly the texts in @p want (any order; NULL-terminated). */
+static void assert_texts(const rill_addr *a, size_t n, const char *const *want)
+{
+    size_t nwant = 0;
+    while (want[nwant])
+        nwant++;
+    char got[256] = "";
+    for (size_t i = 0; i < n; i++) {
+        strncat(got, a[i].text, sizeof got - strlen(got) - 2);
+        strncat(got, " ", sizeof got - strlen(got) - 1);
+    }
+    ck_assert_msg(n == nwant, "got %zu addresses (%s), wanted %zu", n, got, nwant);
+    for (size_t i = 0; i < nwant; i++) {
+        int found = 0;
+        for (size_t k = 0; k < n; k++)
+            found += strcmp(a[k].text, want[i]) == 0;
+        ck_assert_msg(found == 1, "%s appears %d times in: %s", want[i], found, got);
+    }
+}
+
+/* Resolve expecting failure @p want with @p needle in the message; nothing is returned. */
+static void resolve_fails(rill_ctx *ctx, const char *host, uint16_t port, int timeout_ms,
+                          rill_status want, const char *needle)
+{
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    rill_addr *addrs = NULL;
+    size_t count = 0;
+    rill_status st = rill_resolve(ctx, host, port, timeout_ms, &addrs, &count, &err);
+    if (st == RILL_OK) {
+        /* Free before failing, so a no-fork run reports the wrong answer and no leak. */
+        char first[64];
+        snprintf(first, sizeof first, "%s", count ? addrs[0].text : "");
+        rill_addrs_free(addrs);
+        ck_abort_msg("resolve %s:%u succeeded (%zu addresses, first %s), wanted %d (%s) with "
+                     "\"%s\"",
+                     host ? host : "(null)", (unsigned)port, count, first, (int)want,
+                     rill_strerror(want), needle);
+    }
+    rt_assert_err(&err, st, want, needle);
+    ck_assert_ptr_null(addrs);
+    ck_assert_uint_eq(count, 0);
+}
+
+/* ---- records ---- */
+
+struct record_case {
+    const char *host;
+    int family; /* ctx family */
+    const char *want[3];
+};
+
+static const struct record_case records[] = {
+    { RT_DNS_BOTH, 0, { "127.0.0.1:443", "[::1]:443", NULL } },
+    { RT_DNS_V4, 0, { "127.0.0.1:443", NULL } },
+    { RT_DNS_V6, 0, { "[::1]:443", NULL } },
+    { RT_DNS_ALIAS, 0, { "127.0.0.1:443", "[::1]:443", NULL } },
+    { "some-host." RT_DNS_WILD, 0, { "127.0.0.1:443", "[::1]:443", NULL } },
+    { RT_DNS_BOTH, 4, { "127.0.0.1:443", NULL } },
+    { RT_DNS_BOTH, 6, { "[::1]:443", NULL } },
+    { RT_DNS_ALIAS, 6, { "[::1]:443", NULL } },
+    { RT_DNS_V4, 4, { "127.0.0.1:443", NULL } },
+    { RT_DNS_V6, 6, { "[::1]:443", NULL } },
+};
+
+START_TEST(test_records)
+{
+    const struct record_case *c = &records[_i];
+    rt_watchdog(20, "test_records");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.family = c->family;
+    rill_ctx *ctx = new_ctx(&o);
+
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, c->host, 443, 5000, &addrs, &n);
+    assert_texts(addrs, n, c->want);
+    if (n == 2)
+        ck_assert_int_ne(addrs[0].family, addrs[1].family); /* interleaved */
+    rill_addrs_free(addrs);
+
+    assert_stats(ctx, 1, 0, 0);
+    ck_assert_int_ge(rt_dns_query_count(dns, c->host), 1);
+    ck_assert_int_le(rt_dns_query_count(dns, c->host), 2); /* A and AAAA, once each */
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* The context's family or the name's records leave nothing: RILL_E_DNS naming the host. */
+static const struct {
+    const char *host;
+    int family;
+} wrong_family[] = {
+    { RT_DNS_V6, 4 },
+    { RT_DNS_V4, 6 },
+};
+
+START_TEST(test_wrong_family)
+{
+    rt_watchdog(20, "test_wrong_family");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.family = wrong_family[_i].family;
+    rill_ctx *ctx = new_ctx(&o);
+    resolve_fails(ctx, wrong_family[_i].host, 443, 5000, RILL_E_DNS, wrong_family[_i].host);
+    ck_assert_int_ge(rt_dns_query_count(dns, wrong_family[_i].host), 1);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* Order for connecting: families alternate, and the same answer gives the same order. */
+START_TEST(test_order_stable)
+{
+    rt_watchdog(20, "test_order_stable");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx *ctx = ctx_with(rt_dns_servers(dns));
+    rill_addr *a, *b;
+    size_t na, nb;
+    resolve_ok(ctx, RT_DNS_BOTH, 80, 5000, &a, &na);
+    resolve_ok(ctx, RT_DNS_BOTH, 8080, 5000, &b, &nb); /* from the cache, another port */
+    ck_assert_uint_eq(na, 2);
+    ck_assert_uint_eq(nb, 2);
+    for (size_t i = 0; i < na; i++)
+        ck_assert_int_eq(a[i].family, b[i].family);
+    ck_assert_int_ne(a[0].family, a[1].family);
+    assert_stats(ctx, 1, 1, 0);
+    rill_addrs_free(a);
+    rill_addrs_free(b);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- NXDOMAIN ---- */
+
+START_TEST(test_nxdomain)
+{
+    rt_watchdog(20, "test_nxdomain");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx *ctx = ctx_with(rt_dns_servers(dns));
+    resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    int asked = rt_dns_query_count(dns, RT_DNS_MISSING);
+    ck_assert_int_ge(asked, 1);
+    assert_stats(ctx, 1, 0, 0);
+
+    /* Within negative_ttl_s (default 5 s) the same answer comes from the cache. */
+    resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    resolve_fails(ctx, RT_DNS_MISSING, 80, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    assert_stats(ctx, 1, 2, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, RT_DNS_MISSING), asked);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+START_TEST(test_nxdomain_expires)
+{
+    rt_watchdog(20, "test_nxdomain_expires");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.negative_ttl_s = 1;
+    rill_ctx *ctx = new_ctx(&o);
+    resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    int asked = rt_dns_query_count(dns, RT_DNS_MISSING);
+    resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    assert_stats(ctx, 1, 1, 0);
+    usleep(1400 * 1000);
+    resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    assert_stats(ctx, 2, 1, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, RT_DNS_MISSING), 2 * asked);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- cache ---- */
+
+START_TEST(test_cache_hit)
+{
+    rt_watchdog(20, "test_cache_hit");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx *ctx = ctx_with(rt_dns_servers(dns));
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, RT_DNS_BOTH, 443, 5000, &addrs, &n);
+    rill_addrs_free(addrs);
+    int asked = rt_dns_query_count(dns, RT_DNS_BOTH);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_BOTH, "A"), 1);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_BOTH, "AAAA"), 1);
+    assert_stats(ctx, 1, 0, 0);
+
+    /* Repeats, on other ports too, are answered from the cache without a query. */
+    static const char *const want80[] = { "127.0.0.1:80", "[::1]:80", NULL };
+    for (int i = 0; i < 5; i++) {
+        resolve_ok(ctx, RT_DNS_BOTH, 80, 5000, &addrs, &n);
+        assert_texts(addrs, n, want80);
+        rill_addrs_free(addrs);
+    }
+    assert_stats(ctx, 1, 5, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, RT_DNS_BOTH), asked);
+
+    /* Another name is a query of its own. */
+    resolve_ok(ctx, RT_DNS_V4, 80, 5000, &addrs, &n);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 2, 5, 0);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* The TTL ends the cached answer: the record's own (1 s), or the cap (cache_max_ttl_s = 1). */
+static const struct {
+    const char *host;
+    int max_ttl_s;
+} expiry[] = {
+    { RT_DNS_SHORT, 300 },
+    { RT_DNS_BOTH, 1 },
+};
+
+START_TEST(test_ttl_expiry)
+{
+    rt_watchdog(20, "test_ttl_expiry");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.cache_max_ttl_s = expiry[_i].max_ttl_s;
+    rill_ctx *ctx = new_ctx(&o);
+    const char *host = expiry[_i].host;
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, host, 443, 5000, &addrs, &n);
+    rill_addrs_free(addrs);
+    int asked = rt_dns_query_count(dns, host);
+    resolve_ok(ctx, host, 443, 5000, &addrs, &n);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 1, 1, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, host), asked);
+
+    usleep(1500 * 1000); /* past the 1 s TTL */
+    resolve_ok(ctx, host, 443, 5000, &addrs, &n);
+    ck_assert_uint_eq(n, 2);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 2, 1, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, host), 2 * asked);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* cache_max_ttl_s = 0: every lookup asks the server, answers and "no such name" alike. */
+START_TEST(test_cache_disabled)
+{
+    rt_watchdog(20, "test_cache_disabled");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.cache_max_ttl_s = 0;
+    rill_ctx *ctx = new_ctx(&o);
+    for (int i = 0; i < 3; i++) {
+        rill_addr *addrs;
+        size_t n;
+        resolve_ok(ctx, RT_DNS_BOTH, 443, 5000, &addrs, &n);
+        ck_assert_uint_eq(n, 2);
+        rill_addrs_free(addrs);
+    }
+    assert_stats(ctx, 3, 0, 0);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_BOTH, "A"), 3);
+    for (int i = 0; i < 2; i++)
+        resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+    assert_stats(ctx, 5, 0, 0);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_MISSING, "A"), 2);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+#define NTHREADS 8
+
+struct lookup_job {
+    rill_ctx *ctx;
+    const char *host;
+    pthread_barrier_t *barrier;
+    int rounds;
+    rill_status status;
+    size_t count;
+    char msg[RILL_ERRMSG_MAX];
+};
+
+static void *lookup_thread(void *arg)
+{
+    struct lookup_job *j = arg;
+    if (j->barrier)
+        pthread_barrier_wait(j->barrier);
+    j->status = RILL_OK;
+    for (int i = 0; i < j->rounds && j->status == RILL_OK; i++) {
+        rill_addr *addrs = NULL;
+        rill_error err;
+        memset(&err, 0, sizeof err);
+        j->status = rill_resolve(j->ctx, j->host, 443, 5000, &addrs, &j->count, &err);
+        if (j->status != RILL_OK)
+            snprintf(j->msg, sizeof j->msg, "%s", err.msg);
+        rill_addrs_free(addrs);
+    }
+    return NULL;
+}
+
+/*
+ * Lookups of one name from several threads share one query. A relay holds the query 300 ms so
+ * every thread arrives while it is in flight.
+ */
+START_TEST(test_concurrent_merge)
+{
+    rt_watchdog(20, "test_concurrent_merge");
+    rt_dns *dns = rt_dns_start();
+    rt_dns_relay *relay = rt_dns_relay_start(dns, 300);
+    rill_ctx *ctx = ctx_with(rt_dns_relay_servers(relay));
+    pthread_barrier_t barrier;
+    ck_assert_int_eq(pthread_barrier_init(&barrier, NULL, NTHREADS), 0);
+    struct lookup_job jobs[NTHREADS];
+    pthread_t th[NTHREADS];
+    int64_t start = rt_now_us();
+    for (int i = 0; i < NTHREADS; i++) {
+        jobs[i] = (struct lookup_job){
+            .ctx = ctx, .host = RT_DNS_BOTH, .barrier = &barrier, .rounds = 1
+        };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, lookup_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(th[i], NULL);
+    int64_t took_ms = (rt_now_us() - start) / 1000;
+    pthread_barrier_destroy(&barrier);
+    for (int i = 0; i < NTHREADS; i++) {
+        ck_assert_msg(jobs[i].status == RILL_OK, "thread %d: %s: %s", i,
+                      rill_strerror(jobs[i].status), jobs[i].msg);
+        ck_assert_uint_eq(jobs[i].count, 2);
+    }
+    assert_stats(ctx, 1, 0, NTHREADS - 1);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_BOTH, "A"), 1);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, RT_DNS_BOTH, "AAAA"), 1);
+    ck_assert_int_eq(rt_dns_relay_received(relay), 2);
+    ck_assert_msg(took_ms >= 290 && took_ms < 2000, "took %lld ms for one 300 ms query",
+                  (long long)took_ms);
+    rill_ctx_free(ctx);
+    rt_dns_relay_stop(relay);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* Threads looking up different names at once: each name is asked once, all answers right. */
+START_TEST(test_threads_distinct_names)
+{
+    rt_watchdog(30, "test_threads_distinct_names");
+    rt_dns *dns = rt_dns_start();
+    rill_ctx *ctx = ctx_with(rt_dns_servers(dns));
+    static const char *const names[] = { RT_DNS_BOTH, RT_DNS_V4, RT_DNS_V6, RT_DNS_ALIAS };
+    static const size_t counts[] = { 2, 1, 1, 2 };
+    struct lookup_job jobs[8];
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++) {
+        jobs[i] = (struct lookup_job){ .ctx = ctx, .host = names[i % 4], .rounds = 50 };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, lookup_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 8; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 8; i++) {
+        ck_assert_msg(jobs[i].status == RILL_OK, "thread %d (%s): %s: %s", i, jobs[i].host,
+                      rill_strerror(jobs[i].status), jobs[i].msg);
+        ck_assert_uint_eq(jobs[i].count, counts[i % 4]);
+    }
+    rill_ctx_stats st = stats_of(ctx);
+    ck_assert_uint_eq(st.queries, 4);
+    ck_assert_uint_eq(st.cache_hits + st.merged, 8 * 50 - 4);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(rt_dns_query_count_type(dns, names[i], "A"), 1);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- deadlines ---- */
+
+static const int silent_deadlines[] = { 200, 700 };
+
+/* A server that never answers: RILL_E_TIMEOUT at the deadline, not at c-ares' 2 s retry. */
+START_TEST(test_silent_server_deadline)
+{
+    int deadline = silent_deadlines[_i];
+    rt_watchdog(20, "test_silent_server_deadline");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    int fds = rt_count_fds();
+    rill_ctx *ctx = ctx_with(rt_dns_silent_servers(silent));
+    int64_t start = rt_now_us();
+    resolve_fails(ctx, RT_DNS_BOTH, 443, deadline, RILL_E_TIMEOUT, RT_DNS_BOTH);
+    rt_assert_elapsed(start, deadline, deadline + 500);
+    ck_assert_int_ge(rt_dns_silent_received(silent), 1);
+
+    /* Freeing the context cancels the query left in flight, at once, and closes its sockets. */
+    start = rt_now_us();
+    rill_ctx_free(ctx);
+    rt_assert_elapsed(start, 0, 200);
+    ck_assert_int_eq(rt_count_fds(), fds);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* An answer slower than the deadline: timeout on time; the context stays usable. */
+START_TEST(test_slow_answer)
+{
+    rt_watchdog(20, "test_slow_answer");
+    rt_dns *dns = rt_dns_start();
+    rt_dns_relay *relay = rt_dns_relay_start(dns, 600);
+    rill_ctx *ctx = ctx_with(rt_dns_relay_servers(relay));
+    int64_t start = rt_now_us();
+    resolve_fails(ctx, RT_DNS_BOTH, 443, 200, RILL_E_TIMEOUT, RT_DNS_BOTH);
+    rt_assert_elapsed(start, 200, 700);
+
+    start = rt_now_us();
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, RT_DNS_BOTH, 443, 3000, &addrs, &n);
+    ck_assert_uint_eq(n, 2);
+    rill_addrs_free(addrs);
+    rt_assert_elapsed(start, 0, 2000);
+
+    /* And a fresh name within a deadline longer than the delay. */
+    start = rt_now_us();
+    resolve_ok(ctx, RT_DNS_V4, 443, 3000, &addrs, &n);
+    rill_addrs_free(addrs);
+    rt_assert_elapsed(start, 590, 2000);
+    rill_ctx_free(ctx);
+    rt_dns_relay_stop(relay);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- numeric hosts and overrides ---- */
+
+static const struct {
+    const char *host;
+    const char *want;
+} numerics[] = {
+    { "127.0.0.1", "127.0.0.1:8080" },
+    { "::1", "[::1]:8080" },
+    { "[::1]", "[::1]:8080" },
+    { "0:0:0:0:0:0:0:1", "[::1]:8080" },
+};
+
+/* Numeric hosts never reach DNS, even with a server configured that would never answer. */
+START_TEST(test_numeric_no_dns)
+{
+    rt_watchdog(20, "test_numeric_no_dns");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    rill_ctx *ctx = ctx_with(rt_dns_silent_servers(silent));
+    int64_t start = rt_now_us();
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, numerics[_i].host, 8080, 5000, &addrs, &n);
+    rt_assert_elapsed(start, 0, 100);
+    const char *want[] = { numerics[_i].want, NULL };
+    assert_texts(addrs, n, want);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 0, 0, 0);
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* Resolve without asserting (addresses freed): for tests that free their state first. */
+static rill_status try_resolve(rill_ctx *ctx, const char *host, uint16_t port, rill_error *err)
+{
+    rill_addr *addrs = NULL;
+    size_t count = 0;
+    memset(err, 0, sizeof *err);
+    rill_status st = rill_resolve(ctx, host, port, 1000, &addrs, &count, err);
+    if (st == RILL_OK)
+        snprintf(err->msg, sizeof err->msg, "(success: %zu addresses, first %s)", count,
+                 count ? addrs[0].text : "-");
+    rill_addrs_free(addrs);
+    return st;
+}
+
+/*
+ * A numeric host of the family the context excludes has no usable address, as with
+ * rill_connect_opts.family and with overrides.
+ */
+START_TEST(test_numeric_wrong_family)
+{
+    rt_watchdog(20, "test_numeric_wrong_family");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_silent_servers(silent));
+    o.family = 6;
+    rill_ctx *ctx = new_ctx(&o);
+    rill_error err6, err4;
+    rill_status st6 = try_resolve(ctx, "127.0.0.1", 80, &err6);
+    rill_ctx_free(ctx);
+    o.family = 4;
+    ctx = new_ctx(&o);
+    rill_status st4 = try_resolve(ctx, "[::1]", 80, &err4);
+    rill_ctx_free(ctx);
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rt_dns_silent_stop(silent);
+    rt_assert_err(&err6, st6, RILL_E_DNS, "127.0.0.1");
+    rt_assert_err(&err4, st4, RILL_E_DNS, "::1");
+}
+END_TEST
+
+START_TEST(test_overrides)
+{
+    rt_watchdog(20, "test_overrides");
+    rt_dns *dns = rt_dns_start();
+    /* The specs live in a buffer that is wiped after rill_ctx_new(): it must copy them. */
+    char specs[3][64];
+    snprintf(specs[0], sizeof specs[0], "over.rill.test:443:127.0.0.1,[::1]");
+    snprintf(specs[1], sizeof specs[1], "any.rill.test:*:[::1]");
+    snprintf(specs[2], sizeof specs[2], RT_DNS_BOTH ":443:127.0.0.1");
+    const char *list[] = { specs[0], specs[1], specs[2], NULL };
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.overrides = list;
+    rill_ctx *ctx = new_ctx(&o);
+    memset(specs, 'x', sizeof specs);
+
+    rill_addr *addrs;
+    size_t n;
+    static const char *const over443[] = { "127.0.0.1:443", "[::1]:443", NULL };
+    resolve_ok(ctx, "over.rill.test", 443, 5000, &addrs, &n);
+    assert_texts(addrs, n, over443);
+    rill_addrs_free(addrs);
+
+    static const char *const any8080[] = { "[::1]:8080", NULL };
+    resolve_ok(ctx, "any.rill.test", 8080, 5000, &addrs, &n);
+    assert_texts(addrs, n, any8080);
+    rill_addrs_free(addrs);
+    static const char *const any1[] = { "[::1]:1", NULL };
+    resolve_ok(ctx, "any.rill.test", 1, 5000, &addrs, &n);
+    assert_texts(addrs, n, any1);
+    rill_addrs_free(addrs);
+
+    /* An override beats what DNS would say (both.rill.test has ::1 too). */
+    static const char *const both443[] = { "127.0.0.1:443", NULL };
+    resolve_ok(ctx, RT_DNS_BOTH, 443, 5000, &addrs, &n);
+    assert_texts(addrs, n, both443);
+    rill_addrs_free(addrs);
+
+    assert_stats(ctx, 0, 0, 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, "over.rill.test"), 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, "any.rill.test"), 0);
+    ck_assert_int_eq(rt_dns_query_count(dns, RT_DNS_BOTH), 0);
+
+    /* On another port the override does not apply: DNS answers (here: no such name). */
+    resolve_fails(ctx, "over.rill.test", 444, 5000, RILL_E_DNS, "over.rill.test");
+    ck_assert_int_ge(rt_dns_query_count(dns, "over.rill.test"), 1);
+    static const char *const both80[] = { "127.0.0.1:80", "[::1]:80", NULL };
+    resolve_ok(ctx, RT_DNS_BOTH, 80, 5000, &addrs, &n);
+    assert_texts(addrs, n, both80);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 2, 0, 0);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* The context's family filters override addresses too. */
+START_TEST(test_override_family)
+{
+    rt_watchdog(20, "test_override_family");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    const char *list[] = { "over.rill.test:*:127.0.0.1,[::1]", "six.rill.test:*:[::1]", NULL };
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_silent_servers(silent));
+    o.overrides = list;
+    o.family = 4;
+    rill_ctx *ctx = new_ctx(&o);
+    rill_addr *addrs;
+    size_t n;
+    static const char *const v4[] = { "127.0.0.1:25", NULL };
+    resolve_ok(ctx, "over.rill.test", 25, 2000, &addrs, &n);
+    assert_texts(addrs, n, v4);
+    rill_addrs_free(addrs);
+    resolve_fails(ctx, "six.rill.test", 25, 2000, RILL_E_DNS, "six.rill.test");
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* ---- host syntax and arguments ---- */
+
+static char long_name_253[254];
+static char long_name_254[255];
+static char long_label[80];
+
+/* Labels of 63 bytes, then one of @p last bytes, then ".rill.test": 192 + last + 10 bytes. */
+static void make_long_name(char *buf, size_t cap, size_t last)
+{
+    size_t n = 0;
+    for (int l = 0; l < 3; l++) {
+        memset(buf + n, 'a' + l, 63);
+        n += 63;
+        buf[n++] = '.';
+    }
+    memset(buf + n, 'd', last);
+    n += last;
+    memcpy(buf + n, ".rill.test", 11);
+    ck_assert_uint_eq(strlen(buf), n + 10);
+    ck_assert_uint_lt(n + 10, cap);
+}
+
+static void make_names(void)
+{
+    make_long_name(long_name_253, sizeof long_name_253, 51);
+    make_long_name(long_name_254, sizeof long_name_254, 52);
+    ck_assert_uint_eq(strlen(long_name_253), 253);
+    ck_assert_uint_eq(strlen(long_name_254), 254);
+    memset(long_label, 'x', 64);
+    memcpy(long_label + 64, ".rill.test", 11);
+}
+
+static const struct {
+    const char *host; /* NULL; "#254", "#label": the generated names */
+    uint16_t port;
+    const char *needle;
+} bad_hosts[] = {
+    { NULL, 443, "NULL" },
+    { "", 443, "empty" },
+    { "#254", 443, "254 bytes" },
+    { "a b.rill.test", 443, "space" },
+    { " both.rill.test", 443, "space" },
+    { "both.rill.test ", 443, "space" },
+    { "a\tb.rill.test", 443, "control" },
+    { "a\nb.rill.test", 443, "control" },
+    { "a\x01.rill.test", 443, "control" },
+    { "a\x7f.rill.test", 443, "control" },
+    { "caf\xc3\xa9.rill.test", 443, "non-ASCII" },
+    { "a..b.rill.test", 443, "empty label" },
+    { ".rill.test", 443, "empty label" },
+    { "#label", 443, "63" },
+    { RT_DNS_BOTH, 0, "port 0" },
+    { "127.0.0.1", 0, "port 0" },
+};
+
+/* Bad syntax is refused before any query: the silent server sees nothing, no time passes. */
+START_TEST(test_invalid_host)
+{
+    rt_watchdog(20, "test_invalid_host");
+    make_names();
+    const char *host = bad_hosts[_i].host;
+    if (host && strcmp(host, "#254") == 0)
+        host = long_name_254;
+    else if (host && strcmp(host, "#label") == 0)
+        host = long_label;
+    rt_dns_silent *silent = rt_dns_silent_start();
+    rill_ctx *ctx = ctx_with(rt_dns_silent_servers(silent));
+    int64_t start = rt_now_us();
+    resolve_fails(ctx, host, bad_hosts[_i].port, 2000, RILL_E_INVALID, bad_hosts[_i].needle);
+    rt_assert_elapsed(start, 0, 100);
+    assert_stats(ctx, 0, 0, 0);
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* 253 bytes is a valid length: the name goes to DNS (which has no such name). */
+START_TEST(test_longest_name)
+{
+    rt_watchdog(20, "test_longest_name");
+    make_names();
+    rt_dns *dns = rt_dns_start();
+    rill_ctx *ctx = ctx_with(rt_dns_servers(dns));
+    char head[64];
+    snprintf(head, sizeof head, "%.60s", long_name_253);
+    resolve_fails(ctx, long_name_253, 443, 5000, RILL_E_DNS, head);
+    ck_assert_int_ge(rt_dns_query_count(dns, long_name_253), 1);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+START_TEST(test_invalid_args)
+{
+    rt_watchdog(20, "test_invalid_args");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    rill_ctx *ctx = ctx_with(rt_dns_silent_servers(silent));
+    rill_addr *addrs = NULL;
+    size_t n = 0;
+    rill_error err;
+
+    memset(&err, 0, sizeof err);
+    rt_assert_err(&err, rill_resolve(ctx, RT_DNS_BOTH, 443, 1000, NULL, &n, &err), RILL_E_INVALID,
+                  "addrs");
+    memset(&err, 0, sizeof err);
+    rt_assert_err(&err, rill_resolve(ctx, RT_DNS_BOTH, 443, 1000, &addrs, NULL, &err),
+                  RILL_E_INVALID, "count");
+    memset(&err, 0, sizeof err);
+    rt_assert_err(&err, rill_resolve(ctx, RT_DNS_BOTH, 443, -2, &addrs, &n, &err), RILL_E_INVALID,
+                  "-2");
+    /* A name needs a context; a numeric host does not. */
+    memset(&err, 0, sizeof err);
+    rt_assert_err(&err, rill_resolve(NULL, RT_DNS_BOTH, 443, 1000, &addrs, &n, &err),
+                  RILL_E_INVALID, RT_DNS_BOTH);
+    rill_status st = rill_resolve(NULL, "[::1]", 443, 1000, &addrs, &n, &err);
+    ck_assert_msg(st == RILL_OK, "numeric without ctx: %s", err.msg);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(addrs[0].text, "[::1]:443");
+    rill_addrs_free(addrs);
+    rill_addrs_free(NULL);
+
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    assert_stats(ctx, 0, 0, 0);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* ---- context options ---- */
+
+static const struct {
+    const char *servers;
+    const char *override;
+    int family;
+    int cache_max_ttl_s;
+    int negative_ttl_s;
+    const char *needle;
+} bad_opts[] = {
+    { "not-an-address", NULL, 0, 300, 5, "not-an-address" },
+    { "127.0.0.1:99999", NULL, 0, 300, 5, "127.0.0.1:99999" },
+    { "127.0.0.1:53,bogus", NULL, 0, 300, 5, "bogus" },
+    { "[::1", NULL, 0, 300, 5, "[::1" },
+    { "", NULL, 0, 300, 5, "server" },
+    { NULL, "nocolons", 0, 300, 5, "nocolons" },
+    { NULL, "host.rill.test:443", 0, 300, 5, "host.rill.test:443" },
+    { NULL, ":443:127.0.0.1", 0, 300, 5, ":443:127.0.0.1" },
+    { NULL, "host.rill.test::127.0.0.1", 0, 300, 5, "host.rill.test::127.0.0.1" },
+    { NULL, "host.rill.test:0:127.0.0.1", 0, 300, 5, "port" },
+    { NULL, "host.rill.test:65536:127.0.0.1", 0, 300, 5, "port" },
+    { NULL, "host.rill.test:http:127.0.0.1", 0, 300, 5, "port" },
+    { NULL, "host.rill.test:443:", 0, 300, 5, "host.rill.test:443:" },
+    { NULL, "host.rill.test:443:localhost", 0, 300, 5, "localhost" },
+    { NULL, "host.rill.test:443:127.0.0.1,", 0, 300, 5, "127.0.0.1," },
+    { NULL, "host.rill.test:443:[::1", 0, 300, 5, "[::1" },
+    { NULL, "host.rill.test:443:127.0.0.256", 0, 300, 5, "127.0.0.256" },
+    { NULL, "two words.rill.test:443:127.0.0.1", 0, 300, 5, "two words" },
+    { NULL, NULL, 5, 300, 5, "family" },
+    { NULL, NULL, -1, 300, 5, "family" },
+    { NULL, NULL, 0, -1, 5, "negative" },
+    { NULL, NULL, 0, 300, -1, "negative" },
+};
+
+START_TEST(test_invalid_ctx_opts)
+{
+    rt_watchdog(20, "test_invalid_ctx_opts");
+    int fds = rt_count_fds();
+    rill_ctx_opts o;
+    rill_ctx_opts_init(&o);
+    o.dns_servers = bad_opts[_i].servers ? bad_opts[_i].servers : "127.0.0.1:53";
+    const char *list[] = { "ok.rill.test:443:127.0.0.1", bad_opts[_i].override, NULL };
+    o.overrides = list;
+    o.family = bad_opts[_i].family;
+    o.cache_max_ttl_s = bad_opts[_i].cache_max_ttl_s;
+    o.negative_ttl_s = bad_opts[_i].negative_ttl_s;
+    rill_ctx *ctx = NULL;
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    rill_status st = rill_ctx_new(&o, &ctx, &err);
+    if (st == RILL_OK) {
+        rill_ctx_free(ctx); /* before failing: no leak report on top of the finding */
+        ck_abort_msg("rill_ctx_new accepted servers \"%s\", override \"%s\", family %d, "
+                     "cache_max_ttl_s %d, negative_ttl_s %d; wanted RILL_E_INVALID",
+                     o.dns_servers, bad_opts[_i].override ? bad_opts[_i].override : "", o.family,
+                     o.cache_max_ttl_s, o.negative_ttl_s);
+    }
+    rt_assert_err(&err, st, RILL_E_INVALID, bad_opts[_i].needle);
+    ck_assert_ptr_null(ctx);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+START_TEST(test_ctx_new_args)
+{
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    rill_ctx_opts o;
+    opts_for(&o, "127.0.0.1:53");
+    rt_assert_err(&err, rill_ctx_new(&o, NULL, &err), RILL_E_INVALID, "out");
+    /* err may be NULL. */
+    ck_assert_int_eq(rill_ctx_new(&o, NULL, NULL), RILL_E_INVALID);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    rill_ctx_opts o;
+    memset(&o, 0x5a, sizeof o);
+    rill_ctx_opts_init(&o);
+    ck_assert_ptr_null(o.dns_servers);
+    ck_assert_ptr_null(o.overrides);
+    ck_assert_int_eq(o.family, 0);
+    ck_assert_int_eq(o.cache_max_ttl_s, 300);
+    ck_assert_int_eq(o.negative_ttl_s, 5);
+    ck_assert_int_eq(o.query_timeout_ms, 2000);
+    ck_assert_int_eq(o.query_tries, 3);
+    ck_assert_int_ge(o.max_queries_in_flight, 64);
+    ck_assert_int_le(o.max_queries_in_flight, 256);
+}
+END_TEST
+
+/* ---- lifetime and descriptors ---- */
+
+START_TEST(test_ctx_free_idle)
+{
+    rt_watchdog(20, "test_ctx_free_idle");
+    rill_ctx_free(NULL);
+    int fds = rt_count_fds();
+    rill_ctx *ctx = ctx_with("127.0.0.1:53");
+    assert_stats(ctx, 0, 0, 0);
+    rill_ctx_free(ctx);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+START_TEST(test_no_fd_leak)
+{
+    rt_watchdog(30, "test_no_fd_leak");
+    rt_dns *dns = rt_dns_start();
+    const char *list[] = { "over.rill.test:*:127.0.0.1", NULL };
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.overrides = list;
+    int fds = rt_count_fds();
+    for (int round = 0; round < 20; round++) {
+        rill_ctx *ctx = new_ctx(&o);
+        static const char *const good[] = { RT_DNS_BOTH,  RT_DNS_V4,   RT_DNS_V6,
+                                            RT_DNS_ALIAS, "127.0.0.1", "over.rill.test" };
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+            rill_addr *addrs;
+            size_t n;
+            resolve_ok(ctx, good[i], 443, 5000, &addrs, &n);
+            rill_addrs_free(addrs);
+        }
+        resolve_fails(ctx, RT_DNS_MISSING, 443, 5000, RILL_E_DNS, RT_DNS_MISSING);
+        resolve_fails(ctx, "", 443, 5000, RILL_E_INVALID, "empty");
+        rill_ctx_free(ctx);
+        ck_assert_msg(rt_count_fds() == fds, "round %d: %d descriptors open, %d before", round,
+                      rt_count_fds(), fds);
+    }
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* ---- batches ---- */
+
+#define BATCH 200
+
+START_TEST(test_resolve_many)
+{
+    rt_watchdog(30, "test_resolve_many");
+    rt_dns *dns = rt_dns_start();
+    const char *list[] = { "over.rill.test:*:127.0.0.1", NULL };
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_servers(dns));
+    o.overrides = list;
+    rill_ctx *ctx = new_ctx(&o);
+
+    static char names[BATCH][48];
+    const char *hosts[BATCH + 5];
+    for (int i = 0; i < BATCH; i++) {
+        snprintf(names[i], sizeof names[i], "n%d." RT_DNS_WILD, i);
+        hosts[i] = names[i];
+    }
+    hosts[BATCH] = RT_DNS_MISSING;
+    hosts[BATCH + 1] = "bad name.rill.test";
+    hosts[BATCH + 2] = "[::1]";
+    hosts[BATCH + 3] = "over.rill.test";
+    hosts[BATCH + 4] = RT_DNS_V6;
+    static rill_resolve_result res[BATCH + 5];
+    rill_status st = rill_resolve_many(ctx, hosts, BATCH + 5, 443, 10000, res);
+    ck_assert_msg(st == RILL_OK, "resolve_many: %s", rill_strerror(st));
+    for (int i = 0; i < BATCH; i++) {
+        ck_assert_msg(res[i].status == RILL_OK, "%s: %s", hosts[i], res[i].message);
+        ck_assert_ptr_eq(res[i].host, hosts[i]);
+        ck_assert_uint_eq(res[i].count, 2);
+        for (size_t k = 0; k < res[i].count; k++)
+            check_addr(&res[i].addrs[k], 443);
+    }
+    ck_assert_int_eq(res[BATCH].status, RILL_E_DNS);
+    ck_assert_ptr_nonnull(strstr(res[BATCH].message, RT_DNS_MISSING));
+    ck_assert_int_eq(res[BATCH + 1].status, RILL_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(res[BATCH + 1].message, "space"));
+    ck_assert_int_eq(res[BATCH + 2].status, RILL_OK);
+    ck_assert_str_eq(res[BATCH + 2].addrs[0].text, "[::1]:443");
+    ck_assert_int_eq(res[BATCH + 3].status, RILL_OK);
+    ck_assert_str_eq(res[BATCH + 3].addrs[0].text, "127.0.0.1:443");
+    ck_assert_int_eq(res[BATCH + 4].status, RILL_OK);
+    ck_assert_str_eq(res[BATCH + 4].addrs[0].text, "[::1]:443");
+    rill_resolve_results_free(res, BATCH + 5);
+    assert_stats(ctx, BATCH + 2, 0, 0);
+    ck_assert_int_eq(rt_dns_query_count_type(dns, "n7." RT_DNS_WILD, "A"), 1);
+
+    /* Again: everything from the cache. */
+    st = rill_resolve_many(ctx, hosts, BATCH + 5, 443, 10000, res);
+    ck_assert_int_eq(st, RILL_OK);
+    ck_assert_int_eq(res[0].status, RILL_OK);
+    rill_resolve_results_free(res, BATCH + 5);
+    assert_stats(ctx, BATCH + 2, BATCH + 2, 0);
+    rill_ctx_free(ctx);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* The window caps queries in flight: 16 names held 150 ms each take 4 rounds with a window
+ * of 4, one round with a window of 16. */
+static const int windows[] = { 4, 16 };
+
+START_TEST(test_resolve_many_window)
+{
+    rt_watchdog(30, "test_resolve_many_window");
+    int window = windows[_i];
+    rt_dns *dns = rt_dns_start();
+    rt_dns_relay *relay = rt_dns_relay_start(dns, 150);
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_relay_servers(relay));
+    o.max_queries_in_flight = window;
+    rill_ctx *ctx = new_ctx(&o);
+    char names[16][32];
+    const char *hosts[16];
+    for (int i = 0; i < 16; i++) {
+        snprintf(names[i], sizeof names[i], "w%d." RT_DNS_WILD, i);
+        hosts[i] = names[i];
+    }
+    rill_resolve_result res[16];
+    int64_t start = rt_now_us();
+    rill_status st = rill_resolve_many(ctx, hosts, 16, 80, 10000, res);
+    int64_t took_ms = (rt_now_us() - start) / 1000;
+    ck_assert_int_eq(st, RILL_OK);
+    for (int i = 0; i < 16; i++)
+        ck_assert_msg(res[i].status == RILL_OK, "%s: %s", hosts[i], res[i].message);
+    rill_resolve_results_free(res, 16);
+    if (window == 4)
+        ck_assert_msg(took_ms >= 4 * 150 - 10, "window 4: %lld ms", (long long)took_ms);
+    else
+        ck_assert_msg(took_ms < 3 * 150, "window 16: %lld ms", (long long)took_ms);
+    rill_ctx_free(ctx);
+    rt_dns_relay_stop(relay);
+    rt_dns_stop(dns);
+}
+END_TEST
+
+/* A batch with a deadline shorter than the answers: RILL_E_TIMEOUT for each, on time. */
+START_TEST(test_resolve_many_deadline)
+{
+    rt_watchdog(20, "test_resolve_many_deadline");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    rill_ctx *ctx = ctx_with(rt_dns_silent_servers(silent));
+    const char *hosts[] = { RT_DNS_BOTH, RT_DNS_V4, "127.0.0.1" };
+    rill_resolve_result res[3];
+    int64_t start = rt_now_us();
+    rill_status st = rill_resolve_many(ctx, hosts, 3, 80, 300, res);
+    rt_assert_elapsed(start, 300, 800);
+    ck_assert_int_eq(st, RILL_E_TIMEOUT);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(res[i].status, RILL_E_TIMEOUT);
+        ck_assert_msg(strstr(res[i].message, hosts[i]) != NULL, "\"%s\" lacks %s", res[i].message,
+                      hosts[i]);
+    }
+    ck_assert_int_eq(res[2].status, RILL_OK);
+    rill_resolve_results_free(res, 3);
+    ck_assert_int_eq(rill_resolve_many(NULL, hosts, 3, 80, 300, res), RILL_E_INVALID);
+    ck_assert_int_eq(rill_resolve_many(ctx, NULL, 3, 80, 300, res), RILL_E_INVALID);
+    ck_assert_int_eq(rill_resolve_many(ctx, hosts, 3, 80, 300, NULL), RILL_E_INVALID);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+Suite *rill_test_suite(void)
+{
+    Suite *s = suite_create("resolver");
+
+    TCase *tc = tcase_create("records");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, test_records, 0, N(records));
+    tcase_add_loop_test(tc, test_wrong_family, 0, N(wrong_family));
+    tcase_add_test(tc, test_order_stable);
+    tcase_add_test(tc, test_nxdomain);
+    tcase_add_test(tc, test_nxdomain_expires);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("cache");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_cache_hit);
+    tcase_add_loop_test(tc, test_ttl_expiry, 0, N(expiry));
+    tcase_add_test(tc, test_cache_disabled);
+    tcase_add_test(tc, test_concurrent_merge);
+    tcase_add_test(tc, test_threads_distinct_names);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("deadlines");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, test_silent_server_deadline, 0, N(silent_deadlines));
+    tcase_add_test(tc, test_slow_answer);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("without_dns");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, test_numeric_no_dns, 0, N(numerics));
+    tcase_add_test(tc, test_numeric_wrong_family);
+    tcase_add_test(tc, test_overrides);
+    tcase_add_test(tc, test_override_family);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("invalid");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, test_invalid_host, 0, N(bad_hosts));
+    tcase_add_test(tc, test_longest_name);
+    tcase_add_test(tc, test_invalid_args);
+    tcase_add_loop_test(tc, test_invalid_ctx_opts, 0, N(bad_opts));
+    tcase_add_test(tc, test_ctx_new_args);
+    tcase_add_test(tc, test_defaults);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("lifetime");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_ctx_free_idle);
+    tcase_add_test(tc, test_no_fd_leak);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("batch");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_resolve_many);
+    tcase_add_loop_test(tc, test_resolve_many_window, 0, N(windows));
+    tcase_add_test(tc, test_resolve_many_deadline);
+    suite_add_tcase(s, tc);
+    return s;
+}

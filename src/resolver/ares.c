@@ -53,6 +53,7 @@ struct rill_ctx {
     pthread_cond_t done;
     ares_channel channel;
     bool driving;
+    bool cancelling; /* inside ares_cancel: answers delivered now are partial, not cached */
     int family;
     int cache_max_ttl_s;
     int negative_ttl_s;
@@ -373,18 +374,27 @@ static void unlink_entry(rill_ctx *ctx, struct entry *e)
     }
 }
 
+/* The shortest TTL of the answer, CNAMEs of the chain included; negative TTLs count as 0. */
 static int min_ttl(const struct ares_addrinfo *res, size_t *count)
 {
-    int ttl = -1;
+    bool seen = false;
+    int ttl = 0;
     *count = 0;
     for (const struct ares_addrinfo_node *n = res ? res->nodes : NULL; n; n = n->ai_next) {
         if (n->ai_family != AF_INET && n->ai_family != AF_INET6)
             continue;
         (*count)++;
-        if (ttl < 0 || n->ai_ttl < ttl)
-            ttl = n->ai_ttl;
+        int t = n->ai_ttl < 0 ? 0 : n->ai_ttl;
+        if (!seen || t < ttl)
+            ttl = t;
+        seen = true;
     }
-    return ttl < 0 ? 0 : ttl;
+    for (const struct ares_addrinfo_cname *c = res ? res->cnames : NULL; c && seen; c = c->next) {
+        int t = c->ttl < 0 ? 0 : c->ttl;
+        if (t < ttl)
+            ttl = t;
+    }
+    return ttl;
 }
 
 /* c-ares callback, run with ctx->lock held (every c-ares call is made under it). */
@@ -409,7 +419,9 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
             }
             int keep = ttl < ctx->cache_max_ttl_s ? ttl : ctx->cache_max_ttl_s;
             e->status = RILL_OK;
-            e->cacheable = keep > 0;
+            /* c-ares ends a cancelled lookup with what it has (say, A without AAAA): a
+             * waiter may use it, but it is not the whole answer, so it is not cached. */
+            e->cacheable = keep > 0 && !ctx->cancelling;
             e->expires_ms = rilli_now_ms() + (int64_t)keep * 1000;
         }
     } else if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) {
@@ -417,8 +429,10 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
         snprintf(e->reason, sizeof e->reason, "%s",
                  status == ARES_ENOTFOUND ? "no such name (NXDOMAIN)"
                                           : "no address of the wanted family");
-        e->cacheable = ctx->negative_ttl_s > 0 && ctx->cache_max_ttl_s > 0;
-        e->expires_ms = rilli_now_ms() + (int64_t)ctx->negative_ttl_s * 1000;
+        int keep =
+            ctx->negative_ttl_s < ctx->cache_max_ttl_s ? ctx->negative_ttl_s : ctx->cache_max_ttl_s;
+        e->cacheable = keep > 0 && !ctx->cancelling;
+        e->expires_ms = rilli_now_ms() + (int64_t)keep * 1000;
     } else {
         /* Failures of the servers or the network are not cached: the next lookup asks again. */
         e->status = status == ARES_ETIMEOUT ? RILL_E_TIMEOUT
@@ -604,7 +618,14 @@ static void cancel_if_abandoned(rill_ctx *ctx)
         if (e->state == ENTRY_PENDING && e->waiters > 0)
             return;
     }
+    bool pending = false;
+    for (const struct entry *e = ctx->cache; e && !pending; e = e->next)
+        pending = e->state == ENTRY_PENDING;
+    if (!pending)
+        return;
+    ctx->cancelling = true;
     ares_cancel(ctx->channel);
+    ctx->cancelling = false;
 }
 
 /* Look @p name up (cache, shared query, or a new one) and copy the answer to *ips. */
@@ -621,8 +642,7 @@ static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t d
     while (e->state == ENTRY_PENDING && rilli_remaining_ms(deadline) != 0)
         wait_round(ctx, deadline);
     rill_status st = lookup_finish(ctx, e, ips, count, reason, reason_len);
-    if (st == RILL_E_TIMEOUT && reason[0] == '\0')
-        cancel_if_abandoned(ctx); /* e may be freed by now */
+    cancel_if_abandoned(ctx); /* queries abandoned by others, or by us; e may be freed now */
     pthread_mutex_unlock(&ctx->lock);
     return st;
 }
@@ -698,7 +718,15 @@ static void finish_result(rill_resolve_result *r, rill_status st, struct rilli_i
 RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, size_t n,
                                        uint16_t port, int timeout_ms, rill_resolve_result *results)
 {
-    if (!ctx || (!hosts && n) || (!results && n) || timeout_ms < RILL_TIMEOUT_NONE)
+    if ((!results && n) || (!hosts && n))
+        return RILL_E_INVALID;
+    /* Every result is valid to free from here on, whatever the outcome. */
+    for (size_t i = 0; i < n; i++) {
+        memset(&results[i], 0, sizeof results[i]);
+        results[i].host = hosts[i];
+        results[i].status = RILL_E_INVALID;
+    }
+    if (!ctx || timeout_ms < RILL_TIMEOUT_NONE)
         return RILL_E_INVALID;
     int64_t deadline = rilli_deadline(timeout_ms);
     size_t *need = n ? rilli_calloc(n, sizeof *need) : NULL;
@@ -714,8 +742,6 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
     size_t need_count = 0;
     for (size_t i = 0; i < n; i++) {
         rill_resolve_result *r = &results[i];
-        memset(r, 0, sizeof *r);
-        r->host = hosts[i];
         rill_error e = { 0 };
         struct rilli_ip one;
         const struct override *o;
@@ -766,19 +792,35 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
             finished++;
         }
         if (expired) {
-            for (; started < need_count; started++, finished++)
-                finish_result(&results[need[started]], RILL_E_TIMEOUT, NULL, 0, "", port, 0);
-            overall = RILL_E_TIMEOUT;
-            cancel_if_abandoned(ctx);
+            /* Out of time: names not started get what the cache has, else a timeout. */
+            for (; started < need_count; started++, finished++) {
+                size_t i = need[started];
+                struct entry *e = find_entry(ctx, hosts[i], ctx->family);
+                if (!e || e->state != ENTRY_READY) {
+                    finish_result(&results[i], RILL_E_TIMEOUT, NULL, 0, "", port, 0);
+                    continue;
+                }
+                ctx->stats.cache_hits++;
+                e->waiters++;
+                struct rilli_ip *ips = NULL;
+                size_t cnt = 0;
+                char reason[128];
+                rill_status st = lookup_finish(ctx, e, &ips, &cnt, reason, sizeof reason);
+                finish_result(&results[i], st, ips, cnt, reason, port, ctx->family);
+            }
             break;
         }
         if (nactive > 0)
             wait_round(ctx, deadline);
     }
+    cancel_if_abandoned(ctx);
     pthread_mutex_unlock(&ctx->lock);
     rilli_free(need);
     rilli_free(active);
     rilli_free(ent);
+    for (size_t i = 0; i < n && overall == RILL_OK; i++)
+        if (results[i].status == RILL_E_TIMEOUT)
+            overall = RILL_E_TIMEOUT;
     return overall;
 }
 

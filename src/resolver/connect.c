@@ -34,6 +34,7 @@ struct race {
     size_t failures_len;
     rill_status worst; /* the status reported when every attempt failed */
     size_t winner;     /* index of the address that connected */
+    bool failed_now;   /* the attempt just started failed at once */
 };
 
 static void emit(const struct race *r, rill_connect_event_type type, const char *addr, size_t count,
@@ -96,9 +97,15 @@ static int start_next(struct race *r, rill_error *err, rill_status *fatal)
         socket(a->family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         int e = errno;
-        /* Out of descriptors is the process's problem, not this address's: stop here. */
-        *fatal = rilli_error_set(err, e == ENOMEM ? RILL_E_NOMEM : RILL_E_IO, e,
-                                 "connect: %.100s:%u: cannot create a socket", r->host, r->port);
+        if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+            /* Out of descriptors or memory is the process's problem, not this address's. */
+            *fatal =
+                rilli_error_set(err, e == ENOMEM ? RILL_E_NOMEM : RILL_E_IO, e,
+                                "connect: %.100s:%u: cannot create a socket", r->host, r->port);
+            return -1;
+        }
+        record_failure(r, idx, e); /* e.g. EAFNOSUPPORT: this family is dead, try the next */
+        r->failed_now = true;
         return -1;
     }
     if (connect(fd, (const struct sockaddr *)(const void *)a->sa, a->sa_len) == 0) {
@@ -112,6 +119,7 @@ static int start_next(struct race *r, rill_error *err, rill_status *fatal)
     }
     close(fd);
     record_failure(r, idx, e);
+    r->failed_now = true;
     return -1;
 }
 
@@ -128,10 +136,12 @@ static int race(struct race *r, int64_t deadline, rill_error *err, rill_status *
         int64_t now = rilli_now_ms();
         bool more = r->next < r->count;
         if (more && r->in_flight < cap && (r->in_flight == 0 || now >= next_at)) {
+            r->failed_now = false;
             int fd = start_next(r, err, fatal);
             if (fd >= 0 || *fatal != RILL_OK)
                 return fd;
-            next_at = rilli_now_ms() + (delay > 0 ? delay : 0);
+            /* A failure at once starts the next address at once, as a failure later does. */
+            next_at = r->failed_now ? 0 : rilli_now_ms() + (delay > 0 ? delay : 0);
             continue;
         }
         if (r->in_flight == 0)
@@ -196,7 +206,8 @@ RILL_API rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port
     };
     int64_t deadline = rilli_deadline(opts->timeout_ms);
     emit(&r, RILL_EV_RESOLVING, NULL, 0, RILL_OK, NULL);
-    st = rilli_resolve(ctx, host, port, opts->family, opts->timeout_ms, &r.addrs, &r.count, err);
+    st = rilli_resolve(ctx, host, port, opts->family, rilli_remaining_ms(deadline), &r.addrs,
+                       &r.count, err);
     if (st != RILL_OK)
         return st;
     emit(&r, RILL_EV_RESOLVED, NULL, r.count, RILL_OK, NULL);

@@ -368,7 +368,8 @@ typedef struct rill_ctx_opts {
     int negative_ttl_s;   /**< how long "no such name" is cached; default 5 */
     int query_timeout_ms; /**< first retry interval handed to c-ares; default 2000 */
     int query_tries;      /**< tries per server handed to c-ares; default 3 */
-    int max_queries_in_flight; /**< rill_resolve_many() window; default 128 (1 .. 4096) */
+    int max_queries_in_flight; /**< rill_resolve_many() window, in names (two queries each); default
+                                  64 (1 .. 4096) */
 } rill_ctx_opts;
 
 /** Fill @p opts with the defaults listed in rill_ctx_opts. */

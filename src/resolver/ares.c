@@ -58,7 +58,12 @@ struct rill_ctx {
     int cache_max_ttl_s;
     int negative_ttl_s;
     size_t window;
-    struct entry *cache;
+    /* The cache: a hash table of entry chains keyed on the lower-cased name and family. */
+    struct entry **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t nentries;
+    size_t pending; /* entries whose query is in flight */
+    size_t waiting; /* waiters on those entries; 0 with pending > 0 means abandoned */
     struct override *overrides;
     size_t override_count;
     rill_ctx_stats stats;
@@ -81,7 +86,7 @@ RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
     opts->negative_ttl_s = 5;
     opts->query_timeout_ms = 2000;
     opts->query_tries = 3;
-    opts->max_queries_in_flight = 128;
+    opts->max_queries_in_flight = 64;
 }
 
 /* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
@@ -230,10 +235,13 @@ RILL_API void rill_ctx_free(rill_ctx *ctx)
         ares_destroy(ctx->channel);
         pthread_mutex_unlock(&ctx->lock);
     }
-    for (struct entry *e = ctx->cache, *next; e; e = next) {
-        next = e->next;
-        free_entry(e);
+    for (size_t b = 0; ctx->buckets && b < ctx->nbuckets; b++) {
+        for (struct entry *e = ctx->buckets[b], *next; e; e = next) {
+            next = e->next;
+            free_entry(e);
+        }
     }
+    rilli_free(ctx->buckets);
     for (size_t i = 0; ctx->overrides && i < ctx->override_count; i++) {
         rilli_free(ctx->overrides[i].host);
         rilli_free(ctx->overrides[i].ips);
@@ -295,6 +303,12 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
     ctx->cache_max_ttl_s = opts->cache_max_ttl_s;
     ctx->negative_ttl_s = opts->negative_ttl_s;
     ctx->window = (size_t)opts->max_queries_in_flight;
+    ctx->nbuckets = 64;
+    ctx->buckets = rilli_calloc(ctx->nbuckets, sizeof(struct entry *));
+    if (!ctx->buckets) {
+        st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+        goto fail;
+    }
 
     size_t n = 0;
     while (opts->overrides && opts->overrides[n])
@@ -364,14 +378,52 @@ RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats)
 
 /* ---- lookups ---- */
 
+static size_t hash_name(const char *name, int family)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)family;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        h ^= (uint64_t)(*p >= 'A' && *p <= 'Z' ? *p + ('a' - 'A') : *p);
+        h *= 0x100000001b3ull;
+    }
+    return (size_t)(h ^ (h >> 32));
+}
+
+static struct entry **bucket_of(rill_ctx *ctx, const char *name, int family)
+{
+    return &ctx->buckets[hash_name(name, family) & (ctx->nbuckets - 1)];
+}
+
 static void unlink_entry(rill_ctx *ctx, struct entry *e)
 {
-    for (struct entry **pp = &ctx->cache; *pp; pp = &(*pp)->next) {
+    for (struct entry **pp = bucket_of(ctx, e->name, e->family); *pp; pp = &(*pp)->next) {
         if (*pp == e) {
             *pp = e->next;
+            ctx->nentries--;
             return;
         }
     }
+}
+
+/* Double the table when chains grow long; without memory it simply stays as it is. */
+static void maybe_grow(rill_ctx *ctx)
+{
+    if (ctx->nentries <= 2 * ctx->nbuckets || ctx->nbuckets > ((size_t)1 << 24))
+        return;
+    size_t n = ctx->nbuckets * 2;
+    struct entry **b = rilli_calloc(n, sizeof(struct entry *));
+    if (!b)
+        return;
+    for (size_t i = 0; i < ctx->nbuckets; i++) {
+        for (struct entry *e = ctx->buckets[i], *next; e; e = next) {
+            next = e->next;
+            struct entry **slot = &b[hash_name(e->name, e->family) & (n - 1)];
+            e->next = *slot;
+            *slot = e;
+        }
+    }
+    rilli_free(ctx->buckets);
+    ctx->buckets = b;
+    ctx->nbuckets = n;
 }
 
 /* The shortest TTL of the answer, CNAMEs of the chain included; negative TTLs count as 0. */
@@ -407,6 +459,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     int ttl = min_ttl(res, &count);
     e->state = ENTRY_READY;
     e->cacheable = false;
+    ctx->pending--;
+    ctx->waiting -= (size_t)e->waiters;
     if (status == ARES_SUCCESS && count > 0) {
         e->ips = rilli_calloc(count, sizeof *e->ips);
         if (!e->ips) {
@@ -453,12 +507,13 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 static struct entry *find_entry(rill_ctx *ctx, const char *name, int family)
 {
     int64_t now = rilli_now_ms();
-    for (struct entry **pp = &ctx->cache; *pp;) {
+    for (struct entry **pp = bucket_of(ctx, name, family); *pp;) {
         struct entry *e = *pp;
         bool stale =
             e->state == ENTRY_READY && e->waiters == 0 && (!e->cacheable || e->expires_ms <= now);
         if (stale) {
             *pp = e->next;
+            ctx->nentries--;
             free_entry(e);
             continue;
         }
@@ -544,10 +599,12 @@ static struct entry *lookup_start(rill_ctx *ctx, const char *name, int family)
 {
     struct entry *e = find_entry(ctx, name, family);
     if (e) {
-        if (e->state == ENTRY_READY)
+        if (e->state == ENTRY_READY) {
             ctx->stats.cache_hits++;
-        else
+        } else {
             ctx->stats.merged++;
+            ctx->waiting++;
+        }
         e->waiters++;
         return e;
     }
@@ -563,8 +620,13 @@ static struct entry *lookup_start(rill_ctx *ctx, const char *name, int family)
     e->ctx = ctx;
     e->family = family;
     e->state = ENTRY_PENDING;
-    e->next = ctx->cache;
-    ctx->cache = e;
+    maybe_grow(ctx);
+    struct entry **slot = bucket_of(ctx, name, family);
+    e->next = *slot;
+    *slot = e;
+    ctx->nentries++;
+    ctx->pending++;
+    ctx->waiting++;
     ctx->stats.queries++;
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof hints);
@@ -585,6 +647,7 @@ static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip
 {
     e->waiters--;
     if (e->state != ENTRY_READY) {
+        ctx->waiting--;
         reason[0] = '\0';
         return RILL_E_TIMEOUT;
     }
@@ -614,14 +677,7 @@ static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip
  */
 static void cancel_if_abandoned(rill_ctx *ctx)
 {
-    for (const struct entry *e = ctx->cache; e; e = e->next) {
-        if (e->state == ENTRY_PENDING && e->waiters > 0)
-            return;
-    }
-    bool pending = false;
-    for (const struct entry *e = ctx->cache; e && !pending; e = e->next)
-        pending = e->state == ENTRY_PENDING;
-    if (!pending)
+    if (ctx->pending == 0 || ctx->waiting > 0)
         return;
     ctx->cancelling = true;
     ares_cancel(ctx->channel);

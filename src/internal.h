@@ -64,6 +64,10 @@ rill_status rilli_error_set(rill_error *err, rill_status code, int errnum, const
 rill_status rilli_error_vset(rill_error *err, rill_status code, int errnum, const char *fmt,
                              va_list ap) RILL_PRINTF(4, 0);
 
+/* Record a message without a layer prefix on @p s (may be NULL): misuse of the public API. */
+rill_status rilli_api_error(rill_stream *s, rill_status code, const char *fmt, ...)
+    RILL_PRINTF(3, 4);
+
 /* The error slot of @p s, for layers that set sys_errno or API-level messages themselves. */
 rill_error *rilli_stream_errslot(rill_stream *s);
 

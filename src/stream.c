@@ -19,11 +19,7 @@ enum { DIR_READ = 0, DIR_WRITE = 1 };
 
 /* ---- error slots ---- */
 
-/* Message without a layer prefix, for misuse of the public API. */
-static rill_status api_error(rill_stream *s, rill_status code, const char *fmt, ...)
-    RILL_PRINTF(3, 4);
-
-static rill_status api_error(rill_stream *s, rill_status code, const char *fmt, ...)
+rill_status rilli_api_error(rill_stream *s, rill_status code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -114,17 +110,18 @@ RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t s
                                      rill_stream *inner, unsigned flags, rill_stream **out)
 {
     if (!out || !ops || ops->version != RILL_STREAM_OPS_VERSION || !ops->name || !*ops->name) {
-        return api_error(inner, RILL_E_INVALID, "rill_stream_new: %s",
-                         !out                                      ? "out is NULL"
-                         : !ops                                    ? "ops is NULL"
-                         : ops->version != RILL_STREAM_OPS_VERSION ? "ops version mismatch"
-                                                                   : "ops has no name");
+        return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: %s",
+                               !out                                      ? "out is NULL"
+                               : !ops                                    ? "ops is NULL"
+                               : ops->version != RILL_STREAM_OPS_VERSION ? "ops version mismatch"
+                                                                         : "ops has no name");
     }
     if (state_size > ((size_t)1 << 30))
-        return api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
+        return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
     rill_stream *s = rilli_calloc(1, sizeof *s + state_size);
     if (!s) {
-        return api_error(inner, RILL_E_NOMEM, "%s: out of memory creating the layer", ops->name);
+        return rilli_api_error(inner, RILL_E_NOMEM, "%s: out of memory creating the layer",
+                               ops->name);
     }
     s->ops = ops;
     s->state = s->state_block;
@@ -225,9 +222,9 @@ static rill_status wait_ready(rill_stream *s, rill_status want, int64_t deadline
 {
     struct pollfd p = { .fd = -1, .events = want == RILL_WANT_WRITE ? POLLOUT : POLLIN };
     if (find_poll(s, &p.fd, &p.events) != RILL_OK) {
-        return api_error(s, RILL_E_UNSUPPORTED,
-                         "%s: would block, but the chain has no descriptor to wait on",
-                         s->ops->name);
+        return rilli_api_error(s, RILL_E_UNSUPPORTED,
+                               "%s: would block, but the chain has no descriptor to wait on",
+                               s->ops->name);
     }
     for (;;) {
         /*
@@ -252,7 +249,7 @@ RILL_API rill_status rill_stream_call(rill_stream *s, int dir,
                                       rill_status (*attempt)(rill_stream *s, void *arg), void *arg)
 {
     if (!s || !attempt)
-        return api_error(s, RILL_E_INVALID, "rill_stream_call: NULL argument");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_stream_call: NULL argument");
     int timeout = dir == DIR_READ ? s->read_timeout_ms : s->write_timeout_ms;
     int64_t deadline = timeout > 0 ? rilli_deadline(timeout) : -1;
     s->may_block = timeout < 0;
@@ -324,23 +321,23 @@ static rill_status check_io_args(rill_stream *s, const char *fn, const void *buf
     if (!s)
         return RILL_E_INVALID;
     if (!buf && len > 0)
-        return api_error(s, RILL_E_INVALID, "%s: buffer is NULL", fn);
+        return rilli_api_error(s, RILL_E_INVALID, "%s: buffer is NULL", fn);
     if (len == 0 && !zero_ok)
-        return api_error(s, RILL_E_INVALID, "%s: length is 0", fn);
+        return rilli_api_error(s, RILL_E_INVALID, "%s: length is 0", fn);
     return RILL_OK;
 }
 
 static rill_status check_writable(rill_stream *s, const char *fn)
 {
     if (s->shut_wr)
-        return api_error(s, RILL_E_CLOSED, "%s: %s: write after shutdown", fn, s->ops->name);
+        return rilli_api_error(s, RILL_E_CLOSED, "%s: %s: write after shutdown", fn, s->ops->name);
     return RILL_OK;
 }
 
 RILL_API rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nread)
 {
     if (!nread)
-        return api_error(s, RILL_E_INVALID, "rill_read: nread is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read: nread is NULL");
     *nread = 0;
     rill_status st = check_io_args(s, "rill_read", buf, len, false);
     if (st != RILL_OK)
@@ -354,7 +351,7 @@ RILL_API rill_status rill_read(rill_stream *s, void *buf, size_t len, size_t *nr
 RILL_API rill_status rill_write(rill_stream *s, const void *buf, size_t len, size_t *nwritten)
 {
     if (!nwritten)
-        return api_error(s, RILL_E_INVALID, "rill_write: nwritten is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_write: nwritten is NULL");
     *nwritten = 0;
     rill_status st = check_io_args(s, "rill_write", buf, len, true);
     if (st == RILL_OK)
@@ -402,7 +399,7 @@ RILL_API rill_status rill_write_str(rill_stream *s, const char *str, size_t *nwr
     if (nwritten)
         *nwritten = 0;
     if (!str)
-        return api_error(s, RILL_E_INVALID, "rill_write_str: string is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_write_str: string is NULL");
     return rill_write_all(s, str, strlen(str), nwritten);
 }
 
@@ -507,11 +504,11 @@ RILL_API rill_status rill_poll_info(rill_stream *s, int *fd, short *events)
     if (!s)
         return RILL_E_INVALID;
     if (!fd || !events)
-        return api_error(s, RILL_E_INVALID, "rill_poll_info: fd or events is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_poll_info: fd or events is NULL");
     *events = s->want == RILL_WANT_WRITE ? POLLOUT : POLLIN;
     rill_status st = find_poll(s, fd, events);
     if (st == RILL_E_UNSUPPORTED)
-        return api_error(s, st, "rill_poll_info: the chain has no descriptor");
+        return rilli_api_error(s, st, "rill_poll_info: the chain has no descriptor");
     return st;
 }
 
@@ -583,10 +580,10 @@ RILL_API rill_status rill_set_timeouts(rill_stream *s, int read_ms, int write_ms
     if (!s)
         return RILL_E_INVALID;
     if (read_ms < RILL_TIMEOUT_NONE || write_ms < RILL_TIMEOUT_NONE) {
-        return api_error(s, RILL_E_INVALID,
-                         "rill_set_timeouts: timeouts must be -1 (none), 0 or positive ms "
-                         "(got %d, %d)",
-                         read_ms, write_ms);
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_set_timeouts: timeouts must be -1 (none), 0 or positive ms "
+                               "(got %d, %d)",
+                               read_ms, write_ms);
     }
     for (rill_stream *l = s; l; l = l->inner) {
         l->read_timeout_ms = read_ms;

@@ -183,60 +183,6 @@ static void *feed_main(void *arg)
 }
 
 /* Allocator that counts live bytes and can be told to fail (process-wide: restore after). */
-static size_t live_bytes;
-static long allocs_left = -1; /* -1: never fail */
-
-struct alloc_hdr {
-    size_t size;
-    max_align_t align;
-};
-
-static void *count_alloc(size_t n)
-{
-    if (allocs_left == 0)
-        return NULL;
-    if (allocs_left > 0)
-        allocs_left--;
-    struct alloc_hdr *h = malloc(sizeof *h + n);
-    if (!h)
-        return NULL;
-    h->size = n;
-    live_bytes += n;
-    return h + 1;
-}
-
-static void count_free(void *p)
-{
-    if (!p)
-        return;
-    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
-    live_bytes -= h->size;
-    free(h);
-}
-
-static void *count_realloc(void *p, size_t n)
-{
-    void *q = count_alloc(n);
-    if (!q || !p)
-        return q;
-    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
-    memcpy(q, p, h->size < n ? h->size : n);
-    count_free(p);
-    return q;
-}
-
-static void counting_on(void)
-{
-    live_bytes = 0;
-    allocs_left = -1;
-    rill_set_allocator(count_alloc, count_realloc, count_free);
-}
-
-static void counting_off(void)
-{
-    rill_set_allocator(NULL, NULL, NULL);
-    allocs_left = -1;
-}
 
 /* ---- echo and partial reads ---- */
 
@@ -669,30 +615,30 @@ END_TEST
 
 START_TEST(test_shrink_releases_and_buffers_come_back)
 {
-    counting_on();
+    rt_counting_on();
     int peer;
     rill_stream *b = buffered_end(8192, 4096, &peer);
-    size_t idle = live_bytes;
+    size_t idle = rt_live_bytes;
     ck_assert_uint_lt(idle, 4096); /* an idle layer holds no buffer */
     ck_assert_uint_eq(rill_shrink(b), 0);
 
     ck_assert_int_eq(rill_write_str(b, "0123456789", NULL), RILL_OK);
-    ck_assert_uint_eq(live_bytes, idle + 4096);
+    ck_assert_uint_eq(rt_live_bytes, idle + 4096);
     ck_assert_uint_eq(rill_shrink(b), 0); /* the held bytes keep the write buffer */
     ck_assert_int_eq(rill_flush(b), RILL_OK);
     ck_assert_uint_eq(rill_shrink(b), 4096);
-    ck_assert_uint_eq(live_bytes, idle);
+    ck_assert_uint_eq(rt_live_bytes, idle);
     char got[10];
     peer_read_exact(peer, got, sizeof got);
     ck_assert_mem_eq(got, "0123456789", 10);
 
     peer_write(peer, "abcdefghijklmnopqrst", 20);
     expect_read(b, "abcde");
-    ck_assert_uint_eq(live_bytes, idle + 8192);
+    ck_assert_uint_eq(rt_live_bytes, idle + 8192);
     ck_assert_uint_eq(rill_shrink(b), 0); /* 15 bytes still buffered */
     expect_read(b, "fghijklmnopqrst");
     ck_assert_uint_eq(rill_shrink(b), 8192);
-    ck_assert_uint_eq(live_bytes, idle);
+    ck_assert_uint_eq(rt_live_bytes, idle);
 
     /* Both come back on use. */
     peer_write(peer, "again", 5);
@@ -703,41 +649,41 @@ START_TEST(test_shrink_releases_and_buffers_come_back)
     ck_assert_uint_eq(rill_shrink(b), 8192 + 4096);
     close(peer);
     ck_assert_int_eq(rill_close(b), RILL_OK);
-    ck_assert_uint_eq(live_bytes, 0);
-    counting_off();
+    ck_assert_uint_eq(rt_live_bytes, 0);
+    rt_counting_off();
 }
 END_TEST
 
 START_TEST(test_out_of_memory)
 {
-    counting_on();
+    rt_counting_on();
     int peer;
     rill_stream *inner = fd_end(&peer);
     rill_stream *b = NULL;
 
     /* The constructor fails cleanly and the caller keeps a working inner stream. */
-    allocs_left = 0;
+    rt_allocs_left = 0;
     rt_assert_error(inner, rill_buffered_new(inner, 64, 64, 0, &b), RILL_E_NOMEM, "out of memory");
     ck_assert_ptr_null(b);
-    allocs_left = -1;
+    rt_allocs_left = -1;
     size_t n = 0;
     ck_assert_int_eq(rill_write(inner, "x", 1, &n), RILL_OK);
 
     b = buffered_over(inner, 64, 32);
     peer_write(peer, "data", 4);
     char buf[4];
-    allocs_left = 0;
+    rt_allocs_left = 0;
     rt_assert_error(b, rill_read(b, buf, 1, &n), RILL_E_NOMEM,
                     "buffered: out of memory (64-byte read buffer)");
     rt_assert_error(b, rill_write(b, "y", 1, &n), RILL_E_NOMEM,
                     "buffered: out of memory (32-byte write buffer)");
-    allocs_left = -1;
+    rt_allocs_left = -1;
     /* Nothing was lost: the stream works once memory is back. */
     expect_read(b, "data");
     close(peer);
     ck_assert_int_eq(rill_close(b), RILL_OK);
-    ck_assert_uint_eq(live_bytes, 0);
-    counting_off();
+    ck_assert_uint_eq(rt_live_bytes, 0);
+    rt_counting_off();
 }
 END_TEST
 

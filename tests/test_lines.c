@@ -162,60 +162,6 @@ static void feed_join(struct feed *f)
 }
 
 /* Allocator that counts live bytes and can be told to fail (process-wide: restore after). */
-static size_t live_bytes;
-static long allocs_left = -1; /* -1: never fail */
-
-struct alloc_hdr {
-    size_t size;
-    max_align_t align;
-};
-
-static void *count_alloc(size_t n)
-{
-    if (allocs_left == 0)
-        return NULL;
-    if (allocs_left > 0)
-        allocs_left--;
-    struct alloc_hdr *h = malloc(sizeof *h + n);
-    if (!h)
-        return NULL;
-    h->size = n;
-    live_bytes += n;
-    return h + 1;
-}
-
-static void count_free(void *p)
-{
-    if (!p)
-        return;
-    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
-    live_bytes -= h->size;
-    free(h);
-}
-
-static void *count_realloc(void *p, size_t n)
-{
-    void *q = count_alloc(n);
-    if (!q || !p)
-        return q;
-    struct alloc_hdr *h = (struct alloc_hdr *)p - 1;
-    memcpy(q, p, h->size < n ? h->size : n);
-    count_free(p);
-    return q;
-}
-
-static void counting_on(void)
-{
-    live_bytes = 0;
-    allocs_left = -1;
-    rill_set_allocator(count_alloc, count_realloc, count_free);
-}
-
-static void counting_off(void)
-{
-    rill_set_allocator(NULL, NULL, NULL);
-    allocs_left = -1;
-}
 
 /* ---- every mode, table-driven, in three ways of splitting the input ---- */
 
@@ -876,64 +822,64 @@ END_TEST
 
 START_TEST(test_shrink_and_idle_memory)
 {
-    counting_on();
+    rt_counting_on();
     int peer;
     rill_stream *s = lines_end(RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, &peer);
-    size_t idle = live_bytes;
+    size_t idle = rt_live_bytes;
     ck_assert_uint_lt(idle, 4096);
     ck_assert_uint_eq(rill_shrink(s), 0);
     peer_str(peer, "a\nb\n");
     expect_line(s, "a");
-    size_t active = live_bytes - idle;
+    size_t active = rt_live_bytes - idle;
     ck_assert_uint_ge(active, RILL_LINES_DEFAULT_MAX + 2);
     ck_assert_uint_eq(rill_shrink(s), 0); /* "b\n" is still buffered */
     expect_line(s, "b");
     ck_assert_uint_eq(rill_shrink(s), active);
-    ck_assert_uint_eq(live_bytes, idle);
+    ck_assert_uint_eq(rt_live_bytes, idle);
     peer_str(peer, "c\n");
     expect_line(s, "c");
-    ck_assert_uint_eq(live_bytes, idle + active);
+    ck_assert_uint_eq(rt_live_bytes, idle + active);
 
     /* The largest limit allocates nothing up front either. */
     rill_stream *inner = NULL, *big = NULL;
     int peer2;
     inner = fd_end(&peer2);
-    size_t before = live_bytes;
+    size_t before = rt_live_bytes;
     ck_assert_int_eq(rill_lines_new(inner, (size_t)64 << 20, RILL_EOL_LF, 0, &big), RILL_OK);
-    ck_assert_uint_lt(live_bytes - before, 4096);
+    ck_assert_uint_lt(rt_live_bytes - before, 4096);
     close(peer2);
     ck_assert_int_eq(rill_close(big), RILL_OK);
 
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
-    ck_assert_uint_eq(live_bytes, 0);
-    counting_off();
+    ck_assert_uint_eq(rt_live_bytes, 0);
+    rt_counting_off();
 }
 END_TEST
 
 START_TEST(test_out_of_memory)
 {
-    counting_on();
+    rt_counting_on();
     int peer;
     rill_stream *inner = fd_end(&peer);
     rill_stream *s = NULL;
-    allocs_left = 0;
+    rt_allocs_left = 0;
     rt_assert_error(inner, rill_lines_new(inner, 64, RILL_EOL_LF, 0, &s), RILL_E_NOMEM,
                     "out of memory");
     ck_assert_ptr_null(s);
-    allocs_left = -1;
+    rt_allocs_left = -1;
     s = lines_over(inner, 64, RILL_EOL_LF);
     peer_str(peer, "line\n");
-    allocs_left = 0;
+    rt_allocs_left = 0;
     const char *line;
     size_t len;
     rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_NOMEM, "lines: out of memory");
-    allocs_left = -1;
+    rt_allocs_left = -1;
     expect_line(s, "line");
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
-    ck_assert_uint_eq(live_bytes, 0);
-    counting_off();
+    ck_assert_uint_eq(rt_live_bytes, 0);
+    rt_counting_off();
 }
 END_TEST
 

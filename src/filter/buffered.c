@@ -34,18 +34,6 @@ struct buffered {
 
 static const struct rill_stream_ops buffered_ops;
 
-static rill_status api_invalid(rill_stream *s, const char *fmt, ...) RILL_PRINTF(2, 3);
-
-/* Misuse of the public API is reported without a layer prefix, like the core does. */
-static rill_status api_invalid(rill_stream *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    rilli_error_vset(rilli_stream_errslot(s), RILL_E_INVALID, 0, fmt, ap);
-    va_end(ap);
-    return RILL_E_INVALID;
-}
-
 static rill_status ensure_rbuf(rill_stream *s, struct buffered *b)
 {
     if (b->rbuf)
@@ -263,14 +251,16 @@ RILL_API rill_status rill_buffered_new(rill_stream *inner, size_t read_size, siz
     if (!inner)
         return RILL_E_INVALID;
     if (!out)
-        return api_invalid(inner, "rill_buffered_new: out is NULL");
+        return rilli_api_error(inner, RILL_E_INVALID, "rill_buffered_new: out is NULL");
     if (read_size == 0 || read_size > BUFFERED_MAX_SIZE) {
-        return api_invalid(inner, "rill_buffered_new: read size %zu out of range (1 .. %zu)",
-                           read_size, BUFFERED_MAX_SIZE);
+        return rilli_api_error(inner, RILL_E_INVALID,
+                               "rill_buffered_new: read size %zu out of range (1 .. %zu)",
+                               read_size, BUFFERED_MAX_SIZE);
     }
     if (write_size == 0 || write_size > BUFFERED_MAX_SIZE) {
-        return api_invalid(inner, "rill_buffered_new: write size %zu out of range (1 .. %zu)",
-                           write_size, BUFFERED_MAX_SIZE);
+        return rilli_api_error(inner, RILL_E_INVALID,
+                               "rill_buffered_new: write size %zu out of range (1 .. %zu)",
+                               write_size, BUFFERED_MAX_SIZE);
     }
     rill_stream *s = NULL;
     rill_status st = rill_stream_new(&buffered_ops, sizeof(struct buffered), inner, flags, &s);
@@ -287,7 +277,8 @@ static struct buffered *buffered_of(rill_stream *s, const char *fn)
 {
     if (rilli_ops(s) == &buffered_ops)
         return rilli_state(s);
-    api_invalid(s, "%s: not a buffered stream (top layer is %s)", fn, rill_kind(s));
+    rilli_api_error(s, RILL_E_INVALID, "%s: not a buffered stream (top layer is %s)", fn,
+                    rill_kind(s));
     return NULL;
 }
 
@@ -338,12 +329,13 @@ RILL_API rill_status rill_peek(rill_stream *s, size_t want, const void **data, s
     if (!b)
         return RILL_E_INVALID;
     if (!data || !avail)
-        return api_invalid(s, "rill_peek: data or avail is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_peek: data or avail is NULL");
     *data = NULL;
     *avail = 0;
     if (want == 0 || want > b->read_size) {
-        return api_invalid(s, "rill_peek: want %zu out of range (1 .. read size %zu)", want,
-                           b->read_size);
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_peek: want %zu out of range (1 .. read size %zu)", want,
+                               b->read_size);
     }
     struct peek_req req = { want, data, avail };
     /* Enough bytes already buffered: answer without touching the clock or the inner stream. */
@@ -360,7 +352,7 @@ RILL_API rill_status rill_unread(rill_stream *s, const void *data, size_t len)
     if (!b)
         return RILL_E_INVALID;
     if (!data)
-        return api_invalid(s, "rill_unread: data is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_unread: data is NULL");
     if (len == 0)
         return RILL_OK;
     if (len <= b->rpos) {

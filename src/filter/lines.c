@@ -62,18 +62,6 @@ struct line_req {
 
 static const struct rill_stream_ops lines_ops;
 
-static rill_status api_invalid(rill_stream *s, const char *fmt, ...) RILL_PRINTF(2, 3);
-
-/* Misuse of the public API is reported without a layer prefix, like the core does. */
-static rill_status api_invalid(rill_stream *s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    rilli_error_vset(rilli_stream_errslot(s), RILL_E_INVALID, 0, fmt, ap);
-    va_end(ap);
-    return RILL_E_INVALID;
-}
-
 static const char *eol_name(rill_eol eol)
 {
     switch (eol) {
@@ -192,10 +180,10 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
     if (req->copy) {
         if (f->len >= req->copy_cap) {
             *req->len = f->len; /* so the caller can size a buffer */
-            return api_invalid(s,
-                               "rill_read_line_copy: line of %zu bytes does not fit in a "
-                               "%zu-byte buffer (nothing consumed)",
-                               f->len, req->copy_cap);
+            return rilli_api_error(s, RILL_E_INVALID,
+                                   "rill_read_line_copy: line of %zu bytes does not fit in a "
+                                   "%zu-byte buffer (nothing consumed)",
+                                   f->len, req->copy_cap);
         }
         memcpy(req->copy, line, f->len);
         req->copy[f->len] = '\0';
@@ -410,13 +398,15 @@ RILL_API rill_status rill_lines_new(rill_stream *inner, size_t max_line, rill_eo
     if (!inner)
         return RILL_E_INVALID;
     if (!out)
-        return api_invalid(inner, "rill_lines_new: out is NULL");
+        return rilli_api_error(inner, RILL_E_INVALID, "rill_lines_new: out is NULL");
     if (max_line == 0 || max_line > LINES_MAX_LIMIT) {
-        return api_invalid(inner, "rill_lines_new: max_line %zu out of range (1 .. %zu)", max_line,
-                           LINES_MAX_LIMIT);
+        return rilli_api_error(inner, RILL_E_INVALID,
+                               "rill_lines_new: max_line %zu out of range (1 .. %zu)", max_line,
+                               LINES_MAX_LIMIT);
     }
     if (eol != RILL_EOL_LF && eol != RILL_EOL_CRLF && eol != RILL_EOL_ANY)
-        return api_invalid(inner, "rill_lines_new: unknown line ending mode %d", (int)eol);
+        return rilli_api_error(inner, RILL_E_INVALID, "rill_lines_new: unknown line ending mode %d",
+                               (int)eol);
     rill_stream *s = NULL;
     rill_status st = rill_stream_new(&lines_ops, sizeof(struct lines), inner, flags, &s);
     if (st != RILL_OK)
@@ -435,7 +425,7 @@ static struct lines *lines_of(rill_stream *s, const char *fn)
 {
     if (rilli_ops(s) == &lines_ops)
         return rilli_state(s);
-    api_invalid(s, "%s: not a line stream (top layer is %s)", fn, rill_kind(s));
+    rilli_api_error(s, RILL_E_INVALID, "%s: not a line stream (top layer is %s)", fn, rill_kind(s));
     return NULL;
 }
 
@@ -465,7 +455,7 @@ static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **li
     if (!st)
         return RILL_E_INVALID;
     if (!line || !len)
-        return api_invalid(s, "rill_read_line: line or len is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_line: line or len is NULL");
     struct line_req req = { line, NULL, 0, len };
     rill_status rc = read_line_req(s, st, &req);
     if (rc != RILL_OK) {
@@ -510,9 +500,9 @@ RILL_API rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap, 
     if (!st)
         return RILL_E_INVALID;
     if (!buf || !len)
-        return api_invalid(s, "rill_read_line_copy: buf or len is NULL");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_line_copy: buf or len is NULL");
     if (cap == 0)
-        return api_invalid(s, "rill_read_line_copy: cap is 0");
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_line_copy: cap is 0");
     buf[0] = '\0';
     *len = 0;
     struct line_req req = { NULL, buf, cap, len };

@@ -141,4 +141,14 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
                       "child exited with status %d (3: watchdog)", (res)->exit_code); \
     } while (0)
 
+/*
+ * Counting allocator (tests/support/alloc.c): rt_counting_on() routes rill's allocations
+ * through it with rt_live_bytes zeroed; rt_allocs_left >= 0 makes allocations fail once that
+ * many more have succeeded; rt_counting_off() restores the default allocator.
+ */
+extern size_t rt_live_bytes;
+extern long rt_allocs_left;
+void rt_counting_on(void);
+void rt_counting_off(void);
+
 #endif

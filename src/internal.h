@@ -145,7 +145,10 @@ void rilli_sockaddr_format(const struct sockaddr *sa, unsigned sa_len, char *buf
  */
 bool rilli_parse_numeric(const char *addr, uint16_t port, void *ss, unsigned *sa_len);
 
-/* Fill a struct sockaddr_un for @p path ('@' prefix: abstract); false if empty or too long. */
-bool rilli_unix_addr(const char *path, void *sun, unsigned *sa_len);
+/*
+ * Fill a struct sockaddr_un for @p path ('@' prefix: abstract). RILL_E_INVALID, with the
+ * message in @p err, for a NULL, empty or too long path.
+ */
+rill_status rilli_unix_addr(const char *path, void *sun, unsigned *sa_len, rill_error *err);
 
 #endif /* RILL_INTERNAL_H */

@@ -256,19 +256,31 @@ static rill_status last_line(rill_stream *s, struct lines *st, const struct line
     return deliver(s, st, req, &f);
 }
 
+/*
+ * Look for a whole line among the buffered bytes: deliver it, or report what is wrong with
+ * them. Returns false (and sets nothing) when more bytes are needed.
+ */
+static bool scan_buffered(rill_stream *s, struct lines *st, const struct line_req *req,
+                          rill_status *rc)
+{
+    if (st->end <= st->start)
+        return false;
+    struct line_at f;
+    enum scan_result r = scan_line(st, &f);
+    if (r == SCAN_NEED)
+        return false;
+    *rc = r == SCAN_FOUND ? deliver(s, st, req, &f) : scan_error(s, st, r, &f);
+    return true;
+}
+
 static rill_status line_attempt(rill_stream *s, void *arg)
 {
     const struct line_req *req = arg;
     struct lines *st = rilli_state(s);
     for (;;) {
-        if (st->end > st->start) {
-            struct line_at f;
-            enum scan_result r = scan_line(st, &f);
-            if (r == SCAN_FOUND)
-                return deliver(s, st, req, &f);
-            if (r != SCAN_NEED)
-                return scan_error(s, st, r, &f);
-        }
+        rill_status done;
+        if (scan_buffered(s, st, req, &done))
+            return done;
         rill_status rc = fill(s, st);
         if (rc == RILL_EOF)
             return last_line(s, st, req);
@@ -432,14 +444,9 @@ static struct lines *lines_of(rill_stream *s, const char *fn)
 static rill_status read_line_req(rill_stream *s, struct lines *st, struct line_req *req)
 {
     /* A whole line already buffered needs neither the clock nor the inner stream. */
-    if (st->end > st->start) {
-        struct line_at f;
-        enum scan_result r = scan_line(st, &f);
-        if (r == SCAN_FOUND)
-            return deliver(s, st, req, &f);
-        if (r != SCAN_NEED)
-            return scan_error(s, st, r, &f);
-    }
+    rill_status done;
+    if (scan_buffered(s, st, req, &done))
+        return done;
     return rill_stream_call(s, 0, line_attempt, req);
 }
 

@@ -113,21 +113,19 @@ RILL_API rill_status rill_listen(const char *addr, uint16_t port, const rill_lis
 RILL_API rill_status rill_listen_unix(const char *path, const rill_listen_opts *opts,
                                       rill_listener **out, rill_error *err)
 {
-    if (!out || !path)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: %s is NULL", !out ? "out" : "path");
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: out is NULL");
     struct sockaddr_un sun;
     unsigned sl = 0;
-    if (!rilli_unix_addr(path, &sun, &sl)) {
-        return rilli_error_set(err, RILL_E_INVALID, 0,
-                               "unix: socket path \"%.64s\" is empty or longer than %zu bytes",
-                               path, sizeof sun.sun_path - 1);
-    }
+    rill_status st = rilli_unix_addr(path, &sun, &sl, err);
+    if (st != RILL_OK)
+        return st;
     rill_listen_opts defaults;
     if (!opts) {
         rill_listen_opts_init(&defaults);
         opts = &defaults;
     }
-    rill_status st = listen_on((struct sockaddr *)&sun, sl, path, opts, out, err);
+    st = listen_on((struct sockaddr *)&sun, sl, path, opts, out, err);
     if (st == RILL_OK && path[0] != '@') {
         (*out)->unlink_path = true;
         snprintf((*out)->path, sizeof(*out)->path, "%s", path);

@@ -73,14 +73,19 @@ bool rilli_parse_numeric(const char *addr, uint16_t port, void *ss, unsigned *sa
     return false;
 }
 
-bool rilli_unix_addr(const char *path, void *sun_out, unsigned *sa_len)
+rill_status rilli_unix_addr(const char *path, void *sun_out, unsigned *sa_len, rill_error *err)
 {
     struct sockaddr_un *sun = sun_out;
+    if (!path)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: path is NULL");
     size_t n = strlen(path);
     memset(sun, 0, sizeof *sun);
     sun->sun_family = AF_UNIX;
-    if (n == 0 || n >= sizeof sun->sun_path || (path[0] == '@' && n == 1))
-        return false;
+    if (n == 0 || n >= sizeof sun->sun_path || (path[0] == '@' && n == 1)) {
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "unix: socket path \"%.64s\" is empty or longer than %zu bytes",
+                               path, sizeof sun->sun_path - 1);
+    }
     memcpy(sun->sun_path, path, n);
     if (path[0] == '@') {
         sun->sun_path[0] = '\0'; /* Linux abstract namespace: length-delimited, no file */
@@ -88,7 +93,7 @@ bool rilli_unix_addr(const char *path, void *sun_out, unsigned *sa_len)
     } else {
         *sa_len = (unsigned)sizeof *sun;
     }
-    return true;
+    return RILL_OK;
 }
 
 static rill_status set_blocking(int fd, bool blocking)

@@ -19,21 +19,19 @@ const struct rill_stream_ops rilli_unix_ops = {
 RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts *opts,
                                        rill_stream **out, rill_error *err)
 {
-    if (!out || !path)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: %s is NULL", !out ? "out" : "path");
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "unix: out is NULL");
     struct sockaddr_un sun;
     unsigned sl = 0;
-    if (!rilli_unix_addr(path, &sun, &sl)) {
-        return rilli_error_set(err, RILL_E_INVALID, 0,
-                               "unix: socket path \"%.64s\" is empty or longer than %zu bytes",
-                               path, sizeof sun.sun_path - 1);
-    }
+    rill_status st = rilli_unix_addr(path, &sun, &sl, err);
+    if (st != RILL_OK)
+        return st;
     rill_connect_opts defaults;
     if (!opts) {
         rill_connect_opts_init(&defaults);
         opts = &defaults;
     }
-    rill_status st = rilli_check_connect_opts("unix", opts, err);
+    st = rilli_check_connect_opts("unix", opts, err);
     if (st != RILL_OK)
         return st;
     int fd = -1;

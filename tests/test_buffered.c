@@ -20,26 +20,6 @@
 
 /* ---- helpers ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* An fd transport on one end of a socketpair; *peer is the raw other end. */
-static rill_stream *fd_end(int *peer)
-{
-    int fds[2];
-    rt_socketpair(fds);
-    rill_stream *s = NULL;
-    rill_error err;
-    rill_status st = rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &s, &err);
-    ck_assert_msg(st == RILL_OK, "rill_fd_new: %s", err.msg);
-    *peer = fds[1];
-    return s;
-}
-
 static rill_stream *buffered_over(rill_stream *inner, size_t rsize, size_t wsize)
 {
     rill_stream *b = NULL;
@@ -52,7 +32,7 @@ static rill_stream *buffered_over(rill_stream *inner, size_t rsize, size_t wsize
 /* A buffered stream over a socketpair end. */
 static rill_stream *buffered_end(size_t rsize, size_t wsize, int *peer)
 {
-    return buffered_over(fd_end(peer), rsize, wsize);
+    return buffered_over(rt_fd_end(peer), rsize, wsize);
 }
 
 static void peer_write(int fd, const void *buf, size_t len)
@@ -603,9 +583,9 @@ START_TEST(test_read_not_held_up_by_stuck_write)
 
     /* With a deadline it gives up under the read timeout. */
     ck_assert_int_eq(rill_set_timeouts(b, 150, 150), RILL_OK);
-    int64_t t0 = now_ms();
+    int64_t t0 = (rt_now_us() / 1000);
     rt_assert_error(b, rill_read(b, buf, sizeof buf, &n), RILL_E_TIMEOUT, "read timed out");
-    ck_assert_int_ge(now_ms() - t0, 140);
+    ck_assert_int_ge((rt_now_us() / 1000) - t0, 140);
     close(peer);
     rill_close(b);
 }
@@ -658,7 +638,7 @@ START_TEST(test_out_of_memory)
 {
     rt_counting_on();
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *b = NULL;
 
     /* The constructor fails cleanly and the caller keeps a working inner stream. */
@@ -741,10 +721,10 @@ START_TEST(test_read_timeout)
     ck_assert_int_eq(rill_set_timeouts(b, 200, 200), RILL_OK);
     char buf[8];
     size_t n = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = (rt_now_us() / 1000);
     rt_assert_error(b, rill_read(b, buf, sizeof buf, &n), RILL_E_TIMEOUT,
                     "buffered: read timed out after 200 ms");
-    int64_t waited = now_ms() - t0;
+    int64_t waited = (rt_now_us() / 1000) - t0;
     ck_assert_int_ge(waited, 190);
     ck_assert_int_lt(waited, 2000);
     /* The stream stays usable. */
@@ -764,10 +744,10 @@ START_TEST(test_write_timeout)
     unsigned char *big = calloc(1, len);
     ck_assert_ptr_nonnull(big);
     size_t n = 0;
-    int64_t t0 = now_ms();
+    int64_t t0 = (rt_now_us() / 1000);
     rt_assert_error(b, rill_write_all(b, big, len, &n), RILL_E_TIMEOUT,
                     "write timed out after 200 ms");
-    ck_assert_int_ge(now_ms() - t0, 190);
+    ck_assert_int_ge((rt_now_us() / 1000) - t0, 190);
     ck_assert_uint_gt(n, 0);
     ck_assert_uint_lt(n, len);
     free(big);
@@ -821,7 +801,7 @@ END_TEST
 START_TEST(test_invalid_arguments)
 {
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *b = NULL;
     ck_assert_int_eq(rill_buffered_new(NULL, 64, 64, 0, &b), RILL_E_INVALID);
     rt_assert_error(inner, rill_buffered_new(inner, 64, 64, 0, NULL), RILL_E_INVALID,
@@ -870,7 +850,7 @@ END_TEST
 START_TEST(test_borrow_leaves_inner_open)
 {
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *b = NULL;
     ck_assert_int_eq(rill_buffered_new(inner, 64, 64, RILL_BORROW, &b), RILL_OK);
     ck_assert_int_eq(rill_write_str(b, "flushed on close", NULL), RILL_OK);
@@ -912,7 +892,7 @@ END_TEST
 START_TEST(test_describe)
 {
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *b = buffered_over(inner, 16384, 16384);
     char buf[256];
     size_t len = rill_describe(b, buf, sizeof buf);

@@ -23,25 +23,6 @@
 
 /* ---- helpers ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static rill_stream *fd_end(int *peer)
-{
-    int fds[2];
-    rt_socketpair(fds);
-    rill_stream *s = NULL;
-    rill_error err;
-    rill_status st = rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &s, &err);
-    ck_assert_msg(st == RILL_OK, "rill_fd_new: %s", err.msg);
-    *peer = fds[1];
-    return s;
-}
-
 static rill_stream *lines_over(rill_stream *inner, size_t max_line, rill_eol eol)
 {
     rill_stream *l = NULL;
@@ -52,7 +33,7 @@ static rill_stream *lines_over(rill_stream *inner, size_t max_line, rill_eol eol
 
 static rill_stream *lines_end(size_t max_line, rill_eol eol, int *peer)
 {
-    return lines_over(fd_end(peer), max_line, eol);
+    return lines_over(rt_fd_end(peer), max_line, eol);
 }
 
 static void peer_write(int fd, const void *buf, size_t len)
@@ -587,9 +568,9 @@ START_TEST(test_any_lone_cr_does_not_block)
     rill_stream *s = lines_end(64, RILL_EOL_ANY, &peer);
     ck_assert_int_eq(rill_set_timeouts(s, 3000, 3000), RILL_OK);
     peer_str(peer, "abc\r");
-    int64_t t0 = now_ms();
+    int64_t t0 = (rt_now_us() / 1000);
     expect_line(s, "abc");
-    ck_assert_int_lt(now_ms() - t0, 1000);
+    ck_assert_int_lt((rt_now_us() / 1000) - t0, 1000);
     /* The LF of that CRLF arrives later and is not an empty line. */
     peer_str(peer, "\nnext\r");
     expect_line(s, "next");
@@ -714,10 +695,10 @@ START_TEST(test_read_timeout_keeps_partial_line)
     ck_assert_int_eq(rill_set_timeouts(s, 200, 200), RILL_OK);
     const char *line;
     size_t len;
-    int64_t t0 = now_ms();
+    int64_t t0 = (rt_now_us() / 1000);
     rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_TIMEOUT,
                     "lines: read timed out after 200 ms");
-    int64_t waited = now_ms() - t0;
+    int64_t waited = (rt_now_us() / 1000) - t0;
     ck_assert_int_ge(waited, 190);
     ck_assert_int_lt(waited, 2000);
     peer_str(peer, "abc");
@@ -766,7 +747,7 @@ END_TEST
 START_TEST(test_over_buffered_bypasses_its_copy)
 {
     int peer;
-    rill_stream *b = NULL, *inner = fd_end(&peer);
+    rill_stream *b = NULL, *inner = rt_fd_end(&peer);
     ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
     rill_stream *s = lines_over(b, 128, RILL_EOL_LF);
     /* Bytes pushed back into the buffered layer come first. */
@@ -806,7 +787,7 @@ END_TEST
 START_TEST(test_large_reads_skip_buffered_copy)
 {
     int peer;
-    rill_stream *b = NULL, *inner = fd_end(&peer);
+    rill_stream *b = NULL, *inner = rt_fd_end(&peer);
     ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
     rill_stream *s = lines_over(b, 128, RILL_EOL_LF);
     peer_str(peer, "one\ntwo\n");
@@ -843,7 +824,7 @@ START_TEST(test_shrink_and_idle_memory)
     /* The largest limit allocates nothing up front either. */
     rill_stream *inner = NULL, *big = NULL;
     int peer2;
-    inner = fd_end(&peer2);
+    inner = rt_fd_end(&peer2);
     size_t before = rt_live_bytes;
     ck_assert_int_eq(rill_lines_new(inner, (size_t)64 << 20, RILL_EOL_LF, 0, &big), RILL_OK);
     ck_assert_uint_lt(rt_live_bytes - before, 4096);
@@ -861,7 +842,7 @@ START_TEST(test_out_of_memory)
 {
     rt_counting_on();
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *s = NULL;
     rt_allocs_left = 0;
     rt_assert_error(inner, rill_lines_new(inner, 64, RILL_EOL_LF, 0, &s), RILL_E_NOMEM,
@@ -886,7 +867,7 @@ END_TEST
 START_TEST(test_invalid_arguments)
 {
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *s = NULL;
     ck_assert_int_eq(rill_lines_new(NULL, 64, RILL_EOL_LF, 0, &s), RILL_E_INVALID);
     rt_assert_error(inner, rill_lines_new(inner, 64, RILL_EOL_LF, 0, NULL), RILL_E_INVALID,
@@ -959,7 +940,7 @@ END_TEST
 START_TEST(test_describe)
 {
     int peer;
-    rill_stream *inner = fd_end(&peer);
+    rill_stream *inner = rt_fd_end(&peer);
     rill_stream *s = lines_over(inner, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF);
     char buf[256];
     rill_describe(s, buf, sizeof buf);
@@ -969,7 +950,7 @@ START_TEST(test_describe)
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
 
-    inner = fd_end(&peer);
+    inner = rt_fd_end(&peer);
     rill_stream *b = NULL;
     ck_assert_int_eq(rill_buffered_new(inner, 16384, 16384, 0, &b), RILL_OK);
     s = lines_over(b, 100, RILL_EOL_CRLF);
@@ -979,7 +960,7 @@ START_TEST(test_describe)
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
 
-    inner = fd_end(&peer);
+    inner = rt_fd_end(&peer);
     s = lines_over(inner, 1, RILL_EOL_ANY);
     size_t n = rill_describe(s, buf, sizeof buf);
     ck_assert_msg(strncmp(buf, "lines(max=1 eol=any) > ", 23) == 0, "describe: %s", buf);

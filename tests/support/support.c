@@ -242,3 +242,15 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
     res->report = *shared;
     munmap(shared, sizeof *shared);
 }
+
+rill_stream *rt_fd_end(int *peer)
+{
+    int fds[2];
+    rt_socketpair(fds);
+    rill_stream *s = NULL;
+    rill_error err;
+    rill_status st = rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &s, &err);
+    ck_assert_msg(st == RILL_OK, "rill_fd_new: %s", err.msg);
+    *peer = fds[1];
+    return s;
+}

@@ -24,6 +24,9 @@ int rt_count_fds(void);
  */
 void rt_tcp_pair(rill_stream **client, rill_stream **server);
 
+/* An owning fd transport on one end of a socketpair; *peer is the raw other end. */
+rill_stream *rt_fd_end(int *peer);
+
 /* A connected AF_UNIX socketpair as two raw descriptors (SOCK_STREAM, CLOEXEC). */
 void rt_socketpair(int fds[2]);
 

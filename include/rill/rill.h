@@ -411,6 +411,7 @@ typedef struct rill_addr {
  * Errors: RILL_E_INVALID (empty name, over 253 bytes, embedded NUL/space/control bytes, port 0),
  * RILL_E_DNS (no such name, no address of the wanted family, server failure; the message names
  * the host), RILL_E_TIMEOUT, RILL_E_NOMEM.
+ * Thread-safety: safe; threads may resolve on one shared context at once.
  */
 RILL_API RILL_NODISCARD rill_status rill_resolve(rill_ctx *ctx, const char *host, uint16_t port,
                                                  int timeout_ms, rill_addr **addrs, size_t *count,
@@ -477,6 +478,7 @@ typedef struct rill_connect_event {
  * Errors: as rill_resolve(); RILL_E_REFUSED / RILL_E_CONNECT when every address failed, with a
  * message naming each: "connect: example.test:8443: 127.0.0.1: connection refused; ::1:
  * connection refused"; RILL_E_TIMEOUT; RILL_E_IO (EMFILE, ...).
+ * Thread-safety: safe on a shared context; on_event runs on the calling thread.
  */
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
                                                  const rill_connect_opts *opts, rill_stream **out,

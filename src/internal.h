@@ -151,4 +151,42 @@ bool rilli_parse_numeric(const char *addr, uint16_t port, void *ss, unsigned *sa
  */
 rill_status rilli_unix_addr(const char *path, void *sun, unsigned *sa_len, rill_error *err);
 
+/* Give @p top the error recorded on @p from (a layer below it), prefixed with the layer names
+ * between them; returns @p code. */
+rill_status rilli_adopt_error(rill_stream *top, const rill_stream *from, rill_status code);
+
+/* Set whether calls on @p s may block in the kernel (the TLS room's BIO passes its own flag). */
+static inline void rilli_set_may_block(rill_stream *s, bool may_block)
+{
+    s->may_block = may_block;
+}
+
+/*
+ * TLS client session cache of a rill_ctx (src/session_cache.c): opaque blobs under string keys.
+ * rilli_sess_cache_new(0) is NULL, and every function accepts a NULL cache.
+ * rilli_sess_cache_get returns a copy to free with rilli_free (a single-use entry is removed).
+ */
+struct rilli_sess_cache;
+struct rilli_sess_cache *rilli_sess_cache_new(size_t max);
+void rilli_sess_cache_free(struct rilli_sess_cache *c);
+void rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, const void *data,
+                          size_t len, bool single_use, int64_t expires_ms);
+void *rilli_sess_cache_get(struct rilli_sess_cache *c, const char *key, size_t *len);
+size_t rilli_sess_cache_count(struct rilli_sess_cache *c);
+
+/* The session cache of @p ctx (NULL when disabled or ctx is NULL). */
+struct rilli_sess_cache *rilli_ctx_sessions(rill_ctx *ctx);
+
+/* TLS configs are reference-counted: streams and listeners hold one each. */
+void rilli_tls_config_ref(rill_tls_config *cfg);
+
+/*
+ * rill_connect's TLS step: wrap *s (a connected tcp stream) in a TLS client for @p host
+ * (or opts->tls_servername), offer a session cached in @p ctx for host and port, and finish the
+ * handshake before @p deadline. On error *s is closed and set to NULL, and @p err says why.
+ */
+rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
+                              const rill_connect_opts *opts, int64_t deadline, rill_stream **s,
+                              rill_error *err);
+
 #endif /* RILL_INTERNAL_H */

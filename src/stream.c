@@ -70,7 +70,7 @@ RILL_API rill_status rill_stream_error_sys(rill_stream *s, rill_status code, int
  * Give @p top the error recorded on @p from, a layer below it, prefixed with the names of the
  * layers between them: "lines: buffered: tcp: connection reset by peer (...)".
  */
-static rill_status adopt_error(rill_stream *top, const rill_stream *from, rill_status code)
+rill_status rilli_adopt_error(rill_stream *top, const rill_stream *from, rill_status code)
 {
     if (top == from)
         return code;
@@ -178,7 +178,7 @@ RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t
         return rill_stream_error(self, RILL_E_UNSUPPORTED, "read: layer has no inner stream");
     in->may_block = self->may_block;
     rill_status st = dispatch_read(in, buf, len, n);
-    return st < 0 ? adopt_error(self, in, st) : st;
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
 RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf, size_t len,
@@ -192,7 +192,7 @@ RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf,
         return rill_stream_error(self, RILL_E_CLOSED, "write after shutdown");
     in->may_block = self->may_block;
     rill_status st = dispatch_write(in, buf, len, n);
-    return st < 0 ? adopt_error(self, in, st) : st;
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
 /* ---- waiting ---- */
@@ -210,7 +210,7 @@ static rill_status find_poll(rill_stream *s, int *fd, short *events)
             continue;
         rill_status st = l->ops->poll(l, fd, events);
         if (st < 0)
-            return adopt_error(s, l, st);
+            return rilli_adopt_error(s, l, st);
         if (*fd >= 0)
             return RILL_OK;
     }
@@ -415,7 +415,7 @@ static rill_status flush_chain(rill_stream *s, void *arg)
         l->may_block = s->may_block;
         rill_status st = l->ops->flush(l);
         if (st != RILL_OK)
-            return st < 0 ? adopt_error(s, l, st) : st;
+            return st < 0 ? rilli_adopt_error(s, l, st) : st;
     }
     return RILL_OK;
 }
@@ -430,7 +430,7 @@ static rill_status shutdown_chain(rill_stream *s, void *arg)
             l->may_block = s->may_block;
             st = l->ops->shutdown(l);
             if (st != RILL_OK)
-                return st < 0 ? adopt_error(s, l, st) : st;
+                return st < 0 ? rilli_adopt_error(s, l, st) : st;
         }
         l->shut_wr = true;
         if (l->flags & RILL_BORROW)

@@ -88,6 +88,9 @@ typedef struct rill_listener rill_listener;
 
 struct rill_connect_event;
 
+/** A TLS configuration (trust, verification, versions, certificates). Opaque; see "TLS". */
+typedef struct rill_tls_config rill_tls_config;
+
 /* ---------------------------------------------------------------------------------------------
  * Library
  */
@@ -319,6 +322,15 @@ typedef struct rill_connect_opts {
      *  Called on the connecting thread; @p ev and its strings live only during the call. */
     void (*on_event)(void *arg, const struct rill_connect_event *ev);
     void *on_event_arg; /**< passed to on_event */
+    /** rill_connect(): when set, the stream is wrapped with rill_tls_client() and the handshake
+     *  runs inside the connect deadline, so *out is a verified "tls > tcp" stream. With
+     *  rill_listen(): accepted streams are wrapped with rill_tls_server() (the handshake then
+     *  runs on their first I/O or rill_tls_handshake(), so a slow client never stalls accept).
+     *  The config is referenced, not copied; default NULL (plain TCP). */
+    rill_tls_config *tls;
+    /** rill_connect() with tls: the name sent as SNI and verified; default NULL = the host. */
+    const char *tls_servername;
+    unsigned tls_flags; /**< flags for rill_tls_client()/rill_tls_server(); default 0 */
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -370,6 +382,8 @@ typedef struct rill_ctx_opts {
     int query_tries;      /**< tries per server handed to c-ares; default 3 */
     int max_queries_in_flight; /**< rill_resolve_many() window, in names (two queries each); default
                                   64 (1 .. 4096) */
+    int tls_session_cache_max; /**< TLS client sessions kept for resumption by rill_connect()
+                                    (keyed by host, port and TLS config); default 256; 0: none */
 } rill_ctx_opts;
 
 /** Fill @p opts with the defaults listed in rill_ctx_opts. */
@@ -503,7 +517,7 @@ typedef struct rill_listen_opts {
     int backlog;              /**< listen(2) backlog; default 128 */
     int reuseaddr;            /**< SO_REUSEADDR; default 1 */
     int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
-    rill_connect_opts stream; /**< nodelay, keepalive and timeouts applied to accepted streams */
+    rill_connect_opts stream; /**< nodelay, keepalive, timeouts and tls for accepted streams */
 } rill_listen_opts;
 
 /** Fill @p opts with the defaults listed in rill_listen_opts. */
@@ -673,6 +687,248 @@ RILL_API RILL_NODISCARD rill_status rill_read_u64be(rill_stream *s, uint64_t *va
 RILL_API RILL_NODISCARD rill_status rill_write_u16be(rill_stream *s, uint16_t value);
 RILL_API RILL_NODISCARD rill_status rill_write_u32be(rill_stream *s, uint32_t value);
 RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t value);
+
+/* ---------------------------------------------------------------------------------------------
+ * TLS (OpenSSL 3)
+ *
+ * Secure by default: a client verifies the peer's chain against the system trust store, the
+ * validity dates, and the host name (DNS subjectAltName with RFC 6125 wildcard rules, or an IP
+ * subjectAltName for an IP literal; never the subject CN). TLS 1.2 is the minimum, OpenSSL's
+ * security level is at least 2 (RSA/DH >= 2048 bits, no SHA-1 signatures), and a peer that ends
+ * the stream without close_notify gives RILL_E_TRUNCATED. Only functions named *insecure* weaken
+ * this.
+ *
+ * A config is built with the setters below, then used by any number of streams, from any
+ * number of threads; the first stream that uses it freezes it (setters then fail with
+ * RILL_E_INVALID) and the trust store is loaded once, at that moment, for every connection.
+ * Setter errors: RILL_E_INVALID (NULL or bad argument, frozen config), RILL_E_NOMEM, and
+ * RILL_E_TLS for files or PEM that OpenSSL cannot load; @p err (may be NULL) gets the reason,
+ * e.g. "tls: cannot load CA file /x.pem: no such file or directory".
+ * Thread-safety: setters are not thread-safe (configure from one thread before sharing);
+ * everything else on a config is.
+ */
+
+/** Protocol versions for rill_tls_config_set_versions() (the wire values). */
+#define RILL_TLS_1_2 0x0303
+#define RILL_TLS_1_3 0x0304
+
+/** Client-certificate policy of a server (rill_tls_config_set_verify_client()). */
+typedef enum rill_tls_client_auth {
+    RILL_TLS_CLIENT_AUTH_NONE = 0,     /**< do not ask for a client certificate (default) */
+    RILL_TLS_CLIENT_AUTH_OPTIONAL = 1, /**< ask; verify one if sent */
+    RILL_TLS_CLIENT_AUTH_REQUIRE = 2   /**< ask and require a valid one */
+} rill_tls_client_auth;
+
+/** Flag for rill_tls_client()/rill_tls_server(): a peer EOF without close_notify is RILL_EOF
+ *  instead of RILL_E_TRUNCATED (for broken peers whose framing protects against truncation). */
+#define RILL_TLS_ALLOW_TRUNCATION 0x100u
+
+/**
+ * Create a config with the secure defaults (system trust store, TLS 1.2 .. 1.3, security level
+ * 2, verification on). If the environment variable SSLKEYLOGFILE names a file, session keys are
+ * appended to it (a debugging aid for Wireshark; never set it in production).
+ * Ownership: release with rill_tls_config_free(). Errors: RILL_E_NOMEM, RILL_E_TLS.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err);
+
+/**
+ * Drop the caller's reference. Streams, listeners and connect options that use the config keep
+ * their own references, so it may be freed while they live. NULL is accepted. Thread-safe.
+ */
+RILL_API void rill_tls_config_free(rill_tls_config *cfg);
+
+/** Trust the CA certificates in PEM file @p path instead of the system store (repeatable). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ca_file(rill_tls_config *cfg,
+                                                                const char *path, rill_error *err);
+/** Trust the CA certificates of an OpenSSL hashed directory (c_rehash) instead of the system
+ *  store. */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg,
+                                                                const char *dir, rill_error *err);
+/** Trust the CA certificates in @p len bytes of PEM at @p pem (copied) instead of the system
+ *  store (repeatable). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg,
+                                                               const void *pem, size_t len,
+                                                               rill_error *err);
+/**
+ * Check revocation of every certificate of the peer's chain against the CRLs in PEM file
+ * @p path (all of them are loaded). A chain certificate whose issuer has no CRL in the file then
+ * fails verification ("unable to get certificate CRL").
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_crl_file(rill_tls_config *cfg,
+                                                                 const char *path, rill_error *err);
+
+/** Allowed protocol versions, RILL_TLS_1_2 or RILL_TLS_1_3 each; 0 keeps the default
+ *  (1.2 minimum, 1.3 maximum). Older versions cannot be enabled. */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_versions(rill_tls_config *cfg,
+                                                                 int min_version, int max_version,
+                                                                 rill_error *err);
+/** TLS 1.2 cipher list in OpenSSL syntax (default: ECDHE with AES-GCM or ChaCha20-Poly1305). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ciphers(rill_tls_config *cfg,
+                                                                const char *list, rill_error *err);
+/** TLS 1.3 ciphersuites, colon-separated (default: OpenSSL's, all AEAD). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg,
+                                                                     const char *list,
+                                                                     rill_error *err);
+/** OpenSSL security level, 2 .. 5 (default 2). Lower levels are refused. */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_security_level(rill_tls_config *cfg,
+                                                                       int level, rill_error *err);
+/**
+ * ALPN protocols as a comma-separated list in preference order, e.g. "h2,http/1.1". A client
+ * offers them; a server picks the first of its own list that the client offers, and answers
+ * without ALPN when none matches (rill_tls_info.alpn is then "").
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg,
+                                                             const char *list, rill_error *err);
+
+/**
+ * Passphrase for encrypted private keys: @p cb writes at most @p size bytes into @p buf and
+ * returns the length, or -1 to give up. Set it before the key is loaded. @p arg is passed back.
+ */
+typedef int (*rill_tls_passphrase_fn)(char *buf, int size, void *arg);
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_passphrase_cb(rill_tls_config *cfg,
+                                                                      rill_tls_passphrase_fn cb,
+                                                                      void *arg, rill_error *err);
+/**
+ * Certificate chain (leaf first, then intermediates) and private key in PEM files: the client
+ * certificate for mutual TLS, or a server's certificate. The key must match the certificate.
+ * Errors: RILL_E_TLS ("tls: cannot load key /k.pem: bad decrypt", "key does not match ...").
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg,
+                                                                  const char *cert_path,
+                                                                  const char *key_path,
+                                                                  rill_error *err);
+/** As rill_tls_config_set_cert_file() from PEM in memory (copied). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_mem(rill_tls_config *cfg,
+                                                                 const void *cert_pem,
+                                                                 size_t cert_len,
+                                                                 const void *key_pem,
+                                                                 size_t key_len, rill_error *err);
+/** Server: whether to ask for and require a client certificate, verified against the CAs of
+ *  this config (rill_tls_config_set_ca_*; the system store if none). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
+                                                                      rill_tls_client_auth mode,
+                                                                      rill_error *err);
+/**
+ * Pin the peer's public key: @p pin is "sha256//" followed by the base64 SHA-256 of the
+ * certificate's SubjectPublicKeyInfo (curl's --pinnedpubkey form; `openssl x509 -pubkey | openssl
+ * pkey -pubin -outform der | openssl dgst -sha256 -binary | base64`). Repeatable: the handshake
+ * succeeds if the leaf matches any pin, and fails with RILL_E_TLS_VERIFY "pin mismatch"
+ * otherwise. Pins are checked in addition to chain verification, and also under the insecure
+ * switches.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *pin,
+                                                            rill_error *err);
+/**
+ * Append session keys in NSS key log format to @p path (created 0600 if missing), so a capture
+ * can be decrypted. A debugging aid only: anyone with the file can read the traffic. NULL
+ * turns it off (also overriding SSLKEYLOGFILE).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg,
+                                                                    const char *path,
+                                                                    rill_error *err);
+
+/**
+ * INSECURE: accept any peer certificate chain (no chain, date or name checks). The connection
+ * is then open to any man in the middle. Pins still apply. For tests against throwaway peers.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifycert(rill_tls_config *cfg,
+                                                                          rill_error *err);
+/** INSECURE: verify the chain but not that it names the host: any certificate from a trusted
+ *  CA is accepted for any host. */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifyname(rill_tls_config *cfg,
+                                                                          rill_error *err);
+/** INSECURE: ignore the validity dates of the chain (expired or not yet valid certificates). */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg,
+                                                                          rill_error *err);
+
+/**
+ * Start a TLS client over @p inner (any stream: a tcp or unix transport, an already-open plain
+ * chain for STARTTLS, another TLS stream, a proxy tunnel). When @p inner is a bare tcp or unix
+ * transport, OpenSSL does its I/O on the socket itself; otherwise through @p inner.
+ * @p servername (copied) is the name verified and, for DNS names, sent as SNI; an IP literal is
+ * verified against the certificate's IP subjectAltNames and not sent. NULL is allowed only with
+ * rill_tls_config_insecure_noverifyname() or _noverifycert().
+ * The handshake runs on first I/O or in rill_tls_handshake(). @p flags: RILL_BORROW,
+ * RILL_TLS_ALLOW_TRUNCATION.
+ *
+ * Refuses with RILL_E_PENDING_DATA when @p inner's chain holds unread bytes (plaintext
+ * received before the upgrade: an injection hole, CVE-2011-0411). Layers above @p inner that are
+ * closed first report their unread bytes from rill_close() the same way.
+ * Ownership as for rill_buffered_new() (on error the caller keeps @p inner; the reason is in
+ * rill_errmsg(inner)). The stream holds a reference to @p cfg.
+ * Errors: RILL_E_INVALID, RILL_E_PENDING_DATA, RILL_E_NOMEM, RILL_E_TLS.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_client(rill_stream *inner, rill_tls_config *cfg,
+                                                    const char *servername, unsigned flags,
+                                                    rill_stream **out);
+
+/**
+ * Start a TLS server over @p inner (usually an accepted stream). @p cfg must have a certificate
+ * and key. Client certificates per rill_tls_config_set_verify_client(). Otherwise as
+ * rill_tls_client().
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_server(rill_stream *inner, rill_tls_config *cfg,
+                                                    unsigned flags, rill_stream **out);
+
+/**
+ * Run the handshake of the topmost TLS layer of @p s now, under the read timeout (0: one
+ * non-blocking step, returning RILL_WANT_* until done). RILL_OK when it has completed (also if
+ * it already had). Errors name the reason, e.g.
+ * "tls: certificate verify failed: certificate has expired (depth 0, subject CN=good.rill.test)",
+ * "tls: hostname mismatch: certificate is for other.example, not good.rill.test",
+ * "tls: peer speaks TLSv1.0, minimum is TLSv1.2", "tls: pin mismatch: ...".
+ * Codes: RILL_E_TLS_VERIFY (chain, date, name, pin), RILL_E_TLS (protocol, version, alert),
+ * RILL_E_TIMEOUT, I/O errors of the inner stream, RILL_E_INVALID if there is no TLS layer.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_handshake(rill_stream *s);
+
+/** What a TLS layer knows about its connection (rill_tls_get_info()). Strings are "" if unknown. */
+typedef struct rill_tls_info {
+    int handshake_done;    /**< 1 once the handshake completed */
+    int is_server;         /**< 1 for rill_tls_server() streams */
+    int resumed;           /**< 1 if the session was resumed (abbreviated handshake) */
+    int verified;          /**< 1 if the peer certificate was verified (chain and name) */
+    char version[16];      /**< "TLSv1.3" */
+    char cipher[64];       /**< "TLS_AES_256_GCM_SHA384" */
+    char alpn[64];         /**< the protocol agreed, "" when none */
+    char servername[256];  /**< client: the name verified; server: the SNI the client sent */
+    char subject[256];     /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
+    char issuer[256];      /**< peer certificate issuer */
+    char sans[512];        /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
+    char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
+    char not_after[32];    /**< validity end */
+    char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
+} rill_tls_info;
+
+/**
+ * Fill @p info from the topmost TLS layer of @p s (e.g. a lines > buffered > tls > tcp chain).
+ * Errors: RILL_E_INVALID (NULL, or no TLS layer in the chain).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info);
+
+/** 1 if the topmost TLS layer of @p s resumed a session, 0 otherwise (or no TLS layer). */
+RILL_API int rill_tls_session_resumed(rill_stream *s);
+
+/**
+ * Serialize the session of the topmost TLS client layer of @p s (after its handshake) so an
+ * application can persist it and resume later with rill_tls_session_import(). A TLS 1.3 session
+ * is only available once the server's ticket has arrived, which may take a first read.
+ * Ownership: free *blob with rill_free(). The blob holds secrets: store it like a key.
+ * Errors: RILL_E_INVALID (no TLS client, no handshake yet, no resumable session), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_session_export(rill_stream *s, void **blob,
+                                                            size_t *len);
+
+/**
+ * Offer a session exported earlier for resumption; call before the handshake. A blob that does
+ * not parse is refused with RILL_E_INVALID; one the server declines just means a full handshake.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_session_import(rill_stream *s, const void *blob,
+                                                            size_t len);
+
+/** Free memory that rill allocated for the caller (session blobs). NULL is accepted. */
+RILL_API void rill_free(void *p);
+
 
 #ifdef __cplusplus
 }

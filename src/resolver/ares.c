@@ -67,7 +67,13 @@ struct rill_ctx {
     struct override *overrides;
     size_t override_count;
     rill_ctx_stats stats;
+    struct rilli_sess_cache *sessions; /* TLS client sessions (own lock) */
 };
+
+struct rilli_sess_cache *rilli_ctx_sessions(rill_ctx *ctx)
+{
+    return ctx ? ctx->sessions : NULL;
+}
 
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
 static int library_status = ARES_SUCCESS;
@@ -87,6 +93,7 @@ RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
     opts->query_timeout_ms = 2000;
     opts->query_tries = 3;
     opts->max_queries_in_flight = 64;
+    opts->tls_session_cache_max = 256;
 }
 
 /* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
@@ -247,6 +254,7 @@ RILL_API void rill_ctx_free(rill_ctx *ctx)
         rilli_free(ctx->overrides[i].ips);
     }
     rilli_free(ctx->overrides);
+    rilli_sess_cache_free(ctx->sessions);
     pthread_cond_destroy(&ctx->done);
     pthread_mutex_destroy(&ctx->lock);
     rilli_free(ctx);
@@ -285,7 +293,7 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
                                "ctx: max_queries_in_flight %d is not in 1 .. 4096",
                                opts->max_queries_in_flight);
     if (opts->cache_max_ttl_s < 0 || opts->negative_ttl_s < 0 || opts->query_timeout_ms < 0 ||
-        opts->query_tries < 0)
+        opts->query_tries < 0 || opts->tls_session_cache_max < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: negative cache or query setting");
     pthread_once(&library_once, library_init);
     if (library_status != ARES_SUCCESS)
@@ -305,7 +313,8 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
     ctx->window = (size_t)opts->max_queries_in_flight;
     ctx->nbuckets = 64;
     ctx->buckets = rilli_calloc(ctx->nbuckets, sizeof(struct entry *));
-    if (!ctx->buckets) {
+    ctx->sessions = rilli_sess_cache_new((size_t)opts->tls_session_cache_max);
+    if (!ctx->buckets || (opts->tls_session_cache_max > 0 && !ctx->sessions)) {
         st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
         goto fail;
     }

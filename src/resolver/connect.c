@@ -237,11 +237,16 @@ RILL_API rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port
         rill_addrs_free(r.addrs);
         return st;
     }
-    st = rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);
+    rill_stream *s = NULL;
+    st = rilli_sock_new(&rilli_tcp_ops, fd, false, opts, &s, err);
     if (st != RILL_OK)
         close(fd);
     else
         emit(&r, RILL_EV_CONNECTED, r.addrs[r.winner].text, 0, RILL_OK, NULL);
     rill_addrs_free(r.addrs);
+    if (st == RILL_OK && opts->tls)
+        st = rilli_tls_connect(ctx, r.host, port, opts, deadline, &s, err);
+    if (st == RILL_OK)
+        *out = s;
     return st;
 }

@@ -64,6 +64,8 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     }
     l->fd = fd;
     l->opts = *opts;
+    if (opts->stream.tls)
+        rilli_tls_config_ref(opts->stream.tls); /* accepted streams wrap with it later */
     l->is_unix = sa->sa_family == AF_UNIX;
     struct sockaddr_storage bound = { 0 };
     socklen_t bl = sizeof bound;
@@ -148,11 +150,25 @@ RILL_API rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream *
         /* Accepted sockets start blocking; the transports add MSG_DONTWAIT per call. */
         int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd >= 0) {
+            rill_stream *s = NULL;
             rill_status st = rilli_sock_new(l->is_unix ? &rilli_unix_ops : &rilli_tcp_ops, fd, true,
-                                            &l->opts.stream, out, err);
-            if (st != RILL_OK)
+                                            &l->opts.stream, &s, err);
+            if (st != RILL_OK) {
                 close(fd);
-            return st;
+                return st;
+            }
+            if (l->opts.stream.tls) {
+                rill_stream *tls = NULL;
+                st = rill_tls_server(s, l->opts.stream.tls, l->opts.stream.tls_flags, &tls);
+                if (st != RILL_OK) {
+                    rilli_error_from_stream(err, s);
+                    rill_close(s);
+                    return st;
+                }
+                s = tls;
+            }
+            *out = s;
+            return RILL_OK;
         }
         int e = errno;
         if (e == EINTR || e == ECONNABORTED)
@@ -190,6 +206,7 @@ RILL_API void rill_listener_free(rill_listener *l)
     if (!l)
         return;
     close(l->fd);
+    rill_tls_config_free(l->opts.stream.tls);
     if (l->unlink_path)
         unlink(l->path);
     rilli_free(l);

@@ -1,0 +1,131 @@
+/*
+ * A small cache of opaque blobs (serialized TLS client sessions) for a rill_ctx, keyed by a
+ * string the TLS room builds from host, port and config identity. It knows nothing of OpenSSL:
+ * the TLS room serializes sessions before they come here.
+ *
+ * Entries live in one array in insertion order; when it is full the oldest goes. Several
+ * entries may share a key (a TLS 1.3 server sends more than one ticket); a lookup takes the
+ * newest live one, and removes it when it was marked single-use.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct blob {
+    char *key;
+    void *data;
+    size_t len;
+    int64_t expires_ms;
+    bool single_use;
+};
+
+struct rilli_sess_cache {
+    pthread_mutex_t lock;
+    size_t max;
+    size_t count;
+    struct blob *items; /* oldest first */
+};
+
+struct rilli_sess_cache *rilli_sess_cache_new(size_t max)
+{
+    if (max == 0)
+        return NULL;
+    struct rilli_sess_cache *c = rilli_calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->items = rilli_calloc(max, sizeof *c->items);
+    if (!c->items) {
+        rilli_free(c);
+        return NULL;
+    }
+    c->max = max;
+    pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+static void blob_free(struct blob *b)
+{
+    rilli_free(b->key);
+    rilli_free(b->data);
+}
+
+/* Remove item @p i, keeping the order of the rest. Called with the lock held. */
+static void remove_at(struct rilli_sess_cache *c, size_t i)
+{
+    blob_free(&c->items[i]);
+    memmove(&c->items[i], &c->items[i + 1], (c->count - i - 1) * sizeof *c->items);
+    c->count--;
+}
+
+void rilli_sess_cache_free(struct rilli_sess_cache *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->count; i++)
+        blob_free(&c->items[i]);
+    pthread_mutex_destroy(&c->lock);
+    rilli_free(c->items);
+    rilli_free(c);
+}
+
+void rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, const void *data,
+                          size_t len, bool single_use, int64_t expires_ms)
+{
+    if (!c || !key || !data || len == 0)
+        return;
+    size_t klen = strlen(key) + 1;
+    struct blob b = { rilli_malloc(klen), rilli_malloc(len), len, expires_ms, single_use };
+    if (!b.key || !b.data) {
+        blob_free(&b); /* out of memory: the session is simply not cached */
+        return;
+    }
+    memcpy(b.key, key, klen);
+    memcpy(b.data, data, len);
+    pthread_mutex_lock(&c->lock);
+    if (c->count == c->max)
+        remove_at(c, 0);
+    c->items[c->count++] = b;
+    pthread_mutex_unlock(&c->lock);
+}
+
+void *rilli_sess_cache_get(struct rilli_sess_cache *c, const char *key, size_t *len)
+{
+    *len = 0;
+    if (!c || !key)
+        return NULL;
+    void *out = NULL;
+    int64_t now = rilli_now_ms();
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = c->count; i-- > 0;) {
+        struct blob *b = &c->items[i];
+        if (b->expires_ms <= now) {
+            remove_at(c, i);
+            continue;
+        }
+        if (strcmp(b->key, key) != 0)
+            continue;
+        if (b->single_use) {
+            out = b->data; /* hand the blob over instead of copying it */
+            *len = b->len;
+            b->data = NULL;
+            remove_at(c, i);
+        } else if ((out = rilli_malloc(b->len)) != NULL) {
+            memcpy(out, b->data, b->len);
+            *len = b->len;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return out;
+}
+
+size_t rilli_sess_cache_count(struct rilli_sess_cache *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->count;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}

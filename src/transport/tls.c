@@ -1,0 +1,869 @@
+/*
+ * The tls layer: OpenSSL over any rill stream, client or server.
+ *
+ * OpenSSL talks to the stream below through a BIO of our own. When the inner stream is a bare
+ * tcp or unix transport, the BIO does recv/send on its socket directly (the fast path: no
+ * vtable hop); otherwise it calls the inner stream, so TLS runs over a plain chain after
+ * STARTTLS, over another TLS stream or over a tunnel. OpenSSL's own socket BIO is not used: it
+ * writes with write(2), which raises SIGPIPE, and cannot honour rill's per-call blocking choice.
+ *
+ * The layer is a non-blocking state machine like every rill layer: the BIO reports the inner
+ * stream's WANT to OpenSSL as a retry, and the layer returns that WANT (with its real direction)
+ * to the core, which waits and calls again.
+ */
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+
+#define WRITE_CHUNK 16384 /* one record: what a non-blocking write hands OpenSSL at once */
+
+struct tls {
+    SSL *ssl;
+    rill_tls_config *cfg;
+    rill_stream *self;
+    bool fast;            /* inner is a socket transport: the BIO calls it directly */
+    bool server;
+    bool handshake_done;
+    bool sent_shutdown;
+    bool allow_truncation;
+    bool io_eof;          /* the BIO saw end of stream */
+    rill_status io_status; /* the BIO's last WANT or error, for the real reason */
+    rill_status last_want; /* for the poll op */
+    rill_status fatal;     /* a failed connection stays failed */
+    int peer_version;      /* version in the peer's hello, for the version message */
+    /* The first certificate verification failure, recorded by the verify callback. */
+    int vfy_err;
+    int vfy_depth;
+    char vfy_subject[128];
+    char vfy_names[160];
+    /* A record OpenSSL has encrypted but not yet sent (non-blocking writes). */
+    unsigned char *wpend;
+    size_t wpend_len;
+    size_t wpend_off;
+    /* rill_connect's session cache. */
+    struct rilli_sess_cache *cache;
+    char cache_key[300];
+    char servername[256];
+};
+
+static const struct rill_stream_ops tls_ops;
+
+/* ---- the BIO ---- */
+
+static BIO_METHOD *bio_method;
+static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
+
+static rill_status bio_io(struct tls *t, bool writing, void *buf, size_t len, size_t *n)
+{
+    rill_stream *self = t->self;
+    if (!t->fast) {
+        return writing ? rill_stream_write_inner(self, buf, len, n)
+                       : rill_stream_read_inner(self, buf, len, n);
+    }
+    rill_stream *in = rill_stream_inner(self);
+    rilli_set_may_block(in, rill_stream_may_block(self));
+    rill_status st = writing ? rilli_sock_write(in, buf, len, n) : rilli_sock_read(in, buf, len, n);
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
+}
+
+static int bio_read(BIO *b, char *buf, size_t len, size_t *done)
+{
+    struct tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    *done = 0;
+    if (len == 0)
+        return 0;
+    rill_status st = bio_io(t, false, buf, len, done);
+    if (st == RILL_OK)
+        return 1;
+    if (st == RILL_EOF) {
+        t->io_eof = true;
+    } else {
+        t->io_status = st;
+        if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+            BIO_set_retry_read(b);
+    }
+    return 0;
+}
+
+static int bio_write(BIO *b, const char *buf, size_t len, size_t *done)
+{
+    struct tls *t = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    *done = 0;
+    if (len == 0)
+        return 0;
+    rill_status st = bio_io(t, true, (void *)(uintptr_t)buf, len, done);
+    if (st == RILL_OK)
+        return 1;
+    t->io_status = st == RILL_EOF ? RILL_E_CLOSED : st;
+    if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+        BIO_set_retry_write(b);
+    return 0;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b;
+    (void)num;
+    (void)ptr;
+    /* Flushing happens in the layers below when they are flushed; nothing is held here. */
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static void make_bio_method(void)
+{
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rill stream");
+    if (m && BIO_meth_set_read_ex(m, bio_read) && BIO_meth_set_write_ex(m, bio_write) &&
+        BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
+        bio_method = m;
+        return;
+    }
+    BIO_meth_free(m);
+}
+
+/* ---- callbacks ---- */
+
+/* The peer's hello version, so a refused old peer can be named ("peer speaks TLSv1.0"). */
+static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                   SSL *ssl, void *arg)
+{
+    (void)version;
+    (void)ssl;
+    struct tls *t = arg;
+    const unsigned char *p = buf;
+    if (write_p)
+        return;
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 6 &&
+        (p[0] == SSL3_MT_SERVER_HELLO || p[0] == SSL3_MT_CLIENT_HELLO))
+        t->peer_version = p[4] << 8 | p[5];
+    else if (content_type == SSL3_RT_HEADER && len >= 3 && t->peer_version == 0)
+        t->peer_version = p[1] << 8 | p[2];
+}
+
+/* The DNS and IP subjectAltNames of @p cert, ", "-separated; with @p tagged as "DNS:a,IP:b". */
+static void name_list(X509 *cert, bool tagged, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    GENERAL_NAMES *names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    size_t used = 0;
+    for (int i = 0; names && i < sk_GENERAL_NAME_num(names); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(names, i);
+        char one[INET6_ADDRSTRLEN + 8] = "";
+        if (g->type == GEN_DNS) {
+            const ASN1_IA5STRING *s = g->d.dNSName;
+            snprintf(one, sizeof one, "%.*s", s->length, (const char *)s->data);
+        } else if (g->type == GEN_IPADD) {
+            const ASN1_OCTET_STRING *ip = g->d.iPAddress;
+            if (ip->length == 4 || ip->length == 16)
+                inet_ntop(ip->length == 4 ? AF_INET : AF_INET6, ip->data, one, sizeof one);
+        }
+        if (one[0] && used < len) {
+            const char *sep = used ? (tagged ? "," : ", ") : "";
+            const char *tag = tagged ? (g->type == GEN_DNS ? "DNS:" : "IP:") : "";
+            int n = snprintf(buf + used, len - used, "%s%s%s", sep, tag, one);
+            if (n > 0)
+                used += (size_t)n;
+        }
+    }
+    GENERAL_NAMES_free(names);
+}
+
+static void name_oneline(const X509_NAME *name, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    BIO *mem = BIO_new(BIO_s_mem());
+    if (!mem)
+        return;
+    if (X509_NAME_print_ex(mem, name, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+        char *data = NULL;
+        long n = BIO_get_mem_data(mem, &data);
+        snprintf(buf, len, "%.*s", (int)(n > 0 ? n : 0), data ? data : "");
+    }
+    BIO_free(mem);
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *x)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (!ok && t && t->vfy_err == 0) {
+        t->vfy_err = X509_STORE_CTX_get_error(x);
+        t->vfy_depth = X509_STORE_CTX_get_error_depth(x);
+        X509 *cert = X509_STORE_CTX_get_current_cert(x);
+        if (cert) {
+            name_oneline(X509_get_subject_name(cert), t->vfy_subject, sizeof t->vfy_subject);
+            name_list(cert, false, t->vfy_names, sizeof t->vfy_names);
+        }
+    }
+    return ok;
+}
+
+/* A client's new session (or TLS 1.3 ticket) goes to rill_connect's cache. */
+int rilli_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->cache || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    int n = i2d_SSL_SESSION(sess, NULL);
+    if (n <= 0)
+        return 0;
+    unsigned char *der = OPENSSL_malloc((size_t)n), *p = der;
+    if (der && i2d_SSL_SESSION(sess, &p) == n) {
+        bool single = SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION;
+        int64_t life = (int64_t)SSL_SESSION_get_timeout(sess) * 1000;
+        rilli_sess_cache_put(t->cache, t->cache_key, der, (size_t)n, single, rilli_now_ms() + life);
+    }
+    OPENSSL_free(der);
+    return 0; /* we did not keep a reference */
+}
+
+/* ---- errors ---- */
+
+static bool is_want(rill_status st)
+{
+    return st == RILL_WANT_READ || st == RILL_WANT_WRITE;
+}
+
+/* The failure after a handshake step, with the verify result as the reason. */
+static rill_status verify_failure(rill_stream *s, struct tls *t, long res)
+{
+    int e = t->vfy_err ? t->vfy_err : (int)res;
+    const char *why = X509_verify_cert_error_string(e);
+    if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+        return rill_stream_error(s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
+                                 e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
+                                 t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)",
+                                 t->servername);
+    }
+    return rill_stream_error(s, RILL_E_TLS_VERIFY,
+                             "certificate verify failed: %s (depth %d, subject %s)", why,
+                             t->vfy_depth, t->vfy_subject[0] ? t->vfy_subject : "unknown");
+}
+
+static bool version_refused(unsigned long e)
+{
+    int r = ERR_GET_REASON(e);
+    return ERR_GET_LIB(e) == ERR_LIB_SSL &&
+           (r == SSL_R_UNSUPPORTED_PROTOCOL || r == SSL_R_WRONG_SSL_VERSION ||
+            r == SSL_R_VERSION_TOO_LOW || r == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION);
+}
+
+/* Turn a failed SSL call's outcome into a status; records the message on @p s. */
+static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
+{
+    int e = SSL_get_error(t->ssl, ret);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        ERR_clear_error();
+        rill_status st = is_want(t->io_status) ? t->io_status
+                         : e == SSL_ERROR_WANT_READ ? RILL_WANT_READ
+                                                    : RILL_WANT_WRITE;
+        t->last_want = st;
+        return st;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN) {
+        ERR_clear_error();
+        return RILL_EOF;
+    }
+    rill_status st;
+    unsigned long first = ERR_peek_error();
+    long vres = SSL_get_verify_result(t->ssl);
+    if (t->io_status < 0) {
+        st = t->io_status; /* the inner stream's error, already recorded on s */
+        ERR_clear_error();
+    } else if (!t->handshake_done && vres != X509_V_OK &&
+               ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        ERR_clear_error();
+        st = verify_failure(s, t, vres);
+    } else if (!t->handshake_done && version_refused(first)) {
+        ERR_clear_error();
+        int ours = t->cfg->min_version;
+        if (t->peer_version && t->peer_version < ours)
+            st = rill_stream_error(s, RILL_E_TLS, "peer speaks %s, minimum is %s",
+                                   rilli_tls_version_name(t->peer_version),
+                                   rilli_tls_version_name(ours));
+        else
+            st = rill_stream_error(s, RILL_E_TLS,
+                                   "no protocol version in common with the peer (we allow %s to "
+                                   "%s)",
+                                   rilli_tls_version_name(ours),
+                                   rilli_tls_version_name(t->cfg->max_version));
+    } else if (t->io_eof && first == 0) {
+        st = t->handshake_done ? RILL_E_TRUNCATED : RILL_E_TLS;
+    } else if (t->io_eof && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        ERR_clear_error();
+        st = t->handshake_done ? RILL_E_TRUNCATED : RILL_E_TLS;
+    } else {
+        char why[200];
+        rilli_tls_errq(why, sizeof why);
+        if (!why[0])
+            snprintf(why, sizeof why, "error %d from OpenSSL", e);
+        st = rill_stream_error(s, RILL_E_TLS, "%s%s", t->handshake_done ? "" : "handshake failed: ",
+                               why);
+    }
+    if (st == RILL_E_TRUNCATED) {
+        if (t->allow_truncation)
+            return RILL_EOF;
+        st = rill_stream_error(s, RILL_E_TRUNCATED,
+                               "peer closed the connection without close_notify (the data may be "
+                               "truncated)");
+    } else if (st == RILL_E_TLS && t->io_eof && !t->handshake_done) {
+        st = rill_stream_error(s, RILL_E_TLS, "peer closed the connection during the handshake");
+    }
+    t->fatal = st;
+    return st;
+}
+
+/* Prepare for an SSL call: no stale errors from this thread, no stale BIO outcome. */
+static void call_start(struct tls *t)
+{
+    ERR_clear_error();
+    t->io_status = RILL_OK;
+    t->io_eof = false;
+}
+
+/* ---- handshake ---- */
+
+static rill_status check_pins(rill_stream *s, struct tls *t)
+{
+    if (t->cfg->npins == 0)
+        return RILL_OK;
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    char pin[64] = "";
+    unsigned char raw[RILLI_SHA256_LEN];
+    if (cert && rilli_tls_spki(cert, pin, sizeof pin, raw)) {
+        for (size_t i = 0; i < t->cfg->npins; i++) {
+            if (memcmp(raw, t->cfg->pins[i], sizeof raw) == 0)
+                return RILL_OK;
+        }
+    }
+    return t->fatal = rill_stream_error(s, RILL_E_TLS_VERIFY,
+                                        "pin mismatch: the peer's key is %s, which is none of "
+                                        "the %zu pinned keys",
+                                        cert ? pin : "absent", t->cfg->npins);
+}
+
+static rill_status handshake_step(rill_stream *s, struct tls *t)
+{
+    call_start(t);
+    int r = SSL_do_handshake(t->ssl);
+    if (r != 1)
+        return ssl_failure(s, t, r);
+    SSL_set_msg_callback(t->ssl, NULL);
+    rill_status st = check_pins(s, t);
+    if (st != RILL_OK)
+        return st;
+    t->handshake_done = true;
+    return RILL_OK;
+}
+
+/* Common start of every I/O op: a failed stream stays failed; the handshake comes first. */
+static rill_status ready(rill_stream *s, struct tls *t)
+{
+    if (t->fatal)
+        return t->fatal;
+    if (!t->handshake_done)
+        return handshake_step(s, t);
+    return RILL_OK;
+}
+
+/* Send the record a non-blocking write left encrypted but unsent. */
+static rill_status finish_pending_write(rill_stream *s, struct tls *t)
+{
+    while (t->wpend_off < t->wpend_len) {
+        size_t w = 0;
+        call_start(t);
+        int r = SSL_write_ex(t->ssl, t->wpend + t->wpend_off, t->wpend_len - t->wpend_off, &w);
+        if (r != 1)
+            return ssl_failure(s, t, r);
+        t->wpend_off += w;
+    }
+    t->wpend_len = t->wpend_off = 0;
+    return RILL_OK;
+}
+
+/* ---- ops ---- */
+
+static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
+{
+    struct tls *t = rilli_state(s);
+    rill_status st = ready(s, t);
+    if (st != RILL_OK)
+        return st;
+    rill_status wst = RILL_OK;
+    if (t->wpend_len) {
+        /* The peer may wait for that record before it answers: try to send it first. */
+        wst = finish_pending_write(s, t);
+        if (wst < 0)
+            return wst;
+    }
+    call_start(t);
+    int r = SSL_read_ex(t->ssl, buf, len, n);
+    if (r == 1)
+        return RILL_OK;
+    *n = 0;
+    st = ssl_failure(s, t, r);
+    if (is_want(st) && is_want(wst))
+        st = t->last_want = wst; /* nothing to read yet: wait until the record can go out */
+    return st;
+}
+
+static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t *n)
+{
+    struct tls *t = rilli_state(s);
+    rill_status st = ready(s, t);
+    if (st == RILL_OK && t->wpend_len)
+        st = finish_pending_write(s, t);
+    if (st != RILL_OK)
+        return st;
+    size_t chunk = len > WRITE_CHUNK ? WRITE_CHUNK : len; /* one record per call anyway */
+    call_start(t);
+    int r = SSL_write_ex(t->ssl, buf, chunk, n);
+    if (r == 1)
+        return RILL_OK;
+    *n = 0;
+    st = ssl_failure(s, t, r);
+    if (!is_want(st))
+        return st;
+    /*
+     * OpenSSL has encrypted a record of these bytes and must be called again with the same
+     * bytes to send it. Keep a copy and report them accepted, so the caller is free to go on
+     * with other data; the next write, flush or read sends the record first.
+     */
+    if (!t->wpend && !(t->wpend = rilli_malloc(WRITE_CHUNK)))
+        return rill_stream_error(s, RILL_E_NOMEM, "out of memory for a pending record");
+    memcpy(t->wpend, buf, chunk);
+    t->wpend_len = chunk;
+    t->wpend_off = 0;
+    *n = chunk;
+    return RILL_OK;
+}
+
+static rill_status tls_flush(rill_stream *s)
+{
+    struct tls *t = rilli_state(s);
+    if (t->fatal)
+        return t->fatal;
+    return t->wpend_len ? finish_pending_write(s, t) : RILL_OK;
+}
+
+static rill_status tls_shutdown(rill_stream *s)
+{
+    struct tls *t = rilli_state(s);
+    if (t->fatal)
+        return t->fatal;
+    if (!t->handshake_done || t->sent_shutdown)
+        return RILL_OK; /* nothing was ever said over TLS: the transport's FIN is enough */
+    call_start(t);
+    int r = SSL_shutdown(t->ssl);
+    if (r < 0)
+        return ssl_failure(s, t, r);
+    t->sent_shutdown = true;
+    return RILL_OK;
+}
+
+static void tls_close(rill_stream *s)
+{
+    struct tls *t = rilli_state(s);
+    if (t->ssl) {
+        if (t->handshake_done && !t->fatal && !t->sent_shutdown) {
+            /* Best effort close_notify, never waiting: the core's close must not block. */
+            rilli_set_may_block(s, false);
+            call_start(t);
+            (void)SSL_shutdown(t->ssl);
+        }
+        ERR_clear_error();
+        SSL_free(t->ssl);
+        t->ssl = NULL;
+    }
+    rilli_free(t->wpend);
+    t->wpend = NULL;
+    rill_tls_config_free(t->cfg);
+    t->cfg = NULL;
+}
+
+static size_t tls_pending(const rill_stream *s)
+{
+    const struct tls *t = rilli_state(s);
+    return t->ssl ? (size_t)SSL_pending(t->ssl) : 0;
+}
+
+static rill_status tls_poll(rill_stream *s, int *fd, short *events)
+{
+    (void)fd; /* the transport below names the descriptor */
+    const struct tls *t = rilli_state(s);
+    if (t->last_want == RILL_WANT_WRITE)
+        *events = POLLOUT;
+    else if (t->last_want == RILL_WANT_READ)
+        *events = POLLIN;
+    return RILL_OK;
+}
+
+static size_t tls_describe(const rill_stream *s, char *buf, size_t len)
+{
+    const struct tls *t = rilli_state(s);
+    const char *role = t->server ? "server " : "";
+    if (!t->handshake_done) {
+        return rilli_snprintf(buf, len, "tls(%shandshake pending%s%s)", role,
+                              t->servername[0] ? " host=" : "", t->servername);
+    }
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
+    return rilli_snprintf(buf, len, "tls(%s%s %s%s%.*s%s%s%s)", role, SSL_get_version(t->ssl),
+                          SSL_get_cipher_name(t->ssl), alen ? " alpn=" : "", (int)alen,
+                          alpn ? (const char *)alpn : "", SSL_session_reused(t->ssl) ? " resumed" : "",
+                          t->servername[0] ? " host=" : "", t->servername);
+}
+
+static const struct rill_stream_ops tls_ops = {
+    .version = RILL_STREAM_OPS_VERSION,
+    .name = RILL_LAYER_TLS,
+    .read = tls_read,
+    .write = tls_write,
+    .flush = tls_flush,
+    .shutdown = tls_shutdown,
+    .close = tls_close,
+    .pending = tls_pending,
+    .poll = tls_poll,
+    .describe = tls_describe,
+};
+
+/* ---- construction ---- */
+
+/* The name without IPv6 brackets; whether it is an IP literal. */
+static bool strip_ip(const char *name, char *out, size_t len)
+{
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '[' && name[n - 1] == ']')
+        snprintf(out, len, "%.*s", (int)(n - 2), name + 1);
+    else
+        snprintf(out, len, "%s", name);
+    unsigned char tmp[16];
+    return inet_pton(AF_INET, out, tmp) == 1 || inet_pton(AF_INET6, out, tmp) == 1;
+}
+
+static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char *servername,
+                           unsigned flags, bool server, rill_stream **out)
+{
+    const char *fn = server ? "rill_tls_server" : "rill_tls_client";
+    if (!inner || !cfg || !out) {
+        return rilli_api_error(inner, RILL_E_INVALID, "tls: %s: %s is NULL", fn,
+                               !inner ? "inner" : !cfg ? "config" : "out");
+    }
+    size_t unread = rill_pending(inner);
+    if (unread > 0) {
+        return rilli_api_error(inner, RILL_E_PENDING_DATA,
+                               "tls: refusing to start TLS: %zu bytes received before the "
+                               "upgrade are still unread (plaintext that could be injected, "
+                               "CVE-2011-0411)",
+                               unread);
+    }
+    if (server && !cfg->has_cert)
+        return rilli_api_error(inner, RILL_E_INVALID, "tls: server config has no certificate");
+    if (!server && !servername && cfg->verify_cert && cfg->verify_name) {
+        return rilli_api_error(inner, RILL_E_INVALID,
+                               "tls: a server name is needed to verify the peer (or use "
+                               "rill_tls_config_insecure_noverifyname)");
+    }
+    if (servername && strlen(servername) >= sizeof((struct tls *)0)->servername)
+        return rilli_api_error(inner, RILL_E_INVALID, "tls: server name is too long");
+    rill_error ferr;
+    if (rilli_tls_config_freeze(cfg, &ferr) != RILL_OK)
+        return rilli_api_error(inner, ferr.code, "%s", ferr.msg);
+    pthread_once(&bio_once, make_bio_method);
+    if (!bio_method)
+        return rilli_api_error(inner, RILL_E_NOMEM, "tls: cannot create the BIO method");
+
+    rill_stream *s = NULL;
+    rill_status st = rill_stream_new(&tls_ops, sizeof(struct tls), inner, flags & RILL_BORROW, &s);
+    if (st != RILL_OK)
+        return st;
+    struct tls *t = rilli_state(s);
+    t->self = s;
+    t->server = server;
+    t->allow_truncation = (flags & RILL_TLS_ALLOW_TRUNCATION) != 0;
+    const struct rill_stream_ops *iops = rilli_ops(inner);
+    t->fast = iops == &rilli_tcp_ops || iops == &rilli_unix_ops;
+    ERR_clear_error();
+    t->ssl = SSL_new(cfg->ctx);
+    BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
+    if (!bio) {
+        ERR_clear_error();
+        SSL_free(t->ssl);
+        t->ssl = NULL;
+        rilli_free(s);
+        return rilli_api_error(inner, RILL_E_NOMEM, "tls: out of memory creating a session");
+    }
+    rilli_tls_config_ref(cfg);
+    t->cfg = cfg;
+    BIO_set_data(bio, t);
+    SSL_set_bio(t->ssl, bio, bio);
+    SSL_set_app_data(t->ssl, t);
+    SSL_set_msg_callback(t->ssl, msg_cb);
+    SSL_set_msg_callback_arg(t->ssl, t);
+    bool ok = true;
+    if (server) {
+        SSL_set_accept_state(t->ssl);
+        int mode = cfg->client_auth == RILL_TLS_CLIENT_AUTH_NONE ? SSL_VERIFY_NONE
+                   : cfg->client_auth == RILL_TLS_CLIENT_AUTH_OPTIONAL
+                       ? SSL_VERIFY_PEER
+                       : SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+        SSL_set_verify(t->ssl, mode, verify_cb);
+    } else {
+        SSL_set_connect_state(t->ssl);
+        SSL_set_verify(t->ssl, cfg->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
+        if (servername) {
+            bool ip = strip_ip(servername, t->servername, sizeof t->servername);
+            if (!ip)
+                ok = SSL_set_tlsext_host_name(t->ssl, t->servername) == 1;
+            if (ok && cfg->verify_cert && cfg->verify_name) {
+                if (ip) {
+                    ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), t->servername) == 1;
+                } else {
+                    SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                                  X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+                    ok = SSL_set1_host(t->ssl, t->servername) == 1;
+                }
+            }
+        }
+    }
+    if (!ok) {
+        char why[160];
+        rilli_tls_errq(why, sizeof why);
+        rilli_api_error(inner, RILL_E_INVALID, "tls: cannot use server name \"%.100s\": %s",
+                        servername, why);
+        /* Free the half-made layer without touching inner. */
+        SSL_free(t->ssl);
+        rill_tls_config_free(cfg);
+        rilli_free(s);
+        return RILL_E_INVALID;
+    }
+    *out = s;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_client(rill_stream *inner, rill_tls_config *cfg,
+                                     const char *servername, unsigned flags, rill_stream **out)
+{
+    return tls_new(inner, cfg, servername, flags, false, out);
+}
+
+RILL_API rill_status rill_tls_server(rill_stream *inner, rill_tls_config *cfg, unsigned flags,
+                                     rill_stream **out)
+{
+    return tls_new(inner, cfg, NULL, flags, true, out);
+}
+
+/* ---- public helpers on a chain ---- */
+
+static rill_stream *find_tls(rill_stream *s)
+{
+    for (rill_stream *l = s; l; l = rill_stream_inner(l)) {
+        if (rilli_ops(l) == &tls_ops)
+            return l;
+    }
+    return NULL;
+}
+
+static rill_status handshake_attempt(rill_stream *l, void *arg)
+{
+    (void)arg;
+    return ready(l, rilli_state(l));
+}
+
+RILL_API rill_status rill_tls_handshake(rill_stream *s)
+{
+    rill_stream *l = find_tls(s);
+    if (!l)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_tls_handshake: no tls layer in the chain");
+    rill_status st = rill_stream_call(l, 0, handshake_attempt, NULL);
+    if (st == RILL_E_TIMEOUT) {
+        int ms = 0;
+        rill_get_timeouts(l, &ms, NULL);
+        st = rill_stream_error(l, RILL_E_TIMEOUT, "handshake timed out after %d ms", ms);
+    }
+    return st < 0 ? rilli_adopt_error(s, l, st) : st;
+}
+
+static void format_time(const ASN1_TIME *at, char *buf, size_t len)
+{
+    struct tm tm;
+    buf[0] = '\0';
+    if (at && ASN1_TIME_to_tm(at, &tm) == 1)
+        strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
+{
+    if (!info)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_tls_get_info: info is NULL");
+    memset(info, 0, sizeof *info);
+    rill_stream *l = find_tls(s);
+    if (!l)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_tls_get_info: no tls layer in the chain");
+    struct tls *t = rilli_state(l);
+    info->is_server = t->server;
+    info->handshake_done = t->handshake_done;
+    snprintf(info->servername, sizeof info->servername, "%s", t->servername);
+    if (t->server) {
+        const char *sni = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+        snprintf(info->servername, sizeof info->servername, "%s", sni ? sni : "");
+    }
+    if (!t->handshake_done)
+        return RILL_OK;
+    info->resumed = SSL_session_reused(t->ssl);
+    snprintf(info->version, sizeof info->version, "%s", SSL_get_version(t->ssl));
+    snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(t->ssl));
+    const unsigned char *alpn = NULL;
+    unsigned alen = 0;
+    SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
+    if (alpn)
+        snprintf(info->alpn, sizeof info->alpn, "%.*s", (int)alen, (const char *)alpn);
+    X509 *cert = SSL_get0_peer_certificate(t->ssl);
+    if (!cert)
+        return RILL_OK;
+    bool checked = t->server ? t->cfg->client_auth != RILL_TLS_CLIENT_AUTH_NONE
+                             : t->cfg->verify_cert && t->cfg->verify_name;
+    info->verified = checked && SSL_get_verify_result(t->ssl) == X509_V_OK;
+    name_oneline(X509_get_subject_name(cert), info->subject, sizeof info->subject);
+    name_oneline(X509_get_issuer_name(cert), info->issuer, sizeof info->issuer);
+    name_list(cert, true, info->sans, sizeof info->sans);
+    format_time(X509_get0_notBefore(cert), info->not_before, sizeof info->not_before);
+    format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
+    rilli_tls_spki(cert, info->spki_sha256, sizeof info->spki_sha256, NULL);
+    return RILL_OK;
+}
+
+RILL_API int rill_tls_session_resumed(rill_stream *s)
+{
+    rill_stream *l = find_tls(s);
+    if (!l)
+        return 0;
+    struct tls *t = rilli_state(l);
+    return t->handshake_done && SSL_session_reused(t->ssl);
+}
+
+RILL_API rill_status rill_tls_session_export(rill_stream *s, void **blob, size_t *len)
+{
+    if (!blob || !len)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_tls_session_export: NULL argument");
+    *blob = NULL;
+    *len = 0;
+    rill_stream *l = find_tls(s);
+    struct tls *t = l ? rilli_state(l) : NULL;
+    if (!t || t->server || !t->handshake_done)
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_session_export: no TLS client with a finished handshake");
+    SSL_SESSION *sess = SSL_get1_session(t->ssl);
+    if (!sess || !SSL_SESSION_is_resumable(sess)) {
+        SSL_SESSION_free(sess);
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_session_export: no resumable session yet (a TLS 1.3 "
+                               "ticket arrives with the first read)");
+    }
+    int n = i2d_SSL_SESSION(sess, NULL);
+    unsigned char *out = n > 0 ? rilli_malloc((size_t)n) : NULL, *p = out;
+    rill_status st = RILL_OK;
+    if (!out || i2d_SSL_SESSION(sess, &p) != n) {
+        rilli_free(out);
+        st = rilli_api_error(s, RILL_E_NOMEM, "rill_tls_session_export: cannot encode");
+    } else {
+        *blob = out;
+        *len = (size_t)n;
+    }
+    SSL_SESSION_free(sess);
+    ERR_clear_error();
+    return st;
+}
+
+/* Offer a serialized session to the layer's SSL; false if it does not parse. */
+static bool offer_session(struct tls *t, const void *blob, size_t len)
+{
+    const unsigned char *p = blob;
+    SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)len);
+    bool ok = sess && SSL_set_session(t->ssl, sess) == 1;
+    SSL_SESSION_free(sess);
+    ERR_clear_error();
+    return ok;
+}
+
+RILL_API rill_status rill_tls_session_import(rill_stream *s, const void *blob, size_t len)
+{
+    rill_stream *l = find_tls(s);
+    struct tls *t = l ? rilli_state(l) : NULL;
+    if (!t || t->server || t->handshake_done || !blob || len == 0 || len > (1u << 20))
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_session_import: needs a TLS client before its handshake "
+                               "and a session blob");
+    if (!offer_session(t, blob, len))
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_session_import: the blob is not a TLS session");
+    return RILL_OK;
+}
+
+RILL_API void rill_free(void *p)
+{
+    rilli_free(p);
+}
+
+/* ---- rill_connect's TLS step ---- */
+
+rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
+                              const rill_connect_opts *opts, int64_t deadline, rill_stream **s,
+                              rill_error *err)
+{
+    rill_stream *tcp = *s, *tls = NULL;
+    const char *name = opts->tls_servername ? opts->tls_servername : host;
+    rill_status st = rill_tls_client(tcp, opts->tls, name, opts->tls_flags, &tls);
+    if (st != RILL_OK) {
+        rilli_error_from_stream(err, tcp);
+        rill_close(tcp);
+        *s = NULL;
+        return st;
+    }
+    struct tls *t = rilli_state(tls);
+    t->cache = rilli_ctx_sessions(ctx);
+    if (t->cache) {
+        snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", name, port,
+                 (unsigned long long)opts->tls->id);
+        size_t len = 0;
+        void *blob = rilli_sess_cache_get(t->cache, t->cache_key, &len);
+        if (blob)
+            (void)offer_session(t, blob, len);
+        rilli_free(blob);
+    }
+    /* The connect deadline covers the handshake; then the stream's own timeouts apply. */
+    int left = rilli_remaining_ms(deadline);
+    int rd = RILL_TIMEOUT_NONE, wr = RILL_TIMEOUT_NONE;
+    rill_get_timeouts(tls, &rd, &wr);
+    st = rill_set_timeouts(tls, left == 0 ? 1 : left, left == 0 ? 1 : left);
+    if (st == RILL_OK)
+        st = rill_tls_handshake(tls);
+    if (st == RILL_E_TIMEOUT)
+        rill_stream_error(tls, RILL_E_TIMEOUT, "handshake with %.100s:%u timed out (connect "
+                          "timeout %d ms)", host, port, opts->timeout_ms);
+    if (st == RILL_OK)
+        st = rill_set_timeouts(tls, rd, wr);
+    if (st != RILL_OK) {
+        rilli_error_from_stream(err, tls);
+        rill_close(tls);
+        *s = NULL;
+        return st;
+    }
+    *s = tls;
+    return RILL_OK;
+}

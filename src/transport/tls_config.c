@@ -1,0 +1,613 @@
+/*
+ * rill_tls_config: one SSL_CTX per config, built by the setters and frozen on first use. The
+ * trust store lives in the SSL_CTX, so it is parsed once per config, not per connection.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "tls.h"
+
+/* TLS 1.2 suites: forward secrecy and AEAD only. */
+#define DEFAULT_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+#define MIN_SECURITY_LEVEL 2
+
+static uint64_t next_config_id; /* atomic: config identities for the session cache */
+
+void rilli_tls_errq(char *buf, size_t len)
+{
+    size_t used = 0;
+    if (len)
+        buf[0] = '\0';
+    unsigned long e;
+    while ((e = ERR_get_error()) != 0) {
+        const char *reason = ERR_reason_error_string(e);
+        char tmp[160];
+        if (!reason) {
+            ERR_error_string_n(e, tmp, sizeof tmp);
+            reason = tmp;
+        }
+        if (used < len) {
+            int n = snprintf(buf + used, len - used, "%s%s", used ? "; " : "", reason);
+            if (n > 0)
+                used += (size_t)n;
+        }
+    }
+}
+
+const char *rilli_tls_version_name(int version)
+{
+    switch (version) {
+    case 0x0300: return "SSLv3";
+    case 0x0301: return "TLSv1.0";
+    case 0x0302: return "TLSv1.1";
+    case 0x0303: return "TLSv1.2";
+    case 0x0304: return "TLSv1.3";
+    default: return "an unknown version";
+    }
+}
+
+bool rilli_tls_spki(X509 *cert, char *out, size_t len, unsigned char raw[RILLI_SHA256_LEN])
+{
+    unsigned char *der = NULL;
+    int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+    if (n <= 0)
+        return false;
+    unsigned char md[RILLI_SHA256_LEN];
+    unsigned mdlen = 0;
+    int ok = EVP_Digest(der, (size_t)n, md, &mdlen, EVP_sha256(), NULL);
+    OPENSSL_free(der);
+    if (!ok || mdlen != sizeof md)
+        return false;
+    if (raw)
+        memcpy(raw, md, sizeof md);
+    unsigned char b64[48];
+    EVP_EncodeBlock(b64, md, (int)sizeof md);
+    snprintf(out, len, "sha256//%s", (const char *)b64);
+    return true;
+}
+
+/* Record a setter failure with OpenSSL's reasons appended. */
+static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
+    RILL_PRINTF(3, 4);
+
+static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
+{
+    char why[200];
+    rilli_tls_errq(why, sizeof why);
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return rilli_error_set(err, code, 0, "tls: %s%s%s", what, why[0] ? ": " : "", why);
+}
+
+static rill_status check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)
+{
+    if (!cfg)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: %s: config is NULL", fn);
+    if (cfg->frozen)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tls: %s: the config is in use by a stream and can no longer "
+                               "change",
+                               fn);
+    ERR_clear_error();
+    return RILL_OK;
+}
+
+static void keylog_cb(const SSL *ssl, const char *line)
+{
+    const rill_tls_config *cfg = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    if (!cfg || cfg->keylog_fd < 0)
+        return;
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "%s\n", line);
+    if (n > 0 && (size_t)n < sizeof buf) {
+        ssize_t w = write(cfg->keylog_fd, buf, (size_t)n); /* O_APPEND: one line per write */
+        (void)w;
+    }
+}
+
+static int open_keylog(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+}
+
+/* Server side of ALPN: the first protocol of our list that the client offers. */
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned inlen, void *arg)
+{
+    (void)ssl;
+    const rill_tls_config *cfg = arg;
+    for (size_t i = 0; i < cfg->alpn_len; i += 1u + cfg->alpn[i]) {
+        const unsigned char *ours = &cfg->alpn[i];
+        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+            if (j + 1u + in[j] > inlen)
+                break; /* malformed client list */
+            if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
+                *out = &in[j + 1];
+                *outlen = in[j];
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK; /* no common protocol: continue without ALPN */
+}
+
+static int passphrase_cb(char *buf, int size, int rwflag, void *arg)
+{
+    (void)rwflag;
+    const rill_tls_config *cfg = arg;
+    if (!cfg->pass_cb)
+        return -1;
+    int n = cfg->pass_cb(buf, size, cfg->pass_arg);
+    return n >= 0 && n <= size ? n : -1;
+}
+
+RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
+{
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: out is NULL");
+    rill_tls_config *cfg = rilli_calloc(1, sizeof *cfg);
+    if (!cfg)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory for a config");
+    ERR_clear_error();
+    cfg->ctx = SSL_CTX_new(TLS_method());
+    if (!cfg->ctx) {
+        rilli_free(cfg);
+        return ssl_fail(err, RILL_E_NOMEM, "cannot create an SSL_CTX");
+    }
+    cfg->refs = 1;
+    cfg->id = __atomic_add_fetch(&next_config_id, 1, __ATOMIC_RELAXED);
+    pthread_mutex_init(&cfg->lock, NULL);
+    cfg->verify_cert = true;
+    cfg->verify_name = true;
+    cfg->min_version = TLS1_2_VERSION;
+    cfg->max_version = TLS1_3_VERSION;
+    cfg->keylog_fd = -1;
+    SSL_CTX *c = cfg->ctx;
+    SSL_CTX_set_app_data(c, cfg);
+    /* The minimum is set explicitly: the security level alone lets TLS 1.1 through. */
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
+    if (SSL_CTX_get_security_level(c) < MIN_SECURITY_LEVEL)
+        SSL_CTX_set_security_level(c, MIN_SECURITY_LEVEL);
+    SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_default_passwd_cb(c, passphrase_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(c, cfg);
+    SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, cfg);
+    SSL_CTX_set_keylog_callback(c, keylog_cb);
+    SSL_CTX_sess_set_new_cb(c, rilli_tls_new_session_cb);
+    /* Resumption with client certificates needs a session id context on the server side. */
+    static const unsigned char sid_ctx[] = "rill";
+    if (SSL_CTX_set_cipher_list(c, DEFAULT_CIPHERS) != 1 ||
+        SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1) != 1) {
+        rill_status st = ssl_fail(err, RILL_E_TLS, "cannot apply the default settings");
+        rill_tls_config_free(cfg);
+        return st;
+    }
+    const char *keylog = secure_getenv("SSLKEYLOGFILE");
+    if (keylog && *keylog)
+        cfg->keylog_fd = open_keylog(keylog); /* a debugging aid: failure is silent */
+    *out = cfg;
+    return RILL_OK;
+}
+
+void rilli_tls_config_ref(rill_tls_config *cfg)
+{
+    __atomic_add_fetch(&cfg->refs, 1, __ATOMIC_RELAXED);
+}
+
+RILL_API void rill_tls_config_free(rill_tls_config *cfg)
+{
+    if (!cfg || __atomic_sub_fetch(&cfg->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    SSL_CTX_free(cfg->ctx);
+    if (cfg->keylog_fd >= 0)
+        close(cfg->keylog_fd);
+    rilli_free(cfg->alpn);
+    pthread_mutex_destroy(&cfg->lock);
+    rilli_free(cfg);
+}
+
+rill_status rilli_tls_config_freeze(rill_tls_config *cfg, rill_error *err)
+{
+    rill_status st = RILL_OK;
+    pthread_mutex_lock(&cfg->lock);
+    if (!cfg->frozen) {
+        ERR_clear_error();
+        if (!cfg->ca_set && SSL_CTX_set_default_verify_paths(cfg->ctx) != 1)
+            st = ssl_fail(err, RILL_E_TLS, "cannot load the system trust store");
+        /* Clients keep sessions in the rill_ctx (rill_connect), not in OpenSSL's cache. */
+        long mode = cfg->has_cert ? SSL_SESS_CACHE_BOTH
+                                  : SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
+        SSL_CTX_set_session_cache_mode(cfg->ctx, mode);
+        SSL_CTX_sess_set_cache_size(cfg->ctx, 1024);
+        if (st == RILL_OK)
+            __atomic_store_n(&cfg->frozen, true, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&cfg->lock);
+    return st;
+}
+
+/* ---- trust ---- */
+
+RILL_API rill_status rill_tls_config_set_ca_file(rill_tls_config *cfg, const char *path,
+                                                 rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_ca_file", err);
+    if (st != RILL_OK)
+        return st;
+    if (!path)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CA file path is NULL");
+    if (SSL_CTX_load_verify_file(cfg->ctx, path) != 1)
+        return ssl_fail(err, RILL_E_TLS, "cannot load CA file %.150s", path);
+    cfg->ca_set = true;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg, const char *dir,
+                                                 rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_ca_path", err);
+    if (st != RILL_OK)
+        return st;
+    if (!dir)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CA directory is NULL");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return rilli_error_set(err, RILL_E_TLS, errno, "tls: cannot open CA directory %.150s",
+                               dir);
+    close(fd);
+    if (SSL_CTX_load_verify_dir(cfg->ctx, dir) != 1)
+        return ssl_fail(err, RILL_E_TLS, "cannot use CA directory %.150s", dir);
+    cfg->ca_set = true;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg, const void *pem, size_t len,
+                                                rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_ca_mem", err);
+    if (st != RILL_OK)
+        return st;
+    if (!pem || len == 0 || len > INT_MAX)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CA PEM is NULL or empty");
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
+    BIO_free(bio);
+    if (!infos)
+        return ssl_fail(err, RILL_E_TLS, "cannot parse the CA PEM");
+    X509_STORE *store = SSL_CTX_get_cert_store(cfg->ctx);
+    int added = 0;
+    for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
+        X509_INFO *info = sk_X509_INFO_value(infos, i);
+        if (info->x509 && X509_STORE_add_cert(store, info->x509) == 1)
+            added++;
+    }
+    sk_X509_INFO_pop_free(infos, X509_INFO_free);
+    if (added == 0)
+        return ssl_fail(err, RILL_E_TLS, "no CA certificate in the PEM");
+    cfg->ca_set = true;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_crl_file(rill_tls_config *cfg, const char *path,
+                                                  rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_crl_file", err);
+    if (st != RILL_OK)
+        return st;
+    if (!path)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CRL file path is NULL");
+    X509_STORE *store = SSL_CTX_get_cert_store(cfg->ctx);
+    X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (!lookup || X509_load_crl_file(lookup, path, X509_FILETYPE_PEM) <= 0)
+        return ssl_fail(err, RILL_E_TLS, "cannot load CRLs from %.150s", path);
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return RILL_OK;
+}
+
+/* ---- protocol ---- */
+
+static bool version_ok(int v)
+{
+    return v == 0 || v == RILL_TLS_1_2 || v == RILL_TLS_1_3;
+}
+
+RILL_API rill_status rill_tls_config_set_versions(rill_tls_config *cfg, int min_version,
+                                                  int max_version, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_versions", err);
+    if (st != RILL_OK)
+        return st;
+    if (!version_ok(min_version) || !version_ok(max_version))
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tls: versions must be RILL_TLS_1_2 or RILL_TLS_1_3 (got 0x%04x, "
+                               "0x%04x); older versions cannot be enabled",
+                               (unsigned)min_version, (unsigned)max_version);
+    int lo = min_version ? min_version : TLS1_2_VERSION;
+    int hi = max_version ? max_version : TLS1_3_VERSION;
+    if (lo > hi)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: minimum %s is above maximum %s",
+                               rilli_tls_version_name(lo), rilli_tls_version_name(hi));
+    SSL_CTX_set_min_proto_version(cfg->ctx, lo);
+    SSL_CTX_set_max_proto_version(cfg->ctx, hi);
+    cfg->min_version = lo;
+    cfg->max_version = hi;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_ciphers(rill_tls_config *cfg, const char *list,
+                                                 rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_ciphers", err);
+    if (st != RILL_OK)
+        return st;
+    if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1)
+        return ssl_fail(err, RILL_E_INVALID, "no usable cipher in \"%.100s\"", list ? list : "");
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg, const char *list,
+                                                      rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_ciphersuites", err);
+    if (st != RILL_OK)
+        return st;
+    if (!list || !*list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1)
+        return ssl_fail(err, RILL_E_INVALID, "no usable TLS 1.3 ciphersuite in \"%.100s\"",
+                        list ? list : "");
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_security_level(rill_tls_config *cfg, int level,
+                                                        rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_security_level", err);
+    if (st != RILL_OK)
+        return st;
+    if (level < MIN_SECURITY_LEVEL || level > 5)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tls: security level %d is outside 2 .. 5 (levels below 2 allow "
+                               "weak keys and SHA-1)",
+                               level);
+    SSL_CTX_set_security_level(cfg->ctx, level);
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *list,
+                                              rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_alpn", err);
+    if (st != RILL_OK)
+        return st;
+    if (!list || !*list)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: ALPN list is empty");
+    size_t n = strlen(list);
+    if (n > 1024)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: ALPN list is over 1024 bytes");
+    unsigned char *wire = rilli_malloc(n + 1);
+    if (!wire)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
+    size_t used = 0;
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 0 || len > 255) {
+            rilli_free(wire);
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "tls: ALPN list \"%.100s\" has an empty or overlong name",
+                                   list);
+        }
+        wire[used++] = (unsigned char)len;
+        memcpy(wire + used, p, len);
+        used += len;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    /* SSL_CTX_set_alpn_protos returns 0 on success. */
+    if (SSL_CTX_set_alpn_protos(cfg->ctx, wire, (unsigned)used) != 0) {
+        rilli_free(wire);
+        return ssl_fail(err, RILL_E_NOMEM, "cannot set ALPN");
+    }
+    rilli_free(cfg->alpn);
+    cfg->alpn = wire;
+    cfg->alpn_len = used;
+    return RILL_OK;
+}
+
+/* ---- own certificate ---- */
+
+RILL_API rill_status rill_tls_config_set_passphrase_cb(rill_tls_config *cfg,
+                                                       rill_tls_passphrase_fn cb, void *arg,
+                                                       rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_passphrase_cb", err);
+    if (st != RILL_OK)
+        return st;
+    cfg->pass_cb = cb;
+    cfg->pass_arg = arg;
+    return RILL_OK;
+}
+
+/* Load a chain (leaf first) and a key from two BIOs; @p cname/@p kname name them in messages. */
+static rill_status load_cert(rill_tls_config *cfg, BIO *certs, BIO *key, const char *cname,
+                             const char *kname, rill_error *err)
+{
+    X509 *leaf = PEM_read_bio_X509_AUX(certs, NULL, NULL, NULL);
+    if (!leaf)
+        return ssl_fail(err, RILL_E_TLS, "cannot load certificate %.150s", cname);
+    rill_status st = RILL_OK;
+    if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1) {
+        st = ssl_fail(err, RILL_E_TLS, "certificate %.150s is not usable", cname);
+        goto out;
+    }
+    SSL_CTX_clear_chain_certs(cfg->ctx);
+    X509 *ca;
+    while ((ca = PEM_read_bio_X509(certs, NULL, NULL, NULL)) != NULL) {
+        if (SSL_CTX_add0_chain_cert(cfg->ctx, ca) != 1) {
+            X509_free(ca);
+            st = ssl_fail(err, RILL_E_TLS, "chain of %.150s is not usable", cname);
+            goto out;
+        }
+    }
+    ERR_clear_error(); /* the end of the PEM stream is not an error */
+    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(key, NULL, passphrase_cb, cfg);
+    if (!pkey) {
+        st = ssl_fail(err, RILL_E_TLS, "cannot load private key %.150s", kname);
+        goto out;
+    }
+    int ok = SSL_CTX_use_PrivateKey(cfg->ctx, pkey);
+    EVP_PKEY_free(pkey);
+    if (ok != 1) {
+        st = ssl_fail(err, RILL_E_TLS, "private key %.150s does not match the certificate",
+                      kname);
+        goto out;
+    }
+    cfg->has_cert = true;
+out:
+    X509_free(leaf);
+    return st;
+}
+
+RILL_API rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg, const char *cert_path,
+                                                   const char *key_path, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_cert_file", err);
+    if (st != RILL_OK)
+        return st;
+    if (!cert_path || !key_path)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key path is NULL");
+    BIO *c = BIO_new_file(cert_path, "r");
+    if (!c)
+        return ssl_fail(err, RILL_E_TLS, "cannot open certificate %.150s", cert_path);
+    BIO *k = BIO_new_file(key_path, "r");
+    if (!k) {
+        BIO_free(c);
+        return ssl_fail(err, RILL_E_TLS, "cannot open private key %.150s", key_path);
+    }
+    st = load_cert(cfg, c, k, cert_path, key_path, err);
+    BIO_free(c);
+    BIO_free(k);
+    return st;
+}
+
+RILL_API rill_status rill_tls_config_set_cert_mem(rill_tls_config *cfg, const void *cert_pem,
+                                                  size_t cert_len, const void *key_pem,
+                                                  size_t key_len, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_cert_mem", err);
+    if (st != RILL_OK)
+        return st;
+    if (!cert_pem || !key_pem || cert_len == 0 || key_len == 0 || cert_len > INT_MAX ||
+        key_len > INT_MAX)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key PEM is empty");
+    BIO *c = BIO_new_mem_buf(cert_pem, (int)cert_len);
+    BIO *k = BIO_new_mem_buf(key_pem, (int)key_len);
+    if (!c || !k)
+        st = rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
+    else
+        st = load_cert(cfg, c, k, "(memory)", "(memory)", err);
+    BIO_free(c);
+    BIO_free(k);
+    return st;
+}
+
+RILL_API rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
+                                                       rill_tls_client_auth mode,
+                                                       rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_verify_client", err);
+    if (st != RILL_OK)
+        return st;
+    if (mode != RILL_TLS_CLIENT_AUTH_NONE && mode != RILL_TLS_CLIENT_AUTH_OPTIONAL &&
+        mode != RILL_TLS_CLIENT_AUTH_REQUIRE)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: client auth mode %d is unknown",
+                               (int)mode);
+    cfg->client_auth = mode;
+    return RILL_OK;
+}
+
+/* ---- pins, key log, insecure switches ---- */
+
+RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *pin,
+                                             rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "add_pin", err);
+    if (st != RILL_OK)
+        return st;
+    static const char prefix[] = "sha256//";
+    size_t plen = sizeof prefix - 1;
+    if (!pin || strncmp(pin, prefix, plen) != 0 || strlen(pin + plen) != 44)
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tls: pin \"%.80s\" is not sha256// followed by 44 base64 "
+                               "characters",
+                               pin ? pin : "(null)");
+    if (cfg->npins == RILLI_TLS_MAX_PINS)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: more than %d pins",
+                               RILLI_TLS_MAX_PINS);
+    unsigned char raw[36];
+    int n = EVP_DecodeBlock(raw, (const unsigned char *)pin + plen, 44);
+    /* 44 characters decode to 33 bytes, the last being the '=' padding's zero. */
+    if (n != 33 || pin[plen + 43] != '=' || pin[plen + 42] == '=')
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "tls: pin \"%.80s\" is not valid base64 of a SHA-256 digest", pin);
+    memcpy(cfg->pins[cfg->npins++], raw, RILLI_SHA256_LEN);
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const char *path,
+                                                     rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_keylog_file", err);
+    if (st != RILL_OK)
+        return st;
+    int fd = -1;
+    if (path && (fd = open_keylog(path)) < 0)
+        return rilli_error_set(err, RILL_E_IO, errno, "tls: cannot open key log file %.150s",
+                               path);
+    if (cfg->keylog_fd >= 0)
+        close(cfg->keylog_fd);
+    cfg->keylog_fd = fd;
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_insecure_noverifycert(rill_tls_config *cfg, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "insecure_noverifycert", err);
+    if (st == RILL_OK)
+        cfg->verify_cert = false;
+    return st;
+}
+
+RILL_API rill_status rill_tls_config_insecure_noverifyname(rill_tls_config *cfg, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "insecure_noverifyname", err);
+    if (st == RILL_OK)
+        cfg->verify_name = false;
+    return st;
+}
+
+RILL_API rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg, rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "insecure_noverifytime", err);
+    if (st == RILL_OK)
+        X509_STORE_set_flags(SSL_CTX_get_cert_store(cfg->ctx), X509_V_FLAG_NO_CHECK_TIME);
+    return st;
+}

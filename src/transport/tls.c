@@ -289,18 +289,19 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
         ERR_clear_error();
         st = verify_failure(s, t, vres);
     } else if (!t->handshake_done && version_refused(first)) {
-        ERR_clear_error();
+        char why[120];
+        rilli_tls_errq(why, sizeof why);
         int ours = t->cfg->min_version;
         if (t->peer_version && t->peer_version < ours)
             st = rill_stream_error(s, RILL_E_TLS, "peer speaks %s, minimum is %s",
                                    rilli_tls_version_name(t->peer_version),
                                    rilli_tls_version_name(ours));
-        else
+        else /* e.g. an old server that answers our hello with a protocol_version alert */
             st = rill_stream_error(s, RILL_E_TLS,
                                    "no protocol version in common with the peer (we allow %s to "
-                                   "%s)",
+                                   "%s): %s",
                                    rilli_tls_version_name(ours),
-                                   rilli_tls_version_name(t->cfg->max_version));
+                                   rilli_tls_version_name(t->cfg->max_version), why);
     } else if (t->io_eof && first == 0) {
         st = t->handshake_done ? RILL_E_TRUNCATED : RILL_E_TLS;
     } else if (t->io_eof && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
@@ -455,9 +456,9 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
 static rill_status tls_flush(rill_stream *s)
 {
     struct tls *t = rilli_state(s);
-    if (t->fatal)
-        return t->fatal;
-    return t->wpend_len ? finish_pending_write(s, t) : RILL_OK;
+    if (!t->wpend_len)
+        return RILL_OK; /* nothing held, even after a failure (close reports no stale error) */
+    return t->fatal ? t->fatal : finish_pending_write(s, t);
 }
 
 static rill_status tls_shutdown(rill_stream *s)
@@ -745,6 +746,7 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     format_time(X509_get0_notBefore(cert), info->not_before, sizeof info->not_before);
     format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
     rilli_tls_spki(cert, info->spki_sha256, sizeof info->spki_sha256, NULL);
+    ERR_clear_error();
     return RILL_OK;
 }
 

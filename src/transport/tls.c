@@ -34,6 +34,7 @@ struct tls {
     bool sent_shutdown;
     bool allow_truncation;
     bool io_eof;          /* the BIO saw end of stream */
+    bool eof;             /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
     rill_status io_status; /* the BIO's last WANT or error, for the real reason */
     rill_status last_want; /* for the poll op */
     rill_status fatal;     /* a failed connection stays failed */
@@ -302,27 +303,31 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
                                    "%s): %s",
                                    rilli_tls_version_name(ours),
                                    rilli_tls_version_name(t->cfg->max_version), why);
-    } else if (t->io_eof && first == 0) {
-        st = t->handshake_done ? RILL_E_TRUNCATED : RILL_E_TLS;
-    } else if (t->io_eof && ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+    } else if (t->io_eof && (first == 0 || ERR_GET_REASON(first) ==
+                                               SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
         ERR_clear_error();
-        st = t->handshake_done ? RILL_E_TRUNCATED : RILL_E_TLS;
+        if (!t->handshake_done) {
+            st = rill_stream_error(s, RILL_E_TLS,
+                                   "peer closed the connection during the handshake");
+        } else if (t->allow_truncation) {
+            t->eof = true; /* accepted as the end of the stream, for good */
+            return RILL_EOF;
+        } else {
+            st = rill_stream_error(s, RILL_E_TRUNCATED,
+                                   "peer closed the connection without close_notify (the data "
+                                   "may be truncated)");
+        }
     } else {
+        /* Alerts from the peer have reasons from SSL_AD_REASON_OFFSET up. */
+        bool alert = ERR_GET_LIB(first) == ERR_LIB_SSL &&
+                     ERR_GET_REASON(first) >= SSL_AD_REASON_OFFSET;
         char why[200];
         rilli_tls_errq(why, sizeof why);
         if (!why[0])
             snprintf(why, sizeof why, "error %d from OpenSSL", e);
-        st = rill_stream_error(s, RILL_E_TLS, "%s%s", t->handshake_done ? "" : "handshake failed: ",
-                               why);
-    }
-    if (st == RILL_E_TRUNCATED) {
-        if (t->allow_truncation)
-            return RILL_EOF;
-        st = rill_stream_error(s, RILL_E_TRUNCATED,
-                               "peer closed the connection without close_notify (the data may be "
-                               "truncated)");
-    } else if (st == RILL_E_TLS && t->io_eof && !t->handshake_done) {
-        st = rill_stream_error(s, RILL_E_TLS, "peer closed the connection during the handshake");
+        st = rill_stream_error(s, RILL_E_TLS, "%s%s%s",
+                               t->handshake_done ? "" : "handshake failed: ",
+                               alert ? "peer sent a fatal alert: " : "", why);
     }
     t->fatal = st;
     return st;
@@ -401,6 +406,8 @@ static rill_status finish_pending_write(rill_stream *s, struct tls *t)
 static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
     struct tls *t = rilli_state(s);
+    if (t->eof)
+        return RILL_EOF;
     rill_status st = ready(s, t);
     if (st != RILL_OK)
         return st;

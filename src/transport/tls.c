@@ -74,49 +74,60 @@ static rill_status bio_io(struct tls *t, bool writing, void *buf, size_t len, si
     return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
-static int bio_read(BIO *b, char *buf, size_t len, size_t *done)
+/*
+ * The classic BIO read/write contract: a byte count, 0 for end of stream, -1 with retry flags
+ * for "try again". (OpenSSL's record layer tells a retry from a failure by -1; a write that
+ * answered 0 on a retry would make it believe a pending alert had been sent.)
+ */
+static int bio_read(BIO *b, char *buf, int len)
 {
     struct tls *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    *done = 0;
-    if (len == 0)
+    if (len <= 0)
         return 0;
-    rill_status st = bio_io(t, false, buf, len, done);
+    size_t done = 0;
+    rill_status st = bio_io(t, false, buf, (size_t)len, &done);
     if (st == RILL_OK)
-        return 1;
+        return (int)done;
     if (st == RILL_EOF) {
         t->io_eof = true;
-    } else {
-        t->io_status = st;
-        if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
-            BIO_set_retry_read(b);
+        return 0;
     }
-    return 0;
+    t->io_status = st;
+    if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+        BIO_set_retry_read(b);
+    return -1;
 }
 
-static int bio_write(BIO *b, const char *buf, size_t len, size_t *done)
+static int bio_write(BIO *b, const char *buf, int len)
 {
     struct tls *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
-    *done = 0;
-    if (len == 0)
+    if (len <= 0)
         return 0;
-    rill_status st = bio_io(t, true, (void *)(uintptr_t)buf, len, done);
+    size_t done = 0;
+    rill_status st = bio_io(t, true, (void *)(uintptr_t)buf, (size_t)len, &done);
     if (st == RILL_OK)
-        return 1;
+        return (int)done;
     t->io_status = st == RILL_EOF ? RILL_E_CLOSED : st;
     if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
         BIO_set_retry_write(b);
-    return 0;
+    return -1;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b;
     (void)num;
     (void)ptr;
-    /* Flushing happens in the layers below when they are flushed; nothing is held here. */
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+    const struct tls *t = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* nothing is held here; the layers below flush when they are flushed */
+    case BIO_CTRL_EOF:
+        return t && t->io_eof;
+    default:
+        return 0;
+    }
 }
 
 static int bio_create(BIO *b)
@@ -128,7 +139,7 @@ static int bio_create(BIO *b)
 static void make_bio_method(void)
 {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "rill stream");
-    if (m && BIO_meth_set_read_ex(m, bio_read) && BIO_meth_set_write_ex(m, bio_write) &&
+    if (m && BIO_meth_set_read(m, bio_read) && BIO_meth_set_write(m, bio_write) &&
         BIO_meth_set_ctrl(m, bio_ctrl) && BIO_meth_set_create(m, bio_create)) {
         bio_method = m;
         return;

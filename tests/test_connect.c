@@ -5,9 +5,11 @@
  * deadlines, numeric hosts without a context, the trace of events, and no descriptor left
  * behind after a thousand failures. Loopback only.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -799,6 +801,68 @@ START_TEST(test_refused_name_no_leak)
 }
 END_TEST
 
+/* Out of descriptors: connect fails at once with EMFILE named, and works when fds come back. */
+static void emfile_connect_child(rt_child_report *rep, void *arg)
+{
+    (void)arg;
+    rill_listener *l = NULL;
+    rill_error err;
+    if (rill_listen("127.0.0.1", 0, NULL, &l, &err) != RILL_OK) {
+        rep->status = 999;
+        return;
+    }
+    rill_ctx_opts co;
+    rill_ctx_opts_init(&co);
+    const char *overrides[] = { "full.rill.test:*:127.0.0.1", NULL };
+    co.overrides = overrides;
+    co.dns_servers = "127.0.0.1:9";
+    rill_ctx *ctx = NULL;
+    if (rill_ctx_new(&co, &ctx, &err) != RILL_OK) {
+        rep->status = 998;
+        return;
+    }
+    int lowest = dup(0);
+    close(lowest);
+    struct rlimit old, low;
+    getrlimit(RLIMIT_NOFILE, &old);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest; /* every descriptor number below is taken */
+    setrlimit(RLIMIT_NOFILE, &low);
+    rill_stream *s = NULL;
+    rep->status = rill_tcp_connect_addr("127.0.0.1", rill_listener_port(l), NULL, &s, &err);
+    rep->values[0] = err.sys_errno;
+    snprintf(rep->msg, sizeof rep->msg, "%s", err.msg);
+    rill_error err2;
+    rep->values[1] = rill_connect(ctx, "full.rill.test", rill_listener_port(l), NULL, &s, &err2);
+    rep->values[2] = strstr(err2.msg, "too many open files") != NULL;
+    setrlimit(RLIMIT_NOFILE, &old);
+    rep->values[3] = rill_connect(ctx, "full.rill.test", rill_listener_port(l), NULL, &s, &err2);
+    if (rep->values[3] == RILL_OK)
+        rill_close(s);
+    rill_ctx_free(ctx);
+    rill_listener_free(l);
+}
+
+START_TEST(test_connect_emfile)
+{
+    rt_child_result res;
+    rt_run_child(emfile_connect_child, NULL, 20, &res);
+    rt_assert_child_ok(&res);
+    const rt_child_report *r = &res.report;
+    ck_assert_msg(r->status == RILL_E_IO, "connect out of fds: %d (%s): %s", r->status,
+                  rill_strerror(r->status), r->msg);
+    ck_assert_msg(strstr(r->msg, "tcp: cannot create a socket") != NULL &&
+                      strstr(r->msg, "too many open files") != NULL,
+                  "message: %s", r->msg);
+    ck_assert_int_eq(r->values[0], EMFILE);
+    ck_assert_msg(r->values[1] == RILL_E_IO || r->values[1] == RILL_E_CONNECT,
+                  "rill_connect out of fds: %d", r->values[1]);
+    ck_assert_msg(r->values[2], "rill_connect's message does not name EMFILE");
+    ck_assert_msg(r->values[3] == RILL_OK, "connect after fds came back: %d (%s)", r->values[3],
+                  rill_strerror(r->values[3]));
+}
+END_TEST
+
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 Suite *rill_test_suite(void)
@@ -843,6 +907,7 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_refused_numeric_no_leak);
     tcase_add_test(tc, test_refused_name_no_leak);
+    tcase_add_test(tc, test_connect_emfile);
     suite_add_tcase(s, tc);
     return s;
 }

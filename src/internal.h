@@ -162,16 +162,21 @@ static inline void rilli_set_may_block(rill_stream *s, bool may_block)
 }
 
 /*
- * TLS client session cache of a rill_ctx (src/session_cache.c): opaque blobs under string keys.
- * rilli_sess_cache_new(0) is NULL, and every function accepts a NULL cache.
- * rilli_sess_cache_get returns a copy to free with rilli_free (a single-use entry is removed).
+ * TLS client session cache of a rill_ctx (src/session_cache.c): reference-counted objects under
+ * string keys. rilli_sess_cache_new(0) is NULL, and every function accepts a NULL cache.
+ * put takes over the caller's reference to @p obj (false: not stored, the caller keeps it);
+ * get returns a reference the caller owns (a single-use entry is removed), or NULL.
  */
+struct rilli_sess_ops {
+    void (*ref)(void *obj);
+    void (*unref)(void *obj);
+};
 struct rilli_sess_cache;
 struct rilli_sess_cache *rilli_sess_cache_new(size_t max);
 void rilli_sess_cache_free(struct rilli_sess_cache *c);
-void rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, const void *data,
-                          size_t len, bool single_use, int64_t expires_ms);
-void *rilli_sess_cache_get(struct rilli_sess_cache *c, const char *key, size_t *len);
+bool rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, void *obj,
+                          const struct rilli_sess_ops *ops, bool single_use, int64_t expires_ms);
+void *rilli_sess_cache_get(struct rilli_sess_cache *c, const char *key);
 size_t rilli_sess_cache_count(struct rilli_sess_cache *c);
 
 /* The session cache of @p ctx (NULL when disabled or ctx is NULL). */

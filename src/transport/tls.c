@@ -224,23 +224,31 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
     return ok;
 }
 
+static void session_ref(void *obj)
+{
+    SSL_SESSION_up_ref(obj);
+}
+
+static void session_unref(void *obj)
+{
+    SSL_SESSION_free(obj);
+}
+
+static const struct rilli_sess_ops session_ops = { session_ref, session_unref };
+
 /* A client's new session (or TLS 1.3 ticket) goes to rill_connect's cache. */
 int rilli_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls *t = SSL_get_app_data(ssl);
     if (!t || !t->cache || !SSL_SESSION_is_resumable(sess))
         return 0;
-    int n = i2d_SSL_SESSION(sess, NULL);
-    if (n <= 0)
-        return 0;
-    unsigned char *der = OPENSSL_malloc((size_t)n), *p = der;
-    if (der && i2d_SSL_SESSION(sess, &p) == n) {
-        bool single = SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION;
-        int64_t life = (int64_t)SSL_SESSION_get_timeout(sess) * 1000;
-        rilli_sess_cache_put(t->cache, t->cache_key, der, (size_t)n, single, rilli_now_ms() + life);
-    }
-    OPENSSL_free(der);
-    return 0; /* we did not keep a reference */
+    bool single = SSL_SESSION_get_protocol_version(sess) == TLS1_3_VERSION;
+    int64_t life = (int64_t)SSL_SESSION_get_timeout(sess) * 1000;
+    /* 1: the cache keeps the reference OpenSSL hands us; 0: OpenSSL keeps it. */
+    return rilli_sess_cache_put(t->cache, t->cache_key, sess, &session_ops, single,
+                                rilli_now_ms() + life)
+               ? 1
+               : 0;
 }
 
 /* ---- errors ---- */
@@ -333,12 +341,15 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
         bool alert = ERR_GET_LIB(first) == ERR_LIB_SSL &&
                      ERR_GET_REASON(first) >= SSL_AD_REASON_OFFSET;
         char why[200];
-        rilli_tls_errq(why, sizeof why);
+        bool nomem = rilli_tls_errq(why, sizeof why);
         if (!why[0])
             snprintf(why, sizeof why, "error %d from OpenSSL", e);
-        st = rill_stream_error(s, RILL_E_TLS, "%s%s%s",
-                               t->handshake_done ? "" : "handshake failed: ",
-                               alert ? "peer sent a fatal alert: " : "", why);
+        if (nomem)
+            st = rill_stream_error(s, RILL_E_NOMEM, "out of memory in OpenSSL: %s", why);
+        else
+            st = rill_stream_error(s, RILL_E_TLS, "%s%s%s",
+                                   t->handshake_done ? "" : "handshake failed: ",
+                                   alert ? "peer sent a fatal alert: " : "", why);
     }
     t->fatal = st;
     return st;
@@ -860,11 +871,12 @@ rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
     if (t->cache) {
         snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", name, port,
                  (unsigned long long)opts->tls->id);
-        size_t len = 0;
-        void *blob = rilli_sess_cache_get(t->cache, t->cache_key, &len);
-        if (blob)
-            (void)offer_session(t, blob, len);
-        rilli_free(blob);
+        SSL_SESSION *sess = rilli_sess_cache_get(t->cache, t->cache_key);
+        if (sess) {
+            (void)SSL_set_session(t->ssl, sess); /* takes its own reference */
+            SSL_SESSION_free(sess);
+            ERR_clear_error();
+        }
     }
     /* The connect deadline covers the handshake; then the stream's own timeouts apply. */
     int left = rilli_remaining_ms(deadline);

@@ -41,8 +41,9 @@ struct rill_tls_config {
  */
 rill_status rilli_tls_config_freeze(rill_tls_config *cfg, rill_error *err);
 
-/* Drain OpenSSL's error queue of this thread into @p buf ("reason; reason"); "" if empty. */
-void rilli_tls_errq(char *buf, size_t len);
+/* Drain OpenSSL's error queue of this thread into @p buf ("reason; reason"); "" if empty.
+ * Returns true when one of the errors was an allocation failure. */
+bool rilli_tls_errq(char *buf, size_t len);
 
 /* Protocol version name for a wire value ("TLSv1.2"), "SSLv3" and older included. */
 const char *rilli_tls_version_name(int version);

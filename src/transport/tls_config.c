@@ -24,13 +24,15 @@
 
 static uint64_t next_config_id; /* atomic: config identities for the session cache */
 
-void rilli_tls_errq(char *buf, size_t len)
+bool rilli_tls_errq(char *buf, size_t len)
 {
     size_t used = 0;
+    bool nomem = false;
     if (len)
         buf[0] = '\0';
     unsigned long e;
     while ((e = ERR_get_error()) != 0) {
+        nomem = nomem || ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
         const char *reason = ERR_reason_error_string(e);
         char tmp[160];
         if (!reason) {
@@ -43,6 +45,7 @@ void rilli_tls_errq(char *buf, size_t len)
                 used += (size_t)n;
         }
     }
+    return nomem;
 }
 
 const char *rilli_tls_version_name(int version)
@@ -84,13 +87,15 @@ static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, 
 static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
 {
     char why[200];
-    rilli_tls_errq(why, sizeof why);
+    if (rilli_tls_errq(why, sizeof why))
+        code = RILL_E_NOMEM; /* "malloc failure" in the reasons: say out of memory */
     char what[200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return rilli_error_set(err, code, 0, "tls: %s%s%s", what, why[0] ? ": " : "", why);
+    return rilli_error_set(err, code, 0, "tls: %s%s%s%s", code == RILL_E_NOMEM ? "out of memory: " : "",
+                           what, why[0] ? ": " : "", why);
 }
 
 static rill_status check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)

@@ -206,9 +206,11 @@ RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
 RILL_API rill_status rill_close(rill_stream *s);
 
 /**
- * Bytes held in the chain's buffers that can be read without I/O. A caller of the non-blocking
- * API must not sleep in poll() while this is non-zero. Also tells whether a STARTTLS upgrade
- * would be refused.
+ * Bytes held in the chain's buffers that can be read without I/O. The descriptor does not
+ * signal them: a caller of the non-blocking API that stops reading before a call returned
+ * RILL_WANT_* (say, after handling one line) must not sleep in poll() while this is non-zero.
+ * After a RILL_WANT_*, polling is right even when bytes are held (part of a line, say). Also
+ * tells whether a STARTTLS upgrade would be refused.
  */
 RILL_API size_t rill_pending(const rill_stream *s);
 

@@ -212,7 +212,7 @@ static int set_leaf(rt_leaf *leaf, const char *name, char *why, size_t len)
         snprintf(why, len, "certs: %s holds \"%s\", not a base64 SHA-256", path, b64);
         return -1;
     }
-    snprintf(leaf->pin, sizeof leaf->pin, "sha256//%s", b64);
+    snprintf(leaf->pin, sizeof leaf->pin, "sha256//%.44s", b64);
     return 0;
 }
 
@@ -233,7 +233,7 @@ static void sweep_stale(void)
         if (strncmp(e->d_name, "rill-test-", 10) != 0 || strlen(e->d_name) > 20)
             continue;
         char dir[32], owner[64];
-        snprintf(dir, sizeof dir, "/tmp/%s", e->d_name);
+        snprintf(dir, sizeof dir, "/tmp/%.20s", e->d_name);
         snprintf(owner, sizeof owner, "%s/" OWNER_FILE, dir);
         FILE *f = fopen(owner, "r");
         if (!f)

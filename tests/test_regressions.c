@@ -187,6 +187,11 @@ static void starve_child(rt_child_report *rep, void *arg)
     char got[4];
     rep->status = rill_read(b, got, 1, &n); /* blocks in send(2) forever */
     rep->values[2] = (int)n;
+    if (rill_set_timeouts(b, 0, 0) != RILL_OK) /* close without waiting for room */
+        rep->values[3] = -1;
+    (void)rill_close(b);
+    close(fds[0]);
+    close(fds[1]);
 }
 
 /* F4b: same, read without timeout but a 300 ms write timeout: blocks in the kernel forever. */
@@ -230,6 +235,9 @@ static void pty_child(rt_child_report *rep, void *arg)
     /* Nobody reads the terminal: the write must end with RILL_E_TIMEOUT after ~300 ms. */
     rep->status = rill_write_all(s, data, sizeof data, &n);
     rep->values[1] = (int)n;
+    rill_close(s);
+    close(sl);
+    close(m);
 }
 
 /*

@@ -144,6 +144,9 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
                       "child exited with status %d (3: watchdog)", (res)->exit_code); \
     } while (0)
 
+/* Whether the test runs under valgrind (scripts/test --valgrind). */
+int rt_on_valgrind(void);
+
 /*
  * Counting allocator (tests/support/alloc.c): rt_counting_on() routes rill's allocations
  * through it with rt_live_bytes zeroed; rt_allocs_left >= 0 makes allocations fail once that

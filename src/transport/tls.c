@@ -44,6 +44,8 @@ struct tls {
     int vfy_depth;
     char vfy_subject[128];
     char vfy_names[160];
+    bool pin_checked;
+    char pin_seen[64]; /* the peer key's pin, when it matched none */
     /* A record OpenSSL has encrypted but not yet sent (non-blocking writes). */
     unsigned char *wpend;
     size_t wpend_len;
@@ -208,10 +210,22 @@ static void name_oneline(const X509_NAME *name, char *buf, size_t len)
     BIO_free(mem);
 }
 
+static bool pin_matches(const rill_tls_config *cfg, X509 *cert, char *pin, size_t len);
+
 static int verify_cb(int ok, X509_STORE_CTX *x)
 {
     SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
     struct tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (ok && t && !t->server && t->cfg->npins && X509_STORE_CTX_get_error_depth(x) == 0 &&
+        !t->pin_checked) {
+        /* Refuse a key that matches no pin inside the handshake, so the peer gets an alert. */
+        t->pin_checked = true;
+        if (!pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), t->pin_seen,
+                         sizeof t->pin_seen)) {
+            X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
+            ok = 0;
+        }
+    }
     if (!ok && t && t->vfy_err == 0) {
         t->vfy_err = X509_STORE_CTX_get_error(x);
         t->vfy_depth = X509_STORE_CTX_get_error_depth(x);
@@ -259,9 +273,13 @@ static bool is_want(rill_status st)
 }
 
 /* The failure after a handshake step, with the verify result as the reason. */
+static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin);
+
 static rill_status verify_failure(rill_stream *s, struct tls *t, long res)
 {
     int e = t->vfy_err ? t->vfy_err : (int)res;
+    if (e == X509_V_ERR_APPLICATION_VERIFICATION && t->pin_seen[0])
+        return pin_failure(s, t, t->pin_seen);
     const char *why = X509_verify_cert_error_string(e);
     if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH) {
         return rill_stream_error(s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
@@ -365,23 +383,35 @@ static void call_start(struct tls *t)
 
 /* ---- handshake ---- */
 
-static rill_status check_pins(rill_stream *s, struct tls *t)
+static bool pin_matches(const rill_tls_config *cfg, X509 *cert, char *pin, size_t len)
 {
-    if (t->cfg->npins == 0)
-        return RILL_OK;
-    X509 *cert = SSL_get0_peer_certificate(t->ssl);
-    char pin[64] = "";
     unsigned char raw[RILLI_SHA256_LEN];
-    if (cert && rilli_tls_spki(cert, pin, sizeof pin, raw)) {
-        for (size_t i = 0; i < t->cfg->npins; i++) {
-            if (memcmp(raw, t->cfg->pins[i], sizeof raw) == 0)
-                return RILL_OK;
-        }
+    snprintf(pin, len, "absent");
+    if (!cert || !rilli_tls_spki(cert, pin, len, raw))
+        return false;
+    for (size_t i = 0; i < cfg->npins; i++) {
+        if (memcmp(raw, cfg->pins[i], sizeof raw) == 0)
+            return true;
     }
+    return false;
+}
+
+static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin)
+{
     return t->fatal = rill_stream_error(s, RILL_E_TLS_VERIFY,
                                         "pin mismatch: the peer's key is %s, which is none of "
                                         "the %zu pinned keys",
-                                        cert ? pin : "absent", t->cfg->npins);
+                                        pin, t->cfg->npins);
+}
+
+/* After the handshake: also covers rill_tls_config_insecure_noverifycert, where OpenSSL does
+ * not stop on the verify callback's refusal. */
+static rill_status check_pins(rill_stream *s, struct tls *t)
+{
+    char pin[64];
+    if (t->cfg->npins == 0 || pin_matches(t->cfg, SSL_get0_peer_certificate(t->ssl), pin, sizeof pin))
+        return RILL_OK;
+    return pin_failure(s, t, pin);
 }
 
 static rill_status handshake_step(rill_stream *s, struct tls *t)

@@ -1,195 +1,1315 @@
 /*
- * rillcat — the library's face on the command line, built only from the public API.
+ * rillcat — the library's face on the command line, built only from the public API (rill.h).
  *
- * This version carries the demo (the README's main job) and the informational options; the
- * client and listener modes of the full contract arrive with the resolver and TLS layers.
+ *   rillcat [options] HOST PORT        connect; copy stdin to the connection, the connection to
+ *                                      stdout
+ *   rillcat -l [options] [HOST] PORT   listen; serve one connection, or many with -k
+ *   rillcat --demo                     a local TLS listener and client (demo.c)
+ *
+ * The contract (options, exit codes, messages) is fixed by the rillcat issue; --help lists it.
+ * Exit codes are curl's. Every failure prints exactly one line "rillcat: <what>: <reason>".
+ *
+ * Copying is one poll() loop over stdin and the connection, which runs non-blocking (timeouts
+ * 0): rill_poll_info() says which events the connection waits for (a TLS read may need
+ * POLLOUT), and a read is retried until it reports RILL_WANT_*, so bytes held in rill's buffers
+ * are never left waiting for the descriptor. Bytes are passed on as soon as they arrive.
  */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
 
 #include <rill/rill.h>
 
-#define EXIT_USAGE 2
+#include "demo.h"
 
-static double now_ms(void)
+/* Exit statuses (curl's numbers where curl has one). */
+enum {
+    RC_OK = 0,
+    RC_FAIL = 1,        /* anything else: out of memory, stdout unwritable, ... */
+    RC_USAGE = 2,       /* bad command line */
+    RC_RESOLVE = 6,     /* name not resolved */
+    RC_CONNECT = 7,     /* connect failed: refused, unreachable */
+    RC_TIMEOUT = 28,    /* a deadline passed, in any phase */
+    RC_TLS = 35,        /* TLS handshake failed */
+    RC_RECV = 56,       /* receive failure: reset, truncated TLS, error after the handshake */
+    RC_LOCAL_CERT = 58, /* local certificate, key, CA or CRL file problem */
+    RC_VERIFY = 60      /* peer certificate or host name verification failed */
+};
+
+#define MAX_PINS     16
+#define MAX_RESOLVES 16
+#define IO_CHUNK     65536
+#define LINE_MAX_LEN 8192
+
+struct options {
+    bool listen, keep, echo, tls, insecure, verbose, crlf;
+    int family; /* 0, 4 or 6 */
+    const char *host;
+    unsigned port;
+    const char *unix_path;
+    const char *cafile, *capath, *crlfile, *cert, *key, *servername, *alpn;
+    const char *pins[MAX_PINS];
+    size_t npins;
+    int tls_min, tls_max; /* RILL_TLS_1_x or 0 */
+    const char *starttls;
+    int connect_timeout_ms;
+    int timeout_ms; /* idle timeout after connecting; RILL_TIMEOUT_NONE: none */
+    const char *dns_servers;
+    const char *resolves[MAX_RESOLVES + 1];
+    size_t nresolves;
+};
+
+static struct options opt;
+
+/* Serialises stderr lines and, with -k, what connections write to stdout. */
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int fail(const char *what, const char *reason)
+/* ---- messages ---- */
+
+/* Print "rillcat: <what>: <reason>" and return @p rc. */
+RILL_PRINTF(3, 4) static int fail(int rc, const char *what, const char *fmt, ...)
 {
-    fprintf(stderr, "rillcat: %s: %s\n", what, reason);
-    return 1;
-}
-
-/* Stack buffered > lines on a transport; on failure the transport is closed. */
-static rill_status stack_lines(rill_stream *transport, rill_stream **top)
-{
-    rill_stream *buffered = NULL;
-    rill_status st = rill_buffered_new(transport, RILL_BUFFERED_DEFAULT_SIZE,
-                                       RILL_BUFFERED_DEFAULT_SIZE, 0, &buffered);
-    if (st != RILL_OK) {
-        fprintf(stderr, "rillcat: demo: %s\n", rill_errmsg(transport));
-        rill_close(transport);
-        return st;
-    }
-    st = rill_lines_new(buffered, RILL_LINES_DEFAULT_MAX, RILL_EOL_CRLF, 0, top);
-    if (st != RILL_OK) {
-        fprintf(stderr, "rillcat: demo: %s\n", rill_errmsg(buffered));
-        rill_close(buffered);
-    }
-    return st;
-}
-
-struct demo_server {
-    rill_listener *listener;
-    char chain[512];
-    rill_status status;
-    char error[RILL_ERRMSG_MAX];
-};
-
-/* The server side: answer each line with "250 <line>" until the client half-closes. */
-static void *demo_serve(void *arg)
-{
-    struct demo_server *srv = arg;
-    rill_error err;
-    rill_stream *conn = NULL, *top = NULL;
-    srv->status = rill_accept(srv->listener, 5000, &conn, &err);
-    if (srv->status != RILL_OK) {
-        snprintf(srv->error, sizeof srv->error, "%s", err.msg);
-        return NULL;
-    }
-    srv->status = stack_lines(conn, &top);
-    if (srv->status != RILL_OK)
-        return NULL;
-    rill_describe(top, srv->chain, sizeof srv->chain);
-    for (;;) {
-        const char *line;
-        size_t len;
-        rill_status st = rill_read_line(top, &line, &len);
-        if (st == RILL_EOF)
-            break;
-        if (st == RILL_OK) {
-            char reply[RILL_LINES_DEFAULT_MAX + 16];
-            int n = snprintf(reply, sizeof reply, "250 %.*s\r\n", (int)len, line);
-            st = rill_write_all(top, reply, (size_t)n, NULL);
-        }
-        if (st == RILL_OK)
-            st = rill_flush(top);
-        if (st != RILL_OK) {
-            srv->status = st;
-            snprintf(srv->error, sizeof srv->error, "%s", rill_errmsg(top));
-            break;
-        }
-    }
-    rill_status st = rill_close(top);
-    if (srv->status == RILL_OK)
-        srv->status = st;
-    return NULL;
-}
-
-static int run_demo(void)
-{
-    static const char *const lines[] = { "HELO rill.example", "MAIL FROM:<demo@rill.example>",
-                                         "QUIT" };
-    rill_error err;
-    struct demo_server srv = { 0 };
-    printf("rill %s demo: a local listener and a client, both through tcp > buffered > lines\n",
-           rill_version());
-    if (rill_listen("127.0.0.1", 0, NULL, &srv.listener, &err) != RILL_OK)
-        return fail("listen", err.msg);
-    uint16_t port = rill_listener_port(srv.listener);
-    printf("listening on 127.0.0.1:%u\n", port);
-    pthread_t server;
-    if (pthread_create(&server, NULL, demo_serve, &srv) != 0) {
-        rill_listener_free(srv.listener);
-        return fail("demo", "cannot start the server thread");
-    }
-
-    int rc = 1;
-    rill_stream *conn = NULL, *top = NULL;
-    double t0 = now_ms();
-    if (rill_tcp_connect_addr("127.0.0.1", port, NULL, &conn, &err) != RILL_OK) {
-        fail("connect", err.msg);
-        goto out;
-    }
-    double t_connect = now_ms() - t0;
-    if (stack_lines(conn, &top) != RILL_OK)
-        goto out;
-    char chain[512];
-    rill_describe(top, chain, sizeof chain);
-    printf("client chain: %s\n", chain);
-    double t1 = now_ms();
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
-        const char *reply;
-        size_t len;
-        rill_status st = rill_write_str(top, lines[i], NULL);
-        if (st == RILL_OK)
-            st = rill_write_str(top, "\r\n", NULL);
-        if (st == RILL_OK)
-            st = rill_flush(top);
-        if (st == RILL_OK)
-            st = rill_read_line(top, &reply, &len);
-        if (st != RILL_OK) {
-            fail("demo exchange", st == RILL_EOF ? "server closed early" : rill_errmsg(top));
-            goto out;
-        }
-        printf("  > %s\n  < %.*s\n", lines[i], (int)len, reply);
-    }
-    double t_exchange = now_ms() - t1;
-    if (rill_shutdown(top) != RILL_OK) {
-        fail("shutdown", rill_errmsg(top));
-        goto out;
-    }
-    const char *line;
-    size_t len;
-    rill_status st = rill_read_line(top, &line, &len);
-    if (st != RILL_EOF) {
-        fail("demo", "expected the server to close after our half-close");
-        goto out;
-    }
-    rc = 0;
-out:
-    rill_close(top ? top : conn);
-    pthread_join(server, NULL);
-    rill_listener_free(srv.listener);
-    if (rc == 0 && srv.status != RILL_OK)
-        rc = fail("demo server", srv.error[0] ? srv.error : rill_strerror(srv.status));
-    if (rc == 0) {
-        printf("server chain: %s\n", srv.chain);
-        printf("timings: connect %.3f ms, %zu request/reply round trips %.3f ms\n", t_connect,
-               sizeof lines / sizeof lines[0], t_exchange);
-        printf("demo ok\n");
-    }
+    char reason[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    /* rill's messages often start with the step ("connect: ..."): say it once. */
+    size_t wlen = strlen(what);
+    const char *r = reason;
+    if (strncmp(r, what, wlen) == 0 && r[wlen] == ':' && r[wlen + 1] == ' ')
+        r += wlen + 2;
+    pthread_mutex_lock(&out_lock);
+    fprintf(stderr, "rillcat: %s: %s\n", what, r);
+    pthread_mutex_unlock(&out_lock);
     return rc;
 }
 
-static void usage(FILE *to)
+/* A -v line on stderr, "* ..." (curl's marker), so it never reads as an error line. */
+RILL_PRINTF(1, 2) static void note(const char *fmt, ...)
 {
-    fprintf(to, "usage: rillcat --demo | --version | --help\n"
-                "  --demo      start a local rill listener and talk to it through\n"
-                "              tcp > buffered > lines, printing both chains\n"
-                "  --version   print the rill version\n"
-                "  --help      this text\n");
+    if (!opt.verbose)
+        return;
+    char text[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&out_lock);
+    fprintf(stderr, "* %s\n", text);
+    pthread_mutex_unlock(&out_lock);
+}
+
+static void usage_line(FILE *to)
+{
+    fprintf(to, "usage: rillcat [options] HOST PORT | rillcat -l [options] [HOST] PORT | "
+                "rillcat --demo   (rillcat --help for more)\n");
+}
+
+RILL_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "rillcat: usage: %s\n", reason);
+    usage_line(stderr);
+    return RC_USAGE;
+}
+
+static void help(void)
+{
+    usage_line(stdout);
+    printf(
+        "\n"
+        "  rillcat [options] HOST PORT        connect; copy stdin to the connection and the\n"
+        "                                     connection to stdout\n"
+        "  rillcat -l [options] [HOST] PORT   listen (default 127.0.0.1; PORT 0 picks one, -v\n"
+        "                                     shows it); serve one connection, or many with -k\n"
+        "  rillcat --demo                     a local TLS listener and client, no network needed\n"
+        "\n"
+        "  --tls                    TLS (client: verify chain and hostname by default)\n"
+        "  --cafile FILE  --capath DIR      trust anchors (default: system store); with -l --tls:\n"
+        "                           require client certificates issued by these CAs\n"
+        "  --crlfile FILE           check revocation against the CRLs in FILE (whole chain)\n"
+        "  --cert FILE  --key FILE  client certificate, or the server's certificate with\n"
+        "                           -l --tls (--key defaults to --cert)\n"
+        "  --servername NAME        SNI and the name verified (default HOST; IP literals are\n"
+        "                           verified against IP SANs)\n"
+        "  --alpn LIST              comma-separated protocols\n"
+        "  --pin sha256//BASE64     pin the server's public key (repeatable)\n"
+        "  --tls-min 1.2|1.3  --tls-max 1.2|1.3\n"
+        "  --insecure               no certificate verification (warns on stderr)\n"
+        "  --starttls PROTO         smtp | imap | pop3 | plain-line: do that protocol's plain\n"
+        "                           exchange, then upgrade the same connection to TLS. "
+        "plain-line:\n"
+        "                           send the line \"STARTTLS\", expect one line back starting "
+        "with\n"
+        "                           \"OK\", \"+OK\" or a 2xx code, then start TLS\n"
+        "  --connect-timeout MS     default 10000, covers DNS + TCP + TLS handshake (and the\n"
+        "                           --starttls exchange)\n"
+        "  --timeout MS             idle timeout after connecting: no byte either way for MS\n"
+        "                           (default none)\n"
+        "  --dns-server ADDR[:PORT][,...]  --resolve HOST:PORT:ADDR (repeatable)  -4  -6\n"
+        "  --unix PATH              connect to (or with -l listen on) a Unix socket instead of\n"
+        "                           HOST PORT\n"
+        "  --echo                   with -l: echo each connection's bytes back instead of using\n"
+        "                           stdin/stdout\n"
+        "  -k                       with -l: keep listening, serve connections concurrently\n"
+        "                           (without --echo, their bytes go to stdout; stdin is unused)\n"
+        "  --crlf                   send LF from stdin as CRLF\n"
+        "  -v                       to stderr: resolution, connect attempts, the chain, TLS facts\n"
+        "  --version  --help\n"
+        "\n"
+        "When stdin ends, rillcat half-closes (TLS close_notify, TCP FIN) and keeps reading until\n"
+        "the peer closes; when the peer closes, it writes out what arrived and exits.\n"
+        "\n"
+        "Exit status: 0 clean end; 1 other failure; 2 bad usage; 6 name not resolved; 7 connect\n"
+        "failed; 28 timeout; 35 TLS handshake failed; 56 receive failure (reset, truncated TLS);\n"
+        "58 local certificate, key, CA or CRL file problem; 60 peer certificate or host name\n"
+        "verification failed.\n");
+}
+
+/* ---- exit codes from statuses ---- */
+
+/* A failure of connecting; @p tcp_up says whether TCP was connected (so the TLS phase failed). */
+static int connect_rc(rill_status st, bool tcp_up)
+{
+    switch (st) {
+    case RILL_E_DNS: return RC_RESOLVE;
+    case RILL_E_TIMEOUT: return RC_TIMEOUT;
+    case RILL_E_TLS_VERIFY: return RC_VERIFY;
+    case RILL_E_TLS: return RC_TLS;
+    case RILL_E_INVALID: /* a host name that cannot be a name */
+        return tcp_up ? RC_TLS : RC_RESOLVE;
+    case RILL_E_NOMEM: return RC_FAIL;
+    default: /* refused, unreachable, reset; during the handshake that is a handshake failure */
+        return tcp_up ? RC_TLS : RC_CONNECT;
+    }
+}
+
+/*
+ * A failure after connecting. A TLS 1.3 server checks the client certificate after the
+ * client's handshake has completed, so its rejection arrives as an alert on the first read:
+ * that is still a failed handshake (35), not a receive failure.
+ */
+static int io_rc(rill_status st, const char *msg, bool got_data)
+{
+    switch (st) {
+    case RILL_E_TIMEOUT: return RC_TIMEOUT;
+    case RILL_E_TLS_VERIFY: return RC_VERIFY;
+    case RILL_E_TLS: return !got_data && strstr(msg, "alert") ? RC_TLS : RC_RECV;
+    case RILL_E_NOMEM: return RC_FAIL;
+    default: return RC_RECV;
+    }
+}
+
+/* ---- option parsing ---- */
+
+static bool parse_int(const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_version(const char *text, int *out)
+{
+    if (strcmp(text, "1.2") == 0)
+        *out = RILL_TLS_1_2;
+    else if (strcmp(text, "1.3") == 0)
+        *out = RILL_TLS_1_3;
+    else
+        return false;
+    return true;
+}
+
+enum {
+    OPT_TLS = 256,
+    OPT_CAFILE,
+    OPT_CAPATH,
+    OPT_CRLFILE,
+    OPT_CERT,
+    OPT_KEY,
+    OPT_SERVERNAME,
+    OPT_ALPN,
+    OPT_PIN,
+    OPT_TLS_MIN,
+    OPT_TLS_MAX,
+    OPT_INSECURE,
+    OPT_STARTTLS,
+    OPT_CONNECT_TIMEOUT,
+    OPT_TIMEOUT,
+    OPT_DNS_SERVER,
+    OPT_RESOLVE,
+    OPT_UNIX,
+    OPT_ECHO,
+    OPT_CRLF,
+    OPT_VERSION,
+    OPT_HELP,
+    OPT_DEMO
+};
+
+static const struct option long_options[] = {
+    { "tls", no_argument, NULL, OPT_TLS },
+    { "cafile", required_argument, NULL, OPT_CAFILE },
+    { "capath", required_argument, NULL, OPT_CAPATH },
+    { "crlfile", required_argument, NULL, OPT_CRLFILE },
+    { "cert", required_argument, NULL, OPT_CERT },
+    { "key", required_argument, NULL, OPT_KEY },
+    { "servername", required_argument, NULL, OPT_SERVERNAME },
+    { "alpn", required_argument, NULL, OPT_ALPN },
+    { "pin", required_argument, NULL, OPT_PIN },
+    { "tls-min", required_argument, NULL, OPT_TLS_MIN },
+    { "tls-max", required_argument, NULL, OPT_TLS_MAX },
+    { "insecure", no_argument, NULL, OPT_INSECURE },
+    { "starttls", required_argument, NULL, OPT_STARTTLS },
+    { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+    { "timeout", required_argument, NULL, OPT_TIMEOUT },
+    { "dns-server", required_argument, NULL, OPT_DNS_SERVER },
+    { "resolve", required_argument, NULL, OPT_RESOLVE },
+    { "unix", required_argument, NULL, OPT_UNIX },
+    { "echo", no_argument, NULL, OPT_ECHO },
+    { "crlf", no_argument, NULL, OPT_CRLF },
+    { "version", no_argument, NULL, OPT_VERSION },
+    { "help", no_argument, NULL, OPT_HELP },
+    { "demo", no_argument, NULL, OPT_DEMO },
+    { NULL, 0, NULL, 0 },
+};
+
+enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_DEMO, PARSE_USAGE };
+
+static enum parse_result parse_args(int argc, char **argv)
+{
+    long v;
+    bool demo = false;
+    opt.connect_timeout_ms = 10000;
+    opt.timeout_ms = RILL_TIMEOUT_NONE;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":lkv46", long_options, NULL)) != -1) {
+        switch (c) {
+        case 'l': opt.listen = true; break;
+        case 'k': opt.keep = true; break;
+        case 'v': opt.verbose = true; break;
+        case '4':
+        case '6':
+            if (opt.family && opt.family != c - '0') {
+                usage_error("-4 and -6 exclude each other");
+                return PARSE_USAGE;
+            }
+            opt.family = c - '0';
+            break;
+        case OPT_TLS: opt.tls = true; break;
+        case OPT_CAFILE: opt.cafile = optarg; break;
+        case OPT_CAPATH: opt.capath = optarg; break;
+        case OPT_CRLFILE: opt.crlfile = optarg; break;
+        case OPT_CERT: opt.cert = optarg; break;
+        case OPT_KEY: opt.key = optarg; break;
+        case OPT_SERVERNAME: opt.servername = optarg; break;
+        case OPT_ALPN: opt.alpn = optarg; break;
+        case OPT_PIN:
+            if (opt.npins == MAX_PINS) {
+                usage_error("at most %d --pin options", MAX_PINS);
+                return PARSE_USAGE;
+            }
+            opt.pins[opt.npins++] = optarg;
+            break;
+        case OPT_TLS_MIN:
+        case OPT_TLS_MAX:
+            if (!parse_version(optarg, c == OPT_TLS_MIN ? &opt.tls_min : &opt.tls_max)) {
+                usage_error("%s takes 1.2 or 1.3, not \"%s\"",
+                            c == OPT_TLS_MIN ? "--tls-min" : "--tls-max", optarg);
+                return PARSE_USAGE;
+            }
+            break;
+        case OPT_INSECURE: opt.insecure = true; break;
+        case OPT_STARTTLS:
+            if (strcmp(optarg, "smtp") != 0 && strcmp(optarg, "imap") != 0 &&
+                strcmp(optarg, "pop3") != 0 && strcmp(optarg, "plain-line") != 0) {
+                usage_error("--starttls takes smtp, imap, pop3 or plain-line, not \"%s\"", optarg);
+                return PARSE_USAGE;
+            }
+            opt.starttls = optarg;
+            break;
+        case OPT_CONNECT_TIMEOUT:
+        case OPT_TIMEOUT:
+            if (!parse_int(optarg, 1, INT_MAX, &v)) {
+                usage_error("%s takes a positive number of milliseconds, not \"%s\"",
+                            c == OPT_TIMEOUT ? "--timeout" : "--connect-timeout", optarg);
+                return PARSE_USAGE;
+            }
+            *(c == OPT_TIMEOUT ? &opt.timeout_ms : &opt.connect_timeout_ms) = (int)v;
+            break;
+        case OPT_DNS_SERVER: opt.dns_servers = optarg; break;
+        case OPT_RESOLVE:
+            if (opt.nresolves == MAX_RESOLVES) {
+                usage_error("at most %d --resolve options", MAX_RESOLVES);
+                return PARSE_USAGE;
+            }
+            opt.resolves[opt.nresolves++] = optarg;
+            break;
+        case OPT_UNIX: opt.unix_path = optarg; break;
+        case OPT_ECHO: opt.echo = true; break;
+        case OPT_CRLF: opt.crlf = true; break;
+        case OPT_VERSION: printf("rillcat %s\n", rill_version()); return PARSE_EXIT_OK;
+        case OPT_HELP: help(); return PARSE_EXIT_OK;
+        case OPT_DEMO: demo = true; break;
+        case ':': usage_error("%s needs an argument", argv[optind - 1]); return PARSE_USAGE;
+        default:
+            if (optopt)
+                usage_error("unknown option -%c", optopt);
+            else
+                usage_error("unknown option %s", argv[optind - 1]);
+            return PARSE_USAGE;
+        }
+    }
+    int nargs = argc - optind;
+    char **args = argv + optind;
+    if (demo) {
+        if (argc != 2) {
+            usage_error("--demo takes no other arguments");
+            return PARSE_USAGE;
+        }
+        return PARSE_DEMO;
+    }
+
+    const char *port_text = NULL;
+    if (opt.unix_path) {
+        if (nargs != 0) {
+            usage_error("--unix PATH replaces HOST PORT");
+            return PARSE_USAGE;
+        }
+    } else if (opt.listen) {
+        if (nargs < 1 || nargs > 2) {
+            usage_error("-l takes [HOST] PORT");
+            return PARSE_USAGE;
+        }
+        opt.host = nargs == 2 ? args[0] : "127.0.0.1";
+        port_text = args[nargs - 1];
+    } else {
+        if (nargs != 2) {
+            usage_error(nargs < 2 ? "HOST and PORT are required" : "too many arguments");
+            return PARSE_USAGE;
+        }
+        opt.host = args[0];
+        port_text = args[1];
+    }
+    if (port_text) {
+        if (!parse_int(port_text, opt.listen ? 0 : 1, 65535, &v)) {
+            usage_error("bad port \"%s\" (a number, 1 to 65535%s)", port_text,
+                        opt.listen ? ", or 0 for any" : "");
+            return PARSE_USAGE;
+        }
+        opt.port = (unsigned)v;
+    }
+
+    if (opt.starttls)
+        opt.tls = true;
+    const char *needs_listen = opt.echo ? "--echo" : opt.keep ? "-k" : NULL;
+    if (needs_listen && !opt.listen) {
+        usage_error("%s works only with -l", needs_listen);
+        return PARSE_USAGE;
+    }
+    if (opt.listen && opt.starttls) {
+        usage_error("--starttls works only when connecting");
+        return PARSE_USAGE;
+    }
+    const char *tls_only = opt.cafile       ? "--cafile"
+                           : opt.capath     ? "--capath"
+                           : opt.crlfile    ? "--crlfile"
+                           : opt.cert       ? "--cert"
+                           : opt.key        ? "--key"
+                           : opt.servername ? "--servername"
+                           : opt.alpn       ? "--alpn"
+                           : opt.npins      ? "--pin"
+                           : opt.tls_min    ? "--tls-min"
+                           : opt.tls_max    ? "--tls-max"
+                           : opt.insecure   ? "--insecure"
+                                            : NULL;
+    if (tls_only && !opt.tls) {
+        usage_error("%s needs --tls (or --starttls)", tls_only);
+        return PARSE_USAGE;
+    }
+    if (opt.key && !opt.cert) {
+        usage_error("--key needs --cert");
+        return PARSE_USAGE;
+    }
+    if (opt.tls_min && opt.tls_max && opt.tls_min > opt.tls_max) {
+        usage_error("--tls-min is above --tls-max");
+        return PARSE_USAGE;
+    }
+    if (opt.listen && opt.tls && !opt.cert) {
+        usage_error("-l --tls needs --cert (and --key)");
+        return PARSE_USAGE;
+    }
+    if (opt.listen && (opt.dns_servers || opt.nresolves || opt.servername || opt.npins)) {
+        usage_error("--dns-server, --resolve, --servername and --pin are for connecting");
+        return PARSE_USAGE;
+    }
+    if (opt.unix_path && (opt.dns_servers || opt.nresolves || opt.family)) {
+        usage_error("--dns-server, --resolve, -4 and -6 do not apply to --unix");
+        return PARSE_USAGE;
+    }
+    if (opt.unix_path && opt.tls && !opt.listen && !opt.servername && !opt.insecure) {
+        usage_error("--tls over --unix needs --servername (the name to verify) or --insecure");
+        return PARSE_USAGE;
+    }
+    return PARSE_RUN;
+}
+
+/* ---- TLS configuration ---- */
+
+/* Encrypted keys are refused instead of OpenSSL prompting on the terminal. */
+static int no_passphrase(char *buf, int size, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)arg;
+    return -1;
+}
+
+/* Exit status for a setter that failed: unloadable files are 58, bad values usage errors. */
+static int setter_rc(rill_status st)
+{
+    if (st == RILL_E_INVALID)
+        return RC_USAGE;
+    return st == RILL_E_NOMEM ? RC_FAIL : RC_LOCAL_CERT;
+}
+
+static int make_tls_config(bool server, rill_tls_config **out)
+{
+    rill_error err;
+    rill_tls_config *cfg = NULL;
+    rill_status st = rill_tls_config_new(&cfg, &err);
+    if (st != RILL_OK)
+        return fail(RC_FAIL, "TLS setup", "%s", err.msg);
+    int rc = RC_OK;
+    const char *what = "TLS setup";
+#define SET(label, call)                               \
+    do {                                               \
+        if (rc == RC_OK && (st = (call)) != RILL_OK) { \
+            what = (label);                            \
+            rc = setter_rc(st);                        \
+        }                                              \
+    } while (0)
+    SET("TLS setup", rill_tls_config_set_passphrase_cb(cfg, no_passphrase, NULL, &err));
+    if (opt.cafile)
+        SET("--cafile", rill_tls_config_set_ca_file(cfg, opt.cafile, &err));
+    if (opt.capath)
+        SET("--capath", rill_tls_config_set_ca_path(cfg, opt.capath, &err));
+    if (opt.crlfile)
+        SET("--crlfile", rill_tls_config_set_crl_file(cfg, opt.crlfile, &err));
+    if (opt.tls_min || opt.tls_max)
+        SET("--tls-min/--tls-max",
+            rill_tls_config_set_versions(cfg, opt.tls_min, opt.tls_max, &err));
+    if (opt.alpn)
+        SET("--alpn", rill_tls_config_set_alpn(cfg, opt.alpn, &err));
+    for (size_t i = 0; i < opt.npins; i++)
+        SET("--pin", rill_tls_config_add_pin(cfg, opt.pins[i], &err));
+    if (opt.cert) {
+        SET("--cert/--key",
+            rill_tls_config_set_cert_file(cfg, opt.cert, opt.key ? opt.key : opt.cert, &err));
+        /* A missing or unreadable file is a local certificate problem too, not bad usage. */
+        if (rc == RC_USAGE)
+            rc = RC_LOCAL_CERT;
+    }
+    if (server && (opt.cafile || opt.capath))
+        SET("--cafile", rill_tls_config_set_verify_client(cfg, RILL_TLS_CLIENT_AUTH_REQUIRE, &err));
+    if (!server && opt.insecure)
+        SET("--insecure", rill_tls_config_insecure_noverifycert(cfg, &err));
+#undef SET
+    if (rc != RC_OK) {
+        if (rc == RC_USAGE) {
+            usage_error("%s: %s", what, err.msg);
+        } else {
+            fail(rc, what, "%s", err.msg);
+        }
+        rill_tls_config_free(cfg);
+        return rc;
+    }
+    if (!server && opt.insecure)
+        fprintf(stderr, "rillcat: warning: --insecure: the peer's certificate is not verified; "
+                        "anyone on the path can read and change this connection\n");
+    *out = cfg;
+    return RC_OK;
+}
+
+/* ---- -v facts ---- */
+
+static void note_chain(rill_stream *s)
+{
+    if (!opt.verbose)
+        return;
+    char chain[1024];
+    rill_describe(s, chain, sizeof chain);
+    note("chain: %s", chain);
+    rill_tls_info info;
+    if (!rill_find(s, RILL_LAYER_TLS) || rill_tls_get_info(s, &info) != RILL_OK)
+        return;
+    note("TLS: %s, cipher %s, ALPN %s, %s, peer %s", info.version, info.cipher,
+         info.alpn[0] ? info.alpn : "(none)", info.resumed ? "resumed" : "full handshake",
+         info.verified ? "verified" : "NOT verified");
+    if (info.subject[0]) {
+        note("peer certificate: subject %s", info.subject);
+        note("peer certificate: issuer %s", info.issuer);
+        note("peer certificate: SANs %s", info.sans[0] ? info.sans : "(none)");
+        note("peer certificate: valid %s to %s", info.not_before, info.not_after);
+        note("peer certificate: key %s", info.spki_sha256);
+    } else {
+        note("peer certificate: none");
+    }
+    if (info.is_server && info.servername[0])
+        note("SNI from the client: %s", info.servername);
+}
+
+struct trace {
+    bool tcp_up; /* an attempt succeeded: what fails next is the TLS handshake */
+};
+
+static void on_connect_event(void *arg, const struct rill_connect_event *ev)
+{
+    struct trace *tr = arg;
+    switch (ev->type) {
+    case RILL_EV_RESOLVING: note("resolving %s", ev->host); break;
+    case RILL_EV_RESOLVED:
+        note("resolved %s: %zu address%s (%lld ms)", ev->host, ev->count,
+             ev->count == 1 ? "" : "es", (long long)ev->elapsed_ms);
+        break;
+    case RILL_EV_ATTEMPT: note("trying %s", ev->addr); break;
+    case RILL_EV_ATTEMPT_FAILED:
+        note("%s: %s", ev->addr, ev->message ? ev->message : rill_strerror(ev->status));
+        break;
+    case RILL_EV_CONNECTED:
+        tr->tcp_up = true;
+        note("connected to %s (%lld ms)", ev->addr, (long long)ev->elapsed_ms);
+        break;
+    }
+}
+
+/* ---- the copy loop ---- */
+
+/* Write all of @p buf to descriptor @p fd (waiting if someone made it non-blocking). */
+static int write_fd_all(int fd, const unsigned char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            (void)poll(&p, 1, -1);
+            continue;
+        }
+        if (n < 0)
+            return -1;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+struct pump {
+    rill_stream *s;
+    int in_fd;       /* stdin, or -1: nothing to send, and no half-close either */
+    int out_fd;      /* stdout */
+    bool shared_out; /* -k: several connections write to out_fd; one chunk at a time */
+    const char *peer;
+};
+
+/* Expand LF to CRLF (an LF already preceded by CR is left alone, across reads too). */
+static size_t crlf_expand(const unsigned char *in, size_t n, unsigned char *out, bool *last_cr)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (in[i] == '\n' && !*last_cr)
+            out[o++] = '\r';
+        out[o++] = in[i];
+        *last_cr = in[i] == '\r';
+    }
+    return o;
+}
+
+/*
+ * Copy stdin to the stream and the stream to stdout until the peer closes. Returns an exit
+ * status; failures are reported. The stream is left to the caller to close.
+ */
+static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *raw,
+                     unsigned char *up);
+
+static int pump_run(const struct pump *p)
+{
+    /* down: connection to stdout; raw: from stdin; up: to the connection (room for CRLF). */
+    unsigned char *down = malloc(4 * IO_CHUNK);
+    if (!down)
+        return fail(RC_FAIL, "copy", "out of memory");
+    int rc = pump_loop(p, down, down + IO_CHUNK, down + 2 * IO_CHUNK);
+    free(down);
+    return rc;
+}
+
+static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *raw,
+                     unsigned char *up)
+{
+    rill_stream *s = p->s;
+    size_t up_len = 0, up_off = 0;
+    bool in_eof = p->in_fd < 0, shut = p->in_fd < 0, got_data = false, last_cr = false;
+    short want_rd = 0, want_wr = 0; /* events the stream waits for; 0: try now */
+    int conn_fd = -1;
+    if (rill_set_timeouts(s, 0, 0) != RILL_OK)
+        return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+    int64_t last_activity = now_ms();
+    for (;;) {
+        bool progress = false;
+        rill_status st;
+        if (!want_rd) {
+            size_t n = 0;
+            st = rill_read(s, down, IO_CHUNK, &n);
+            if (st == RILL_OK) {
+                got_data = progress = true;
+                if (p->shared_out)
+                    pthread_mutex_lock(&out_lock);
+                int w = write_fd_all(p->out_fd, down, n);
+                if (p->shared_out)
+                    pthread_mutex_unlock(&out_lock);
+                if (w != 0)
+                    return fail(RC_FAIL, "write to stdout", "%s", strerror(errno));
+            } else if (st == RILL_EOF) {
+                note("%s closed the connection", p->peer);
+                return RC_OK;
+            } else if (st == RILL_WANT_READ || st == RILL_WANT_WRITE) {
+                if (rill_poll_info(s, &conn_fd, &want_rd) != RILL_OK)
+                    return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+            } else {
+                int rc = io_rc(st, rill_errmsg(s), got_data);
+                return fail(rc, rc == RC_TLS ? "TLS handshake" : "receive", "%s", rill_errmsg(s));
+            }
+        }
+        if (up_off < up_len && !want_wr) {
+            size_t n = 0;
+            st = rill_write(s, up + up_off, up_len - up_off, &n);
+            if (st == RILL_OK) {
+                progress = true;
+                up_off += n;
+                if (up_off == up_len)
+                    up_off = up_len = 0;
+            } else if (st == RILL_WANT_READ || st == RILL_WANT_WRITE) {
+                if (rill_poll_info(s, &conn_fd, &want_wr) != RILL_OK)
+                    return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+            } else {
+                return fail(io_rc(st, rill_errmsg(s), got_data), "send", "%s", rill_errmsg(s));
+            }
+        }
+        if (in_eof && !shut && up_len == 0 && !want_wr) {
+            st = rill_shutdown(s);
+            if (st == RILL_OK) {
+                shut = progress = true;
+                note("stdin ended: half-closed the connection, reading until %s closes", p->peer);
+            } else if (st == RILL_WANT_READ || st == RILL_WANT_WRITE) {
+                if (rill_poll_info(s, &conn_fd, &want_wr) != RILL_OK)
+                    return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+            } else {
+                return fail(io_rc(st, rill_errmsg(s), got_data), "half-close", "%s",
+                            rill_errmsg(s));
+            }
+        }
+
+        struct pollfd fds[2];
+        nfds_t nfds = 0;
+        int in_slot = -1, conn_slot = -1;
+        if (!in_eof && up_len == 0) {
+            in_slot = (int)nfds;
+            fds[nfds++] = (struct pollfd){ .fd = p->in_fd, .events = POLLIN };
+        }
+        if (want_rd || want_wr) {
+            conn_slot = (int)nfds;
+            fds[nfds++] = (struct pollfd){ .fd = conn_fd, .events = (short)(want_rd | want_wr) };
+        }
+        int64_t now = now_ms();
+        if (progress)
+            last_activity = now;
+        int wait_ms = -1;
+        if (progress || (!want_rd) || (up_len > 0 && !want_wr))
+            wait_ms = 0; /* something can be tried again at once */
+        else if (opt.timeout_ms != RILL_TIMEOUT_NONE) {
+            int64_t left = last_activity + opt.timeout_ms - now;
+            wait_ms = left > 0 ? (int)left : 0;
+        }
+        int r = poll(fds, nfds, wait_ms);
+        if (r < 0 && errno != EINTR)
+            return fail(RC_FAIL, "poll", "%s", strerror(errno));
+        if (r == 0 && wait_ms != 0)
+            return fail(RC_TIMEOUT, "timeout",
+                        "nothing sent or received for %d ms (--timeout) with %s", opt.timeout_ms,
+                        p->peer);
+        if (r <= 0)
+            continue;
+        if (conn_slot >= 0 && fds[conn_slot].revents)
+            want_rd = want_wr = 0;
+        if (in_slot >= 0 && (fds[in_slot].revents & POLLNVAL)) {
+            in_eof = true; /* started with stdin closed: nothing to send */
+        } else if (in_slot >= 0 && fds[in_slot].revents) {
+            ssize_t n = read(p->in_fd, raw, IO_CHUNK);
+            if (n > 0) {
+                if (opt.crlf) {
+                    up_len = crlf_expand(raw, (size_t)n, up, &last_cr);
+                } else {
+                    memcpy(up, raw, (size_t)n);
+                    up_len = (size_t)n;
+                }
+                up_off = 0;
+                last_activity = now_ms();
+            } else if (n == 0) {
+                in_eof = true;
+            } else if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
+                return fail(RC_FAIL, "read from stdin", "%s", strerror(errno));
+            }
+        }
+    }
+}
+
+/* Close a stream after the copy, with a bounded wait for what it still has to send. */
+static void close_quietly(rill_stream *s, int wait_ms)
+{
+    if (!s)
+        return;
+    rill_status st = rill_set_timeouts(s, wait_ms, wait_ms);
+    if (st != RILL_OK)
+        note("closing: %s", rill_errmsg(s));
+    st = rill_close(s);
+    if (st != RILL_OK)
+        note("closing: %s", rill_strerror(st));
+}
+
+/* The peer's address of a connection, for messages: the text of its transport. */
+static void peer_name(rill_stream *s, char *buf, size_t len)
+{
+    rill_stream *t = rill_find(s, RILL_LAYER_TCP);
+    if (!t)
+        t = rill_find(s, RILL_LAYER_UNIX);
+    char desc[256] = "";
+    if (t)
+        rill_describe(t, desc, sizeof desc);
+    /* "tcp(fd=5 LOCAL > PEER)" when connected, "tcp(fd=5 LOCAL < PEER)" when accepted. */
+    const char *gt = strstr(desc, " > ");
+    if (!gt)
+        gt = strstr(desc, " < ");
+    const char *end = strrchr(desc, ')');
+    if (gt && end && end > gt + 3)
+        snprintf(buf, len, "%.*s", (int)(end - gt - 3), gt + 3);
+    else
+        snprintf(buf, len, "the peer");
+}
+
+/* ---- STARTTLS ---- */
+
+struct plain {
+    rill_stream *lines;
+    const char *proto;
+};
+
+/* Read one line, without its CR LF; fails with a message. */
+static int plain_read(struct plain *pl, char *line, size_t cap)
+{
+    size_t len;
+    rill_status st = rill_read_line_copy(pl->lines, line, cap, &len);
+    if (st == RILL_OK) {
+        if (len > 0 && line[len - 1] == '\r')
+            line[--len] = '\0';
+        note("S: %s", line);
+        return RC_OK;
+    }
+    if (st == RILL_EOF)
+        return fail(RC_RECV, "STARTTLS", "%s: the server closed the connection", pl->proto);
+    if (st == RILL_E_INVALID || st == RILL_E_LINE_TOO_LONG)
+        return fail(RC_TLS, "STARTTLS", "%s: reply line too long", pl->proto);
+    return fail(st == RILL_E_TIMEOUT ? RC_TIMEOUT : RC_RECV, "STARTTLS", "%s: %s", pl->proto,
+                rill_errmsg(pl->lines));
+}
+
+static int plain_send(struct plain *pl, const char *cmd)
+{
+    note("C: %s", cmd);
+    rill_status st = rill_write_str(pl->lines, cmd, NULL);
+    if (st == RILL_OK)
+        st = rill_write_str(pl->lines, "\r\n", NULL);
+    if (st == RILL_OK)
+        st = rill_flush(pl->lines);
+    if (st == RILL_OK)
+        return RC_OK;
+    return fail(st == RILL_E_TIMEOUT ? RC_TIMEOUT : RC_RECV, "STARTTLS", "%s: sending %s: %s",
+                pl->proto, cmd, rill_errmsg(pl->lines));
+}
+
+/* A refused or garbled upgrade: the TLS handshake never happens. */
+static int plain_refused(struct plain *pl, const char *line)
+{
+    return fail(RC_TLS, "STARTTLS", "%s: the server did not agree to start TLS: \"%.200s\"",
+                pl->proto, line);
+}
+
+/* An SMTP reply (possibly multi-line); *code gets its code; *has_starttls if a line offers it. */
+static int smtp_reply(struct plain *pl, int *code, bool *has_starttls)
+{
+    char line[LINE_MAX_LEN + 1];
+    *code = -1;
+    for (;;) {
+        int rc = plain_read(pl, line, sizeof line);
+        if (rc != RC_OK)
+            return rc;
+        size_t len = strlen(line);
+        bool well_formed = len >= 3 && strspn(line, "0123456789") >= 3 &&
+                           (len == 3 || line[3] == ' ' || line[3] == '-');
+        if (!well_formed || (*code != -1 && atoi(line) != *code))
+            return fail(RC_TLS, "STARTTLS", "smtp: malformed reply \"%.200s\"", line);
+        *code = atoi(line);
+        if (has_starttls && len >= 12 && strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
+            (line[12] == '\0' || line[12] == ' '))
+            *has_starttls = true;
+        if (len == 3 || line[3] == ' ')
+            return RC_OK;
+    }
+}
+
+static int starttls_smtp(struct plain *pl)
+{
+    int code, rc;
+    bool offered = false;
+    if ((rc = smtp_reply(pl, &code, NULL)) != RC_OK)
+        return rc;
+    if (code != 220)
+        return fail(RC_TLS, "STARTTLS", "smtp: greeting with code %d, not 220", code);
+    if ((rc = plain_send(pl, "EHLO rillcat")) != RC_OK ||
+        (rc = smtp_reply(pl, &code, &offered)) != RC_OK)
+        return rc;
+    if (code != 250)
+        return fail(RC_TLS, "STARTTLS", "smtp: EHLO answered with code %d", code);
+    if (!offered)
+        return fail(RC_TLS, "STARTTLS", "smtp: the server does not offer STARTTLS");
+    if ((rc = plain_send(pl, "STARTTLS")) != RC_OK || (rc = smtp_reply(pl, &code, NULL)) != RC_OK)
+        return rc;
+    if (code != 220)
+        return fail(RC_TLS, "STARTTLS", "smtp: STARTTLS answered with code %d", code);
+    return RC_OK;
+}
+
+static int starttls_imap(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    int rc = plain_read(pl, line, sizeof line);
+    if (rc != RC_OK)
+        return rc;
+    if (strncasecmp(line, "* OK", 4) != 0)
+        return fail(RC_TLS, "STARTTLS", "imap: unexpected greeting \"%.200s\"", line);
+    if ((rc = plain_send(pl, "a001 STARTTLS")) != RC_OK)
+        return rc;
+    for (;;) {
+        if ((rc = plain_read(pl, line, sizeof line)) != RC_OK)
+            return rc;
+        if (strncmp(line, "* ", 2) == 0)
+            continue; /* untagged data before the tagged answer */
+        if (strncasecmp(line, "a001 OK", 7) == 0)
+            return RC_OK;
+        return plain_refused(pl, line);
+    }
+}
+
+static int starttls_pop3(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    int rc = plain_read(pl, line, sizeof line);
+    if (rc != RC_OK)
+        return rc;
+    if (strncmp(line, "+OK", 3) != 0)
+        return fail(RC_TLS, "STARTTLS", "pop3: unexpected greeting \"%.200s\"", line);
+    if ((rc = plain_send(pl, "STLS")) != RC_OK || (rc = plain_read(pl, line, sizeof line)) != RC_OK)
+        return rc;
+    return strncmp(line, "+OK", 3) == 0 ? RC_OK : plain_refused(pl, line);
+}
+
+static int starttls_plain_line(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    int rc = plain_send(pl, "STARTTLS");
+    if (rc != RC_OK || (rc = plain_read(pl, line, sizeof line)) != RC_OK)
+        return rc;
+    bool ok = strncasecmp(line, "OK", 2) == 0 || strncasecmp(line, "+OK", 3) == 0 ||
+              (line[0] == '2' && strspn(line, "0123456789") == 3);
+    return ok ? RC_OK : plain_refused(pl, line);
+}
+
+/*
+ * The plain part of --starttls over @p tcp (which stays the caller's), under the connect
+ * deadline. A line reader borrows the stream for the exchange and is closed before TLS starts:
+ * bytes it still holds arrived before the handshake, unauthenticated, so the upgrade is refused.
+ */
+static int starttls_exchange(rill_stream *tcp, int64_t deadline)
+{
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return fail(RC_TIMEOUT, "STARTTLS", "the connect timeout (%d ms) passed",
+                    opt.connect_timeout_ms);
+    struct plain pl = { .proto = opt.starttls };
+    rill_status st = rill_lines_new(tcp, LINE_MAX_LEN, RILL_EOL_LF, RILL_BORROW, &pl.lines);
+    if (st != RILL_OK)
+        return fail(RC_FAIL, "STARTTLS", "%s", rill_errmsg(tcp));
+    if (rill_set_timeouts(pl.lines, (int)left, (int)left) != RILL_OK) {
+        (void)rill_close(pl.lines);
+        return fail(RC_FAIL, "STARTTLS", "%s", rill_errmsg(tcp));
+    }
+    int rc = strcmp(opt.starttls, "smtp") == 0   ? starttls_smtp(&pl)
+             : strcmp(opt.starttls, "imap") == 0 ? starttls_imap(&pl)
+             : strcmp(opt.starttls, "pop3") == 0 ? starttls_pop3(&pl)
+                                                 : starttls_plain_line(&pl);
+    size_t early = rill_pending(pl.lines);
+    st = rill_close(pl.lines);
+    if (rc != RC_OK)
+        return rc;
+    if (early > 0 || st == RILL_E_PENDING_DATA)
+        return fail(RC_TLS, "STARTTLS",
+                    "%s: refusing to upgrade: the server sent %zu bytes of plaintext after its "
+                    "go-ahead (possible injection, CVE-2011-0411)",
+                    opt.starttls, early);
+    if (st != RILL_OK)
+        return fail(RC_RECV, "STARTTLS", "%s: %s", opt.starttls, rill_strerror(st));
+    return RC_OK;
+}
+
+/* Start TLS over the plain @p *s (replaced by the TLS stream on success) and handshake. */
+static int starttls_upgrade(rill_stream **s, rill_tls_config *cfg, int64_t deadline)
+{
+    rill_stream *tls = NULL;
+    rill_status st = rill_tls_client(*s, cfg, opt.servername ? opt.servername : opt.host, 0, &tls);
+    if (st != RILL_OK)
+        return fail(st == RILL_E_PENDING_DATA ? RC_TLS : RC_FAIL, "STARTTLS", "%s",
+                    rill_errmsg(*s));
+    *s = tls;
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        left = 1;
+    st = rill_set_timeouts(tls, (int)left, (int)left);
+    if (st == RILL_OK)
+        st = rill_tls_handshake(tls);
+    if (st != RILL_OK)
+        return fail(connect_rc(st, true), "TLS handshake", "%s", rill_errmsg(tls));
+    return rill_set_timeouts(tls, RILL_TIMEOUT_NONE, RILL_TIMEOUT_NONE) == RILL_OK
+               ? RC_OK
+               : fail(RC_FAIL, "TLS handshake", "%s", rill_errmsg(tls));
+}
+
+/* ---- client mode ---- */
+
+static bool is_numeric_host(const char *host)
+{
+    unsigned char buf[16];
+    char bare[64];
+    size_t len = strlen(host);
+    if (len >= 2 && host[0] == '[' && host[len - 1] == ']' && len - 2 < sizeof bare) {
+        memcpy(bare, host + 1, len - 2);
+        bare[len - 2] = '\0';
+        host = bare;
+    }
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static int make_ctx(rill_ctx **ctx)
+{
+    rill_ctx_opts copts;
+    rill_ctx_opts_init(&copts);
+    copts.dns_servers = opt.dns_servers;
+    copts.overrides = opt.nresolves ? opt.resolves : NULL;
+    copts.family = opt.family;
+    rill_error err;
+    rill_status st = rill_ctx_new(&copts, ctx, &err);
+    if (st == RILL_OK)
+        return RC_OK;
+    if (st == RILL_E_INVALID)
+        return usage_error("%s", err.msg);
+    return fail(st == RILL_E_DNS ? RC_RESOLVE : RC_FAIL, "resolver", "%s", err.msg);
+}
+
+static int run_client(void)
+{
+    int rc;
+    rill_tls_config *cfg = NULL;
+    rill_ctx *ctx = NULL;
+    rill_stream *s = NULL;
+    if (opt.tls && (rc = make_tls_config(false, &cfg)) != RC_OK)
+        return rc;
+    int64_t start = now_ms(), deadline = start + opt.connect_timeout_ms;
+    struct trace tr = { 0 };
+    rill_connect_opts copts;
+    rill_connect_opts_init(&copts);
+    copts.timeout_ms = opt.connect_timeout_ms;
+    copts.family = opt.family;
+    copts.on_event = on_connect_event;
+    copts.on_event_arg = &tr;
+    if (!opt.starttls) {
+        copts.tls = cfg;
+        copts.tls_servername = opt.servername;
+    }
+    rill_error err;
+    rill_status st;
+    char peer[160];
+    if (opt.unix_path) {
+        snprintf(peer, sizeof peer, "%s", opt.unix_path);
+        note("connecting to unix socket %s", opt.unix_path);
+        st = rill_unix_connect(opt.unix_path, &copts, &s, &err);
+        if (st != RILL_OK) {
+            rc = fail(connect_rc(st, false), "connect", "%s", err.msg);
+            goto out;
+        }
+        if (cfg && !opt.starttls) {
+            rc = starttls_upgrade(&s, cfg, deadline);
+            if (rc != RC_OK)
+                goto out;
+        }
+    } else {
+        snprintf(peer, sizeof peer, "%s port %u", opt.host, opt.port);
+        if (!is_numeric_host(opt.host) || opt.nresolves || opt.dns_servers) {
+            if ((rc = make_ctx(&ctx)) != RC_OK)
+                goto out;
+        }
+        st = rill_connect(ctx, opt.host, (uint16_t)opt.port, &copts, &s, &err);
+        if (st != RILL_OK) {
+            rc = connect_rc(st, tr.tcp_up);
+            const char *what = rc == RC_RESOLVE ? "resolve"
+                               : tr.tcp_up      ? "TLS handshake"
+                                                : "connect";
+            if (rc == RC_RESOLVE && !strstr(err.msg, opt.host))
+                rc = fail(rc, what, "%s: %s", opt.host, err.msg);
+            else
+                rc = fail(rc, what, "%s", err.msg);
+            goto out;
+        }
+    }
+    if (opt.starttls) {
+        if ((rc = starttls_exchange(s, deadline)) != RC_OK ||
+            (rc = starttls_upgrade(&s, cfg, deadline)) != RC_OK)
+            goto out;
+    }
+    note("connected in %lld ms", (long long)(now_ms() - start));
+    note_chain(s);
+    struct pump p = { .s = s, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO, .peer = peer };
+    rc = pump_run(&p);
+out:
+    close_quietly(s, 1000);
+    rill_ctx_free(ctx);
+    rill_tls_config_free(cfg);
+    return rc;
+}
+
+/* ---- listen mode ---- */
+
+struct conn_job {
+    rill_stream *s;
+    bool shared_out;
+};
+
+static int echo_loop(rill_stream *s, const char *peer, unsigned char *buf, bool *got);
+
+/* Echo every byte back until the peer closes; then half-close. */
+static int echo_run(rill_stream *s, const char *peer)
+{
+    bool got = false;
+    if (rill_set_timeouts(s, opt.timeout_ms, opt.timeout_ms) != RILL_OK)
+        return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+    unsigned char *buf = malloc(IO_CHUNK);
+    if (!buf)
+        return fail(RC_FAIL, "echo", "out of memory");
+    int rc = echo_loop(s, peer, buf, &got);
+    free(buf);
+    if (rc != RC_OK)
+        return rc;
+    rill_status st = rill_shutdown(s);
+    if (st != RILL_OK && st != RILL_E_CLOSED) {
+        char what[200];
+        snprintf(what, sizeof what, "connection from %s", peer);
+        return fail(io_rc(st, rill_errmsg(s), got), what, "%s", rill_errmsg(s));
+    }
+    note("%s closed the connection", peer);
+    return RC_OK;
+}
+
+static int echo_loop(rill_stream *s, const char *peer, unsigned char *buf, bool *got)
+{
+    for (;;) {
+        size_t n = 0;
+        rill_status st = rill_read(s, buf, IO_CHUNK, &n);
+        if (st == RILL_EOF)
+            break;
+        if (st == RILL_OK)
+            st = rill_write_all(s, buf, n, NULL);
+        if (st != RILL_OK) {
+            char what[200];
+            snprintf(what, sizeof what, "connection from %s", peer);
+            return fail(io_rc(st, rill_errmsg(s), *got), what, "%s", rill_errmsg(s));
+        }
+        *got = true;
+    }
+    return RC_OK;
+}
+
+/* Serve one accepted connection (the TLS handshake, then echo or copy); returns exit status. */
+static int serve(rill_stream *s, bool shared_out)
+{
+    char peer[160];
+    peer_name(s, peer, sizeof peer);
+    note("connection from %s", peer);
+    int rc = RC_OK;
+    if (rill_find(s, RILL_LAYER_TLS)) {
+        rill_status st = rill_set_timeouts(s, opt.connect_timeout_ms, opt.connect_timeout_ms);
+        if (st == RILL_OK)
+            st = rill_tls_handshake(s);
+        if (st != RILL_OK) {
+            char what[200];
+            snprintf(what, sizeof what, "TLS handshake with %s", peer);
+            rc = fail(connect_rc(st, true), what, "%s", rill_errmsg(s));
+            goto out;
+        }
+        if (rill_set_timeouts(s, RILL_TIMEOUT_NONE, RILL_TIMEOUT_NONE) != RILL_OK) {
+            rc = fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
+            goto out;
+        }
+    }
+    note_chain(s);
+    if (opt.echo) {
+        rc = echo_run(s, peer);
+    } else {
+        struct pump p = { .s = s,
+                          .in_fd = shared_out ? -1 : STDIN_FILENO,
+                          .out_fd = STDOUT_FILENO,
+                          .shared_out = shared_out,
+                          .peer = peer };
+        rc = pump_run(&p);
+    }
+out:
+    close_quietly(s, 1000);
+    return rc;
+}
+
+static void *serve_thread(void *arg)
+{
+    struct conn_job *job = arg;
+    (void)serve(job->s, job->shared_out);
+    free(job);
+    return NULL;
+}
+
+static int run_listen(void)
+{
+    int rc;
+    rill_tls_config *cfg = NULL;
+    rill_listener *l = NULL;
+    if (opt.tls && (rc = make_tls_config(true, &cfg)) != RC_OK)
+        return rc;
+    rill_listen_opts lopts;
+    rill_listen_opts_init(&lopts);
+    lopts.stream.tls = cfg;
+    rill_error err;
+    rill_status st;
+    if (opt.unix_path) {
+        st = rill_listen_unix(opt.unix_path, &lopts, &l, &err);
+    } else {
+        const char *addr = opt.host;
+        char bare[64];
+        size_t len = strlen(addr);
+        if (len >= 2 && addr[0] == '[' && addr[len - 1] == ']' && len - 2 < sizeof bare) {
+            memcpy(bare, addr + 1, len - 2);
+            bare[len - 2] = '\0';
+            addr = bare;
+        }
+        if (strcmp(addr, "localhost") == 0)
+            addr = opt.family == 6 ? "::1" : "127.0.0.1";
+        st = rill_listen(addr, (uint16_t)opt.port, &lopts, &l, &err);
+    }
+    if (st != RILL_OK) {
+        rc = st == RILL_E_INVALID ? usage_error("%s", err.msg)
+                                  : fail(RC_FAIL, "listen", "%s", err.msg);
+        goto out;
+    }
+    if (opt.unix_path)
+        note("listening on unix socket %s", opt.unix_path);
+    else if (strchr(opt.host, ':') && opt.host[0] != '[')
+        note("listening on [%s]:%u", opt.host, rill_listener_port(l));
+    else
+        note("listening on %s:%u", opt.host, rill_listener_port(l));
+
+    if (!opt.keep) {
+        rill_stream *s = NULL;
+        st = rill_accept(l, RILL_TIMEOUT_NONE, &s, &err);
+        if (st != RILL_OK) {
+            rc = fail(RC_FAIL, "accept", "%s", err.msg);
+            goto out;
+        }
+        rill_listener_free(l); /* one connection only: refuse the next ones */
+        l = NULL;
+        rc = serve(s, false);
+        goto out;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (;;) {
+        rill_stream *s = NULL;
+        st = rill_accept(l, RILL_TIMEOUT_NONE, &s, &err);
+        if (st != RILL_OK) {
+            /* EMFILE and friends pass; keep serving the connections we have. */
+            fail(RC_FAIL, "accept", "%s", err.msg);
+            struct timespec pause = { 0, 100 * 1000 * 1000 };
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        struct conn_job *job = malloc(sizeof *job);
+        pthread_t tid;
+        if (job) {
+            job->s = s;
+            job->shared_out = !opt.echo;
+        }
+        if (!job || pthread_create(&tid, &attr, serve_thread, job) != 0) {
+            fail(RC_FAIL, "accept", "cannot start a thread for the connection");
+            free(job);
+            rill_close(s);
+        }
+    }
+out:
+    rill_listener_free(l);
+    rill_tls_config_free(cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc == 2 && strcmp(argv[1], "--demo") == 0)
-        return run_demo();
-    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
-        printf("rillcat %s\n", rill_version());
-        return 0;
+    switch (parse_args(argc, argv)) {
+    case PARSE_EXIT_OK: return RC_OK;
+    case PARSE_USAGE: return RC_USAGE;
+    case PARSE_DEMO: return rillcat_demo();
+    case PARSE_RUN: break;
     }
-    if (argc == 2 && strcmp(argv[1], "--help") == 0) {
-        usage(stdout);
-        return 0;
-    }
-    usage(stderr);
-    return EXIT_USAGE;
+    return opt.listen ? run_listen() : run_client();
 }

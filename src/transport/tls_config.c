@@ -33,7 +33,8 @@ bool rilli_tls_errq(char *buf, size_t len)
     unsigned long e;
     while ((e = ERR_get_error()) != 0) {
         nomem = nomem || ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
-        const char *reason = ERR_reason_error_string(e);
+        const char *reason = ERR_GET_LIB(e) == ERR_LIB_SYS ? rilli_errno_text(ERR_GET_REASON(e))
+                                                           : ERR_reason_error_string(e);
         char tmp[160];
         if (!reason) {
             ERR_error_string_n(e, tmp, sizeof tmp);

@@ -1,0 +1,1393 @@
+/*
+ * rillcat end to end: the real binary (RILL_TEST_BINARY_DIR/tools/rillcat) as a child process,
+ * against peers on 127.0.0.1 made with rill's own listener and rill_tls_server (scripted in
+ * threads), raw sockets where rill would be too polite (a reset), dnsmasq for DNS, and
+ * certificates made with the openssl command line (support/certs.c).
+ *
+ * Covered: every exit status of the contract (0 2 6 7 28 35 56 58 60) with its one-line
+ * message, binary-safe copying of 64 MiB with a checksum (plain and TLS), half-close in both
+ * modes, --starttls smtp/imap/pop3/plain-line against a plain-then-TLS peer (and refusals,
+ * including plaintext injected after the go-ahead), -l -k --echo with 50 concurrent clients
+ * (plain and TLS), -v facts, --insecure's warning, --crlf, --unix.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+
+#include "certs.h"
+#include "dns.h"
+#include "sserver.h"
+#include "support.h"
+
+#define CK(call) ck_assert_msg((call) == RILL_OK, "%s failed", #call)
+
+/* ---------------------------------------------------------------------------------------------
+ * rillcat as a child process
+ */
+
+typedef struct rc_proc {
+    pid_t pid;
+    int in_fd; /* our end of its stdin; -1 once closed */
+    int out_fd, err_fd;
+    pthread_t collector;
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool hash_out; /* keep only a checksum of stdout (bulk tests) */
+    char *out;
+    size_t out_len, out_cap;
+    size_t out_total;
+    uint64_t out_hash;
+    char err[262144]; /* -v of 50 TLS connections fits */
+    size_t err_len;
+    bool eof_out, eof_err;
+} rc_proc;
+
+static const char *rillcat_path(void)
+{
+    static char path[4096];
+    const char *dir = getenv("RILL_TEST_BINARY_DIR");
+    ck_assert_msg(dir != NULL, "RILL_TEST_BINARY_DIR is not set (run through ctest)");
+    snprintf(path, sizeof path, "%s/tools/rillcat", dir);
+    ck_assert_msg(access(path, X_OK) == 0, "%s is not built", path);
+    return path;
+}
+
+static void *collect(void *arg)
+{
+    rc_proc *p = arg;
+    static _Thread_local char buf[65536];
+    for (;;) {
+        struct pollfd fds[2];
+        nfds_t n = 0;
+        int out_slot = -1, err_slot = -1;
+        pthread_mutex_lock(&p->lock);
+        bool eof_out = p->eof_out, eof_err = p->eof_err;
+        pthread_mutex_unlock(&p->lock);
+        if (!eof_out) {
+            out_slot = (int)n;
+            fds[n++] = (struct pollfd){ .fd = p->out_fd, .events = POLLIN };
+        }
+        if (!eof_err) {
+            err_slot = (int)n;
+            fds[n++] = (struct pollfd){ .fd = p->err_fd, .events = POLLIN };
+        }
+        if (n == 0)
+            break;
+        if (poll(fds, n, -1) < 0)
+            continue;
+        for (int slot = 0; slot < (int)n; slot++) {
+            if (!fds[slot].revents)
+                continue;
+            ssize_t got = read(fds[slot].fd, buf, sizeof buf);
+            if (got < 0 && errno == EINTR)
+                continue;
+            pthread_mutex_lock(&p->lock);
+            if (got <= 0) {
+                if (slot == out_slot)
+                    p->eof_out = true;
+                else
+                    p->eof_err = true;
+            } else if (slot == out_slot) {
+                p->out_total += (size_t)got;
+                if (p->hash_out) {
+                    p->out_hash = rt_checksum(p->out_hash, buf, (size_t)got);
+                } else {
+                    if (p->out_len + (size_t)got + 1 > p->out_cap) {
+                        p->out_cap = (p->out_len + (size_t)got + 1) * 2;
+                        p->out = realloc(p->out, p->out_cap);
+                    }
+                    memcpy(p->out + p->out_len, buf, (size_t)got);
+                    p->out_len += (size_t)got;
+                    p->out[p->out_len] = '\0';
+                }
+            } else if (slot == err_slot) {
+                size_t room = sizeof p->err - 1 - p->err_len;
+                size_t take = (size_t)got < room ? (size_t)got : room;
+                memcpy(p->err + p->err_len, buf, take);
+                p->err_len += take;
+                p->err[p->err_len] = '\0';
+            }
+            pthread_cond_broadcast(&p->changed);
+            pthread_mutex_unlock(&p->lock);
+        }
+    }
+    return NULL;
+}
+
+/* Start rillcat with @p args (NULL-terminated, without argv[0]). */
+static rc_proc *rc_start(const char *const *args, bool hash_out)
+{
+    const char *path = rillcat_path();
+    char *argv[64];
+    size_t n = 0;
+    argv[n++] = strdup("rillcat");
+    for (size_t i = 0; args[i]; i++) {
+        ck_assert(n < 63);
+        argv[n++] = strdup(args[i]);
+    }
+    argv[n] = NULL;
+    int in[2], out[2], err[2];
+    ck_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0 &&
+              pipe2(err, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+            _exit(126);
+        execv(path, argv);
+        _exit(127);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(argv[i]);
+    close(in[0]);
+    close(out[1]);
+    close(err[1]);
+    rc_proc *p = calloc(1, sizeof *p);
+    ck_assert(p != NULL);
+    p->pid = pid;
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    p->hash_out = hash_out;
+    pthread_mutex_init(&p->lock, NULL);
+    pthread_cond_init(&p->changed, NULL);
+    ck_assert(pthread_create(&p->collector, NULL, collect, p) == 0);
+    return p;
+}
+
+static void rc_write(rc_proc *p, const void *data, size_t len)
+{
+    const char *b = data;
+    while (len > 0) {
+        ssize_t n = write(p->in_fd, b, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        ck_assert_msg(n > 0, "writing to rillcat's stdin: %s; stderr: %s", strerror(errno), p->err);
+        b += n;
+        len -= (size_t)n;
+    }
+}
+
+static void rc_close_stdin(rc_proc *p)
+{
+    if (p->in_fd >= 0)
+        close(p->in_fd);
+    p->in_fd = -1;
+}
+
+/* Wait until stderr (@p in_err) or stdout contains @p needle; 1 if it did within the time. */
+static int rc_wait_for(rc_proc *p, bool in_err, const char *needle, int timeout_ms)
+{
+    int64_t end = rt_now_us() + (int64_t)timeout_ms * 1000;
+    pthread_mutex_lock(&p->lock);
+    for (;;) {
+        const char *hay = in_err ? p->err : (p->out ? p->out : "");
+        if (strstr(hay, needle)) {
+            pthread_mutex_unlock(&p->lock);
+            return 1;
+        }
+        if ((in_err ? p->eof_err : p->eof_out) || rt_now_us() >= end)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&p->changed, &p->lock, &ts);
+    }
+    pthread_mutex_unlock(&p->lock);
+    return 0;
+}
+
+/* The port of a `rillcat -l -v ... 0` (from its "listening on ADDR:PORT" line). */
+static uint16_t rc_listen_port(rc_proc *p)
+{
+    ck_assert_msg(rc_wait_for(p, true, "listening on ", 10000), "rillcat did not listen: %s",
+                  p->err);
+    rc_wait_for(p, true, "\n", 1000);
+    pthread_mutex_lock(&p->lock);
+    const char *at = strstr(p->err, "listening on ");
+    const char *colon = strchr(at, '\n');
+    while (colon > at && colon[-1] != ':')
+        colon--;
+    unsigned port = (unsigned)atoi(colon);
+    pthread_mutex_unlock(&p->lock);
+    ck_assert_msg(port > 0 && port < 65536, "no port in %s", p->err);
+    return (uint16_t)port;
+}
+
+/*
+ * Wait for rillcat to exit (killing it after @p timeout_ms) and for its output to end. Returns
+ * the exit status, or 128+signal if a signal ended it.
+ */
+static int rc_finish(rc_proc *p, int timeout_ms)
+{
+    rc_close_stdin(p);
+    int status = 0;
+    int64_t end = rt_now_us() + (int64_t)timeout_ms * 1000;
+    bool killed = false;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid)
+            break;
+        if (!killed && rt_now_us() >= end) {
+            kill(p->pid, SIGKILL);
+            killed = true;
+        }
+        usleep(2000);
+    }
+    pthread_join(p->collector, NULL);
+    close(p->out_fd);
+    close(p->err_fd);
+    p->out_fd = p->err_fd = -1;
+    ck_assert_msg(!killed, "rillcat still running after %d ms; stderr: %s", timeout_ms, p->err);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Stop a listener that runs until killed (-k). */
+static void rc_kill(rc_proc *p)
+{
+    kill(p->pid, SIGTERM);
+    rc_close_stdin(p);
+    waitpid(p->pid, NULL, 0);
+    pthread_join(p->collector, NULL);
+    close(p->out_fd);
+    close(p->err_fd);
+}
+
+static void rc_free(rc_proc *p)
+{
+    if (!p)
+        return;
+    free(p->out);
+    pthread_mutex_destroy(&p->lock);
+    pthread_cond_destroy(&p->changed);
+    free(p);
+}
+
+/* Number of lines of @p text. */
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (; *text; text++)
+        n += *text == '\n';
+    return n;
+}
+
+/*
+ * Run rillcat to its end with @p input on stdin (then EOF), and check its exit status @p want
+ * and, for failures, that stderr is one line "rillcat: ..." containing @p needle (may be NULL).
+ * Returns the finished process for more checks (rc_free it).
+ */
+static rc_proc *rc_expect(const char *const *args, const char *input, int want, const char *needle)
+{
+    rc_proc *p = rc_start(args, false);
+    if (input)
+        rc_write(p, input, strlen(input));
+    int code = rc_finish(p, 20000);
+    ck_assert_msg(code == want, "rillcat exited with %d, wanted %d; stderr: %s", code, want,
+                  p->err);
+    if (want != 0 && want != 2) {
+        /* The failure line, after any warnings (--insecure's). */
+        const char *line = p->err;
+        while (strncmp(line, "rillcat: warning: ", 18) == 0 && strchr(line, '\n'))
+            line = strchr(line, '\n') + 1;
+        ck_assert_msg(strncmp(line, "rillcat: ", 9) == 0 && count_lines(line) == 1,
+                      "stderr is not one \"rillcat: ...\" line: %s", p->err);
+    }
+    if (needle)
+        ck_assert_msg(strstr(p->err, needle) != NULL, "stderr lacks \"%s\": %s", needle, p->err);
+    return p;
+}
+
+static void portstr(char *buf, uint16_t port)
+{
+    snprintf(buf, 8, "%u", port);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Peers: a rill listener whose thread runs a script for each connection, one at a time
+ */
+
+typedef void (*peer_fn)(rill_stream *s, void *arg);
+
+typedef struct peer {
+    rill_listener *l;
+    pthread_t thread;
+    peer_fn fn;
+    void *arg;
+    volatile int stop;
+    int served;
+} peer;
+
+static void *peer_main(void *arg)
+{
+    peer *pr = arg;
+    while (!pr->stop) {
+        rill_stream *s = NULL;
+        rill_error err;
+        rill_status st = rill_accept(pr->l, 50, &s, &err);
+        if (st == RILL_E_TIMEOUT || st == RILL_WANT_READ)
+            continue;
+        if (st != RILL_OK)
+            break;
+        if (rill_set_timeouts(s, 10000, 10000) == RILL_OK)
+            pr->fn(s, pr->arg);
+        else
+            rill_close(s);
+        pr->served++;
+    }
+    return NULL;
+}
+
+/* Start a peer; @p tls (may be NULL) makes accepted streams "tls > tcp". The script closes s. */
+static peer *peer_start(rill_tls_config *tls, peer_fn fn, void *arg)
+{
+    peer *pr = calloc(1, sizeof *pr);
+    ck_assert(pr != NULL);
+    rill_listen_opts lopts;
+    rill_listen_opts_init(&lopts);
+    lopts.stream.tls = tls;
+    rill_error err;
+    rill_status st = rill_listen("127.0.0.1", 0, &lopts, &pr->l, &err);
+    ck_assert_msg(st == RILL_OK, "listen: %s", err.msg);
+    pr->fn = fn;
+    pr->arg = arg;
+    ck_assert(pthread_create(&pr->thread, NULL, peer_main, pr) == 0);
+    return pr;
+}
+
+static uint16_t peer_port(const peer *pr)
+{
+    return rill_listener_port(pr->l);
+}
+
+static void peer_stop(peer *pr)
+{
+    if (!pr)
+        return;
+    pr->stop = 1;
+    pthread_join(pr->thread, NULL);
+    rill_listener_free(pr->l);
+    free(pr);
+}
+
+/* A TLS server config with a leaf of the test set (and, if @p client_ca, client auth). */
+static rill_tls_config *server_config(const rt_leaf *leaf, rill_tls_client_auth auth,
+                                      int max_version, const char *alpn)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg;
+    rill_error E;
+    CK(rill_tls_config_new(&cfg, &E));
+    CK(rill_tls_config_set_cert_file(cfg, leaf->chain, leaf->key, &E));
+    if (auth != RILL_TLS_CLIENT_AUTH_NONE) {
+        CK(rill_tls_config_set_ca_file(cfg, C->ca, &E));
+        CK(rill_tls_config_set_verify_client(cfg, auth, &E));
+    }
+    if (max_version)
+        CK(rill_tls_config_set_versions(cfg, 0, max_version, &E));
+    if (alpn)
+        CK(rill_tls_config_set_alpn(cfg, alpn, &E));
+    return cfg;
+}
+
+/* Scripts. */
+
+/* Echo until EOF, then half-close in turn and close. */
+static void script_echo(rill_stream *s, void *arg)
+{
+    (void)arg;
+    static _Thread_local char buf[65536];
+    for (;;) {
+        size_t n;
+        rill_status st = rill_read(s, buf, sizeof buf, &n);
+        if (st != RILL_OK)
+            break;
+        if (rill_write_all(s, buf, n, NULL) != RILL_OK)
+            break;
+    }
+    (void)rill_close(s);
+}
+
+/* Record what arrives until EOF, then answer with a line and close (half-close test). */
+struct recorder {
+    char got[4096];
+    size_t len;
+    rill_status end; /* how the reading ended */
+    const char *answer;
+};
+
+static void script_record_then_answer(rill_stream *s, void *arg)
+{
+    struct recorder *r = arg;
+    for (;;) {
+        size_t n;
+        rill_status st = rill_read(s, r->got + r->len, sizeof r->got - 1 - r->len, &n);
+        if (st != RILL_OK) {
+            r->end = st;
+            break;
+        }
+        r->len += n;
+    }
+    r->got[r->len] = '\0';
+    if (r->end == RILL_EOF && r->answer && rill_write_str(s, r->answer, NULL) != RILL_OK)
+        r->end = RILL_E_IO;
+    (void)rill_close(s);
+}
+
+/* Handshake (to see the server side fail), then close. */
+static void script_handshake_only(rill_stream *s, void *arg)
+{
+    (void)arg;
+    if (rill_tls_handshake(s) != RILL_OK) { /* expected: the tests make it fail */
+    }
+    (void)rill_close(s);
+}
+
+/* TLS: send some bytes, then cut TCP without close_notify. */
+static void script_truncate(rill_stream *s, void *arg)
+{
+    (void)arg;
+    if (rill_write_str(s, "partial answer\n", NULL) == RILL_OK) {
+        usleep(100 * 1000);
+        shutdown(rill_fd(s), SHUT_RDWR);
+    }
+    (void)rill_close(s);
+}
+
+/* ---- STARTTLS peers: the plain dialogue of each protocol, then TLS, then echo ---- */
+
+struct starttls_script {
+    const char *const *sends; /* what to send before/after each expected line, see below */
+    const char *proto;
+    rill_tls_config *cfg;
+    bool inject;   /* send plaintext right after the go-ahead, in the same write */
+    bool refuse;   /* answer STARTTLS negatively */
+    bool upgraded; /* set when TLS ran */
+};
+
+static bool send_str(rill_stream *s, const char *text)
+{
+    return rill_write_str(s, text, NULL) == RILL_OK && rill_flush(s) == RILL_OK;
+}
+
+/* Read lines until one starts with @p prefix; false on EOF or error. */
+static bool expect_line(rill_stream *lines, const char *prefix)
+{
+    for (;;) {
+        const char *line;
+        size_t len;
+        if (rill_read_line(lines, &line, &len) != RILL_OK)
+            return false;
+        if (strncmp(line, prefix, strlen(prefix)) == 0)
+            return true;
+    }
+}
+
+static void script_starttls(rill_stream *tcp, void *arg)
+{
+    struct starttls_script *sc = arg;
+    rill_stream *lines = NULL;
+    if (rill_lines_new(tcp, 1024, RILL_EOL_CRLF, RILL_BORROW, &lines) != RILL_OK) {
+        rill_close(tcp);
+        return;
+    }
+    bool ok;
+    const char *go;
+    if (strcmp(sc->proto, "smtp") == 0) {
+        ok =
+            send_str(lines, "220-peer.rill.test ESMTP\r\n220 more greeting\r\n") &&
+            expect_line(lines, "EHLO ") &&
+            send_str(lines, sc->refuse ? "250-peer.rill.test\r\n250 SIZE 1000\r\n"
+                                       : "250-peer.rill.test\r\n250-STARTTLS\r\n250 SIZE 1000\r\n");
+        ok = ok && !sc->refuse && expect_line(lines, "STARTTLS");
+        go = "220 go ahead\r\n";
+    } else if (strcmp(sc->proto, "imap") == 0) {
+        ok = send_str(lines, "* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n") &&
+             expect_line(lines, "a001 STARTTLS");
+        ok = ok && send_str(lines, "* NOTE untagged first\r\n");
+        go = sc->refuse ? "a001 NO not now\r\n" : "a001 OK begin TLS now\r\n";
+    } else if (strcmp(sc->proto, "pop3") == 0) {
+        ok = send_str(lines, "+OK POP3 ready\r\n") && expect_line(lines, "STLS");
+        go = sc->refuse ? "-ERR no\r\n" : "+OK begin TLS\r\n";
+    } else {
+        ok = expect_line(lines, "STARTTLS");
+        go = sc->refuse ? "NO\r\n" : "OK\r\n";
+    }
+    if (ok) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s%s", go, sc->inject ? "250 injected\r\n" : "");
+        ok = send_str(lines, buf);
+    }
+    (void)rill_close(lines);
+    rill_stream *tls = NULL;
+    if (ok && !sc->refuse && !sc->inject && rill_tls_server(tcp, sc->cfg, 0, &tls) == RILL_OK) {
+        if (rill_tls_handshake(tls) == RILL_OK)
+            sc->upgraded = true;
+        script_echo(tls, NULL);
+        return;
+    }
+    /* Hold the connection until the client gives up, so its verdict is its own. */
+    char buf[64];
+    size_t n;
+    while (rill_read(tcp, buf, sizeof buf, &n) == RILL_OK)
+        ;
+    rill_close(tcp);
+}
+
+/* ---- a peer made of raw sockets: reads a line, then resets the connection ---- */
+
+struct raw_reset {
+    int lfd;
+    uint16_t port;
+    pthread_t thread;
+};
+
+static void *raw_reset_main(void *arg)
+{
+    struct raw_reset *r = arg;
+    int c = accept(r->lfd, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    char buf[256];
+    (void)read(c, buf, sizeof buf); /* the client's first bytes */
+    struct linger lg = { 1, 0 };
+    setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(c); /* RST */
+    return NULL;
+}
+
+static struct raw_reset *raw_reset_start(void)
+{
+    struct raw_reset *r = calloc(1, sizeof *r);
+    r->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sa;
+    ck_assert(bind(r->lfd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(r->lfd, 4) == 0 &&
+              getsockname(r->lfd, (struct sockaddr *)&sa, &sl) == 0);
+    r->port = ntohs(sa.sin_port);
+    ck_assert(pthread_create(&r->thread, NULL, raw_reset_main, r) == 0);
+    return r;
+}
+
+static void raw_reset_stop(struct raw_reset *r)
+{
+    shutdown(r->lfd, SHUT_RDWR);
+    pthread_join(r->thread, NULL);
+    close(r->lfd);
+    free(r);
+}
+
+/* A port on 127.0.0.1 with nothing listening (bound, then closed). */
+static uint16_t closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t sl = sizeof sa;
+    ck_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+              getsockname(fd, (struct sockaddr *)&sa, &sl) == 0);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Usage and informational options
+ */
+
+static const char *const usage_cases[][8] = {
+    { NULL },
+    { "-x", "127.0.0.1", "1", NULL },
+    { "--no-such-option", "127.0.0.1", "1", NULL },
+    { "127.0.0.1", NULL },
+    { "127.0.0.1", "1", "extra", NULL },
+    { "127.0.0.1", "0", NULL },
+    { "127.0.0.1", "70000", NULL },
+    { "127.0.0.1", "http", NULL },
+    { "--echo", "127.0.0.1", "1", NULL },
+    { "-k", "127.0.0.1", "1", NULL },
+    { "--tls", "--tls-min", "1.1", "127.0.0.1", "1", NULL },
+    { "--starttls", "ftp", "127.0.0.1", "1", NULL },
+    { "--cafile", "/x.pem", "127.0.0.1", "1", NULL },
+    { "-l", "--tls", "0", NULL },
+    { "--connect-timeout", "soon", "127.0.0.1", "1", NULL },
+    { "-4", "-6", "127.0.0.1", "1", NULL },
+    { "--timeout", NULL },
+    { "--tls", "--pin", "md5//nope", "127.0.0.1", "1", NULL },
+    { "--demo", "extra", NULL },
+    { "--unix", "/tmp/x.sock", "127.0.0.1", "1", NULL },
+    { "-l", "--starttls", "smtp", "0", NULL },
+};
+
+START_TEST(usage_errors)
+{
+    rc_proc *p = rc_expect(usage_cases[_i], NULL, 2, "rillcat: usage: ");
+    ck_assert_msg(strstr(p->err, "\nusage: rillcat ") != NULL, "no usage line: %s", p->err);
+    ck_assert_msg(p->out_len == 0, "printed on stdout: %s", p->out);
+    rc_free(p);
+}
+END_TEST
+
+START_TEST(help_and_version)
+{
+    const char *help[] = { "--help", NULL };
+    rc_proc *p = rc_expect(help, NULL, 0, NULL);
+    ck_assert(p->out && strstr(p->out, "usage: rillcat") && strstr(p->out, "--starttls") &&
+              strstr(p->out, "plain-line"));
+    rc_free(p);
+    const char *version[] = { "--version", NULL };
+    p = rc_expect(version, NULL, 0, NULL);
+    char want[64];
+    snprintf(want, sizeof want, "rillcat %s", rill_version());
+    ck_assert_msg(p->out && strstr(p->out, want), "version: %s", p->out ? p->out : "");
+    rc_free(p);
+}
+END_TEST
+
+START_TEST(demo_runs)
+{
+    const char *args[] = { "--demo", NULL };
+    rc_proc *p = rc_expect(args, NULL, 0, NULL);
+    ck_assert_msg(strstr(p->out, "demo ok") && strstr(p->out, "> tls(TLSv1.3") &&
+                      strstr(p->out, "lines(max=8192 eol=crlf) > buffered(16384) > tls(") &&
+                      strstr(p->out, "STARTTLS") && strstr(p->out, "peer verified"),
+                  "demo output: %s", p->out);
+    rc_free(p);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * Exit statuses
+ */
+
+START_TEST(exit_7_refused)
+{
+    char port[8];
+    portstr(port, closed_port());
+    const char *args[] = { "127.0.0.1", port, NULL };
+    rc_free(rc_expect(args, "", 7, "refused"));
+    const char *tls[] = { "--tls", "127.0.0.1", port, NULL };
+    rc_free(rc_expect(tls, "", 7, "rillcat: connect: "));
+}
+END_TEST
+
+START_TEST(exit_6_not_resolved)
+{
+    rt_dns *dns = rt_dns_start();
+    const char *args[] = { "--dns-server", rt_dns_servers(dns), RT_DNS_MISSING, "80", NULL };
+    rc_free(rc_expect(args, "", 6, RT_DNS_MISSING));
+    /* An override for another name does not help; nor does asking for a family it lacks. */
+    const char *other[] = { "--dns-server",
+                            rt_dns_servers(dns),
+                            "--resolve",
+                            "elsewhere.rill.test:80:127.0.0.1",
+                            RT_DNS_MISSING,
+                            "80",
+                            NULL };
+    rc_free(rc_expect(other, "", 6, RT_DNS_MISSING));
+    const char *family[] = { "--dns-server", rt_dns_servers(dns), "-6", RT_DNS_V4, "80", NULL };
+    rc_free(rc_expect(family, "", 6, RT_DNS_V4));
+    rt_dns_stop(dns);
+}
+END_TEST
+
+START_TEST(resolve_and_dns_server_connect)
+{
+    /* --resolve answers without DNS; --dns-server names are looked up at dnsmasq. */
+    peer *pr = peer_start(NULL, script_echo, NULL);
+    char port[8], map[64];
+    portstr(port, peer_port(pr));
+    snprintf(map, sizeof map, "fixed.rill.test:%s:127.0.0.1", port);
+    const char *args[] = { "--dns-server", "127.0.0.1:1",     "--resolve", map,
+                           "-v",           "fixed.rill.test", port,        NULL };
+    rc_proc *p = rc_expect(args, "via override\n", 0, NULL);
+    ck_assert_str_eq(p->out, "via override\n");
+    ck_assert_msg(strstr(p->err, "* trying 127.0.0.1:"), "no trace: %s", p->err);
+    rc_free(p);
+    rt_dns *dns = rt_dns_start();
+    const char *named[] = { "--dns-server", rt_dns_servers(dns), "-4", RT_DNS_BOTH, port, NULL };
+    p = rc_expect(named, "via dnsmasq\n", 0, NULL);
+    ck_assert_str_eq(p->out, "via dnsmasq\n");
+    rc_free(p);
+    rt_dns_stop(dns);
+    peer_stop(pr);
+}
+END_TEST
+
+START_TEST(exit_28_timeouts)
+{
+    /* TLS handshake with a server that never answers: the connect timeout covers it. */
+    rt_rawserver *silent = rt_silent_start();
+    char port[8];
+    portstr(port, rt_rawserver_port(silent));
+    const rt_certs *C = rt_certs_get();
+    const char *tls[] = { "--tls", "--cafile",  C->ca, "--connect-timeout",
+                          "300",   "127.0.0.1", port,  NULL };
+    int64_t t0 = rt_now_us();
+    rc_proc *p = rc_expect(tls, "", 28, NULL);
+    rt_assert_elapsed(t0, 250, 5000);
+    rc_free(p);
+    /* Idle after connecting (stdin kept open, nothing comes back). */
+    const char *idle[] = { "--timeout", "300", "127.0.0.1", port, NULL };
+    p = rc_start(idle, false);
+    t0 = rt_now_us();
+    ck_assert(rc_wait_for(p, true, "rillcat: ", 5000));
+    int code = rc_finish(p, 5000);
+    ck_assert_msg(code == 28, "exit %d: %s", code, p->err);
+    rt_assert_elapsed(t0, 250, 5000);
+    ck_assert_msg(count_lines(p->err) == 1 && strstr(p->err, "300 ms"), "%s", p->err);
+    rc_free(p);
+    rt_rawserver_stop(silent);
+    /* A DNS server that never answers. */
+    rt_dns_silent *dns = rt_dns_silent_start();
+    const char *resolve[] = { "--dns-server",
+                              rt_dns_silent_servers(dns),
+                              "--connect-timeout",
+                              "300",
+                              "quiet.rill.test",
+                              "80",
+                              NULL };
+    rc_free(rc_expect(resolve, "", 28, NULL));
+    rt_dns_silent_stop(dns);
+}
+END_TEST
+
+/* 35: not TLS at all; no version in common; a missing client certificate (TLS 1.3 and 1.2). */
+START_TEST(exit_35_handshake)
+{
+    const rt_certs *C = rt_certs_get();
+    static const char garbage[] = "HTTP/1.0 400 Bad Request\r\n\r\nthis is not TLS\r\n";
+    rt_rawserver *raw = rt_garbage_start(garbage, sizeof garbage - 1);
+    char port[8];
+    portstr(port, rt_rawserver_port(raw));
+    const char *args[] = { "--tls", "--cafile", C->ca, "127.0.0.1", port, NULL };
+    rc_free(rc_expect(args, "", 35, "rillcat: TLS handshake: "));
+    rt_rawserver_stop(raw);
+
+    rill_tls_config *only12 =
+        server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, RILL_TLS_1_2, NULL);
+    peer *pr = peer_start(only12, script_handshake_only, NULL);
+    portstr(port, peer_port(pr));
+    const char *v13[] = { "--tls", "--tls-min", "1.3", "--cafile", C->ca, "127.0.0.1", port, NULL };
+    rc_free(rc_expect(v13, "", 35, "rillcat: TLS handshake: "));
+    peer_stop(pr);
+    rill_tls_config_free(only12);
+
+    for (int v = 0; v < 2; v++) {
+        rill_tls_config *mtls =
+            server_config(&C->good, RILL_TLS_CLIENT_AUTH_REQUIRE, v ? RILL_TLS_1_2 : 0, NULL);
+        pr = peer_start(mtls, script_handshake_only, NULL);
+        portstr(port, peer_port(pr));
+        const char *nocert[] = { "--tls", "--cafile", C->ca, "127.0.0.1", port, NULL };
+        /* stdin stays open without data: the rejection comes on the first read (TLS 1.3). */
+        rc_proc *p = rc_start(nocert, false);
+        ck_assert(rc_wait_for(p, true, "rillcat: ", 10000));
+        int code = rc_finish(p, 10000);
+        ck_assert_msg(code == 35, "TLS 1.%d without client certificate: exit %d: %s", 3 - v, code,
+                      p->err);
+        ck_assert_msg(count_lines(p->err) == 1 && strstr(p->err, "rillcat: TLS handshake: "), "%s",
+                      p->err);
+        rc_free(p);
+        /* With the certificate it works. */
+        const char *withcert[] = { "--tls", "--cafile",    C->ca,       "--cert", C->client.chain,
+                                   "--key", C->client.key, "127.0.0.1", port,     NULL };
+        rc_free(rc_expect(withcert, "", 0, NULL));
+        peer_stop(pr);
+        rill_tls_config_free(mtls);
+    }
+}
+END_TEST
+
+/* 60: expired, untrusted, wrong name, pin mismatch. */
+START_TEST(exit_60_verify)
+{
+    const rt_certs *C = rt_certs_get();
+    const rt_leaf *leaves[] = { &C->expired, &C->untrusted, &C->good, &C->good };
+    const char *needles[] = { "expired", "verify", "other.example", "pin" };
+    for (int i = 0; i < 4; i++) {
+        rill_tls_config *cfg = server_config(leaves[i], RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+        peer *pr = peer_start(cfg, script_handshake_only, NULL);
+        char port[8];
+        portstr(port, peer_port(pr));
+        const char *args[12] = { "--tls", "--cafile", C->ca, "127.0.0.1", port, NULL };
+        if (i == 2) {
+            const char *a[] = { "--tls",     "--cafile", C->ca, "--servername", RT_CERTS_WRONG_HOST,
+                                "127.0.0.1", port,       NULL };
+            memcpy(args, a, sizeof a);
+        } else if (i == 3) {
+            const char *a[] = { "--tls",      "--cafile",  C->ca, "--pin",
+                                C->wrong.pin, "127.0.0.1", port,  NULL };
+            memcpy(args, a, sizeof a);
+        }
+        rc_free(rc_expect(args, "", 60, needles[i]));
+        peer_stop(pr);
+        rill_tls_config_free(cfg);
+    }
+}
+END_TEST
+
+/* 58: local certificate or key that cannot be loaded. */
+START_TEST(exit_58_local_cert)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *missing[] = {
+        "--tls", "--cert", "/nonexistent/c.pem", "--key", "/nonexistent/k.pem", "127.0.0.1",
+        "1",     NULL
+    };
+    rc_free(rc_expect(missing, "", 58, "rillcat: --cert/--key: "));
+    const char *mismatch[] = { "--tls", "--cert",    C->client.chain,
+                               "--key", C->good.key, "127.0.0.1",
+                               "1",     NULL };
+    rc_free(rc_expect(mismatch, "", 58, "rillcat: --cert/--key: "));
+    const char *encrypted[] = {
+        "--tls", "--cert", C->client.chain, "--key", C->client_key_enc, "127.0.0.1", "1", NULL
+    };
+    rc_free(rc_expect(encrypted, "", 58, "rillcat: --cert/--key: "));
+    const char *listen[] = { "-l", "--tls", "--cert", "/nonexistent/c.pem", "0", NULL };
+    rc_free(rc_expect(listen, "", 58, NULL));
+    const char *cafile[] = { "--tls", "--cafile", "/nonexistent/ca.pem", "127.0.0.1", "1", NULL };
+    rc_free(rc_expect(cafile, "", 58, "/nonexistent/ca.pem"));
+}
+END_TEST
+
+/* 56: a reset after connecting; a TLS stream cut without close_notify. */
+START_TEST(exit_56_receive)
+{
+    const rt_certs *C = rt_certs_get();
+    struct raw_reset *r = raw_reset_start();
+    char port[8];
+    portstr(port, r->port);
+    const char *args[] = { "127.0.0.1", port, NULL };
+    rc_proc *p = rc_start(args, false);
+    rc_write(p, "hello\n", 6);
+    ck_assert(rc_wait_for(p, true, "rillcat: ", 10000));
+    int code = rc_finish(p, 10000);
+    ck_assert_msg(code == 56, "exit %d: %s", code, p->err);
+    ck_assert_msg(strstr(p->err, "reset") && count_lines(p->err) == 1, "%s", p->err);
+    rc_free(p);
+    raw_reset_stop(r);
+
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    peer *pr = peer_start(cfg, script_truncate, NULL);
+    portstr(port, peer_port(pr));
+    const char *tls[] = { "--tls", "--cafile", C->ca, "127.0.0.1", port, NULL };
+    p = rc_start(tls, false);
+    ck_assert(rc_wait_for(p, true, "rillcat: ", 10000));
+    code = rc_finish(p, 10000);
+    ck_assert_msg(code == 56, "exit %d: %s", code, p->err);
+    ck_assert_msg(strstr(p->err, "close_notify") && count_lines(p->err) == 1, "%s", p->err);
+    ck_assert_str_eq(p->out, "partial answer\n");
+    rc_free(p);
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * Copying
+ */
+
+#define BULK (64u << 20)
+
+/* 64 MiB of pattern through rillcat to an echo peer and back: the same bytes, checksummed. */
+static void bulk_echo(bool tls)
+{
+    const rt_certs *C = tls ? rt_certs_get() : NULL;
+    rill_tls_config *cfg = tls ? server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL) : NULL;
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *plain_args[] = { "127.0.0.1", port, NULL };
+    const char *tls_args[] = { "--tls", "--cafile", C ? C->ca : "", "127.0.0.1", port, NULL };
+    rc_proc *p = rc_start(tls ? tls_args : plain_args, true);
+    unsigned char *chunk = malloc(1 << 20);
+    uint64_t sent_hash = 0;
+    for (unsigned i = 0; i < BULK >> 20; i++) {
+        rt_fill_pattern(chunk, 1 << 20, 1000 + i);
+        chunk[i] = 0; /* NUL, CR, LF and 0xff: nothing is special */
+        chunk[i + 1] = '\r';
+        chunk[i + 2] = '\n';
+        chunk[i + 3] = 0xff;
+        sent_hash = rt_checksum(sent_hash, chunk, 1 << 20);
+        rc_write(p, chunk, 1 << 20);
+    }
+    free(chunk);
+    int code = rc_finish(p, 120000);
+    ck_assert_msg(code == 0, "exit %d: %s", code, p->err);
+    ck_assert_msg(p->out_total == BULK, "got %zu bytes back of %u", p->out_total, BULK);
+    ck_assert_msg(p->out_hash == sent_hash, "checksum differs");
+    rc_free(p);
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+
+START_TEST(binary_64mib_plain)
+{
+    bulk_echo(false);
+}
+END_TEST
+
+START_TEST(binary_64mib_tls)
+{
+    bulk_echo(true);
+}
+END_TEST
+
+/* Client: stdin EOF half-closes; the peer sees EOF, answers after it, and rillcat prints it. */
+START_TEST(half_close_client)
+{
+    const rt_certs *C = rt_certs_get();
+    /* plain, TLS 1.3, TLS 1.2 (close_notify, then reading on) */
+    for (int tls = 0; tls < 3; tls++) {
+        rill_tls_config *cfg = tls ? server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE,
+                                                   tls == 2 ? RILL_TLS_1_2 : 0, NULL)
+                                   : NULL;
+        struct recorder rec = { .answer = "answer after your EOF\n" };
+        peer *pr = peer_start(cfg, script_record_then_answer, &rec);
+        char port[8];
+        portstr(port, peer_port(pr));
+        const char *plain_args[] = { "127.0.0.1", port, NULL };
+        const char *tls_args[] = { "--tls", "--cafile", C->ca, "127.0.0.1", port, NULL };
+        rc_proc *p = rc_start(tls ? tls_args : plain_args, false);
+        rc_write(p, "request line 1\nrequest line 2\n", 30);
+        int code = rc_finish(p, 10000); /* closes stdin */
+        ck_assert_msg(code == 0, "exit %d: %s", code, p->err);
+        peer_stop(pr);
+        ck_assert_int_eq(rec.end, RILL_EOF);
+        ck_assert_str_eq(rec.got, "request line 1\nrequest line 2\n");
+        ck_assert_str_eq(p->out, "answer after your EOF\n");
+        rc_free(p);
+        rill_tls_config_free(cfg);
+    }
+}
+END_TEST
+
+struct listen_client {
+    uint16_t port;
+    char got[256];
+    size_t len;
+    rill_status end;
+    char error[RILL_ERRMSG_MAX];
+};
+
+/* Send a line, read until rillcat half-closes, then send more and half-close in turn. */
+static void *listen_client_main(void *arg)
+{
+    struct listen_client *lc = arg;
+    rill_stream *s;
+    rill_error err;
+    if (rill_tcp_connect_addr("127.0.0.1", lc->port, NULL, &s, &err) != RILL_OK) {
+        snprintf(lc->error, sizeof lc->error, "%s", err.msg);
+        return NULL;
+    }
+    rill_status st = rill_set_timeouts(s, 10000, 10000);
+    if (st == RILL_OK)
+        st = rill_write_str(s, "from the client\n", NULL);
+    while (st == RILL_OK) {
+        size_t n;
+        st = rill_read(s, lc->got + lc->len, sizeof lc->got - 1 - lc->len, &n);
+        if (st == RILL_OK)
+            lc->len += n;
+    }
+    lc->end = st;
+    if (st == RILL_EOF)
+        st = rill_write_str(s, "late bytes after your EOF\n", NULL);
+    if (st == RILL_OK || st == RILL_EOF)
+        st = rill_shutdown(s);
+    if (st != RILL_OK)
+        snprintf(lc->error, sizeof lc->error, "%s", rill_errmsg(s));
+    (void)rill_close(s);
+    return NULL;
+}
+
+/*
+ * Listen mode: when stdin ends rillcat half-closes, and keeps copying what the client still
+ * sends until the client closes in turn.
+ */
+START_TEST(half_close_listen)
+{
+    const char *args[] = { "-l", "-v", "0", NULL };
+    rc_proc *p = rc_start(args, false);
+    struct listen_client lc = { .port = rc_listen_port(p) };
+    pthread_t th;
+    ck_assert(pthread_create(&th, NULL, listen_client_main, &lc) == 0);
+    ck_assert(rc_wait_for(p, false, "from the client\n", 10000));
+    rc_write(p, "from the server\n", 16);
+    rc_close_stdin(p);
+    ck_assert_msg(rc_wait_for(p, false, "late bytes after your EOF\n", 10000), "stdout: %s",
+                  p->out);
+    int code = rc_finish(p, 10000);
+    pthread_join(th, NULL);
+    ck_assert_msg(code == 0, "exit %d: %s", code, p->err);
+    ck_assert_msg(lc.error[0] == '\0', "client: %s", lc.error);
+    ck_assert_int_eq(lc.end, RILL_EOF);
+    lc.got[lc.len] = '\0';
+    ck_assert_str_eq(lc.got, "from the server\n");
+    ck_assert_str_eq(p->out, "from the client\nlate bytes after your EOF\n");
+    rc_free(p);
+}
+END_TEST
+
+START_TEST(crlf_translation)
+{
+    struct recorder rec = { .answer = "" };
+    peer *pr = peer_start(NULL, script_record_then_answer, &rec);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "--crlf", "127.0.0.1", port, NULL };
+    rc_free(rc_expect(args, "a\nb\r\nc", 0, NULL));
+    peer_stop(pr);
+    ck_assert_str_eq(rec.got, "a\r\nb\r\nc");
+}
+END_TEST
+
+START_TEST(unix_socket)
+{
+    char dir[32], path[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/rc.sock", dir);
+    const char *server[] = { "-l", "-v", "--echo", "--unix", path, NULL };
+    rc_proc *srv = rc_start(server, false);
+    ck_assert(rc_wait_for(srv, true, "listening on unix socket", 10000));
+    const char *client[] = { "--unix", path, NULL };
+    rc_proc *p = rc_expect(client, "over a unix socket\n", 0, NULL);
+    ck_assert_str_eq(p->out, "over a unix socket\n");
+    rc_free(p);
+    int code = rc_finish(srv, 10000);
+    ck_assert_msg(code == 0, "listener exit %d: %s", code, srv->err);
+    rc_free(srv);
+    rt_rmdir(dir);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * TLS facts, --insecure
+ */
+
+START_TEST(verbose_tls_facts)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, "h2,http/1.1");
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "-v",           "--tls",       "--cafile",  C->ca, "--alpn", "h2",
+                           "--servername", RT_CERTS_HOST, "127.0.0.1", port,  NULL };
+    rc_proc *p = rc_expect(args, "facts\n", 0, NULL);
+    ck_assert_str_eq(p->out, "facts\n");
+    const char *want[] = { "* chain: tls(",
+                           "alpn=h2",
+                           "host=" RT_CERTS_HOST,
+                           "> tcp(fd=",
+                           "TLSv1.3",
+                           "TLS_",
+                           "verified",
+                           "subject CN=" RT_CERTS_HOST,
+                           "issuer CN=Rill Test Intermediate",
+                           "DNS:" RT_CERTS_HOST,
+                           "valid ",
+                           C->good.pin };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(p->err, want[i]), "-v output lacks \"%s\": %s", want[i], p->err);
+    rc_free(p);
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+START_TEST(insecure_warns)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->selfsigned, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *strict[] = { "--tls", "127.0.0.1", port, NULL };
+    rc_free(rc_expect(strict, "", 60, NULL));
+    const char *args[] = { "--tls", "--insecure", "127.0.0.1", port, NULL };
+    rc_proc *p = rc_expect(args, "anyway\n", 0, "warning: --insecure");
+    ck_assert_str_eq(p->out, "anyway\n");
+    rc_free(p);
+    /* Pins still apply under --insecure. */
+    const char *pinned[] = { "--tls", "--insecure", "--pin", C->good.pin, "127.0.0.1", port, NULL };
+    rc_free(rc_expect(pinned, "", 60, "pin"));
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* rillcat on both ends: -l --tls with a certificate, and a client verifying it. */
+START_TEST(tls_listener)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",    "-v",        "--tls",  "--cert", C->good.chain,
+                             "--key", C->good.key, "--echo", "0",      NULL };
+    rc_proc *srv = rc_start(server, false);
+    char port[8];
+    portstr(port, rc_listen_port(srv));
+    const char *client[] = { "--tls",       "--cafile",  C->ca, "--servername",
+                             RT_CERTS_HOST, "127.0.0.1", port,  NULL };
+    rc_proc *p = rc_expect(client, "both ends rillcat\n", 0, NULL);
+    ck_assert_str_eq(p->out, "both ends rillcat\n");
+    rc_free(p);
+    int code = rc_finish(srv, 10000);
+    ck_assert_msg(code == 0, "listener exit %d: %s", code, srv->err);
+    ck_assert_msg(strstr(srv->err, "tls(server TLSv1.3"), "%s", srv->err);
+    rc_free(srv);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * STARTTLS
+ */
+
+static const char *const protos[] = { "smtp", "imap", "pop3", "plain-line" };
+
+START_TEST(starttls_upgrades)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    struct starttls_script sc = { .proto = protos[_i], .cfg = cfg };
+    peer *pr = peer_start(NULL, script_starttls, &sc);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "-v",           "--starttls",  protos[_i],  "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST, "127.0.0.1", port,       NULL };
+    rc_proc *p = rc_expect(args, "after the upgrade\n", 0, NULL);
+    ck_assert_str_eq(p->out, "after the upgrade\n");
+    ck_assert_msg(strstr(p->err, "* chain: tls(TLSv1.") && strstr(p->err, "> tcp("), "%s", p->err);
+    rc_free(p);
+    peer_stop(pr);
+    ck_assert(sc.upgraded);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+START_TEST(starttls_refusals)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    for (int inject = 0; inject < 2; inject++) {
+        struct starttls_script sc = {
+            .proto = protos[_i], .cfg = cfg, .inject = inject, .refuse = !inject
+        };
+        peer *pr = peer_start(NULL, script_starttls, &sc);
+        char port[8];
+        portstr(port, peer_port(pr));
+        const char *args[] = {
+            "--starttls", protos[_i], "--cafile", C->ca, "127.0.0.1", port, NULL
+        };
+        rc_proc *p = rc_expect(args, "", 35, "rillcat: STARTTLS: ");
+        if (inject)
+            ck_assert_msg(strstr(p->err, "plaintext"), "%s", p->err);
+        rc_free(p);
+        peer_stop(pr);
+        ck_assert(!sc.upgraded);
+    }
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * -l -k --echo with 50 concurrent clients
+ */
+
+#define NCLIENTS   50
+#define PER_CLIENT (256u << 10)
+
+struct echo_client {
+    uint16_t port;
+    int index;
+    rill_tls_config *tls; /* NULL: plain */
+    pthread_barrier_t *start;
+    char error[RILL_ERRMSG_MAX + 64];
+};
+
+/* Send a distinct pattern, half-close, read it all back, compare. */
+static void *echo_client_main(void *arg)
+{
+    struct echo_client *ec = arg;
+    unsigned char *sent = malloc(PER_CLIENT), *got = malloc(PER_CLIENT + 1);
+    rt_fill_pattern(sent, PER_CLIENT, 7000 + (uint64_t)ec->index);
+    pthread_barrier_wait(ec->start);
+    rill_connect_opts opts;
+    rill_connect_opts_init(&opts);
+    opts.timeout_ms = opts.read_timeout_ms = opts.write_timeout_ms = 20000;
+    opts.tls = ec->tls;
+    rill_stream *s = NULL;
+    rill_error err;
+    size_t total = 0;
+    rill_status st = rill_connect(NULL, "127.0.0.1", ec->port, &opts, &s, &err);
+    if (st != RILL_OK) {
+        snprintf(ec->error, sizeof ec->error, "connect: %s", err.msg);
+        goto out;
+    }
+    /* Write in slices and read what is echoed in between, so neither side's buffers fill. */
+    size_t off = 0;
+    while (st == RILL_OK && off < PER_CLIENT) {
+        size_t n = PER_CLIENT - off < 16384 ? PER_CLIENT - off : 16384;
+        st = rill_write_all(s, sent + off, n, NULL);
+        off += n;
+        size_t r = 0;
+        if (st == RILL_OK && total < off)
+            st = rill_read_full(s, got + total, off - total, &r);
+        total += r;
+    }
+    if (st == RILL_OK)
+        st = rill_shutdown(s);
+    if (st == RILL_OK) {
+        size_t n = 0;
+        st = rill_read(s, got + total, 1, &n); /* nothing more: EOF */
+        total += n;
+    }
+    if (st != RILL_EOF)
+        snprintf(ec->error, sizeof ec->error, "client %d: %s (%s)", ec->index, rill_strerror(st),
+                 rill_errmsg(s));
+    else if (total != PER_CLIENT || memcmp(sent, got, PER_CLIENT) != 0)
+        snprintf(ec->error, sizeof ec->error, "client %d: echo differs (%zu bytes)", ec->index,
+                 total);
+out:
+    (void)rill_close(s);
+    free(sent);
+    free(got);
+    return NULL;
+}
+
+static void many_clients(bool tls)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *plain[] = { "-l", "-k", "--echo", "-v", "0", NULL };
+    const char *secure[] = { "-l",          "-k",    "--echo",    "-v", "--tls", "--cert",
+                             C->good.chain, "--key", C->good.key, "0",  NULL };
+    rc_proc *srv = rc_start(tls ? secure : plain, false);
+    uint16_t port = rc_listen_port(srv);
+    rill_tls_config *cfg = NULL;
+    if (tls) {
+        rill_error E;
+        CK(rill_tls_config_new(&cfg, &E));
+        CK(rill_tls_config_set_ca_file(cfg, C->ca, &E));
+    }
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, NCLIENTS);
+    static struct echo_client clients[NCLIENTS];
+    pthread_t threads[NCLIENTS];
+    for (int i = 0; i < NCLIENTS; i++) {
+        clients[i] = (struct echo_client){ .port = port, .index = i, .tls = cfg, .start = &start };
+        ck_assert(pthread_create(&threads[i], NULL, echo_client_main, &clients[i]) == 0);
+    }
+    for (int i = 0; i < NCLIENTS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&start);
+    /* Concurrency: every client was served while the others were open (-v counts them). */
+    int connections = 0;
+    for (const char *at = srv->err; (at = strstr(at, "* connection from ")); at++)
+        connections++;
+    rc_kill(srv);
+    for (int i = 0; i < NCLIENTS; i++)
+        ck_assert_msg(clients[i].error[0] == '\0', "%s; server: %s", clients[i].error, srv->err);
+    ck_assert_int_eq(connections, NCLIENTS);
+    ck_assert_msg(strstr(srv->err, "rillcat: ") == NULL, "server reported: %s", srv->err);
+    rc_free(srv);
+    rill_tls_config_free(cfg);
+}
+
+START_TEST(listen_keep_echo_50_plain)
+{
+    many_clients(false);
+}
+END_TEST
+
+START_TEST(listen_keep_echo_50_tls)
+{
+    many_clients(true);
+}
+END_TEST
+
+/* Without -k the listener serves one connection and exits. */
+START_TEST(listen_once)
+{
+    const char *args[] = { "-l", "-v", "--echo", "0", NULL };
+    rc_proc *srv = rc_start(args, false);
+    char port[8];
+    portstr(port, rc_listen_port(srv));
+    const char *client[] = { "127.0.0.1", port, NULL };
+    rc_free(rc_expect(client, "once\n", 0, NULL));
+    int code = rc_finish(srv, 10000);
+    ck_assert_msg(code == 0, "exit %d: %s", code, srv->err);
+    /* The listener is gone: a second client is refused. */
+    rc_free(rc_expect(client, "", 7, "refused"));
+    rc_free(srv);
+}
+END_TEST
+
+static void teardown(void)
+{
+    rt_sserver_stop_all();
+    rt_dns_stop_all();
+}
+
+Suite *rill_test_suite(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* a rillcat that exits early must not kill the writer */
+    (void)rt_certs_prepare(NULL, 0);
+    Suite *s = suite_create("rillcat");
+    TCase *tc = tcase_create("usage");
+    tcase_add_loop_test(tc, usage_errors, 0, (int)(sizeof usage_cases / sizeof usage_cases[0]));
+    tcase_add_test(tc, help_and_version);
+    tcase_add_test(tc, demo_runs);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("exit_codes");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, exit_7_refused);
+    tcase_add_test(tc, exit_6_not_resolved);
+    tcase_add_test(tc, resolve_and_dns_server_connect);
+    tcase_add_test(tc, exit_28_timeouts);
+    tcase_add_test(tc, exit_35_handshake);
+    tcase_add_test(tc, exit_60_verify);
+    tcase_add_test(tc, exit_58_local_cert);
+    tcase_add_test(tc, exit_56_receive);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("copy");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, binary_64mib_plain);
+    tcase_add_test(tc, binary_64mib_tls);
+    tcase_add_test(tc, half_close_client);
+    tcase_add_test(tc, half_close_listen);
+    tcase_add_test(tc, crlf_translation);
+    tcase_add_test(tc, unix_socket);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("tls");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, verbose_tls_facts);
+    tcase_add_test(tc, insecure_warns);
+    tcase_add_test(tc, tls_listener);
+    tcase_add_loop_test(tc, starttls_upgrades, 0, 4);
+    tcase_add_loop_test(tc, starttls_refusals, 0, 4);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("listen");
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, listen_keep_echo_50_plain);
+    tcase_add_test(tc, listen_keep_echo_50_tls);
+    tcase_add_test(tc, listen_once);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -314,7 +314,11 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     }
     if (e == SSL_ERROR_ZERO_RETURN) {
         ERR_clear_error();
-        return RILL_EOF;
+        if (t->handshake_done)
+            return RILL_EOF;
+        /* A close_notify before the handshake finished ends nothing that was ever open. */
+        return t->fatal = rill_stream_error(s, RILL_E_TLS,
+                                            "peer sent close_notify during the handshake");
     }
     rill_status st;
     unsigned long first = ERR_peek_error();

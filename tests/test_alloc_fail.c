@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "certs.h"
 #include "support.h"
 
@@ -187,14 +189,94 @@ START_TEST(test_constructors)
 }
 END_TEST
 
+
+/* OpenSSL's allocations, failing after a countdown (set before OpenSSL allocates anything). */
+static long ossl_allocs_left = -1;
+static bool ossl_hooked;
+
+static void *ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (ossl_allocs_left == 0)
+        return NULL;
+    if (ossl_allocs_left > 0)
+        ossl_allocs_left--;
+    return malloc(n);
+}
+
+static void *ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    if (ossl_allocs_left == 0)
+        return NULL;
+    if (ossl_allocs_left > 0)
+        ossl_allocs_left--;
+    return realloc(p, n);
+}
+
+static void ossl_free(void *p, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    free(p);
+}
+
+/* OpenSSL's own allocations fail in turn: every run ends in RILL_OK or a clean error. */
+START_TEST(test_openssl_allocation_failures)
+{
+    rt_watchdog(300, "openssl alloc failure loop");
+    if (!ossl_hooked) {
+        fprintf(stderr, "SKIP: OpenSSL allocated before the hooks could be set\n");
+        ck_abort_msg("CRYPTO_set_mem_functions was refused");
+    }
+    const rt_certs *c = rt_certs_get();
+    uint16_t port = 0;
+    pid_t server = start_server(&port);
+    rill_error err;
+    rill_tls_config *cfg = NULL;
+    ck_assert(rill_tls_config_new(&cfg, &err) == RILL_OK);
+    ck_assert(rill_tls_config_set_ca_file(cfg, c->ca, &err) == RILL_OK);
+    char why[RILL_ERRMSG_MAX];
+    ck_assert_msg(converse(cfg, port, why, sizeof why) == RILL_OK, "%s", why);
+    int fds = rt_count_fds();
+    int nomem = 0, other = 0;
+    bool done = false;
+    long n;
+    for (n = 0; n < 200000 && !done; n += 1 + n / 32) {
+        ossl_allocs_left = n;
+        rill_status st = converse(cfg, port, why, sizeof why);
+        done = ossl_allocs_left > 0;
+        ossl_allocs_left = -1;
+        if (st == RILL_E_NOMEM)
+            nomem++;
+        else if (st != RILL_OK)
+            other++;
+        ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM || st == RILL_E_TLS ||
+                          st == RILL_E_TLS_VERIFY,
+                      "OpenSSL allocation %ld failing gave %s: %s", n, rill_strerror(st), why);
+        ck_assert_int_eq(rt_count_fds(), fds);
+    }
+    ck_assert_msg(done, "the conversation still failed at OpenSSL allocation %ld", n);
+    fprintf(stderr, "alloc_fail: OpenSSL allocation points tried up to %ld: %d RILL_E_NOMEM, %d "
+                    "other TLS errors\n", n, nomem, other);
+    ck_assert_msg(nomem > 0, "no OpenSSL allocation failure was reported as RILL_E_NOMEM");
+    rill_tls_config_free(cfg);
+    stop_server(server);
+}
+END_TEST
+
 Suite *rill_test_suite(void)
 {
+    ossl_hooked = CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) == 1;
     (void)rt_certs_prepare(NULL, 0); /* once, before Check forks the tests */
     Suite *s = suite_create("alloc_fail");
     TCase *tc = tcase_create("alloc_fail");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_every_allocation_of_a_conversation);
     tcase_add_test(tc, test_constructors);
+    tcase_add_test(tc, test_openssl_allocation_failures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -707,14 +707,15 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     }
     if (!ok) {
         char why[160];
-        rilli_tls_errq(why, sizeof why);
-        rilli_api_error(inner, RILL_E_INVALID, "tls: cannot use server name \"%.100s\": %s",
-                        servername, why);
+        /* The name was checked above: a failure here is OpenSSL running out of something. */
+        rill_status code = rilli_tls_errq(why, sizeof why) ? RILL_E_NOMEM : RILL_E_TLS;
+        rilli_api_error(inner, code, "tls: cannot use server name \"%.100s\": %s%s",
+                        servername, code == RILL_E_NOMEM ? "out of memory: " : "", why);
         /* Free the half-made layer without touching inner. */
         SSL_free(t->ssl);
         rill_tls_config_free(cfg);
         rilli_free(s);
-        return RILL_E_INVALID;
+        return code;
     }
     *out = s;
     return RILL_OK;

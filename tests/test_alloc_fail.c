@@ -141,8 +141,8 @@ START_TEST(test_every_allocation_of_a_conversation)
         done = rt_allocs_left > 0; /* the run needed fewer than n allocations */
         size_t live = rt_live_bytes;
         rt_counting_off();
-        ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM,
-                      "allocation %ld failing gave %s: %s", n, rill_strerror(st), why);
+        ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM, "allocation %ld failing gave %s: %s", n,
+                      rill_strerror(st), why);
         if (st == RILL_E_NOMEM) {
             failures++;
             ck_assert_msg(strstr(why, "out of memory") != NULL,
@@ -179,8 +179,8 @@ START_TEST(test_constructors)
         size_t live = rt_live_bytes;
         rt_counting_off();
         ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM, "tls config at %ld: %d", n, st);
-        ck_assert_msg(cst == RILL_OK || cst == RILL_E_NOMEM || cst == RILL_E_DNS,
-                      "ctx at %ld: %d", n, cst);
+        ck_assert_msg(cst == RILL_OK || cst == RILL_E_NOMEM || cst == RILL_E_DNS, "ctx at %ld: %d",
+                      n, cst);
         ck_assert_msg(live == 0, "allocation %ld failing leaked %zu bytes", n, live);
         if (done)
             return;
@@ -188,7 +188,6 @@ START_TEST(test_constructors)
     ck_abort_msg("constructors still failing after 50 allocation limits");
 }
 END_TEST
-
 
 /* OpenSSL's allocations, failing after a countdown (set before OpenSSL allocates anything). */
 static long ossl_allocs_left = -1;
@@ -259,8 +258,10 @@ START_TEST(test_openssl_allocation_failures)
         ck_assert_int_eq(rt_count_fds(), fds);
     }
     ck_assert_msg(done, "the conversation still failed at OpenSSL allocation %ld", n);
-    fprintf(stderr, "alloc_fail: OpenSSL allocation points tried up to %ld: %d RILL_E_NOMEM, %d "
-                    "other TLS errors\n", n, nomem, other);
+    fprintf(stderr,
+            "alloc_fail: OpenSSL allocation points tried up to %ld: %d RILL_E_NOMEM, %d "
+            "other TLS errors\n",
+            n, nomem, other);
     ck_assert_msg(nomem > 0, "no OpenSSL allocation failure was reported as RILL_E_NOMEM");
     rill_tls_config_free(cfg);
     stop_server(server);

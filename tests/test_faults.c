@@ -29,8 +29,8 @@ static rill_stream *stack(rill_stream *tcp, const rt_faults *f, rill_tls_config 
     ck_assert_int_eq(rt_faulty_new(tcp, f, &s), RILL_OK);
     if (tls) {
         rill_stream *t = NULL;
-        rill_status st = server ? rill_tls_server(s, tls, 0, &t)
-                                : rill_tls_client(s, tls, RT_CERTS_HOST, 0, &t);
+        rill_status st =
+            server ? rill_tls_server(s, tls, 0, &t) : rill_tls_client(s, tls, RT_CERTS_HOST, 0, &t);
         ck_assert_msg(st == RILL_OK, "tls: %s", rill_errmsg(s));
         s = t;
     }
@@ -207,15 +207,31 @@ static void run(const struct scenario *sc, bool server_writes)
 
 static const struct scenario scenarios[] = {
     { "buffered, 1-byte reads", { 11, 1, 0, 0, 0, 0 }, false, TOP_BUFFERED, 40000, -1 },
-    { "buffered, random pieces and WANTs", { 12, 700, 333, 25, 0, 0 }, false, TOP_BUFFERED,
-      300000, 5000 },
-    { "lines, 1-byte reads and short writes", { 13, 1, 5, 10, 0, 0 }, false, TOP_LINES, 60000,
+    { "buffered, random pieces and WANTs",
+      { 12, 700, 333, 25, 0, 0 },
+      false,
+      TOP_BUFFERED,
+      300000,
+      5000 },
+    { "lines, 1-byte reads and short writes",
+      { 13, 1, 5, 10, 0, 0 },
+      false,
+      TOP_LINES,
+      60000,
       5000 },
     { "lines, random pieces", { 14, 3000, 2000, 30, 0, 0 }, false, TOP_LINES, 300000, -1 },
     { "tls, 1-byte reads", { 15, 1, 0, 0, 0, 0 }, true, TOP_NONE, 60000, -1 },
-    { "tls, random pieces, short writes, WANTs", { 16, 900, 700, 30, 0, 0 }, true, TOP_NONE,
-      400000, 5000 },
-    { "tls > buffered > lines, random faults", { 17, 50, 30, 20, 0, 0 }, true, TOP_LINES, 120000,
+    { "tls, random pieces, short writes, WANTs",
+      { 16, 900, 700, 30, 0, 0 },
+      true,
+      TOP_NONE,
+      400000,
+      5000 },
+    { "tls > buffered > lines, random faults",
+      { 17, 50, 30, 20, 0, 0 },
+      true,
+      TOP_LINES,
+      120000,
       5000 },
     { "tls > buffered, 1-byte writes", { 18, 0, 1, 5, 0, 0 }, true, TOP_BUFFERED, 30000, -1 },
 };
@@ -247,7 +263,8 @@ START_TEST(test_reset_at_byte)
     unsigned char *in = read_side(rd, false, 50000, &got, &end);
     ck_assert_int_eq(got, 10000);
     ck_assert_msg(memcmp(in, data, got) == 0, "the bytes before the reset differ");
-    rt_assert_error(rd, end, RILL_E_RESET, "buffered: faulty: connection reset (injected after 10000");
+    rt_assert_error(rd, end, RILL_E_RESET,
+                    "buffered: faulty: connection reset (injected after 10000");
     free(in);
     free(data);
     rill_close(a);

@@ -13,18 +13,18 @@
 #include "certs.h"
 #include "support.h"
 
-#define CLIENTS      6
-#define CONNECTS     8
-#define SERVERS      3
-#define MESSAGE_LEN  20000
+#define CLIENTS     6
+#define CONNECTS    8
+#define SERVERS     3
+#define MESSAGE_LEN 20000
 
 struct shared {
     rill_listener *listener;
     rill_tls_config *client_cfg;
     rill_ctx *ctx;
     uint16_t port;
-    int resumed;      /* atomic */
-    int served;       /* atomic */
+    int resumed; /* atomic */
+    int served;  /* atomic */
     char failure[RILL_ERRMSG_MAX + 64];
     pthread_mutex_t lock;
 };

@@ -28,13 +28,13 @@ struct tls {
     SSL *ssl;
     rill_tls_config *cfg;
     rill_stream *self;
-    bool fast;            /* inner is a socket transport: the BIO calls it directly */
+    bool fast; /* inner is a socket transport: the BIO calls it directly */
     bool server;
     bool handshake_done;
     bool sent_shutdown;
     bool allow_truncation;
-    bool io_eof;          /* the BIO saw end of stream */
-    bool eof;             /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
+    bool io_eof;           /* the BIO saw end of stream */
+    bool eof;              /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
     rill_status io_status; /* the BIO's last WANT or error, for the real reason */
     rill_status last_want; /* for the poll op */
     rill_status fatal;     /* a failed connection stays failed */
@@ -125,10 +125,8 @@ static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     switch (cmd) {
     case BIO_CTRL_FLUSH:
         return 1; /* nothing is held here; the layers below flush when they are flushed */
-    case BIO_CTRL_EOF:
-        return t && t->io_eof;
-    default:
-        return 0;
+    case BIO_CTRL_EOF: return t && t->io_eof;
+    default: return 0;
     }
 }
 
@@ -282,10 +280,10 @@ static rill_status verify_failure(rill_stream *s, struct tls *t, long res)
         return pin_failure(s, t, t->pin_seen);
     const char *why = X509_verify_cert_error_string(e);
     if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        return rill_stream_error(s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
-                                 e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
-                                 t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)",
-                                 t->servername);
+        return rill_stream_error(
+            s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
+            e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
+            t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)", t->servername);
     }
     return rill_stream_error(s, RILL_E_TLS_VERIFY,
                              "certificate verify failed: %s (depth %d, subject %s)", why,
@@ -306,7 +304,7 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     int e = SSL_get_error(t->ssl, ret);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
         ERR_clear_error();
-        rill_status st = is_want(t->io_status) ? t->io_status
+        rill_status st = is_want(t->io_status)      ? t->io_status
                          : e == SSL_ERROR_WANT_READ ? RILL_WANT_READ
                                                     : RILL_WANT_WRITE;
         t->last_want = st;
@@ -317,8 +315,8 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
         if (t->handshake_done)
             return RILL_EOF;
         /* A close_notify before the handshake finished ends nothing that was ever open. */
-        return t->fatal = rill_stream_error(s, RILL_E_TLS,
-                                            "peer sent close_notify during the handshake");
+        return t->fatal =
+                   rill_stream_error(s, RILL_E_TLS, "peer sent close_notify during the handshake");
     }
     rill_status st;
     unsigned long first = ERR_peek_error();
@@ -344,12 +342,12 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
                                    "%s): %s",
                                    rilli_tls_version_name(ours),
                                    rilli_tls_version_name(t->cfg->max_version), why);
-    } else if (t->io_eof && (first == 0 || ERR_GET_REASON(first) ==
-                                               SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+    } else if (t->io_eof &&
+               (first == 0 || ERR_GET_REASON(first) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
         ERR_clear_error();
         if (!t->handshake_done) {
-            st = rill_stream_error(s, RILL_E_TLS,
-                                   "peer closed the connection during the handshake");
+            st =
+                rill_stream_error(s, RILL_E_TLS, "peer closed the connection during the handshake");
         } else if (t->allow_truncation) {
             t->eof = true; /* accepted as the end of the stream, for good */
             return RILL_EOF;
@@ -360,8 +358,8 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
         }
     } else {
         /* Alerts from the peer have reasons from SSL_AD_REASON_OFFSET up. */
-        bool alert = ERR_GET_LIB(first) == ERR_LIB_SSL &&
-                     ERR_GET_REASON(first) >= SSL_AD_REASON_OFFSET;
+        bool alert =
+            ERR_GET_LIB(first) == ERR_LIB_SSL && ERR_GET_REASON(first) >= SSL_AD_REASON_OFFSET;
         char why[200];
         bool nomem = rilli_tls_errq(why, sizeof why);
         if (!why[0])
@@ -413,7 +411,8 @@ static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin)
 static rill_status check_pins(rill_stream *s, struct tls *t)
 {
     char pin[64];
-    if (t->cfg->npins == 0 || pin_matches(t->cfg, SSL_get0_peer_certificate(t->ssl), pin, sizeof pin))
+    if (t->cfg->npins == 0 ||
+        pin_matches(t->cfg, SSL_get0_peer_certificate(t->ssl), pin, sizeof pin))
         return RILL_OK;
     return pin_failure(s, t, pin);
 }
@@ -589,7 +588,8 @@ static size_t tls_describe(const rill_stream *s, char *buf, size_t len)
     SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
     return rilli_snprintf(buf, len, "tls(%s%s %s%s%.*s%s%s%s)", role, SSL_get_version(t->ssl),
                           SSL_get_cipher_name(t->ssl), alen ? " alpn=" : "", (int)alen,
-                          alpn ? (const char *)alpn : "", SSL_session_reused(t->ssl) ? " resumed" : "",
+                          alpn ? (const char *)alpn : "",
+                          SSL_session_reused(t->ssl) ? " resumed" : "",
                           t->servername[0] ? " host=" : "", t->servername);
 }
 
@@ -626,7 +626,9 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     const char *fn = server ? "rill_tls_server" : "rill_tls_client";
     if (!inner || !cfg || !out) {
         return rilli_api_error(inner, RILL_E_INVALID, "tls: %s: %s is NULL", fn,
-                               !inner ? "inner" : !cfg ? "config" : "out");
+                               !inner ? "inner"
+                               : !cfg ? "config"
+                                      : "out");
     }
     size_t unread = rill_pending(inner);
     if (unread > 0) {
@@ -709,8 +711,8 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         char why[160];
         /* The name was checked above: a failure here is OpenSSL running out of something. */
         rill_status code = rilli_tls_errq(why, sizeof why) ? RILL_E_NOMEM : RILL_E_TLS;
-        rilli_api_error(inner, code, "tls: cannot use server name \"%.100s\": %s%s",
-                        servername, code == RILL_E_NOMEM ? "out of memory: " : "", why);
+        rilli_api_error(inner, code, "tls: cannot use server name \"%.100s\": %s%s", servername,
+                        code == RILL_E_NOMEM ? "out of memory: " : "", why);
         /* Free the half-made layer without touching inner. */
         SSL_free(t->ssl);
         rill_tls_config_free(cfg);
@@ -921,8 +923,10 @@ rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
     if (st == RILL_OK)
         st = rill_tls_handshake(tls);
     if (st == RILL_E_TIMEOUT)
-        rill_stream_error(tls, RILL_E_TIMEOUT, "handshake with %.100s:%u timed out (connect "
-                          "timeout %d ms)", host, port, opts->timeout_ms);
+        rill_stream_error(tls, RILL_E_TIMEOUT,
+                          "handshake with %.100s:%u timed out (connect "
+                          "timeout %d ms)",
+                          host, port, opts->timeout_ms);
     if (st == RILL_OK)
         st = rill_set_timeouts(tls, rd, wr);
     if (st != RILL_OK) {

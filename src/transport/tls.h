@@ -14,8 +14,8 @@
 #define RILLI_SHA256_LEN   32
 
 struct rill_tls_config {
-    int refs; /* atomic */
-    uint64_t id; /* unique for the process lifetime: keys the session cache */
+    int refs;             /* atomic */
+    uint64_t id;          /* unique for the process lifetime: keys the session cache */
     pthread_mutex_t lock; /* guards freezing */
     bool frozen;
     SSL_CTX *ctx;

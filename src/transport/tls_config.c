@@ -19,7 +19,7 @@
 #include "tls.h"
 
 /* TLS 1.2 suites: forward secrecy and AEAD only. */
-#define DEFAULT_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+#define DEFAULT_CIPHERS    "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 #define MIN_SECURITY_LEVEL 2
 
 static uint64_t next_config_id; /* atomic: config identities for the session cache */
@@ -95,8 +95,9 @@ static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return rilli_error_set(err, code, 0, "tls: %s%s%s%s", code == RILL_E_NOMEM ? "out of memory: " : "",
-                           what, why[0] ? ": " : "", why);
+    return rilli_error_set(err, code, 0, "tls: %s%s%s%s",
+                           code == RILL_E_NOMEM ? "out of memory: " : "", what, why[0] ? ": " : "",
+                           why);
 }
 
 static rill_status check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)
@@ -276,8 +277,7 @@ RILL_API rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg, const cha
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CA directory is NULL");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return rilli_error_set(err, RILL_E_TLS, errno, "tls: cannot open CA directory %.150s",
-                               dir);
+        return rilli_error_set(err, RILL_E_TLS, errno, "tls: cannot open CA directory %.150s", dir);
     close(fd);
     if (SSL_CTX_load_verify_dir(cfg->ctx, dir) != 1)
         return ssl_fail(err, RILL_E_TLS, "cannot use CA directory %.150s", dir);
@@ -417,8 +417,7 @@ RILL_API rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *
         if (len == 0 || len > 255) {
             rilli_free(wire);
             return rilli_error_set(err, RILL_E_INVALID, 0,
-                                   "tls: ALPN list \"%.100s\" has an empty or overlong name",
-                                   list);
+                                   "tls: ALPN list \"%.100s\" has an empty or overlong name", list);
         }
         wire[used++] = (unsigned char)len;
         memcpy(wire + used, p, len);
@@ -482,8 +481,7 @@ static rill_status load_cert(rill_tls_config *cfg, BIO *certs, BIO *key, const c
     int ok = SSL_CTX_use_PrivateKey(cfg->ctx, pkey);
     EVP_PKEY_free(pkey);
     if (ok != 1) {
-        st = ssl_fail(err, RILL_E_TLS, "private key %.150s does not match the certificate",
-                      kname);
+        st = ssl_fail(err, RILL_E_TLS, "private key %.150s does not match the certificate", kname);
         goto out;
     }
     cfg->has_cert = true;
@@ -536,8 +534,7 @@ RILL_API rill_status rill_tls_config_set_cert_mem(rill_tls_config *cfg, const vo
 }
 
 RILL_API rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
-                                                       rill_tls_client_auth mode,
-                                                       rill_error *err)
+                                                       rill_tls_client_auth mode, rill_error *err)
 {
     rill_status st = check_cfg(cfg, "set_verify_client", err);
     if (st != RILL_OK)
@@ -552,8 +549,7 @@ RILL_API rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
 
 /* ---- pins, key log, insecure switches ---- */
 
-RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *pin,
-                                             rill_error *err)
+RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *pin, rill_error *err)
 {
     rill_status st = check_cfg(cfg, "add_pin", err);
     if (st != RILL_OK)
@@ -586,8 +582,7 @@ RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const
         return st;
     int fd = -1;
     if (path && (fd = open_keylog(path)) < 0)
-        return rilli_error_set(err, RILL_E_IO, errno, "tls: cannot open key log file %.150s",
-                               path);
+        return rilli_error_set(err, RILL_E_IO, errno, "tls: cannot open key log file %.150s", path);
     if (cfg->keylog_fd >= 0)
         close(cfg->keylog_fd);
     cfg->keylog_fd = fd;

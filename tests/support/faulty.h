@@ -14,12 +14,12 @@
 #include "rill/stream.h"
 
 typedef struct rt_faults {
-    uint64_t seed;       /* pseudo-random choices; the same seed gives the same faults */
-    size_t max_read;     /* 0: pass reads through whole; 1: one byte at a time; n: 1..n */
-    size_t max_write;    /* 0: whole; n: short writes of 1..n bytes */
-    unsigned want_pct;   /* percent of calls answered with a WANT before touching the inner */
+    uint64_t seed;          /* pseudo-random choices; the same seed gives the same faults */
+    size_t max_read;        /* 0: pass reads through whole; 1: one byte at a time; n: 1..n */
+    size_t max_write;       /* 0: whole; n: short writes of 1..n bytes */
+    unsigned want_pct;      /* percent of calls answered with a WANT before touching the inner */
     uint64_t reset_read_at; /* after this many bytes read, reads fail RILL_E_RESET; 0: never */
-    unsigned stall_ms;   /* when > 0, the first read answers WANT for this long */
+    unsigned stall_ms;      /* when > 0, the first read answers WANT for this long */
 } rt_faults;
 
 /* Wrap @p inner (owned by the new layer on RILL_OK). */

@@ -44,8 +44,9 @@ struct tls {
     int vfy_depth;
     char vfy_subject[128];
     char vfy_names[160];
-    bool pin_checked;
-    char pin_seen[64]; /* the peer key's pin, when it matched none */
+    bool pin_checked;  /* the verify callback looked at the leaf's key */
+    bool pin_ok;       /* ... and it matched a pin */
+    char pin_seen[64]; /* the leaf key's pin, as the verify callback computed it */
     /* A record OpenSSL has encrypted but not yet sent (non-blocking writes). */
     unsigned char *wpend;
     size_t wpend_len;
@@ -218,8 +219,9 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         !t->pin_checked) {
         /* Refuse a key that matches no pin inside the handshake, so the peer gets an alert. */
         t->pin_checked = true;
-        if (!pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), t->pin_seen,
-                         sizeof t->pin_seen)) {
+        t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), t->pin_seen,
+                                sizeof t->pin_seen);
+        if (!t->pin_ok) {
             X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
             ok = 0;
         }
@@ -406,12 +408,13 @@ static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin)
                                         pin, t->cfg->npins);
 }
 
-/* After the handshake: also covers rill_tls_config_insecure_noverifycert, where OpenSSL does
- * not stop on the verify callback's refusal. */
+/* After the handshake, unless the verify callback already matched the key: covers
+ * rill_tls_config_insecure_noverifycert, where OpenSSL goes on after the callback's refusal
+ * (or never reaches the leaf with ok set). */
 static rill_status check_pins(rill_stream *s, struct tls *t)
 {
     char pin[64];
-    if (t->cfg->npins == 0 ||
+    if (t->cfg->npins == 0 || t->pin_ok ||
         pin_matches(t->cfg, SSL_get0_peer_certificate(t->ssl), pin, sizeof pin))
         return RILL_OK;
     return pin_failure(s, t, pin);
@@ -620,6 +623,13 @@ static bool strip_ip(const char *name, char *out, size_t len)
     return inet_pton(AF_INET, out, tmp) == 1 || inet_pton(AF_INET6, out, tmp) == 1;
 }
 
+/* Free a half-made layer (its own close op, then the block) without touching inner. */
+static void discard(rill_stream *s)
+{
+    tls_close(s);
+    rilli_free(s);
+}
+
 static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char *servername,
                            unsigned flags, bool server, rill_stream **out)
 {
@@ -669,9 +679,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (!bio) {
         ERR_clear_error();
-        SSL_free(t->ssl);
-        t->ssl = NULL;
-        rilli_free(s);
+        discard(s);
         return rilli_api_error(inner, RILL_E_NOMEM, "tls: out of memory creating a session");
     }
     rilli_tls_config_ref(cfg);
@@ -713,10 +721,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         rill_status code = rilli_tls_errq(why, sizeof why) ? RILL_E_NOMEM : RILL_E_TLS;
         rilli_api_error(inner, code, "tls: cannot use server name \"%.100s\": %s%s", servername,
                         code == RILL_E_NOMEM ? "out of memory: " : "", why);
-        /* Free the half-made layer without touching inner. */
-        SSL_free(t->ssl);
-        rill_tls_config_free(cfg);
-        rilli_free(s);
+        discard(s);
         return code;
     }
     *out = s;

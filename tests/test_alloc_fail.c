@@ -193,26 +193,28 @@ END_TEST
 static long ossl_allocs_left = -1;
 static bool ossl_hooked;
 
+/* Count one allocation down; true when this one must fail. */
+static bool ossl_fail_now(void)
+{
+    if (ossl_allocs_left == 0)
+        return true;
+    if (ossl_allocs_left > 0)
+        ossl_allocs_left--;
+    return false;
+}
+
 static void *ossl_malloc(size_t n, const char *file, int line)
 {
     (void)file;
     (void)line;
-    if (ossl_allocs_left == 0)
-        return NULL;
-    if (ossl_allocs_left > 0)
-        ossl_allocs_left--;
-    return malloc(n);
+    return ossl_fail_now() ? NULL : malloc(n);
 }
 
 static void *ossl_realloc(void *p, size_t n, const char *file, int line)
 {
     (void)file;
     (void)line;
-    if (ossl_allocs_left == 0)
-        return NULL;
-    if (ossl_allocs_left > 0)
-        ossl_allocs_left--;
-    return realloc(p, n);
+    return ossl_fail_now() ? NULL : realloc(p, n);
 }
 
 static void ossl_free(void *p, const char *file, int line)

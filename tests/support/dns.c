@@ -80,34 +80,15 @@ struct rt_dns_relay {
 static rt_dns *live_dns[MAX_LIVE];
 static rt_dns_silent *live_silent[MAX_LIVE];
 static rt_dns_relay *live_relay[MAX_LIVE];
-static int atexit_done;
-
-static void at_exit_stop(void)
-{
-    rt_dns_stop_all();
-}
 
 static void track(void **table, void *p)
 {
-    if (!atexit_done) {
-        atexit(at_exit_stop);
-        atexit_done = 1;
-    }
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (table[i] == NULL) {
-            table[i] = p;
-            return;
-        }
-    }
-    ck_abort_msg("dns harness: more than %d servers of one kind at once", MAX_LIVE);
+    rt_track(table, MAX_LIVE, p, rt_dns_stop_all, "dns harness");
 }
 
 static void untrack(void **table, const void *p)
 {
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (table[i] == p)
-            table[i] = NULL;
-    }
+    rt_untrack(table, MAX_LIVE, p);
 }
 
 /* ---- sockets ---- */

@@ -2,9 +2,9 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "faulty.h"
+#include "support.h"
 
 struct faulty {
     rt_faults f;
@@ -24,13 +24,6 @@ static uint64_t next_rand(struct faulty *st)
     x ^= x >> 7;
     x ^= x << 17;
     return st->rng = x;
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 static size_t piece(struct faulty *st, size_t max, size_t len)
@@ -55,8 +48,8 @@ static rill_status faulty_read(rill_stream *s, void *buf, size_t len, size_t *n)
     *n = 0;
     if (st->f.stall_ms && st->stall_until_us >= 0) {
         if (st->stall_until_us == 0)
-            st->stall_until_us = now_us() + (int64_t)st->f.stall_ms * 1000;
-        if (now_us() < st->stall_until_us)
+            st->stall_until_us = rt_now_us() + (int64_t)st->f.stall_ms * 1000;
+        if (rt_now_us() < st->stall_until_us)
             return RILL_WANT_READ;
         st->stall_until_us = -1;
     }

@@ -56,34 +56,15 @@ struct rt_rawserver {
 
 static rt_sserver *live_sservers[MAX_LIVE];
 static rt_rawserver *live_raw[MAX_LIVE];
-static int atexit_done;
-
-static void at_exit_stop(void)
-{
-    rt_sserver_stop_all();
-}
 
 static void track(void **table, void *p)
 {
-    if (!atexit_done) {
-        atexit(at_exit_stop);
-        atexit_done = 1;
-    }
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (table[i] == NULL) {
-            table[i] = p;
-            return;
-        }
-    }
-    ck_abort_msg("sserver harness: more than %d servers of one kind at once", MAX_LIVE);
+    rt_track(table, MAX_LIVE, p, rt_sserver_stop_all, "sserver harness");
 }
 
 static void untrack(void **table, const void *p)
 {
-    for (int i = 0; i < MAX_LIVE; i++) {
-        if (table[i] == p)
-            table[i] = NULL;
-    }
+    rt_untrack(table, MAX_LIVE, p);
 }
 
 /* ---- openssl s_server ---- */

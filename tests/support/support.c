@@ -279,3 +279,30 @@ int rt_on_valgrind(void)
     return 0;
 #endif
 }
+
+void rt_track(void **table, int n, void *p, void (*stop_all)(void), const char *what)
+{
+    static void (*registered[8])(void);
+    int k = 0;
+    while (k < 8 && registered[k] && registered[k] != stop_all)
+        k++;
+    if (k < 8 && !registered[k]) {
+        registered[k] = stop_all;
+        atexit(stop_all);
+    }
+    for (int i = 0; i < n; i++) {
+        if (table[i] == NULL) {
+            table[i] = p;
+            return;
+        }
+    }
+    ck_abort_msg("%s: more than %d servers of one kind at once", what, n);
+}
+
+void rt_untrack(void **table, int n, const void *p)
+{
+    for (int i = 0; i < n; i++) {
+        if (table[i] == p)
+            table[i] = NULL;
+    }
+}

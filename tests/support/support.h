@@ -144,6 +144,14 @@ void rt_run_child(void (*fn)(rt_child_report *rep, void *arg), void *arg, unsign
                       "child exited with status %d (3: watchdog)", (res)->exit_code); \
     } while (0)
 
+/*
+ * Registries of live helper servers, so a harness can stop them all at exit: rt_track puts @p p
+ * in the first free of the @p n slots of @p table (failing the test, naming harness @p what,
+ * when all are taken) and registers @p stop_all with atexit() once; rt_untrack clears its slot.
+ */
+void rt_track(void **table, int n, void *p, void (*stop_all)(void), const char *what);
+void rt_untrack(void **table, int n, const void *p);
+
 /* Whether the test runs under valgrind (scripts/test --valgrind). */
 int rt_on_valgrind(void);
 

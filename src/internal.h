@@ -177,7 +177,6 @@ void rilli_sess_cache_free(struct rilli_sess_cache *c);
 bool rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, void *obj,
                           const struct rilli_sess_ops *ops, bool single_use, int64_t expires_ms);
 void *rilli_sess_cache_get(struct rilli_sess_cache *c, const char *key);
-size_t rilli_sess_cache_count(struct rilli_sess_cache *c);
 
 /* The session cache of @p ctx (NULL when disabled or ctx is NULL). */
 struct rilli_sess_cache *rilli_ctx_sessions(rill_ctx *ctx);

@@ -420,6 +420,26 @@ static rill_status flush_chain(rill_stream *s, void *arg)
     return RILL_OK;
 }
 
+/*
+ * Flush the layers below @p l, on behalf of @p top (which owns the call and its message): the
+ * bytes a layer writes while it shuts down or closes (TLS's close_notify, a framing layer's
+ * trailer) land in the layer below it and must reach the transport before that layer is shut
+ * down or freed in turn.
+ */
+static rill_status flush_below(rill_stream *top, rill_stream *l)
+{
+    if (!l->inner)
+        return RILL_OK;
+    l->inner->may_block = top->may_block;
+    rill_status st = flush_chain(l->inner, NULL);
+    return st < 0 ? rilli_adopt_error(top, l->inner, st) : st;
+}
+
+/*
+ * Shut the chain down top-down: each layer's own part (close_notify, FIN), then what that wrote
+ * is flushed through every layer below before the next one shuts down. Restartable after a
+ * WANT: layers already shut are skipped, and the first flush pushes whatever is still held.
+ */
 static rill_status shutdown_chain(rill_stream *s, void *arg)
 {
     rill_status st = flush_chain(s, arg);
@@ -431,6 +451,10 @@ static rill_status shutdown_chain(rill_stream *s, void *arg)
             st = l->ops->shutdown(l);
             if (st != RILL_OK)
                 return st < 0 ? rilli_adopt_error(s, l, st) : st;
+            l->shut_wr = true;
+            st = flush_below(s, l);
+            if (st != RILL_OK)
+                return st;
         }
         l->shut_wr = true;
         if (l->flags & RILL_BORROW)
@@ -477,8 +501,19 @@ RILL_API rill_status rill_close(rill_stream *s)
     while (l) {
         rill_stream *next = l->inner;
         bool borrowed = (l->flags & RILL_BORROW) != 0;
-        if (l->ops->close)
+        if (l->ops->close) {
             l->ops->close(l);
+            /*
+             * Bytes the close op wrote (a TLS close_notify) sit in the layer below, which is
+             * closed next, or borrowed and left to the caller: push them through first. Like
+             * the close op itself this is best effort (a peer that has gone cannot take them),
+             * but it waits as the write timeout allows, as the flush above did.
+             */
+            if (next && result == RILL_OK) {
+                rill_status pushed = rill_stream_call(next, DIR_WRITE, flush_chain, NULL);
+                (void)pushed;
+            }
+        }
         rilli_free(l);
         if (borrowed)
             break;

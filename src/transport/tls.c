@@ -12,6 +12,9 @@
  * to the core, which waits and calls again.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -51,10 +54,13 @@ struct tls {
     unsigned char *wpend;
     size_t wpend_len;
     size_t wpend_off;
+    bool push_stuck; /* a read found that record stuck: it waits for POLLOUT as well */
     /* rill_connect's session cache. */
     struct rilli_sess_cache *cache;
     char cache_key[300];
-    char servername[256];
+    char servername[256]; /* as verified: no IPv6 brackets, no trailing dot */
+    bool servername_is_ip;
+    uint16_t port; /* the peer's port for exported sessions; 0: not known */
 };
 
 static const struct rill_stream_ops tls_ops;
@@ -300,6 +306,12 @@ static bool version_refused(unsigned long e)
             r == SSL_R_VERSION_TOO_LOW || r == SSL_R_TLSV1_ALERT_PROTOCOL_VERSION);
 }
 
+/* Whether this side's verification of the peer aborts the handshake when it fails. */
+static bool verify_enforced(const struct tls *t)
+{
+    return t->server ? t->cfg->client_auth != RILL_TLS_CLIENT_AUTH_NONE : t->cfg->verify_cert;
+}
+
 /* Turn a failed SSL call's outcome into a status; records the message on @p s. */
 static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
 {
@@ -326,8 +338,11 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     if (t->io_status < 0) {
         st = t->io_status; /* the inner stream's error, already recorded on s */
         ERR_clear_error();
-    } else if (!t->handshake_done && vres != X509_V_OK &&
-               ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    } else if (!t->handshake_done && verify_enforced(t) && (t->vfy_err || vres != X509_V_OK)) {
+        /*
+         * Our verification refused the peer: that is the reason, whatever the error queue
+         * says first (a bad signature leaves "invalid padding; RSA lib" ahead of it).
+         */
         ERR_clear_error();
         st = verify_failure(s, t, vres);
     } else if (!t->handshake_done && version_refused(first)) {
@@ -420,6 +435,41 @@ static rill_status check_pins(rill_stream *s, struct tls *t)
     return pin_failure(s, t, pin);
 }
 
+/*
+ * A resumed session skips certificate verification: what it carries is what was verified when
+ * it was made. Whatever offered it (the ctx cache, an imported blob), check again that it was
+ * verified and that its certificate names this connection's host, so a session can never stand
+ * in for a check this config would make.
+ */
+static rill_status check_resumed(rill_stream *s, struct tls *t)
+{
+    if (t->server || !SSL_session_reused(t->ssl) || !t->cfg->verify_cert)
+        return RILL_OK;
+    long vres = SSL_get_verify_result(t->ssl);
+    X509 *leaf = SSL_get0_peer_certificate(t->ssl);
+    if (vres != X509_V_OK || !leaf) {
+        return t->fatal = rill_stream_error(
+                   s, RILL_E_TLS_VERIFY, "resumed session was not verified: %s",
+                   leaf ? X509_verify_cert_error_string(vres) : "it holds no peer certificate");
+    }
+    if (!t->cfg->verify_name || !t->servername[0])
+        return RILL_OK;
+    int ok = t->servername_is_ip ? X509_check_ip_asc(leaf, t->servername, 0)
+                                 : X509_check_host(leaf, t->servername, 0,
+                                                   X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+                                                       X509_CHECK_FLAG_NEVER_CHECK_SUBJECT,
+                                                   NULL);
+    ERR_clear_error();
+    if (ok == 1)
+        return RILL_OK;
+    name_list(leaf, false, t->vfy_names, sizeof t->vfy_names);
+    return t->fatal = rill_stream_error(
+               s, RILL_E_TLS_VERIFY, "%s mismatch: resumed session's certificate is for %s, not %s",
+               t->servername_is_ip ? "IP address" : "hostname",
+               t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)",
+               t->servername);
+}
+
 static rill_status handshake_step(rill_stream *s, struct tls *t)
 {
     call_start(t);
@@ -427,7 +477,9 @@ static rill_status handshake_step(rill_stream *s, struct tls *t)
     if (r != 1)
         return ssl_failure(s, t, r);
     SSL_set_msg_callback(t->ssl, NULL);
-    rill_status st = check_pins(s, t);
+    rill_status st = check_resumed(s, t);
+    if (st == RILL_OK)
+        st = check_pins(s, t);
     if (st != RILL_OK)
         return st;
     t->handshake_done = true;
@@ -469,22 +521,31 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
     rill_status st = ready(s, t);
     if (st != RILL_OK)
         return st;
-    rill_status wst = RILL_OK;
+    /*
+     * The peer may wait for a held record before it answers: push it first, but without
+     * waiting, since a peer that stopped reading may have answered already. While the record
+     * is stuck the read does not block either, and the poll op asks for POLLIN and POLLOUT, so
+     * the caller wakes for whichever side can move.
+     */
+    bool may_block = rill_stream_may_block(s);
+    t->push_stuck = false;
     if (t->wpend_len) {
-        /* The peer may wait for that record before it answers: try to send it first. */
-        wst = finish_pending_write(s, t);
+        rilli_set_may_block(s, false);
+        rill_status wst = finish_pending_write(s, t);
+        rilli_set_may_block(s, may_block);
         if (wst < 0)
             return wst;
+        t->push_stuck = is_want(wst);
+        if (t->push_stuck)
+            rilli_set_may_block(s, false);
     }
     call_start(t);
     int r = SSL_read_ex(t->ssl, buf, len, n);
+    rilli_set_may_block(s, may_block);
     if (r == 1)
         return RILL_OK;
     *n = 0;
-    st = ssl_failure(s, t, r);
-    if (is_want(st) && is_want(wst))
-        st = t->last_want = wst; /* nothing to read yet: wait until the record can go out */
-    return st;
+    return ssl_failure(s, t, r);
 }
 
 static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t *n)
@@ -574,7 +635,7 @@ static rill_status tls_poll(rill_stream *s, int *fd, short *events)
     if (t->last_want == RILL_WANT_WRITE)
         *events = POLLOUT;
     else if (t->last_want == RILL_WANT_READ)
-        *events = POLLIN;
+        *events = t->push_stuck && t->wpend_len ? POLLIN | POLLOUT : POLLIN;
     return RILL_OK;
 }
 
@@ -611,16 +672,55 @@ static const struct rill_stream_ops tls_ops = {
 
 /* ---- construction ---- */
 
-/* The name without IPv6 brackets; whether it is an IP literal. */
-static bool strip_ip(const char *name, char *out, size_t len)
+/*
+ * Check a server name and put it in the form that is sent and verified into @p out: an IP
+ * literal without IPv6 brackets (*is_ip), or a DNS name without its trailing dot ("localhost."
+ * is "localhost": SNI carries no dot and certificates name hosts without one). NULL when the
+ * name is usable; otherwise why not. Wildcards, spaces, control and non-ASCII bytes never name
+ * a host: a certificate "matching" them would be verified for nothing real.
+ */
+static const char *servername_check(const char *name, char *out, size_t len, bool *is_ip)
 {
     size_t n = strlen(name);
+    *is_ip = false;
     if (n >= 2 && name[0] == '[' && name[n - 1] == ']')
         snprintf(out, len, "%.*s", (int)(n - 2), name + 1);
     else
         snprintf(out, len, "%s", name);
     unsigned char tmp[16];
-    return inet_pton(AF_INET, out, tmp) == 1 || inet_pton(AF_INET6, out, tmp) == 1;
+    if (inet_pton(AF_INET, out, tmp) == 1 || inet_pton(AF_INET6, out, tmp) == 1) {
+        *is_ip = true;
+        return NULL;
+    }
+    snprintf(out, len, "%s", name);
+    if (n > 0 && name[n - 1] == '.')
+        out[--n] = '\0';
+    if (n == 0)
+        return "it is empty";
+    if (n > 253)
+        return "it is longer than 253 bytes";
+    size_t label = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c == '*')
+            return "a wildcard is not a host name";
+        if (c <= 0x20 || c == 0x7f)
+            return "it holds a space or control byte";
+        if (c >= 0x80)
+            return "it holds non-ASCII bytes (use the IDNA form, xn--...)";
+        if (c == '.') {
+            if (label == 0)
+                return "it has an empty label";
+            label = 0;
+            continue;
+        }
+        if (!(c == '-' || c == '_' || (c >= '0' && c <= '9') ||
+              ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')))
+            return "it holds a byte that no host name has";
+        if (++label > 63)
+            return "a label is longer than 63 bytes";
+    }
+    return NULL;
 }
 
 /* Free a half-made layer (its own close op, then the block) without touching inner. */
@@ -655,8 +755,22 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
                                "tls: a server name is needed to verify the peer (or use "
                                "rill_tls_config_insecure_noverifyname)");
     }
-    if (servername && strlen(servername) >= sizeof((struct tls *)0)->servername)
-        return rilli_api_error(inner, RILL_E_INVALID, "tls: server name is too long");
+    char name[sizeof((struct tls *)0)->servername];
+    bool name_is_ip = false;
+    const char *bad = NULL;
+    if (servername && strlen(servername) >= sizeof name)
+        bad = "it is longer than 253 bytes";
+    else if (servername)
+        bad = servername_check(servername, name, sizeof name, &name_is_ip);
+    if (bad) {
+        char shown[84]; /* printable: a control byte must not reach a log through a message */
+        size_t k = 0;
+        for (const char *c = servername; *c && k < 80; c++)
+            shown[k++] = *c > 0x20 && *c < 0x7f ? *c : '?';
+        snprintf(shown + k, sizeof shown - k, "%s", strlen(servername) > 80 ? "..." : "");
+        return rilli_api_error(inner, RILL_E_INVALID, "tls: invalid server name \"%s\": %s", shown,
+                               bad);
+    }
     rill_error ferr;
     if (rilli_tls_config_freeze(cfg, &ferr) != RILL_OK)
         return rilli_api_error(inner, ferr.code, "%s", ferr.msg);
@@ -701,7 +815,9 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         SSL_set_connect_state(t->ssl);
         SSL_set_verify(t->ssl, cfg->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
         if (servername) {
-            bool ip = strip_ip(servername, t->servername, sizeof t->servername);
+            bool ip = name_is_ip;
+            snprintf(t->servername, sizeof t->servername, "%s", name);
+            t->servername_is_ip = ip;
             if (!ip)
                 ok = SSL_set_tlsext_host_name(t->ssl, t->servername) == 1;
             if (ok && cfg->verify_cert && cfg->verify_name) {
@@ -830,6 +946,38 @@ RILL_API int rill_tls_session_resumed(rill_stream *s)
     return t->handshake_done && SSL_session_reused(t->ssl);
 }
 
+/*
+ * An exported session: what it was verified for, then OpenSSL's DER encoding.
+ *   "RILS" | 1 (format) | flags (bit 0: verified, chain and name) | port (2 bytes, big-endian,
+ *   0 when unknown) | name length (1 byte) | name | trust digest of the config (32 bytes) | DER
+ */
+#define BLOB_MAGIC   "RILS"
+#define BLOB_VERSION 1
+#define BLOB_FIXED   (4 + 1 + 1 + 2 + 1 + RILLI_SHA256_LEN)
+
+/* The peer's port: set by rill_connect, or read from a tcp transport right below. */
+static uint16_t peer_port(struct tls *t)
+{
+    if (t->port || !t->fast)
+        return t->port;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int fd = rill_fd(rill_stream_inner(t->self));
+    if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            t->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            t->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return t->port;
+}
+
+static bool session_verified(const struct tls *t)
+{
+    return t->cfg->verify_cert && t->cfg->verify_name && t->servername[0] &&
+           SSL_get_verify_result(t->ssl) == X509_V_OK;
+}
+
 RILL_API rill_status rill_tls_session_export(rill_stream *s, void **blob, size_t *len)
 {
     if (!blob || !len)
@@ -848,15 +996,32 @@ RILL_API rill_status rill_tls_session_export(rill_stream *s, void **blob, size_t
                                "rill_tls_session_export: no resumable session yet (a TLS 1.3 "
                                "ticket arrives with the first read)");
     }
+    size_t nlen = strlen(t->servername);
+    uint16_t port = peer_port(t);
     int n = i2d_SSL_SESSION(sess, NULL);
-    unsigned char *out = n > 0 ? rilli_malloc((size_t)n) : NULL, *p = out;
+    unsigned char *out = n > 0 ? rilli_malloc(BLOB_FIXED + nlen + (size_t)n) : NULL;
     rill_status st = RILL_OK;
-    if (!out || i2d_SSL_SESSION(sess, &p) != n) {
-        rilli_free(out);
+    if (out) {
+        unsigned char *p = out;
+        memcpy(p, BLOB_MAGIC, 4);
+        p[4] = BLOB_VERSION;
+        p[5] = session_verified(t) ? 1 : 0;
+        p[6] = (unsigned char)(port >> 8);
+        p[7] = (unsigned char)port;
+        p[8] = (unsigned char)nlen;
+        memcpy(p + 9, t->servername, nlen);
+        memcpy(p + 9 + nlen, t->cfg->trust, RILLI_SHA256_LEN);
+        p += BLOB_FIXED + nlen;
+        if (i2d_SSL_SESSION(sess, &p) != n) {
+            rilli_free(out);
+            out = NULL;
+        }
+    }
+    if (!out) {
         st = rilli_api_error(s, RILL_E_NOMEM, "rill_tls_session_export: cannot encode");
     } else {
         *blob = out;
-        *len = (size_t)n;
+        *len = BLOB_FIXED + nlen + (size_t)n;
     }
     SSL_SESSION_free(sess);
     ERR_clear_error();
@@ -864,11 +1029,11 @@ RILL_API rill_status rill_tls_session_export(rill_stream *s, void **blob, size_t
 }
 
 /* Offer a serialized session to the layer's SSL; false if it does not parse. */
-static bool offer_session(struct tls *t, const void *blob, size_t len)
+static bool offer_session(struct tls *t, const unsigned char *der, size_t len)
 {
-    const unsigned char *p = blob;
+    const unsigned char *p = der;
     SSL_SESSION *sess = d2i_SSL_SESSION(NULL, &p, (long)len);
-    bool ok = sess && SSL_set_session(t->ssl, sess) == 1;
+    bool ok = sess && p == der + len && SSL_set_session(t->ssl, sess) == 1;
     SSL_SESSION_free(sess);
     ERR_clear_error();
     return ok;
@@ -876,15 +1041,47 @@ static bool offer_session(struct tls *t, const void *blob, size_t len)
 
 RILL_API rill_status rill_tls_session_import(rill_stream *s, const void *blob, size_t len)
 {
+    static const char fn[] = "rill_tls_session_import";
     rill_stream *l = find_tls(s);
     struct tls *t = l ? rilli_state(l) : NULL;
     if (!t || t->server || t->handshake_done || !blob || len == 0 || len > (1u << 20))
         return rilli_api_error(s, RILL_E_INVALID,
-                               "rill_tls_session_import: needs a TLS client before its handshake "
-                               "and a session blob");
-    if (!offer_session(t, blob, len))
+                               "%s: needs a TLS client before its handshake and a session blob",
+                               fn);
+    const unsigned char *b = blob;
+    size_t nlen = len > 8 ? b[8] : 0;
+    if (len <= BLOB_FIXED || memcmp(b, BLOB_MAGIC, 4) != 0 || b[4] != BLOB_VERSION ||
+        len <= BLOB_FIXED + nlen)
         return rilli_api_error(s, RILL_E_INVALID,
-                               "rill_tls_session_import: the blob is not a TLS session");
+                               "%s: the blob is not a session exported by this version of rill",
+                               fn);
+    uint16_t port = (uint16_t)(b[6] << 8 | b[7]);
+    const char *name = (const char *)b + 9;
+    uint16_t ours = peer_port(t);
+    /* The checks a resumed handshake skips must have been made for this very connection. */
+    if (nlen != strlen(t->servername) || strncasecmp(name, t->servername, nlen) != 0 ||
+        (port && ours && port != ours)) {
+        char was[300];
+        size_t k = 0;
+        for (size_t i = 0; i < nlen && k < 100; i++)
+            was[k++] = name[i] > 0x20 && name[i] < 0x7f ? name[i] : '?';
+        snprintf(was + k, sizeof was - k, port ? ":%u" : "", port);
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "%s: the session was made for %s, not %s%s%.0u: refused (the "
+                               "handshake will be a full one)",
+                               fn, nlen ? was : "(no name)",
+                               t->servername[0] ? t->servername : "(no name)", ours ? ":" : "",
+                               ours);
+    }
+    if (memcmp(b + 9 + nlen, t->cfg->trust, RILLI_SHA256_LEN) != 0 ||
+        (!b[5] && t->cfg->verify_cert && t->cfg->verify_name))
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "%s: the session was made under other trust settings (CAs, CRLs, "
+                               "pins or verification switches): refused (the handshake will be a "
+                               "full one)",
+                               fn);
+    if (!offer_session(t, b + BLOB_FIXED + nlen, len - BLOB_FIXED - nlen))
+        return rilli_api_error(s, RILL_E_INVALID, "%s: the blob does not hold a TLS session", fn);
     return RILL_OK;
 }
 
@@ -909,9 +1106,10 @@ rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
         return st;
     }
     struct tls *t = rilli_state(tls);
+    t->port = port;
     t->cache = rilli_ctx_sessions(ctx);
     if (t->cache) {
-        snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", name, port,
+        snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
                  (unsigned long long)opts->tls->id);
         SSL_SESSION *sess = rilli_sess_cache_get(t->cache, t->cache_key);
         if (sess) {

@@ -33,7 +33,15 @@ struct rill_tls_config {
     rill_tls_passphrase_fn pass_cb;
     void *pass_arg;
     int keylog_fd;
+    /* What the config trusts and checks (CA and CRL sources, pins, the insecure switches),
+     * hashed as the setters run and sealed at freeze: an exported session carries it, so an
+     * import under other trust settings is refused. */
+    unsigned char trust[RILLI_SHA256_LEN];
 };
+
+/* Mix a trust setting (@p tag and its value) into cfg->trust. */
+void rilli_tls_config_trust_mix(rill_tls_config *cfg, const char *tag, const void *data,
+                                size_t len);
 
 /*
  * Freeze @p cfg on first use: load the system trust store if no CA was given and fix the

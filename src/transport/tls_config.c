@@ -100,6 +100,28 @@ static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, 
                            why);
 }
 
+void rilli_tls_config_trust_mix(rill_tls_config *cfg, const char *tag, const void *data, size_t len)
+{
+    /* trust = SHA-256(trust | tag | NUL | 8-byte length | data): a chain over the setters. */
+    unsigned char lenbuf[8];
+    for (int i = 0; i < 8; i++)
+        lenbuf[i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+              EVP_DigestUpdate(md, cfg->trust, sizeof cfg->trust) == 1 &&
+              EVP_DigestUpdate(md, tag, strlen(tag) + 1) == 1 &&
+              EVP_DigestUpdate(md, lenbuf, sizeof lenbuf) == 1 &&
+              (len == 0 || EVP_DigestUpdate(md, data, len) == 1) &&
+              EVP_DigestFinal_ex(md, cfg->trust, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        /* Out of memory: a digest no export can match, so imports are refused, never trusted. */
+        memset(cfg->trust, 0xff, sizeof cfg->trust);
+        cfg->trust[0] ^= (unsigned char)(cfg->id & 0xff);
+        ERR_clear_error();
+    }
+}
+
 static rill_status check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)
 {
     if (!cfg)
@@ -239,6 +261,8 @@ rill_status rilli_tls_config_freeze(rill_tls_config *cfg, rill_error *err)
         ERR_clear_error();
         if (!cfg->ca_set && SSL_CTX_set_default_verify_paths(cfg->ctx) != 1)
             st = ssl_fail(err, RILL_E_TLS, "cannot load the system trust store");
+        if (!cfg->ca_set)
+            rilli_tls_config_trust_mix(cfg, "system-store", NULL, 0);
         /* Clients keep sessions in the rill_ctx (rill_connect), not in OpenSSL's cache. */
         long mode = cfg->has_cert ? SSL_SESS_CACHE_BOTH
                                   : SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
@@ -264,6 +288,7 @@ RILL_API rill_status rill_tls_config_set_ca_file(rill_tls_config *cfg, const cha
     if (SSL_CTX_load_verify_file(cfg->ctx, path) != 1)
         return ssl_fail(err, RILL_E_TLS, "cannot load CA file %.150s", path);
     cfg->ca_set = true;
+    rilli_tls_config_trust_mix(cfg, "ca-file", path, strlen(path));
     return RILL_OK;
 }
 
@@ -282,6 +307,7 @@ RILL_API rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg, const cha
     if (SSL_CTX_load_verify_dir(cfg->ctx, dir) != 1)
         return ssl_fail(err, RILL_E_TLS, "cannot use CA directory %.150s", dir);
     cfg->ca_set = true;
+    rilli_tls_config_trust_mix(cfg, "ca-dir", dir, strlen(dir));
     return RILL_OK;
 }
 
@@ -309,6 +335,7 @@ RILL_API rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg, const void
     if (added == 0)
         return ssl_fail(err, RILL_E_TLS, "no CA certificate in the PEM");
     cfg->ca_set = true;
+    rilli_tls_config_trust_mix(cfg, "ca-mem", pem, len);
     return RILL_OK;
 }
 
@@ -325,6 +352,7 @@ RILL_API rill_status rill_tls_config_set_crl_file(rill_tls_config *cfg, const ch
     if (!lookup || X509_load_crl_file(lookup, path, X509_FILETYPE_PEM) <= 0)
         return ssl_fail(err, RILL_E_TLS, "cannot load CRLs from %.150s", path);
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    rilli_tls_config_trust_mix(cfg, "crl-file", path, strlen(path));
     return RILL_OK;
 }
 
@@ -571,6 +599,7 @@ RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *p
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "tls: pin \"%.80s\" is not valid base64 of a SHA-256 digest", pin);
     memcpy(cfg->pins[cfg->npins++], raw, RILLI_SHA256_LEN);
+    rilli_tls_config_trust_mix(cfg, "pin", raw, RILLI_SHA256_LEN);
     return RILL_OK;
 }
 
@@ -592,23 +621,29 @@ RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const
 RILL_API rill_status rill_tls_config_insecure_noverifycert(rill_tls_config *cfg, rill_error *err)
 {
     rill_status st = check_cfg(cfg, "insecure_noverifycert", err);
-    if (st == RILL_OK)
+    if (st == RILL_OK) {
         cfg->verify_cert = false;
+        rilli_tls_config_trust_mix(cfg, "insecure-noverifycert", NULL, 0);
+    }
     return st;
 }
 
 RILL_API rill_status rill_tls_config_insecure_noverifyname(rill_tls_config *cfg, rill_error *err)
 {
     rill_status st = check_cfg(cfg, "insecure_noverifyname", err);
-    if (st == RILL_OK)
+    if (st == RILL_OK) {
         cfg->verify_name = false;
+        rilli_tls_config_trust_mix(cfg, "insecure-noverifyname", NULL, 0);
+    }
     return st;
 }
 
 RILL_API rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg, rill_error *err)
 {
     rill_status st = check_cfg(cfg, "insecure_noverifytime", err);
-    if (st == RILL_OK)
+    if (st == RILL_OK) {
         X509_STORE_set_flags(SSL_CTX_get_cert_store(cfg->ctx), X509_V_FLAG_NO_CHECK_TIME);
+        rilli_tls_config_trust_mix(cfg, "insecure-noverifytime", NULL, 0);
+    }
     return st;
 }

@@ -708,6 +708,9 @@ static const struct fail_case fail_cases[] = {
       RILL_E_TLS_VERIFY, "mismatch", "not ::1" },
     { "revoked, with CRL", offsetof(rt_certs, revoked), 0, "good.rill.test", 1, 0, 0,
       RILL_E_TLS_VERIFY, "certificate verify failed", "certificate revoked" },
+    { "bad signature", offsetof(rt_certs, badsig), 0, "good.rill.test", 0, 0, 0, RILL_E_TLS_VERIFY,
+      "certificate verify failed: certificate signature failure",
+      "depth 0, subject CN=good.rill.test" },
     { "pin mismatch", offsetof(rt_certs, good), 0, "good.rill.test", 0, 3, 0, RILL_E_TLS_VERIFY,
       "pin mismatch", "sha256//" },
     { "pin mismatch under noverifycert", offsetof(rt_certs, selfsigned), 0, "good.rill.test", 0, 3,
@@ -1181,6 +1184,344 @@ START_TEST(test_session_export_import)
     rill_free(blob);
     peer_free(&p);
     cfg_free(cfg);
+}
+END_TEST
+
+/* Export a session from a first connection to @p port verifying @p name with @p cfg. */
+static void *export_session(uint16_t port, rill_tls_config *cfg, const char *name, size_t *len)
+{
+    rill_stream *s = tls_client_on(port, cfg, name, 0);
+    SOK(s, rill_tls_handshake(s));
+    rev_exchange(s, "ticket please"); /* a TLS 1.3 ticket comes with the first read */
+    void *blob = NULL;
+    SOK(s, rill_tls_session_export(s, &blob, len));
+    rev_close(s);
+    return blob;
+}
+
+/* The name and trust digest an exported blob carries: "RILS", 1, flags, port, len, name, 32. */
+static size_t blob_digest_at(const void *blob)
+{
+    return 9 + ((const unsigned char *)blob)[8];
+}
+
+/*
+ * A session verified for one host is refused for another (the certificate names both, so only
+ * the import check stands between them), and a session made under another config's trust is
+ * refused; in both cases the stream stays usable and the handshake is a full, verified one.
+ * Loop index as loop_kind/loop_version.
+ */
+START_TEST(test_session_import_scope)
+{
+    int kind = loop_kind(_i), version = loop_version(_i);
+    int fds = rt_count_fds();
+    struct peer p;
+    struct peer_spec spec = { .version = version, .conns = 4 };
+    peer_start(&p, kind, &spec);
+    rill_tls_config *cfg = cfg_client(0);
+    size_t len = 0;
+    void *blob = export_session(p.port, cfg, RT_CERTS_HOST, &len);
+
+    /* Another host name that the same certificate covers. */
+    rill_stream *s = tls_client_on(p.port, cfg, "localhost", 0);
+    rt_assert_error(s, rill_tls_session_import(s, blob, len), RILL_E_INVALID,
+                    "the session was made for good.rill.test:");
+    ck_assert_msg(strstr(rill_errmsg(s), "not localhost:") != NULL, "%s", rill_errmsg(s));
+    SOK(s, rill_tls_handshake(s));
+    ck_assert_int_eq(rill_tls_session_resumed(s), 0);
+    rev_exchange(s, "full handshake");
+    rev_close(s);
+
+    /* A config with the same CA file but a pin: other trust settings. */
+    rill_tls_config *pinned = cfg_client(0);
+    CK(rill_tls_config_add_pin(pinned, C->good.pin, &E));
+    s = tls_client_on(p.port, pinned, RT_CERTS_HOST, 0);
+    rt_assert_error(s, rill_tls_session_import(s, blob, len), RILL_E_INVALID,
+                    "made under other trust settings");
+    SOK(s, rill_tls_handshake(s));
+    ck_assert_int_eq(rill_tls_session_resumed(s), 0);
+    rev_close(s);
+
+    /* The same config and name: resumed. */
+    s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    SOK(s, rill_tls_session_import(s, blob, len));
+    SOK(s, rill_tls_handshake(s));
+    ck_assert_msg(rill_tls_session_resumed(s) == 1, "%s %s: not resumed", peer_name(kind),
+                  version_name(version));
+    rill_tls_info info;
+    get_info(s, &info);
+    ck_assert_int_eq(info.verified, 1);
+    rev_close(s);
+    rill_free(blob);
+    peer_free(&p);
+    cfg_free(pinned);
+    cfg_free(cfg);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+/*
+ * A session made under insecure_noverifycert with a server nobody trusts is refused by a
+ * verifying config. And should a blob's header lie (edited to pass the import checks), the
+ * resumed handshake itself is re-checked: the session was never verified, so the connection
+ * fails with RILL_E_TLS_VERIFY instead of reporting a verified peer.
+ * Loop index as loop_kind/loop_version.
+ */
+START_TEST(test_session_import_unverified)
+{
+    int kind = loop_kind(_i), version = loop_version(_i);
+    struct peer p, trusted;
+    struct peer_spec spec = { .leaf = &C->selfsigned, .version = version, .conns = 3 };
+    peer_start(&p, kind, &spec);
+    struct peer_spec tspec = { .version = version, .conns = 1 };
+    peer_start(&trusted, PEER_RILL, &tspec);
+    rill_tls_config *insecure = cfg_client(0);
+    CK(rill_tls_config_insecure_noverifycert(insecure, &E));
+    rill_tls_config *cfg = cfg_client(0);
+    size_t len = 0, good_len = 0;
+    void *blob = export_session(p.port, insecure, RT_CERTS_HOST, &len);
+    void *good = export_session(trusted.port, cfg, RT_CERTS_HOST, &good_len);
+
+    rill_stream *s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    rt_assert_error(s, rill_tls_session_import(s, blob, len), RILL_E_INVALID,
+                    "made under other trust settings");
+    rt_assert_error(s, rill_tls_handshake(s), RILL_E_TLS_VERIFY, "self-signed certificate");
+    rill_close(s);
+
+    /* The header edited: the verifying config's digest, the verified flag, this port. */
+    unsigned char *forged = (unsigned char *)blob;
+    memcpy(forged + blob_digest_at(blob), (unsigned char *)good + blob_digest_at(good), 32);
+    forged[5] = 1;
+    forged[6] = (unsigned char)(p.port >> 8);
+    forged[7] = (unsigned char)p.port;
+    s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    SOK(s, rill_tls_session_import(s, forged, len));
+    rt_assert_error(s, rill_tls_handshake(s), RILL_E_TLS_VERIFY,
+                    "resumed session was not verified: self-signed certificate");
+    rill_tls_info info;
+    get_info(s, &info);
+    ck_assert_int_eq(info.handshake_done, 0);
+    ck_assert_int_eq(info.verified, 0);
+    size_t n = 0;
+    rt_assert_error(s, rill_write_str(s, "no\n", &n), RILL_E_TLS_VERIFY, "not verified");
+    rill_close(s);
+    rill_free(blob);
+    rill_free(good);
+    peer_free(&p);
+    peer_free(&trusted);
+    cfg_free(cfg);
+    cfg_free(insecure);
+}
+END_TEST
+
+/*
+ * A resumed session whose certificate does not name this connection's host fails, whatever
+ * offered it: a blob edited to carry another name passes import, and the check after the
+ * resumed handshake refuses it.
+ */
+START_TEST(test_resumed_name_rechecked)
+{
+    int kind = loop_kind(_i), version = loop_version(_i);
+    struct peer p;
+    struct peer_spec spec = { .leaf = &C->wrong, .version = version, .conns = 2 };
+    peer_start(&p, kind, &spec);
+    rill_tls_config *cfg = cfg_client(0);
+    size_t len = 0;
+    void *blob = export_session(p.port, cfg, RT_CERTS_WRONG_HOST, &len); /* "other.example" */
+    /* "other.example" -> "ooooo.example": a name of the same length the cert does not cover. */
+    unsigned char *b = blob;
+    ck_assert_int_eq(b[8], (int)strlen(RT_CERTS_WRONG_HOST));
+    memcpy(b + 9, "ooooo", 5);
+    rill_stream *s = tls_client_on(p.port, cfg, "ooooo.example", 0);
+    SOK(s, rill_tls_session_import(s, blob, len));
+    rill_status st = rill_tls_handshake(s);
+    if (st == RILL_OK) {
+        /* The server declined to resume under another SNI: the full handshake verified. */
+        ck_abort_msg("%s %s: handshake for a name the certificate lacks succeeded (resumed %d)",
+                     peer_name(kind), version_name(version), rill_tls_session_resumed(s));
+    }
+    ck_assert_int_eq(st, RILL_E_TLS_VERIFY);
+    ck_assert_msg(strstr(rill_errmsg(s), "hostname mismatch") != NULL, "%s", rill_errmsg(s));
+    ck_assert_msg(strstr(rill_errmsg(s), "not ooooo.example") != NULL, "%s", rill_errmsg(s));
+    rill_close(s);
+    rill_free(blob);
+    peer_free(&p);
+    cfg_free(cfg);
+}
+END_TEST
+
+/* Server names that name no host are refused before any byte is sent. */
+static const struct {
+    const char *name;
+    const char *why;
+} bad_names[] = {
+    { "*.example.test", "a wildcard is not a host name" },
+    { "*", "a wildcard is not a host name" },
+    { "good.rill.test\x01", "space or control byte" },
+    { "good rill.test", "space or control byte" },
+    { "good.rill.test\n", "space or control byte" },
+    { "", "it is empty" },
+    { ".", "it is empty" },
+    { "a..b", "empty label" },
+    { ".good.rill.test", "empty label" },
+    { "good.rill.test..", "empty label" },
+    { "g\xc3\xb6\xc3\xb6"
+      "d.test",
+      "non-ASCII" },
+    { "good.rill.test/x", "a byte that no host name has" },
+    { "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.test", "longer than 63" },
+};
+
+START_TEST(test_servername_refused)
+{
+    int fds = rt_count_fds();
+    int sv[2];
+    rt_socketpair(sv);
+    rill_stream *fd = NULL, *s = NULL;
+    CK(rill_fd_new(sv[0], sv[0], RILL_FD_OWN, &fd, &E));
+    rill_tls_config *cfg = cfg_client(0);
+    rt_assert_error(fd, rill_tls_client(fd, cfg, bad_names[_i].name, 0, &s), RILL_E_INVALID,
+                    bad_names[_i].why);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(rill_errmsg(fd), "tls: invalid server name") != NULL, "%s",
+                  rill_errmsg(fd));
+    for (const char *m = rill_errmsg(fd); *m; m++)
+        ck_assert_msg((unsigned char)*m >= 0x20 && *m != 0x7f, "raw control byte in the message");
+    /* Through rill_connect: the same refusal, and nothing is left open. */
+    struct peer p;
+    peer_start(&p, PEER_RILL, NULL);
+    rill_stream *c = NULL;
+    rill_status st = tls_connect(p.port, cfg, bad_names[_i].name, 0, &c);
+    rt_assert_err(&E, st, RILL_E_INVALID, bad_names[_i].why);
+    ck_assert_ptr_null(c);
+    peer_free(&p);
+    ck_assert_int_eq(rill_close(fd), RILL_OK);
+    close(sv[1]);
+    cfg_free(cfg);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+/* "localhost." is verified and sent as SNI without its dot, and rill_connect's cache shares the
+ * session with "localhost". */
+START_TEST(test_servername_trailing_dot)
+{
+    struct peer p;
+    struct peer_spec spec = { .conns = 2 };
+    peer_start(&p, PEER_RILL, &spec);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *s = NULL;
+    CK(tls_connect(p.port, cfg, "localhost.", 0, &s));
+    rill_tls_info info;
+    get_info(s, &info);
+    ck_assert_int_eq(info.verified, 1);
+    ck_assert_str_eq(info.servername, "localhost");
+    rev_close(s);
+    s = tls_client_on(p.port, cfg, "LocalHost.", 0);
+    SOK(s, rill_tls_handshake(s));
+    get_info(s, &info);
+    ck_assert_int_eq(info.verified, 1);
+    rev_close(s);
+    peer_stop(&p);
+    ck_assert_str_eq(p.rs->info[0].servername, "localhost");
+    ck_assert_str_eq(p.rs->info[1].servername, "LocalHost");
+    peer_free(&p);
+    cfg_free(cfg);
+}
+END_TEST
+
+/* ---- a read while a record is stuck ---- */
+
+static struct {
+    int filled; /* atomic: the client's writes are stuck */
+    int done;   /* atomic: the client has its answer */
+    int delay_ms;
+} stuck;
+
+/* Handshake, then read nothing: answer once the client is stuck, hold on until it is done. */
+static void serve_no_reader(struct rsrv *r, rill_stream *s)
+{
+    if (rsrv_handshake(r, s) != RILL_OK) {
+        rill_close(s);
+        return;
+    }
+    int64_t end = rt_now_us() + 10000000;
+    while (!__atomic_load_n(&stuck.filled, __ATOMIC_ACQUIRE) && rt_now_us() < end)
+        usleep(1000);
+    usleep((useconds_t)stuck.delay_ms * 1000);
+    size_t n;
+    rsrv_end(r, s, rill_write_str(s, "answer\n", &n));
+    if (r->end[0] == RILL_OK)
+        rsrv_end(r, s, rill_flush(s));
+    while (!__atomic_load_n(&stuck.done, __ATOMIC_ACQUIRE) && rt_now_us() < end)
+        usleep(1000);
+    if (rill_set_timeouts(s, 0, 0) == RILL_OK)
+        rill_close(s);
+    else
+        rill_close(s);
+}
+
+/*
+ * The peer stops reading; a non-blocking write leaves a record held; then the peer answers.
+ * A read must return the answer when it arrives, although the record still cannot go out: with
+ * a deadline (index 0) long before it passes, and in non-blocking use (index 1) the poll
+ * events name POLLIN, so a poll loop wakes. Before the fix the read waited for POLLOUT alone.
+ */
+START_TEST(test_read_wakes_with_record_stuck)
+{
+    int fds = rt_count_fds();
+    memset(&stuck, 0, sizeof stuck);
+    stuck.delay_ms = 300;
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0);
+    struct rsrv *r = rsrv_start(scfg, serve_no_reader, 1, NULL);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *s = tls_client_on(r->port, cfg, RT_CERTS_HOST, 0);
+    SOK(s, rill_tls_handshake(s));
+    SOK(s, rill_set_timeouts(s, 0, 0));
+    static char chunk[16384];
+    rt_fill_pattern(chunk, sizeof chunk, 7);
+    size_t total = 0;
+    rill_status st = RILL_OK;
+    while (st == RILL_OK && total < ((size_t)256 << 20)) {
+        size_t n = 0;
+        st = rill_write(s, chunk, sizeof chunk, &n);
+        total += n;
+    }
+    ck_assert_msg(st == RILL_WANT_WRITE, "writing to a peer that does not read: %s after %zu: %s",
+                  rill_strerror(st), total, rill_errmsg(s));
+    __atomic_store_n(&stuck.filled, 1, __ATOMIC_RELEASE);
+
+    char buf[32];
+    size_t n = 0;
+    int64_t t0 = rt_now_us();
+    if (_i == 0) {
+        SOK(s, rill_set_timeouts(s, 5000, 0));
+        st = rill_read(s, buf, sizeof buf, &n);
+    } else {
+        st = rill_read(s, buf, sizeof buf, &n);
+        ck_assert_int_eq(st, RILL_WANT_READ);
+        struct pollfd pf;
+        SOK(s, rill_poll_info(s, &pf.fd, &pf.events));
+        ck_assert_msg(pf.events & POLLIN, "a read with a stuck record polls for %#x",
+                      (unsigned)pf.events);
+        for (int i = 0; i < 50 && st == RILL_WANT_READ; i++) {
+            pf.revents = 0;
+            ck_assert_int_ge(poll(&pf, 1, 100), 0);
+            st = rill_read(s, buf, sizeof buf, &n);
+            if (st == RILL_WANT_READ)
+                SOK(s, rill_poll_info(s, &pf.fd, &pf.events));
+        }
+    }
+    ck_assert_msg(st == RILL_OK, "read: %s: %s", rill_strerror(st), rill_errmsg(s));
+    ck_assert_msg(n == 7 && memcmp(buf, "answer\n", 7) == 0, "read %zu bytes", n);
+    rt_assert_elapsed(t0, 200, 3000);
+    __atomic_store_n(&stuck.done, 1, __ATOMIC_RELEASE);
+    rsrv_free(r);
+    SOK(s, rill_set_timeouts(s, 0, 0));
+    (void)rill_close(s); /* the held record cannot go out: RILL_E_TIMEOUT or a reset */
+    cfg_free(cfg);
+    cfg_free(scfg);
+    ck_assert_int_eq(rt_count_fds(), fds);
 }
 END_TEST
 
@@ -2493,6 +2834,12 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_resumption, 0, 4);
     tcase_add_test(tc, test_no_resumption_without_ctx);
     tcase_add_loop_test(tc, test_session_export_import, 0, 4);
+    tcase_add_loop_test(tc, test_session_import_scope, 0, 4);
+    tcase_add_loop_test(tc, test_session_import_unverified, 0, 4);
+    tcase_add_loop_test(tc, test_resumed_name_rechecked, 0, 4);
+    tcase_add_loop_test(tc, test_servername_refused, 0, N(bad_names));
+    tcase_add_test(tc, test_servername_trailing_dot);
+    tcase_add_loop_test(tc, test_read_wakes_with_record_stuck, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("layering");

@@ -720,7 +720,7 @@ static const char *servername_check(const char *name, char *out, size_t len, boo
         if (++label > 63)
             return "a label is longer than 63 bytes";
     }
-    return NULL;
+    return label == 0 ? "it has an empty label" : NULL;
 }
 
 /* Free a half-made layer (its own close op, then the block) without touching inner. */

@@ -107,12 +107,21 @@ static const char gen_script[] =
     "  -out root.crl\n"
     "cat int.crl root.crl > crl.pem\n"
     "$O pkey -in client.key -out client_enc.key -aes256 -passout pass:" RT_CERTS_PASSPHRASE "\n"
-    "for n in good wrong cnonly wildcard ipnosan client expired notyet revoked; do\n"
+    /* good's certificate with the last byte of its signature changed: a valid encoding whose
+     * signature does not verify (same key, so a server still loads it). */
+    "$O x509 -in good.pem -outform der -out badsig.der\n"
+    "last=$(tail -c 1 badsig.der | od -An -tu1 | tr -d ' ')\n"
+    "head -c -1 badsig.der > badsig.tmp\n"
+    "printf \"\\\\$(printf %o $(( (last + 1) % 256 )))\" >> badsig.tmp\n"
+    "$O x509 -inform der -in badsig.tmp -out badsig.pem\n"
+    "cp good.key badsig.key\n"
+    "for n in good wrong cnonly wildcard ipnosan client expired notyet revoked badsig; do\n"
     "  cat $n.pem int.pem > $n.chain.pem\n"
     "done\n"
     "cat untrusted.pem untrusted_ca.pem > untrusted.chain.pem\n"
     "cp selfsigned.pem selfsigned.chain.pem\n"
-    "for n in good wrong cnonly wildcard ipnosan untrusted client expired notyet revoked \\\n"
+    "for n in good wrong cnonly wildcard ipnosan untrusted client expired notyet revoked badsig "
+    "\\\n"
     "         selfsigned; do\n"
     "  $O x509 -in $n.pem -pubkey -noout | $O pkey -pubin -outform der |\n"
     "    $O dgst -sha256 -binary | $O base64 -A > $n.pin\n"
@@ -305,6 +314,7 @@ const rt_certs *rt_certs_prepare(char *why, size_t len)
         { &certs.selfsigned, "selfsigned" },
         { &certs.untrusted, "untrusted" },
         { &certs.client, "client" },
+        { &certs.badsig, "badsig" },
     };
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++) {
         if (set_leaf(leaves[i].leaf, leaves[i].name, why, len) != 0) {

@@ -59,6 +59,8 @@ typedef struct rt_certs {
     rt_leaf untrusted;
     /* extendedKeyUsage clientAuth, SAN DNS:client.rill.test; key also in client_key_enc. */
     rt_leaf client;
+    /* good's certificate with a signature that does not verify (one byte changed); same key. */
+    rt_leaf badsig;
 } rt_certs;
 
 /*

@@ -187,14 +187,20 @@ RILL_API RILL_NODISCARD rill_status rill_flush(rill_stream *s);
 
 /**
  * Flush, then half-close the chain for writing: TLS sends close_notify, TCP sends FIN
- * (shutdown(SHUT_WR)). Reading stays possible until the peer closes. Later writes fail with
- * RILL_E_CLOSED. Calling it twice is harmless.
+ * (shutdown(SHUT_WR)). Each layer shuts down top-down, and what it writes while doing so is
+ * flushed through the layers below before they shut down (a close_notify reaches the socket
+ * ahead of the FIN in any order of layers). Reading stays possible until the peer closes. Later
+ * writes fail with RILL_E_CLOSED. Calling it twice is harmless. Non-blocking mode may return
+ * RILL_WANT_WRITE; call again when writable.
  */
 RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
 
 /**
  * Flush and close the whole chain top-down and free it. A layer created with RILL_BORROW stops
- * the walk: the stream it wraps stays open and owned by the caller.
+ * the walk: the stream it wraps stays open and owned by the caller. Bytes a layer writes from
+ * its close (TLS's close_notify) are flushed through the layers below, under the write timeout,
+ * before they close; best effort, like the close_notify itself (a peer that has gone cannot
+ * take it), and what a non-blocking close cannot send at once is discarded.
  *
  * Always frees @p s (NULL is accepted and returns RILL_OK). Returns RILL_OK, or the first
  * problem met: bytes that could not be flushed within the write timeout are discarded and
@@ -848,7 +854,10 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_t
  * chain for STARTTLS, another TLS stream, a proxy tunnel). When @p inner is a bare tcp or unix
  * transport, OpenSSL does its I/O on the socket itself; otherwise through @p inner.
  * @p servername (copied) is the name verified and, for DNS names, sent as SNI; an IP literal is
- * verified against the certificate's IP subjectAltNames and not sent. NULL is allowed only with
+ * verified against the certificate's IP subjectAltNames and not sent. A trailing dot
+ * ("localhost.") is removed for both. A name that names no host is refused with RILL_E_INVALID:
+ * wildcards ("*.example.test"), spaces, control or non-ASCII bytes (use the IDNA "xn--" form),
+ * empty labels or labels over 63 bytes, over 253 bytes. NULL is allowed only with
  * rill_tls_config_insecure_noverifyname() or _noverifycert().
  * The handshake runs on first I/O or in rill_tls_handshake(). @p flags: RILL_BORROW,
  * RILL_TLS_ALLOW_TRUNCATION.
@@ -914,7 +923,10 @@ RILL_API int rill_tls_session_resumed(rill_stream *s);
 /**
  * Serialize the session of the topmost TLS client layer of @p s (after its handshake) so an
  * application can persist it and resume later with rill_tls_session_import(). A TLS 1.3 session
- * is only available once the server's ticket has arrived, which may take a first read.
+ * is only available once the server's ticket has arrived, which may take a first read. The blob
+ * records what the session was verified for: the server name, the peer's port (when known:
+ * rill_connect() sets it, and a tcp transport right below the TLS layer gives it) and a digest
+ * of the config's trust settings (CA and CRL sources, pins, insecure switches).
  * Ownership: free *blob with rill_free(). The blob holds secrets: store it like a key.
  * Errors: RILL_E_INVALID (no TLS client, no handshake yet, no resumable session), RILL_E_NOMEM.
  */
@@ -922,8 +934,20 @@ RILL_API RILL_NODISCARD rill_status rill_tls_session_export(rill_stream *s, void
                                                             size_t *len);
 
 /**
- * Offer a session exported earlier for resumption; call before the handshake. A blob that does
- * not parse is refused with RILL_E_INVALID; one the server declines just means a full handshake.
+ * Offer a session exported earlier for resumption; call before the handshake. A resumed
+ * handshake skips certificate verification, so the blob must have been made for this
+ * connection: the same server name (case-insensitive), the same port when both are known, and
+ * a config with the same trust settings. After a resumed handshake the client also checks that
+ * the session was verified and that its certificate names this host; if not, the handshake
+ * fails with RILL_E_TLS_VERIFY ("resumed session was not verified: ...", "hostname mismatch:
+ * resumed session's certificate is for ...").
+ *
+ * Errors: RILL_E_INVALID, the stream unchanged (its handshake will be a full one), for a blob
+ * that is not one rill exported ("not a session exported by this version of rill"), one made
+ * for another name or port ("the session was made for a.test:443, not b.test:443"), one made
+ * under other trust settings ("made under other trust settings"), or one whose session does
+ * not parse; also when @p s has no TLS client before its handshake. A session the server
+ * declines just means a full handshake.
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_session_import(rill_stream *s, const void *blob,
                                                             size_t len);

@@ -490,6 +490,90 @@ START_TEST(test_sigpipe)
 }
 END_TEST
 
+/*
+ * The reader of a pipe goes away while a blocking write waits for room: write(2) then returns
+ * the bytes it got in (no EPIPE) and raises SIGPIPE all the same. rill must consume that one
+ * too, so the process survives the write, and the next write reports the broken pipe.
+ */
+struct mid_write_reader {
+    int fd;
+    ssize_t got;
+};
+
+static void *mid_write_reader_main(void *arg)
+{
+    struct mid_write_reader *r = arg;
+    char buf[4096];
+    r->got = read(r->fd, buf, sizeof buf); /* some of the write, then hang up */
+    close(r->fd);
+    return NULL;
+}
+
+static void sigpipe_mid_write_child(rt_child_report *rep, void *arg)
+{
+    (void)arg;
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t pipe_set, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigprocmask(SIG_UNBLOCK, &pipe_set, NULL);
+    int p[2];
+    if (pipe(p) != 0) {
+        rep->status = 999;
+        return;
+    }
+    /* More than a pipe holds, so the write is still waiting for room when the reader leaves. */
+    size_t len = 1u << 20;
+    char *big = calloc(1, len);
+    rill_stream *s = NULL;
+    rill_error err;
+    if (!big || rill_fd_new(-1, p[1], RILL_FD_OWN, &s, &err) != RILL_OK) {
+        rep->status = 998;
+        free(big);
+        return;
+    }
+    struct mid_write_reader r = { .fd = p[0] };
+    pthread_t reader;
+    if (pthread_create(&reader, NULL, mid_write_reader_main, &r) != 0) {
+        rep->status = 997;
+        free(big);
+        (void)rill_close(s);
+        return;
+    }
+    size_t n = 0;
+    rep->status = rill_write(s, big, len, &n); /* the process dies here without the fix */
+    pthread_join(reader, NULL);
+    rep->values[0] = n > 0 && n < len;
+    rep->values[1] = (int)r.got;
+    rep->values[2] = rill_write(s, big, 1, &n);
+    snprintf(rep->msg, sizeof rep->msg, "%s", rill_errmsg(s));
+    sigpending(&pending);
+    rep->values[3] = sigismember(&pending, SIGPIPE);
+    rep->values[4] = rill_close(s);
+    free(big);
+}
+
+START_TEST(test_sigpipe_mid_write)
+{
+    rt_child_result res;
+    rt_run_child(sigpipe_mid_write_child, NULL, 10, &res);
+    ck_assert_msg(res.term_signal != SIGPIPE,
+                  "a reader leaving during a blocking write killed the process with SIGPIPE");
+    rt_assert_child_ok(&res);
+    const rt_child_report *r = &res.report;
+    ck_assert_msg(r->status == RILL_OK && r->values[0],
+                  "rill_write: %d (%s), wanted RILL_OK with part of the bytes", r->status,
+                  rill_strerror(r->status));
+    ck_assert_int_gt(r->values[1], 0);
+    ck_assert_msg(r->values[2] == RILL_E_CLOSED, "next write: %d (%s): %s", r->values[2],
+                  rill_strerror(r->values[2]), r->msg);
+    ck_assert_msg(strstr(r->msg, "broken pipe") != NULL, "message \"%s\" lacks \"broken pipe\"",
+                  r->msg);
+    ck_assert_msg(!r->values[3], "rill left a SIGPIPE pending");
+    ck_assert_int_eq(r->values[4], RILL_OK);
+}
+END_TEST
+
 /* ================================================================================================
  * Deadlines
  */
@@ -742,6 +826,7 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, test_eof, 0, nmodes);
     tcase_add_loop_test(tc, test_sigpipe, 0, (int)(sizeof sigpipe_cases / sizeof sigpipe_cases[0]));
+    tcase_add_test(tc, test_sigpipe_mid_write);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("deadlines");

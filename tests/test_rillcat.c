@@ -8,8 +8,11 @@
  * message, binary-safe copying of 64 MiB with a checksum (plain and TLS), half-close in both
  * modes, --starttls smtp/imap/pop3/plain-line against a plain-then-TLS peer (and refusals,
  * including plaintext injected after the go-ahead), -l -k --echo with 50 concurrent clients
- * (plain and TLS), -v facts, --insecure's warning, --crlf, --unix.
+ * (plain and TLS), -v facts, --insecure's warning, --crlf, --unix, malformed arguments named in
+ * usage errors, a stdout whose reader goes away (exit 1, never SIGPIPE; -k keeps serving), and
+ * -k --max-conns (over the limit: closed at once, counted by -v).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,6 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include "certs.h"
@@ -44,6 +48,7 @@ typedef struct rc_proc {
     pthread_mutex_t lock;
     pthread_cond_t changed;
     bool hash_out; /* keep only a checksum of stdout (bulk tests) */
+    bool own_out;  /* the test reads (or closes) out_fd itself; the collector leaves it alone */
     char *out;
     size_t out_len, out_cap;
     size_t out_total;
@@ -125,8 +130,11 @@ static void *collect(void *arg)
     return NULL;
 }
 
-/* Start rillcat with @p args (NULL-terminated, without argv[0]). */
-static rc_proc *rc_start(const char *const *args, bool hash_out)
+/*
+ * Start rillcat with @p args (NULL-terminated, without argv[0]). With @p own_out the test
+ * handles rillcat's stdout (p->out_fd) itself.
+ */
+static rc_proc *rc_start_ex(const char *const *args, bool hash_out, bool own_out)
 {
     const char *path = rillcat_path();
     char *argv[64];
@@ -143,6 +151,11 @@ static rc_proc *rc_start(const char *const *args, bool hash_out)
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
+        /* rillcat starts as a shell would start it: SIGPIPE neither ignored nor blocked. */
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        sigprocmask(SIG_UNBLOCK, &pipe_set, NULL);
         signal(SIGPIPE, SIG_DFL);
         if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
             _exit(126);
@@ -161,10 +174,17 @@ static rc_proc *rc_start(const char *const *args, bool hash_out)
     p->out_fd = out[0];
     p->err_fd = err[0];
     p->hash_out = hash_out;
+    p->own_out = own_out;
+    p->eof_out = own_out;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->changed, NULL);
     ck_assert(pthread_create(&p->collector, NULL, collect, p) == 0);
     return p;
+}
+
+static rc_proc *rc_start(const char *const *args, bool hash_out)
+{
+    return rc_start_ex(args, hash_out, false);
 }
 
 static void rc_write(rc_proc *p, const void *data, size_t len)
@@ -251,7 +271,8 @@ static int rc_finish(rc_proc *p, int timeout_ms)
         usleep(2000);
     }
     pthread_join(p->collector, NULL);
-    close(p->out_fd);
+    if (p->out_fd >= 0)
+        close(p->out_fd);
     close(p->err_fd);
     p->out_fd = p->err_fd = -1;
     ck_assert_msg(!killed, "rillcat still running after %d ms; stderr: %s", timeout_ms, p->err);
@@ -265,8 +286,10 @@ static void rc_kill(rc_proc *p)
     rc_close_stdin(p);
     waitpid(p->pid, NULL, 0);
     pthread_join(p->collector, NULL);
-    close(p->out_fd);
+    if (p->out_fd >= 0)
+        close(p->out_fd);
     close(p->err_fd);
+    p->out_fd = p->err_fd = -1;
 }
 
 static void rc_free(rc_proc *p)
@@ -277,6 +300,47 @@ static void rc_free(rc_proc *p)
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->changed);
     free(p);
+}
+
+/* Occurrences of @p needle in rillcat's stderr so far. */
+static int rc_count(rc_proc *p, const char *needle)
+{
+    int n = 0;
+    pthread_mutex_lock(&p->lock);
+    for (const char *at = p->err; (at = strstr(at, needle)); at++)
+        n++;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+/* Wait until stderr holds @p needle @p want times; the count reached within @p timeout_ms. */
+static int rc_wait_count(rc_proc *p, const char *needle, int want, int timeout_ms)
+{
+    int64_t end = rt_now_us() + (int64_t)timeout_ms * 1000;
+    int n;
+    while ((n = rc_count(p, needle)) < want && rt_now_us() < end)
+        usleep(10 * 1000);
+    return n;
+}
+
+/* Whether rillcat is still running (neither exited nor killed by a signal). */
+static bool rc_running(rc_proc *p)
+{
+    return waitpid(p->pid, NULL, WNOHANG) == 0;
+}
+
+/* Open descriptors of process @p pid. */
+static int proc_fd_count(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    ck_assert_msg(d != NULL, "%s: %s", path, strerror(errno));
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 /* Number of lines of @p text. */
@@ -450,6 +514,19 @@ static void script_record_then_answer(rill_stream *s, void *arg)
     (void)rill_close(s);
 }
 
+/* Send until the connection fails: whoever stops taking the bytes ends it. */
+static void script_flood(rill_stream *s, void *arg)
+{
+    (void)arg;
+    static _Thread_local char buf[16384];
+    memset(buf, 'f', sizeof buf);
+    for (;;) {
+        if (rill_write_all(s, buf, sizeof buf, NULL) != RILL_OK)
+            break;
+    }
+    (void)rill_close(s);
+}
+
 /* Handshake (to see the server side fail), then close. */
 static void script_handshake_only(rill_stream *s, void *arg)
 {
@@ -605,6 +682,39 @@ static uint16_t closed_port(void)
     return ntohs(sa.sin_port);
 }
 
+/* A plain TCP connection to 127.0.0.1:@p port on a raw socket. */
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert(fd >= 0);
+    ck_assert_msg(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to port %u: %s",
+                  port, strerror(errno));
+    return fd;
+}
+
+/* read(2) that waits at most @p timeout_ms: bytes read, 0 at EOF, -1 on error, -2 in time. */
+static ssize_t raw_read(int fd, void *buf, size_t len, int timeout_ms)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    int r;
+    do {
+        r = poll(&pfd, 1, timeout_ms);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return -2;
+    return read(fd, buf, len);
+}
+
+/* Whether connection @p fd is served by a -k --echo rillcat: the byte sent comes back. */
+static bool raw_echoes(int fd, char byte)
+{
+    char got = 0;
+    return write(fd, &byte, 1) == 1 && raw_read(fd, &got, 1, 10000) == 1 && got == byte;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Usage and informational options
  */
@@ -642,12 +752,79 @@ START_TEST(usage_errors)
 }
 END_TEST
 
+/*
+ * Arguments that are malformed rather than unresolvable or unreachable: usage errors (2) whose
+ * message names the argument. "LONG" stands for a --unix path one byte over the kernel's limit.
+ */
+static const struct {
+    const char *args[8];
+    const char *message;
+} named_usage_cases[] = {
+    { { "127.0.0.1", " 80", NULL }, "bad port \" 80\"" },
+    { { "127.0.0.1", "80 ", NULL }, "bad port \"80 \"" },
+    { { "127.0.0.1", "+80", NULL }, "bad port \"+80\"" },
+    { { "--", "127.0.0.1", "-80", NULL }, "bad port \"-80\"" },
+    { { "127.0.0.1", "80x", NULL }, "bad port \"80x\"" },
+    { { "127.0.0.1", "", NULL }, "bad port \"\"" },
+    { { "127.0.0.1", "0", NULL }, "bad port \"0\" (a number, 1 to 65535)" },
+    { { "-l", " 0", NULL }, "bad port \" 0\" (a number, 1 to 65535, or 0 for any)" },
+    { { "-l", "--", "127.0.0.1", "-1", NULL }, "bad port \"-1\"" },
+    { { "", "80", NULL }, "HOST is empty" },
+    { { "-l", "", "0", NULL }, "HOST is empty" },
+    { { "--unix", "", NULL }, "--unix PATH is empty" },
+    { { "--unix", "@", NULL }, "--unix PATH is empty" },
+    { { "-l", "--unix", "", NULL }, "--unix PATH is empty" },
+    { { "--unix", "LONG", NULL }, "--unix PATH is too long (108 bytes, at most 107)" },
+    { { "-l", "--echo", "--unix", "LONG", NULL }, "--unix PATH is too long (108 bytes" },
+    { { "--timeout", " 5", "127.0.0.1", "1", NULL }, "--timeout takes a positive number" },
+    { { "-l", "-k", "--max-conns", "0", "0", NULL }, "--max-conns takes a positive number" },
+    { { "-l", "-k", "--max-conns", " 2", "0", NULL },
+      "--max-conns takes a positive number of connections, not \" 2\"" },
+    { { "-l", "-k", "--max-conns", NULL }, "--max-conns needs an argument" },
+    { { "--max-conns", "2", "127.0.0.1", "1", NULL }, "--max-conns works only with -l -k" },
+    { { "-l", "--max-conns", "2", "0", NULL }, "--max-conns works only with -l -k" },
+};
+
+START_TEST(usage_errors_named)
+{
+    char too_long[109];
+    memset(too_long, 'p', sizeof too_long - 1);
+    too_long[0] = '/';
+    too_long[sizeof too_long - 1] = '\0';
+    const char *args[8];
+    for (size_t i = 0; i < 8; i++) {
+        const char *a = named_usage_cases[_i].args[i];
+        args[i] = a && strcmp(a, "LONG") == 0 ? too_long : a;
+    }
+    char want[160];
+    snprintf(want, sizeof want, "rillcat: usage: %s", named_usage_cases[_i].message);
+    rc_proc *p = rc_expect(args, NULL, 2, want);
+    ck_assert_msg(strncmp(p->err, "rillcat: usage: ", 16) == 0 && count_lines(p->err) == 2 &&
+                      strstr(p->err, "\nusage: rillcat "),
+                  "not a usage message and a usage line: %s", p->err);
+    ck_assert_msg(p->out_len == 0, "printed on stdout: %s", p->out);
+    rc_free(p);
+}
+END_TEST
+
+/* At the limit a --unix path is not a usage error: it is tried (and nobody listens there). */
+START_TEST(unix_path_at_limit)
+{
+    char path[108];
+    memset(path, 'p', sizeof path - 1);
+    memcpy(path, "/nonexistent-rill/", 18);
+    path[sizeof path - 1] = '\0';
+    const char *args[] = { "--unix", path, NULL };
+    rc_free(rc_expect(args, "", 7, "rillcat: connect: "));
+}
+END_TEST
+
 START_TEST(help_and_version)
 {
     const char *help[] = { "--help", NULL };
     rc_proc *p = rc_expect(help, NULL, 0, NULL);
     ck_assert(p->out && strstr(p->out, "usage: rillcat") && strstr(p->out, "--starttls") &&
-              strstr(p->out, "plain-line"));
+              strstr(p->out, "plain-line") && strstr(p->out, "--max-conns N"));
     rc_free(p);
     const char *version[] = { "--version", NULL };
     p = rc_expect(version, NULL, 0, NULL);
@@ -1055,6 +1232,33 @@ START_TEST(crlf_translation)
 }
 END_TEST
 
+/*
+ * rillcat's stdout is a pipe whose reader goes away while the peer keeps sending: rillcat must
+ * not die of SIGPIPE (silently, status 141 in a shell) but exit 1 with one line.
+ */
+START_TEST(stdout_reader_gone)
+{
+    int fds = rt_count_fds();
+    peer *pr = peer_start(NULL, script_flood, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "127.0.0.1", port, NULL };
+    rc_proc *p = rc_start_ex(args, false, true);
+    char buf[4096];
+    ck_assert_msg(raw_read(p->out_fd, buf, sizeof buf, 10000) > 0, "nothing on stdout: %s", p->err);
+    close(p->out_fd); /* the reader of stdout is gone; data keeps arriving */
+    p->out_fd = -1;
+    rc_wait_for(p, true, "\n", 10000);
+    int code = rc_finish(p, 20000);
+    ck_assert_msg(code == 1, "rillcat ended with %d%s; stderr: %s", code,
+                  code > 128 ? " (killed by a signal)" : "", p->err);
+    ck_assert_str_eq(p->err, "rillcat: write to stdout: Broken pipe\n");
+    rc_free(p);
+    peer_stop(pr);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
 START_TEST(unix_socket)
 {
     char dir[32], path[64];
@@ -1334,6 +1538,91 @@ START_TEST(listen_once)
 }
 END_TEST
 
+/* -l -k without --echo whose stdout nobody reads: each connection fails, the server lives. */
+START_TEST(listen_keep_stdout_reader_gone)
+{
+    int fds = rt_count_fds();
+    const char *args[] = { "-l", "-k", "-v", "0", NULL };
+    rc_proc *srv = rc_start_ex(args, false, true);
+    close(srv->out_fd);
+    srv->out_fd = -1;
+    uint16_t port = rc_listen_port(srv);
+    for (int i = 0; i < 3; i++) {
+        int fd = raw_connect(port);
+        ck_assert(write(fd, "for stdout\n", 11) == 11);
+        char buf[64];
+        ssize_t n = raw_read(fd, buf, sizeof buf, 10000);
+        ck_assert_msg(n == 0, "connection %d: read gave %zd, not EOF; server: %s", i, n, srv->err);
+        close(fd);
+        int lines = rc_wait_count(srv, "rillcat: write to stdout: Broken pipe\n", i + 1, 10000);
+        ck_assert_msg(lines == i + 1, "%d failure lines after %d connections: %s", lines, i + 1,
+                      srv->err);
+        ck_assert_msg(rc_running(srv), "the server ended: %s", srv->err);
+    }
+    rc_kill(srv);
+    ck_assert_int_eq(rc_count(srv, "rillcat: "), 3);
+    rc_free(srv);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+/*
+ * --max-conns 2: with two connections held open a third is accepted and closed at once (EOF, no
+ * descriptor kept), -v says so and counts it; once one of the two ends, new ones are served.
+ */
+START_TEST(listen_max_conns)
+{
+    int fds = rt_count_fds();
+    const char *args[] = { "-l", "-k", "--echo", "-v", "--max-conns", "2", "0", NULL };
+    rc_proc *srv = rc_start(args, false);
+    uint16_t port = rc_listen_port(srv);
+    int held[2];
+    for (int i = 0; i < 2; i++) {
+        held[i] = raw_connect(port);
+        ck_assert_msg(raw_echoes(held[i], 'a'), "connection %d not served: %s", i, srv->err);
+    }
+    int server_fds = proc_fd_count(srv->pid);
+    for (int i = 1; i <= 3; i++) {
+        int fd = raw_connect(port);
+        char c;
+        int64_t start = rt_now_us();
+        ssize_t n = raw_read(fd, &c, 1, 10000);
+        ck_assert_msg(n == 0, "over the limit: read gave %zd, not EOF; server: %s", n, srv->err);
+        rt_assert_elapsed(start, 0, 5000);
+        close(fd);
+        char want[64];
+        snprintf(want, sizeof want, "(%d refused so far)\n", i);
+        ck_assert_msg(rc_wait_for(srv, true, want, 10000), "-v lacks \"%s\": %s", want, srv->err);
+    }
+    ck_assert_msg(rc_count(srv, "* refused a connection from 127.0.0.1:") == 3 &&
+                      rc_count(srv, "2 connections open, the --max-conns limit") == 3,
+                  "-v output: %s", srv->err);
+    ck_assert_int_eq(proc_fd_count(srv->pid), server_fds);
+    /* The two held connections were not disturbed. */
+    ck_assert(raw_echoes(held[0], 'b') && raw_echoes(held[1], 'b'));
+    /* One of them ends: its slot is free again (the server may need a moment to notice). */
+    close(held[0]);
+    ck_assert(rc_wait_count(srv, "closed the connection", 1, 10000) == 1);
+    bool served = false;
+    int64_t end = rt_now_us() + (int64_t)10 * 1000 * 1000;
+    while (!served && rt_now_us() < end) {
+        int fd = raw_connect(port);
+        served = raw_echoes(fd, 'c');
+        close(fd);
+        if (!served)
+            usleep(20 * 1000);
+    }
+    ck_assert_msg(served, "no connection served after one ended: %s", srv->err);
+    ck_assert(raw_echoes(held[1], 'd'));
+    close(held[1]);
+    ck_assert_msg(rc_running(srv), "the server ended: %s", srv->err);
+    rc_kill(srv);
+    ck_assert_msg(rc_count(srv, "rillcat: ") == 0, "server reported: %s", srv->err);
+    rc_free(srv);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -1347,6 +1636,9 @@ Suite *rill_test_suite(void)
     Suite *s = suite_create("rillcat");
     TCase *tc = tcase_create("usage");
     tcase_add_loop_test(tc, usage_errors, 0, (int)(sizeof usage_cases / sizeof usage_cases[0]));
+    tcase_add_loop_test(tc, usage_errors_named, 0,
+                        (int)(sizeof named_usage_cases / sizeof named_usage_cases[0]));
+    tcase_add_test(tc, unix_path_at_limit);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, demo_runs);
     suite_add_tcase(s, tc);
@@ -1372,6 +1664,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, half_close_listen);
     tcase_add_test(tc, crlf_translation);
     tcase_add_test(tc, unix_socket);
+    tcase_add_test(tc, stdout_reader_gone);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tls");
@@ -1388,6 +1681,8 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, listen_keep_echo_50_plain);
     tcase_add_test(tc, listen_keep_echo_50_tls);
     tcase_add_test(tc, listen_once);
+    tcase_add_test(tc, listen_keep_stdout_reader_gone);
+    tcase_add_test(tc, listen_max_conns);
     suite_add_tcase(s, tc);
     return s;
 }

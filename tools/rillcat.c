@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <sys/un.h>
 
 #include <rill/rill.h>
 
@@ -53,6 +54,9 @@ enum {
 #define MAX_RESOLVES 16
 #define IO_CHUNK     65536
 #define LINE_MAX_LEN 8192
+#define MAX_CONNS    100 /* -l -k: connections served at once unless --max-conns says otherwise */
+/* The longest --unix path the kernel takes (sun_path less its terminating NUL). */
+#define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
 struct options {
     bool listen, keep, echo, tls, insecure, verbose, crlf;
@@ -70,12 +74,27 @@ struct options {
     const char *dns_servers;
     const char *resolves[MAX_RESOLVES + 1];
     size_t nresolves;
+    int max_conns; /* -l -k: connections served at once; more are closed at once */
 };
 
 static struct options opt;
 
 /* Serialises stderr lines and, with -k, what connections write to stdout. */
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * stdout and stderr as rill fd streams, so that rillcat's own writes keep the library's rule:
+ * writing to a pipe whose reader is gone fails with EPIPE and never raises SIGPIPE, which
+ * would end rillcat without a word (and with -l -k every connection it serves). The
+ * disposition of SIGPIPE is left alone. NULL when the descriptor is not open. Written under
+ * out_lock.
+ */
+static rill_stream *std_out, *std_err;
+
+/* -l -k: connections being served, and those closed at once for being over --max-conns. */
+static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
+static int conns_open;
+static unsigned long conns_refused;
 
 static int64_t now_ms(void)
 {
@@ -85,6 +104,35 @@ static int64_t now_ms(void)
 }
 
 /* ---- messages ---- */
+
+static int open_stdio(void)
+{
+    rill_error err;
+    /* A descriptor that is not open (RILL_E_INVALID) is left NULL: writes to it fail. */
+    rill_status st = rill_fd_new(-1, STDERR_FILENO, 0, &std_err, &err);
+    if (st == RILL_OK || st == RILL_E_INVALID)
+        st = rill_fd_new(-1, STDOUT_FILENO, 0, &std_out, &err);
+    if (st == RILL_OK || st == RILL_E_INVALID)
+        return RC_OK;
+    fprintf(stderr, "rillcat: startup: %s\n", err.msg);
+    return RC_FAIL;
+}
+
+static void close_stdio(void)
+{
+    (void)rill_close(std_out);
+    (void)rill_close(std_err);
+    std_out = std_err = NULL;
+}
+
+/* One line of text to stderr (caller holds out_lock); a failure has nowhere to be reported. */
+static void put_err(const char *text)
+{
+    if (!std_err)
+        return;
+    rill_status st = rill_write_all(std_err, text, strlen(text), NULL);
+    (void)st;
+}
 
 /* Print "rillcat: <what>: <reason>" and return @p rc. */
 RILL_PRINTF(3, 4) static int fail(int rc, const char *what, const char *fmt, ...)
@@ -99,8 +147,10 @@ RILL_PRINTF(3, 4) static int fail(int rc, const char *what, const char *fmt, ...
     const char *r = reason;
     if (strncmp(r, what, wlen) == 0 && r[wlen] == ':' && r[wlen + 1] == ' ')
         r += wlen + 2;
+    char line[sizeof reason + 256];
+    snprintf(line, sizeof line, "rillcat: %s: %s\n", what, r);
     pthread_mutex_lock(&out_lock);
-    fprintf(stderr, "rillcat: %s: %s\n", what, r);
+    put_err(line);
     pthread_mutex_unlock(&out_lock);
     return rc;
 }
@@ -115,16 +165,43 @@ RILL_PRINTF(1, 2) static void note(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    char line[1030];
+    snprintf(line, sizeof line, "* %s\n", text);
     pthread_mutex_lock(&out_lock);
-    fprintf(stderr, "* %s\n", text);
+    put_err(line);
     pthread_mutex_unlock(&out_lock);
 }
 
-static void usage_line(FILE *to)
+/*
+ * Write all of @p buf to stdout; false with the reason in @p why when stdout cannot take it
+ * (its reader is gone: "Broken pipe"). The caller holds out_lock and reports after releasing it.
+ */
+static bool write_out(const void *buf, size_t len, char *why, size_t why_len)
 {
-    fprintf(to, "usage: rillcat [options] HOST PORT | rillcat -l [options] [HOST] PORT | "
-                "rillcat --demo   (rillcat --help for more)\n");
+    if (!std_out) {
+        snprintf(why, why_len, "%s", strerror(EBADF));
+        return false;
+    }
+    if (rill_write_all(std_out, buf, len, NULL) == RILL_OK)
+        return true;
+    const rill_error *e = rill_last_error(std_out);
+    snprintf(why, why_len, "%s", e && e->sys_errno ? strerror(e->sys_errno) : rill_errmsg(std_out));
+    return false;
 }
+
+/* Write all of @p buf to stdout; RC_OK or a reported failure (1). */
+static int put_out(const void *buf, size_t len)
+{
+    char why[RILL_ERRMSG_MAX];
+    pthread_mutex_lock(&out_lock);
+    bool ok = write_out(buf, len, why, sizeof why);
+    pthread_mutex_unlock(&out_lock);
+    return ok ? RC_OK : fail(RC_FAIL, "write to stdout", "%s", why);
+}
+
+static const char usage_text[] =
+    "usage: rillcat [options] HOST PORT | rillcat -l [options] [HOST] PORT | "
+    "rillcat --demo   (rillcat --help for more)\n";
 
 RILL_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
 {
@@ -133,15 +210,19 @@ RILL_PRINTF(1, 2) static int usage_error(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "rillcat: usage: %s\n", reason);
-    usage_line(stderr);
+    char line[sizeof reason + 32];
+    snprintf(line, sizeof line, "rillcat: usage: %s\n", reason);
+    pthread_mutex_lock(&out_lock);
+    put_err(line);
+    put_err(usage_text);
+    pthread_mutex_unlock(&out_lock);
     return RC_USAGE;
 }
 
-static void help(void)
+/* --help on stdout; RC_OK, or RC_FAIL when stdout cannot take it. */
+static int help(void)
 {
-    usage_line(stdout);
-    printf(
+    static const char text[] =
         "\n"
         "  rillcat [options] HOST PORT        connect; copy stdin to the connection and the\n"
         "                                     connection to stdout\n"
@@ -178,6 +259,8 @@ static void help(void)
         "                           stdin/stdout\n"
         "  -k                       with -l: keep listening, serve connections concurrently\n"
         "                           (without --echo, their bytes go to stdout; stdin is unused)\n"
+        "  --max-conns N            with -l -k: serve at most N connections at once (default\n"
+        "                           100); more are accepted and closed at once (-v counts them)\n"
         "  --crlf                   send LF from stdin as CRLF\n"
         "  -v                       to stderr: resolution, connect attempts, the chain, TLS facts\n"
         "  --version  --help\n"
@@ -185,10 +268,13 @@ static void help(void)
         "When stdin ends, rillcat half-closes (TLS close_notify, TCP FIN) and keeps reading until\n"
         "the peer closes; when the peer closes, it writes out what arrived and exits.\n"
         "\n"
-        "Exit status: 0 clean end; 1 other failure; 2 bad usage; 6 name not resolved; 7 connect\n"
-        "failed; 28 timeout; 35 TLS handshake failed; 56 receive failure (reset, truncated TLS);\n"
-        "58 local certificate, key, CA or CRL file problem; 60 peer certificate or host name\n"
-        "verification failed.\n");
+        "Exit status: 0 clean end; 1 other failure (also stdout unwritable: its reader is gone);\n"
+        "2 bad usage (also an empty HOST, a PORT that is not just digits in range, an empty or\n"
+        "too long --unix PATH); 6 name not resolved; 7 connect failed; 28 timeout; 35 TLS\n"
+        "handshake failed; 56 receive failure (reset, truncated TLS); 58 local certificate, key,\n"
+        "CA or CRL file problem; 60 peer certificate or host name verification failed.\n";
+    int rc = put_out(usage_text, strlen(usage_text));
+    return rc == RC_OK ? put_out(text, strlen(text)) : rc;
 }
 
 /* ---- exit codes from statuses ---- */
@@ -227,12 +313,18 @@ static int io_rc(rill_status st, const char *msg, bool got_data)
 
 /* ---- option parsing ---- */
 
+/*
+ * A number in [min, max] written as decimal digits only: strtol alone would also take leading
+ * spaces and a sign (" 80", "+80"), which a script never means.
+ */
 static bool parse_int(const char *text, long min, long max, long *out)
 {
+    if (*text == '\0' || text[strspn(text, "0123456789")] != '\0')
+        return false;
     char *end;
     errno = 0;
     long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || errno != 0 || v < min || v > max)
+    if (*end != '\0' || errno != 0 || v < min || v > max)
         return false;
     *out = v;
     return true;
@@ -270,6 +362,7 @@ enum {
     OPT_UNIX,
     OPT_ECHO,
     OPT_CRLF,
+    OPT_MAX_CONNS,
     OPT_VERSION,
     OPT_HELP,
     OPT_DEMO
@@ -296,13 +389,14 @@ static const struct option long_options[] = {
     { "unix", required_argument, NULL, OPT_UNIX },
     { "echo", no_argument, NULL, OPT_ECHO },
     { "crlf", no_argument, NULL, OPT_CRLF },
+    { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
     { "version", no_argument, NULL, OPT_VERSION },
     { "help", no_argument, NULL, OPT_HELP },
     { "demo", no_argument, NULL, OPT_DEMO },
     { NULL, 0, NULL, 0 },
 };
 
-enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_DEMO, PARSE_USAGE };
+enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_DEMO, PARSE_USAGE, PARSE_FAIL };
 
 static enum parse_result parse_args(int argc, char **argv)
 {
@@ -310,6 +404,8 @@ static enum parse_result parse_args(int argc, char **argv)
     bool demo = false;
     opt.connect_timeout_ms = 10000;
     opt.timeout_ms = RILL_TIMEOUT_NONE;
+    opt.max_conns = MAX_CONNS;
+    bool max_conns_given = false;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":lkv46", long_options, NULL)) != -1) {
@@ -377,8 +473,21 @@ static enum parse_result parse_args(int argc, char **argv)
         case OPT_UNIX: opt.unix_path = optarg; break;
         case OPT_ECHO: opt.echo = true; break;
         case OPT_CRLF: opt.crlf = true; break;
-        case OPT_VERSION: printf("rillcat %s\n", rill_version()); return PARSE_EXIT_OK;
-        case OPT_HELP: help(); return PARSE_EXIT_OK;
+        case OPT_MAX_CONNS:
+            if (!parse_int(optarg, 1, INT_MAX, &v)) {
+                usage_error("--max-conns takes a positive number of connections, not \"%s\"",
+                            optarg);
+                return PARSE_USAGE;
+            }
+            opt.max_conns = (int)v;
+            max_conns_given = true;
+            break;
+        case OPT_VERSION: {
+            char line[64];
+            snprintf(line, sizeof line, "rillcat %s\n", rill_version());
+            return put_out(line, strlen(line)) == RC_OK ? PARSE_EXIT_OK : PARSE_FAIL;
+        }
+        case OPT_HELP: return help() == RC_OK ? PARSE_EXIT_OK : PARSE_FAIL;
         case OPT_DEMO: demo = true; break;
         case ':': usage_error("%s needs an argument", argv[optind - 1]); return PARSE_USAGE;
         default:
@@ -405,6 +514,17 @@ static enum parse_result parse_args(int argc, char **argv)
             usage_error("--unix PATH replaces HOST PORT");
             return PARSE_USAGE;
         }
+        /* "@" alone would be an abstract socket without a name. */
+        if (opt.unix_path[0] == '\0' || strcmp(opt.unix_path, "@") == 0) {
+            usage_error("--unix PATH is empty");
+            return PARSE_USAGE;
+        }
+        size_t len = strlen(opt.unix_path);
+        if (len > UNIX_PATH_MAX_LEN) {
+            usage_error("--unix PATH is too long (%zu bytes, at most %zu)", len,
+                        (size_t)UNIX_PATH_MAX_LEN);
+            return PARSE_USAGE;
+        }
     } else if (opt.listen) {
         if (nargs < 1 || nargs > 2) {
             usage_error("-l takes [HOST] PORT");
@@ -420,6 +540,10 @@ static enum parse_result parse_args(int argc, char **argv)
         opt.host = args[0];
         port_text = args[1];
     }
+    if (opt.host && opt.host[0] == '\0') {
+        usage_error("HOST is empty");
+        return PARSE_USAGE;
+    }
     if (port_text) {
         if (!parse_int(port_text, opt.listen ? 0 : 1, 65535, &v)) {
             usage_error("bad port \"%s\" (a number, 1 to 65535%s)", port_text,
@@ -434,6 +558,10 @@ static enum parse_result parse_args(int argc, char **argv)
     const char *needs_listen = opt.echo ? "--echo" : opt.keep ? "-k" : NULL;
     if (needs_listen && !opt.listen) {
         usage_error("%s works only with -l", needs_listen);
+        return PARSE_USAGE;
+    }
+    if (max_conns_given && !(opt.listen && opt.keep)) {
+        usage_error("--max-conns works only with -l -k");
         return PARSE_USAGE;
     }
     if (opt.listen && opt.starttls) {
@@ -553,9 +681,12 @@ static int make_tls_config(bool server, rill_tls_config **out)
         rill_tls_config_free(cfg);
         return rc;
     }
-    if (!server && opt.insecure)
-        fprintf(stderr, "rillcat: warning: --insecure: the peer's certificate is not verified; "
-                        "anyone on the path can read and change this connection\n");
+    if (!server && opt.insecure) {
+        pthread_mutex_lock(&out_lock);
+        put_err("rillcat: warning: --insecure: the peer's certificate is not verified; anyone on "
+                "the path can read and change this connection\n");
+        pthread_mutex_unlock(&out_lock);
+    }
     *out = cfg;
     return RC_OK;
 }
@@ -614,31 +745,9 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
 
 /* ---- the copy loop ---- */
 
-/* Write all of @p buf to descriptor @p fd (waiting if someone made it non-blocking). */
-static int write_fd_all(int fd, const unsigned char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            struct pollfd p = { .fd = fd, .events = POLLOUT };
-            (void)poll(&p, 1, -1);
-            continue;
-        }
-        if (n < 0)
-            return -1;
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 struct pump {
     rill_stream *s;
-    int in_fd;       /* stdin, or -1: nothing to send, and no half-close either */
-    int out_fd;      /* stdout */
-    bool shared_out; /* -k: several connections write to out_fd; one chunk at a time */
+    int in_fd; /* stdin, or -1: nothing to send, and no half-close either */
     const char *peer;
 };
 
@@ -692,13 +801,12 @@ static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *r
             st = rill_read(s, down, IO_CHUNK, &n);
             if (st == RILL_OK) {
                 got_data = progress = true;
-                if (p->shared_out)
-                    pthread_mutex_lock(&out_lock);
-                int w = write_fd_all(p->out_fd, down, n);
-                if (p->shared_out)
-                    pthread_mutex_unlock(&out_lock);
-                if (w != 0)
-                    return fail(RC_FAIL, "write to stdout", "%s", strerror(errno));
+                char why[RILL_ERRMSG_MAX];
+                pthread_mutex_lock(&out_lock); /* -k: one chunk at a time */
+                bool written = write_out(down, n, why, sizeof why);
+                pthread_mutex_unlock(&out_lock);
+                if (!written)
+                    return fail(RC_FAIL, "write to stdout", "%s", why);
             } else if (st == RILL_EOF) {
                 note("%s closed the connection", p->peer);
                 return RC_OK;
@@ -1115,7 +1223,7 @@ static int run_client(void)
     }
     note("connected in %lld ms", (long long)(now_ms() - start));
     note_chain(s);
-    struct pump p = { .s = s, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO, .peer = peer };
+    struct pump p = { .s = s, .in_fd = STDIN_FILENO, .peer = peer };
     rc = pump_run(&p);
 out:
     close_quietly(s, 1000);
@@ -1201,11 +1309,7 @@ static int serve(rill_stream *s, bool shared_out)
     if (opt.echo) {
         rc = echo_run(s, peer);
     } else {
-        struct pump p = { .s = s,
-                          .in_fd = shared_out ? -1 : STDIN_FILENO,
-                          .out_fd = STDOUT_FILENO,
-                          .shared_out = shared_out,
-                          .peer = peer };
+        struct pump p = { .s = s, .in_fd = shared_out ? -1 : STDIN_FILENO, .peer = peer };
         rc = pump_run(&p);
     }
 out:
@@ -1213,11 +1317,36 @@ out:
     return rc;
 }
 
+/*
+ * -l -k: take a slot for a new connection; false when --max-conns connections are being served
+ * already (*refused then counts the refusals so far).
+ */
+static bool conn_slot_take(unsigned long *refused)
+{
+    pthread_mutex_lock(&conn_lock);
+    bool free_slot = conns_open < opt.max_conns;
+    if (free_slot)
+        conns_open++;
+    else
+        conns_refused++;
+    *refused = conns_refused;
+    pthread_mutex_unlock(&conn_lock);
+    return free_slot;
+}
+
+static void conn_slot_release(void)
+{
+    pthread_mutex_lock(&conn_lock);
+    conns_open--;
+    pthread_mutex_unlock(&conn_lock);
+}
+
 static void *serve_thread(void *arg)
 {
     struct conn_job *job = arg;
     (void)serve(job->s, job->shared_out);
     free(job);
+    conn_slot_release(); /* after serve() closed the connection: its descriptor is free */
     return NULL;
 }
 
@@ -1285,6 +1414,21 @@ static int run_listen(void)
             nanosleep(&pause, NULL);
             continue;
         }
+        /*
+         * Over the limit, the connection is closed at once rather than left in the backlog: a
+         * flood then costs one descriptor for a moment, not a thread and a descriptor each.
+         */
+        unsigned long refused;
+        if (!conn_slot_take(&refused)) {
+            char peer[160];
+            peer_name(s, peer, sizeof peer);
+            (void)rill_close(
+                s); /* nothing was sent on it (no TLS handshake): nothing to wait for */
+            note("refused a connection from %s: %d connection%s open, the --max-conns limit (%lu "
+                 "refused so far)",
+                 peer, opt.max_conns, opt.max_conns == 1 ? "" : "s", refused);
+            continue;
+        }
         struct conn_job *job = malloc(sizeof *job);
         pthread_t tid;
         if (job) {
@@ -1295,6 +1439,7 @@ static int run_listen(void)
             fail(RC_FAIL, "accept", "cannot start a thread for the connection");
             free(job);
             rill_close(s);
+            conn_slot_release();
         }
     }
 out:
@@ -1305,11 +1450,16 @@ out:
 
 int main(int argc, char **argv)
 {
+    int rc = open_stdio();
+    if (rc != RC_OK)
+        return rc;
     switch (parse_args(argc, argv)) {
-    case PARSE_EXIT_OK: return RC_OK;
-    case PARSE_USAGE: return RC_USAGE;
-    case PARSE_DEMO: return rillcat_demo();
-    case PARSE_RUN: break;
+    case PARSE_EXIT_OK: rc = RC_OK; break;
+    case PARSE_USAGE: rc = RC_USAGE; break;
+    case PARSE_FAIL: rc = RC_FAIL; break;
+    case PARSE_DEMO: rc = rillcat_demo(); break;
+    case PARSE_RUN: rc = opt.listen ? run_listen() : run_client(); break;
     }
-    return opt.listen ? run_listen() : run_client();
+    close_stdio();
+    return rc;
 }

@@ -67,6 +67,9 @@ rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *wher
 /*
  * write(2) on a pipe whose reader is gone raises SIGPIPE. Block it in this thread for the call
  * and consume the one the write generated, leaving any SIGPIPE that was already pending alone.
+ * The write need not fail for that: when the reader goes away while a blocking write waits for
+ * room, the write returns the bytes it got in and raises SIGPIPE all the same. So every short
+ * write looks for one (a full write cannot have raised it, so it costs nothing extra).
  */
 static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
 {
@@ -78,7 +81,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
     pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     ssize_t r = write(fd, buf, len);
     int saved = errno;
-    if (r < 0 && saved == EPIPE && !was_pending) {
+    bool short_write = r < 0 ? saved == EPIPE : (size_t)r < len;
+    if (short_write && !was_pending) {
         const struct timespec zero = { 0, 0 };
         while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {
         }

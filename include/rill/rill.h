@@ -324,7 +324,8 @@ typedef struct rill_connect_opts {
     /* rill_connect() only: */
     int family;           /**< 0: the context's choice, 4: IPv4 only, 6: IPv6 only */
     int attempt_delay_ms; /**< Happy Eyeballs: start the next address after this long;
-                               default 250; negative: one address at a time, no racing */
+                               default 250, at least 10; negative: one address at a time, no
+                               racing */
     int max_in_flight;    /**< connect attempts in flight at once; default 4 (>= 1) */
     /** Trace callback (resolving, resolved, each attempt, failures, connected); may be NULL.
      *  Called on the connecting thread; @p ev and its strings live only during the call. */
@@ -339,6 +340,9 @@ typedef struct rill_connect_opts {
     /** rill_connect() with tls: the name sent as SNI and verified; default NULL = the host. */
     const char *tls_servername;
     unsigned tls_flags; /**< flags for rill_tls_client()/rill_tls_server(); default 0 */
+    /** rill_connect(): when the A answer comes first, how long to wait for the AAAA answer
+     *  before connecting with IPv4 (RFC 8305 Resolution Delay); default 50; 0: go at once. */
+    int resolution_delay_ms;
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -472,10 +476,14 @@ RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n);
 /** What a connect trace event reports. */
 typedef enum rill_connect_event_type {
     RILL_EV_RESOLVING = 1,  /**< host: the name being resolved */
-    RILL_EV_RESOLVED,       /**< count: addresses found */
+    RILL_EV_RESOLVED,       /**< count: addresses known when the first attempt starts */
     RILL_EV_ATTEMPT,        /**< addr: a connect attempt starts */
     RILL_EV_ATTEMPT_FAILED, /**< addr, status, message: an attempt failed */
-    RILL_EV_CONNECTED       /**< addr: the winner */
+    RILL_EV_CONNECTED,      /**< addr: the winner */
+    RILL_EV_ANSWER,         /**< family, count (status, message on failure): one family's
+                                 answer arrived (from DNS, the cache, /etc/hosts or an override) */
+    RILL_EV_TLS_HANDSHAKE,  /**< addr: the TLS handshake starts on the winner */
+    RILL_EV_TLS_DONE        /**< addr (status, message on failure): the handshake ended */
 } rill_connect_event_type;
 
 /** A connect trace event (see rill_connect_opts.on_event). */
@@ -485,8 +493,9 @@ typedef struct rill_connect_event {
     const char *addr;    /**< ATTEMPT, ATTEMPT_FAILED, CONNECTED: "127.0.0.1:8443" */
     size_t count;        /**< RESOLVED: number of addresses */
     rill_status status;  /**< ATTEMPT_FAILED */
-    const char *message; /**< ATTEMPT_FAILED: the reason */
-    int64_t elapsed_ms;  /**< since rill_connect() started */
+    const char *message; /**< ATTEMPT_FAILED, failed ANSWER or TLS_DONE: the reason */
+    int64_t elapsed_ms;  /**< since rill_connect() or rill_connect_start() started */
+    int family;          /**< ANSWER: 4 (A) or 6 (AAAA); ATTEMPT...: the address's family */
 } rill_connect_event;
 
 /**
@@ -505,6 +514,92 @@ typedef struct rill_connect_event {
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
                                                  const rill_connect_opts *opts, rill_stream **out,
                                                  rill_error *err);
+
+/**
+ * A connect in progress that the caller's event loop drives (rill_connect_start()). Opaque.
+ * Used by one thread at a time; different ops may run on one shared context from any threads.
+ */
+typedef struct rill_connect_op rill_connect_op;
+
+/**
+ * Start connecting to @p host and @p port without blocking: the same connect as rill_connect()
+ * (DNS for A and AAAA as separate queries, the Happy Eyeballs race, the TLS handshake when
+ * opts->tls is set, one deadline opts->timeout_ms over all of it) as steps that the caller runs
+ * when rill_connect_poll_info() says so. No call of the op blocks: not on DNS, not on connect,
+ * not on the handshake. A name in the context's cache, an override, an IP literal or
+ * "localhost" start connecting within this call (the socket is created and connect(2) issued).
+ *
+ * The loop:
+ *     rill_connect_start(ctx, host, port, &opts, &op, &err);
+ *     for (;;) {
+ *         rill_connect_poll_info(op, &fd, &events, &timeout_ms);   // wait for fd or timeout
+ *         st = rill_connect_step(op, &s, &err);                    // RILL_WANT_*: again
+ *         if (st != RILL_WANT_READ && st != RILL_WANT_WRITE) break;
+ *     }
+ *     rill_connect_op_free(op);
+ *
+ * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished).
+ * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts
+ * (tls_servername) and @p host are copied. on_event runs inside rill_connect_step() (and in
+ * this call), on the calling thread.
+ * Errors (nothing is left to free then): RILL_E_INVALID (host, port, options; a timeout_ms of
+ * 0), RILL_E_NOMEM, RILL_E_IO (no descriptor for the op). Failures of the connect itself come
+ * from rill_connect_step().
+ * Thread-safety: safe on a shared context.
+ */
+RILL_API RILL_NODISCARD rill_status rill_connect_start(rill_ctx *ctx, const char *host,
+                                                       uint16_t port, const rill_connect_opts *opts,
+                                                       rill_connect_op **op, rill_error *err);
+
+/**
+ * What the op waits for before the next rill_connect_step(): one descriptor @p fd with poll
+ * @p events (POLLIN or POLLOUT), and @p timeout_ms, the time until the op's next timer (the
+ * resolution or attempt delay, a DNS retry, the deadline): call rill_connect_step() when the
+ * descriptor is ready or the time has passed, whichever comes first. *timeout_ms is never -1
+ * while a deadline is set; 0 means step now.
+ *
+ * The descriptor may change from one step to the next: a DNS socket or an attempt's socket
+ * while only that one is waited for, an internal epoll descriptor of the op while several are
+ * (DNS and the race), the winner's socket during the TLS handshake. Ask again after every
+ * step (epoll users: re-register when it changed; libuv: restart the uv_poll_t). The op owns
+ * it: never close it. Spurious wake-ups are harmless (a step then returns the same WANT).
+ * Errors: RILL_E_INVALID (NULL arguments, an op that has finished).
+ */
+RILL_API RILL_NODISCARD rill_status rill_connect_poll_info(rill_connect_op *op, int *fd,
+                                                           short *events, int *timeout_ms);
+
+/**
+ * Make whatever progress is possible without blocking. Returns RILL_WANT_READ or
+ * RILL_WANT_WRITE while the connect goes on (then wait as rill_connect_poll_info() says),
+ * RILL_OK with *out the connected stream ("tcp", or "tls > tcp" with opts->tls; its timeouts as
+ * opts says), or an error with @p err filled as rill_connect() would: RILL_E_DNS,
+ * RILL_E_REFUSED / RILL_E_CONNECT naming each address and what each family's lookup did,
+ * RILL_E_TIMEOUT naming the phase it was in, TLS errors, RILL_E_IO, RILL_E_NOMEM. After
+ * RILL_OK or an error the op is finished: further steps return the same status (RILL_OK with
+ * *out NULL) and only rill_connect_op_free() remains.
+ * Ownership: *out is the caller's on RILL_OK.
+ */
+RILL_API RILL_NODISCARD rill_status rill_connect_step(rill_connect_op *op, rill_stream **out,
+                                                      rill_error *err);
+
+/**
+ * Cancel and free @p op at any point: every descriptor it holds (attempts, the epoll
+ * descriptor, a handshake in progress) is closed at once and its interest in DNS answers is
+ * dropped (an answer that arrives later still fills the context's cache). NULL is accepted.
+ */
+RILL_API void rill_connect_op_free(rill_connect_op *op);
+
+/**
+ * Make a "tcp" transport of a connected TCP socket @p fd that the application connected itself
+ * (from its own event loop, say): its endpoints appear in rill_describe() and in messages like
+ * those of rill_connect(). The socket may be blocking or not (rill uses MSG_DONTWAIT per call
+ * and never changes the descriptor's flags). @p opts (may be NULL) gives nodelay, keepalive and
+ * the stream's timeouts.
+ * Ownership: on RILL_OK the stream owns @p fd (rill_close() closes it); on error the caller
+ * still does. Errors: RILL_E_INVALID (not a connected TCP socket, NULL out), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts,
+                                                   rill_stream **out, rill_error *err);
 
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
@@ -951,6 +1046,18 @@ RILL_API RILL_NODISCARD rill_status rill_tls_session_export(rill_stream *s, void
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_session_import(rill_stream *s, const void *blob,
                                                             size_t len);
+
+/**
+ * Let the topmost TLS client layer of @p s (made with rill_tls_client(), before its handshake)
+ * use the session cache of @p ctx as rill_connect() does: offer a session cached for the same
+ * server name, @p port and config, and store the ones the server sends. Sessions never cross
+ * names, ports or configs.
+ * Errors: RILL_E_INVALID (NULL, no TLS client before its handshake, port 0, no server name).
+ * A context with its cache disabled (tls_session_cache_max 0) makes this a no-op.
+ * Thread-safety: the cache is shared and locked; the stream is the caller's.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_use_session_cache(rill_stream *s, rill_ctx *ctx,
+                                                               uint16_t port);
 
 /** Free memory that rill allocated for the caller (session blobs). NULL is accepted. */
 RILL_API void rill_free(void *p);

@@ -1061,17 +1061,20 @@ RILL_API rill_status rill_tls_session_import(rill_stream *s, const void *blob, s
     /* The checks a resumed handshake skips must have been made for this very connection. */
     if (nlen != strlen(t->servername) || strncasecmp(name, t->servername, nlen) != 0 ||
         (port && ours && port != ours)) {
-        char was[300];
+        char was[120], now[300];
         size_t k = 0;
         for (size_t i = 0; i < nlen && k < 100; i++)
             was[k++] = name[i] > 0x20 && name[i] < 0x7f ? name[i] : '?';
-        snprintf(was + k, sizeof was - k, port ? ":%u" : "", port);
+        was[k] = '\0';
+        if (port)
+            snprintf(was + k, sizeof was - k, ":%u", port);
+        snprintf(now, sizeof now, "%s", t->servername[0] ? t->servername : "(no name)");
+        if (ours)
+            snprintf(now + strlen(now), sizeof now - strlen(now), ":%u", ours);
         return rilli_api_error(s, RILL_E_INVALID,
-                               "%s: the session was made for %s, not %s%s%.0u: refused (the "
-                               "handshake will be a full one)",
-                               fn, nlen ? was : "(no name)",
-                               t->servername[0] ? t->servername : "(no name)", ours ? ":" : "",
-                               ours);
+                               "%s: the session was made for %s, not %s: refused (the handshake "
+                               "will be a full one)",
+                               fn, nlen ? was : "(no name)", now);
     }
     if (memcmp(b + 9 + nlen, t->cfg->trust, RILLI_SHA256_LEN) != 0 ||
         (!b[5] && t->cfg->verify_cert && t->cfg->verify_name))

@@ -43,7 +43,7 @@ static void emit(const struct race *r, rill_connect_event_type type, const char 
     if (!r->opts->on_event)
         return;
     rill_connect_event ev = {
-        type, r->host, addr, count, status, message, rilli_now_ms() - r->start_ms
+        type, r->host, addr, count, status, message, rilli_now_ms() - r->start_ms, 0
     };
     r->opts->on_event(r->opts->on_event_arg, &ev);
 }

@@ -740,6 +740,20 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
         tr->tcp_up = true;
         note("connected to %s (%lld ms)", ev->addr, (long long)ev->elapsed_ms);
         break;
+    case RILL_EV_ANSWER:
+        if (ev->status == RILL_OK)
+            note("%s answer for %s: %zu address%s (%lld ms)", ev->family == 6 ? "AAAA" : "A",
+                 ev->host, ev->count, ev->count == 1 ? "" : "es", (long long)ev->elapsed_ms);
+        else
+            note("%s answer for %s: %s (%lld ms)", ev->family == 6 ? "AAAA" : "A", ev->host,
+                 ev->message ? ev->message : rill_strerror(ev->status),
+                 (long long)ev->elapsed_ms);
+        break;
+    case RILL_EV_TLS_HANDSHAKE: note("TLS handshake with %s", ev->addr); break;
+    case RILL_EV_TLS_DONE:
+        if (ev->status == RILL_OK)
+            note("TLS handshake done (%lld ms)", (long long)ev->elapsed_ms);
+        break;
     }
 }
 

@@ -77,6 +77,9 @@ static const char *type_name(rill_connect_event_type t)
     case RILL_EV_ATTEMPT: return "ATTEMPT";
     case RILL_EV_ATTEMPT_FAILED: return "ATTEMPT_FAILED";
     case RILL_EV_CONNECTED: return "CONNECTED";
+    case RILL_EV_ANSWER: return "ANSWER";
+    case RILL_EV_TLS_HANDSHAKE: return "TLS_HANDSHAKE";
+    case RILL_EV_TLS_DONE: return "TLS_DONE";
     }
     return "?";
 }

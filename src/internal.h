@@ -155,6 +155,14 @@ rill_status rilli_unix_addr(const char *path, void *sun, unsigned *sa_len, rill_
  * between them; returns @p code. */
 rill_status rilli_adopt_error(rill_stream *top, const rill_stream *from, rill_status code);
 
+/*
+ * Describe into @p buf the first layer from @p top down to (not including) @p stop whose own
+ * pending op counts bytes, as its describe op does; "" when none does. Returns what
+ * rilli_snprintf would.
+ */
+size_t rilli_describe_pending(const rill_stream *top, const rill_stream *stop, char *buf,
+                              size_t len);
+
 /* Set whether calls on @p s may block in the kernel (the TLS room's BIO passes its own flag). */
 static inline void rilli_set_may_block(rill_stream *s, bool may_block)
 {

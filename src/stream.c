@@ -477,6 +477,41 @@ RILL_API rill_status rill_shutdown(rill_stream *s)
     return rill_stream_call(s, DIR_WRITE, shutdown_chain, NULL);
 }
 
+/*
+ * Write into @p buf what the describe op says of the first layer from @p top down to (not
+ * including) @p stop that counts pending bytes of its own; "" when none does.
+ */
+size_t rilli_describe_pending(const rill_stream *top, const rill_stream *stop, char *buf,
+                              size_t len)
+{
+    for (const rill_stream *l = top; l && l != stop; l = l->inner) {
+        if (!l->ops->pending || l->ops->pending(l) == 0)
+            continue;
+        if (l->ops->describe)
+            return l->ops->describe(l, buf, len);
+        return rilli_snprintf(buf, len, "%s", l->ops->name);
+    }
+    return rilli_snprintf(buf, len, "%s", "");
+}
+
+/*
+ * The closed layers of a borrowing chain still count pending bytes: read-ahead the borrowed
+ * stream will not deliver again, or a byte a layer claimed before it arrived (so the borrowed
+ * stream will deliver it). Either way its next reader would not start where the closed layers
+ * stopped: say so on the stream that survives.
+ */
+static void report_dropped(const rill_stream *s, rill_stream *borrowed, size_t dropped)
+{
+    if (!borrowed)
+        return;
+    char holder[128];
+    rilli_describe_pending(s, borrowed, holder, sizeof holder);
+    rilli_api_error(borrowed, RILL_E_PENDING_DATA,
+                    "rill_close: %zu pending byte%s in %s did not carry over to the borrowed %s "
+                    "stream: its next reader would not start where the closed layers stopped",
+                    dropped, dropped == 1 ? "" : "s", holder, borrowed->ops->name);
+}
+
 RILL_API rill_status rill_close(rill_stream *s)
 {
     if (!s)
@@ -486,17 +521,22 @@ RILL_API rill_status rill_close(rill_stream *s)
         result = RILL_E_TIMEOUT; /* non-blocking close: what is still held is discarded */
     /*
      * Closing layers that borrow the stream below them while they hold read-ahead drops bytes
-     * the borrowed stream will never deliver: report it rather than lose them silently.
+     * the borrowed stream will never deliver, and while they count a byte they claimed before
+     * reading it leaves one it will: report it rather than misplace bytes silently.
      */
     size_t dropped = 0;
+    rill_stream *kept = NULL; /* the stream a borrowing layer leaves open */
     for (rill_stream *l = s; l; l = l->inner) {
         if (l->flags & RILL_BORROW) {
-            dropped = rill_pending(s) - rill_pending(l->inner);
+            kept = l->inner;
+            dropped = rill_pending(s) - rill_pending(kept);
             break;
         }
     }
-    if (dropped > 0 && result == RILL_OK)
+    if (dropped > 0 && result == RILL_OK) {
         result = RILL_E_PENDING_DATA;
+        report_dropped(s, kept, dropped);
+    }
     rill_stream *l = s;
     while (l) {
         rill_stream *next = l->inner;

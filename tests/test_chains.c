@@ -743,6 +743,49 @@ START_TEST(test_close_whole_chain)
 }
 END_TEST
 
+/*
+ * Issue 10 through a deeper chain: lines(ANY) > buffered(BORROW) > transport. The line reader
+ * owes the LF of a line that ended at the last CR received; closing the chain down to the
+ * borrowed transport reports it (RILL_E_PENDING_DATA, the reason on the transport, naming the
+ * layer), because the LF would otherwise reach the transport's next reader. Loop: transport.
+ */
+START_TEST(test_close_borrowing_chain_owing_lf)
+{
+    enum transport t = (enum transport)_i;
+    int before = rt_count_fds();
+    char dir[64];
+    rill_stream *client = NULL, *server = NULL, *buf = NULL, *top = NULL;
+    make_transport(t, &client, &server, dir, sizeof dir);
+    assert_ok(client, rill_set_timeouts(client, IO_TIMEOUT_MS, IO_TIMEOUT_MS));
+    assert_ok(client, rill_buffered_new(client, 64, 64, RILL_BORROW, &buf));
+    assert_ok(buf, rill_lines_new(buf, 100, RILL_EOL_ANY, 0, &top));
+    assert_ok(server, rill_write_all(server, "A\r", 2, NULL));
+    const char *line = NULL;
+    size_t len = 0;
+    assert_ok(top, rill_read_line(top, &line, &len));
+    ck_assert_uint_eq(len, 1);
+    ck_assert_int_eq(line[0], 'A');
+    ck_assert_uint_eq(rill_pending(top), 1);
+    ck_assert_uint_eq(rill_pending(client), 0);
+    char want[256];
+    snprintf(want, sizeof want,
+             "rill_close: 1 pending byte in lines(max=100 eol=any LF owed) did not carry over "
+             "to the borrowed %s stream",
+             rill_kind(client));
+    rt_assert_error(client, rill_close(top), RILL_E_PENDING_DATA, want);
+    assert_ok(server, rill_write_all(server, "\nZ", 2, NULL));
+    char got[2];
+    size_t n = 0;
+    assert_ok(client, rill_read_full(client, got, 2, &n));
+    ck_assert_msg(memcmp(got, "\nZ", 2) == 0, "got \"%.2s\"", got);
+    ck_assert_int_eq(rill_close(client), RILL_OK);
+    ck_assert_int_eq(rill_close(server), RILL_OK);
+    ck_assert_int_eq(rt_count_fds(), before);
+    if (dir[0])
+        rt_rmdir(dir);
+}
+END_TEST
+
 /* rill_fd_new without RILL_FD_OWN leaves the descriptors to the caller, however deep. */
 START_TEST(test_close_borrowed_fd)
 {
@@ -884,6 +927,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_fd_count_open_close_cycles);
     tcase_add_loop_test(tc, test_close_whole_chain, 0, TRANSPORTS);
     tcase_add_test(tc, test_close_borrowed_fd);
+    tcase_add_loop_test(tc, test_close_borrowing_chain_owing_lf, 0, TRANSPORTS);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("describe");

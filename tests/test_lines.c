@@ -574,7 +574,8 @@ START_TEST(test_any_lone_cr_does_not_block)
     /* The LF of that CRLF arrives later and is not an empty line. */
     peer_str(peer, "\nnext\r");
     expect_line(s, "next");
-    ck_assert_uint_eq(rill_pending(s), 0);
+    /* Nothing is buffered, but the LF a CRLF may still bring is owed: it counts as pending. */
+    ck_assert_uint_eq(rill_pending(s), 1);
     /* Raw reads swallow it too. */
     peer_str(peer, "\nraw");
     char buf[8];
@@ -582,6 +583,7 @@ START_TEST(test_any_lone_cr_does_not_block)
     ck_assert_int_eq(rill_read(s, buf, sizeof buf, &n), RILL_OK);
     ck_assert_uint_eq(n, 3);
     ck_assert_mem_eq(buf, "raw", 3);
+    ck_assert_uint_eq(rill_pending(s), 0);
     /* And a lone LF after the swallow is a line of its own. */
     peer_str(peer, "x\r");
     expect_line(s, "x");
@@ -612,6 +614,168 @@ START_TEST(test_any_swallowed_lf_alone_then_more)
     ck_assert_int_eq(buf[0], '\n');
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/*
+ * Issue 10: after a line that ended at a CR with nothing behind it, the layer owes the LF of a
+ * possible CRLF. Detaching a borrowing line reader then (STARTTLS) would hand that LF to the
+ * next reader of the borrowed stream, the TLS handshake. rill_pending counts the owed LF, so
+ * rill_close reports RILL_E_PENDING_DATA with the reason on the borrowed stream. Loop 0: the
+ * LF is still on its way; loop 1: it sits unread in the socket when the layer is closed.
+ */
+START_TEST(test_any_owed_lf_refuses_detach)
+{
+    int before = rt_count_fds();
+    rill_stream *client = NULL, *server = NULL;
+    rt_tcp_pair(&client, &server);
+    ck_assert_int_eq(rill_set_timeouts(server, 3000, 3000), RILL_OK);
+    rill_stream *l = NULL;
+    ck_assert_int_eq(rill_lines_new(server, 64, RILL_EOL_ANY, RILL_BORROW, &l), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "STARTTLS\r", NULL), RILL_OK);
+    expect_line(l, "STARTTLS");
+    ck_assert_uint_eq(rill_pending(l) - rill_pending(server), 1);
+    char desc[128];
+    rill_describe(l, desc, sizeof desc);
+    ck_assert_msg(strncmp(desc, "lines(max=64 eol=any LF owed) > tcp(", 36) == 0, "describe: %s",
+                  desc);
+    if (_i == 1) {
+        ck_assert_int_eq(rill_write_str(client, "\n", NULL), RILL_OK);
+        struct pollfd p = { .fd = rill_fd(server), .events = POLLIN };
+        ck_assert_int_eq(poll(&p, 1, 3000), 1);
+    }
+    rt_assert_error(server, rill_close(l), RILL_E_PENDING_DATA,
+                    "rill_close: 1 pending byte in lines(max=64 eol=any LF owed) did not carry "
+                    "over to the borrowed tcp stream: its next reader would not start where the "
+                    "closed layers stopped");
+    /* What the refusal is about: the next reader of the borrowed stream gets that LF. */
+    if (_i == 0)
+        ck_assert_int_eq(rill_write_str(client, "\n", NULL), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "\x16\x03\x01", NULL), RILL_OK);
+    char got[4];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read_full(server, got, 4, &n), RILL_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_mem_eq(got, "\n\x16\x03\x01", 4);
+    ck_assert_int_eq(rill_close(client), RILL_OK);
+    ck_assert_int_eq(rill_close(server), RILL_OK);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/*
+ * Reading on settles the owed LF: a line, raw bytes or a skip consume it when it arrives (a
+ * non-blocking read that only swallowed it says RILL_WANT_READ), and then the borrowing layer
+ * detaches cleanly with the borrowed stream exactly where the layer stopped.
+ */
+START_TEST(test_any_owed_lf_settled_by_reading)
+{
+    int before = rt_count_fds();
+    rill_stream *client = NULL, *server = NULL;
+    rt_tcp_pair(&client, &server);
+    rill_stream *l = NULL;
+    ck_assert_int_eq(rill_lines_new(server, 64, RILL_EOL_ANY, RILL_BORROW, &l), RILL_OK);
+    ck_assert_int_eq(rill_set_timeouts(l, 3000, 3000), RILL_OK);
+
+    /* A line: its LF arrives with the next line and is not an empty line. */
+    ck_assert_int_eq(rill_write_str(client, "A\r", NULL), RILL_OK);
+    expect_line(l, "A");
+    ck_assert_uint_eq(rill_pending(l), 1);
+    ck_assert_int_eq(rill_write_str(client, "\nB\n", NULL), RILL_OK);
+    expect_line(l, "B");
+    ck_assert_uint_eq(rill_pending(l), 0);
+
+    /* A skip: the owed LF is dropped when it arrives and not counted (rill_skip_line's doc). */
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_write_str(client, "xx\r", NULL), RILL_OK);
+    ck_assert_int_eq(rill_skip_line(l, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 3);
+    ck_assert_uint_eq(rill_pending(l), 1);
+    ck_assert_int_eq(rill_write_str(client, "\nD\r\n", NULL), RILL_OK);
+    ck_assert_int_eq(rill_skip_line(l, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 3);
+    ck_assert_uint_eq(rill_pending(l), 0);
+
+    /* A non-blocking raw read: it swallows the LF and, with nothing else there, wants more. */
+    ck_assert_int_eq(rill_write_str(client, "C\r", NULL), RILL_OK);
+    expect_line(l, "C");
+    ck_assert_uint_eq(rill_pending(l), 1);
+    ck_assert_int_eq(rill_set_timeouts(l, 0, 0), RILL_OK);
+    char buf[8];
+    size_t n = 9;
+    ck_assert_int_eq(rill_read(l, buf, sizeof buf, &n), RILL_WANT_READ);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(rill_pending(l), 1); /* the LF has not come yet */
+    ck_assert_int_eq(rill_write_str(client, "\n", NULL), RILL_OK);
+    int64_t end = rt_now_us() + 3000000;
+    while (rill_pending(l) > 0 && rt_now_us() < end) {
+        struct pollfd p = { .fd = -1 };
+        ck_assert_int_eq(rill_poll_info(l, &p.fd, &p.events), RILL_OK);
+        ck_assert_int_ge(poll(&p, 1, 3000), 0);
+        ck_assert_int_eq(rill_read(l, buf, sizeof buf, &n), RILL_WANT_READ);
+        ck_assert_uint_eq(n, 0);
+    }
+    ck_assert_uint_eq(rill_pending(l), 0);
+    char desc[128];
+    rill_describe(l, desc, sizeof desc);
+    ck_assert_msg(strstr(desc, "owed") == NULL, "describe: %s", desc);
+
+    ck_assert_int_eq(rill_close(l), RILL_OK);
+    ck_assert_int_eq(rill_set_timeouts(server, 3000, 3000), RILL_OK);
+    ck_assert_int_eq(rill_write_str(client, "\x16next", NULL), RILL_OK);
+    ck_assert_int_eq(rill_read_full(server, buf, 5, &n), RILL_OK);
+    ck_assert_mem_eq(buf, "\x16next", 5);
+    ck_assert_int_eq(rill_close(client), RILL_OK);
+    ck_assert_int_eq(rill_close(server), RILL_OK);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/*
+ * A peer that ends lines with CR alone never sends the owed LF: its lines still come at once,
+ * non-blocking and under a deadline, the debt is only reported (rill_pending 1), and end of
+ * stream cancels it. Loop 0: non-blocking; loop 1: a 200 ms read deadline.
+ */
+START_TEST(test_any_lone_cr_peer_never_waits)
+{
+    int before = rt_count_fds();
+    int peer;
+    rill_stream *inner = rt_fd_end(&peer);
+    rill_stream *l = NULL;
+    ck_assert_int_eq(rill_lines_new(inner, 64, RILL_EOL_ANY, RILL_BORROW, &l), RILL_OK);
+    int timeout = _i == 0 ? 0 : 200;
+    ck_assert_int_eq(rill_set_timeouts(l, timeout, timeout), RILL_OK);
+    peer_str(peer, "A\rB\r");
+    int64_t t0 = rt_now_us();
+    expect_line(l, "A");
+    expect_line(l, "B");
+    rt_assert_elapsed(t0, 0, 150);
+    ck_assert_uint_eq(rill_pending(l), 1);
+    const char *line = "x";
+    size_t len = 9;
+    t0 = rt_now_us();
+    if (_i == 0) {
+        ck_assert_int_eq(rill_read_line(l, &line, &len), RILL_WANT_READ);
+    } else {
+        rt_assert_error(l, rill_read_line(l, &line, &len), RILL_E_TIMEOUT,
+                        "read timed out after 200 ms");
+        rt_assert_elapsed(t0, 150, 5000);
+    }
+    ck_assert_ptr_null(line);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_uint_eq(rill_pending(l), 1);
+    /* More lone-CR lines keep coming at once. */
+    peer_str(peer, "C\r");
+    expect_line(l, "C");
+    /* The peer hangs up: no LF will ever come, so nothing is owed and detaching is clean. */
+    shutdown(peer, SHUT_WR);
+    ck_assert_int_eq(rill_set_timeouts(l, 3000, 3000), RILL_OK);
+    expect_eof(l);
+    ck_assert_uint_eq(rill_pending(l), 0);
+    ck_assert_int_eq(rill_close(l), RILL_OK);
+    ck_assert_int_eq(rill_close(inner), RILL_OK);
+    close(peer);
+    ck_assert_int_eq(rt_count_fds(), before);
 }
 END_TEST
 
@@ -924,7 +1088,9 @@ START_TEST(test_borrow_and_no_descriptor_leak)
     /* rest is still in the line layer: closing it drops those bytes (reported), not the
      * connection. */
     ck_assert_uint_eq(rill_pending(l) - rill_pending(server), 4);
-    ck_assert_int_eq(rill_close(l), RILL_E_PENDING_DATA);
+    rt_assert_error(server, rill_close(l), RILL_E_PENDING_DATA,
+                    "rill_close: 4 pending bytes in lines(max=64 eol=crlf) did not carry over to "
+                    "the borrowed tcp stream");
     ck_assert_int_eq(rill_write_str(server, "250 ok\r\n", NULL), RILL_OK);
     ck_assert_int_eq(rill_lines_new(client, 64, RILL_EOL_CRLF, 0, &l), RILL_OK);
     expect_line(l, "250 ok");
@@ -1003,6 +1169,9 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_crlf_split_across_reads);
     tcase_add_test(tc, test_any_lone_cr_does_not_block);
     tcase_add_test(tc, test_any_swallowed_lf_alone_then_more);
+    tcase_add_loop_test(tc, test_any_owed_lf_refuses_detach, 0, 2);
+    tcase_add_test(tc, test_any_owed_lf_settled_by_reading);
+    tcase_add_loop_test(tc, test_any_lone_cr_peer_never_waits, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("limit");

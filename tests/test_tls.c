@@ -4,9 +4,9 @@
  * at test time by tests/support/certs.c (root -> intermediate -> leaves). Covered: versions 1.2
  * and 1.3, chain/date/name verification with the reason in the message, pins, CRLs, ALPN,
  * client certificates, sessions (rill_connect's cache, export/import), STARTTLS on one
- * descriptor and its refusal with plaintext pending, TLS over TLS and over a socketpair,
- * truncation and clean close, half-close, handshake deadlines, non-TLS peers, non-blocking
- * handshakes, introspection, config errors, descriptors and rill's memory.
+ * descriptor and its refusal with plaintext pending (or an LF owed after a CR), TLS over TLS and
+ * over a socketpair, truncation and clean close, half-close, handshake deadlines, non-TLS peers,
+ * non-blocking handshakes, introspection, config errors, descriptors and rill's memory.
  *
  * Peers are named by loop index in the table-driven cases: even = openssl s_server, odd = rill.
  */
@@ -1534,6 +1534,7 @@ struct srv_arg {
     rill_tls_config *cfg;   /* STARTTLS / outer TLS */
     rill_tls_config *inner; /* TLS over TLS: the inner server config */
     int inject;             /* STARTTLS: plaintext after the go-ahead */
+    int *release_lf;        /* STARTTLS: the go-ahead's LF waits until the test sets this */
 };
 
 static rill_status read_line_eq(rill_stream *ln, const char *want)
@@ -1549,7 +1550,8 @@ static rill_status read_line_eq(rill_stream *ln, const char *want)
 /*
  * Plain greeting and STARTTLS over a borrowing line reader, then TLS over the same TCP stream,
  * then lines over TLS. With inject, the go-ahead is followed in the same write by a line that
- * an attacker slipped in before the upgrade.
+ * an attacker slipped in before the upgrade. With release_lf, the go-ahead's CR goes out alone
+ * and its LF only when the test says so (a CRLF split across segments).
  */
 static void serve_starttls(struct rsrv *r, rill_stream *tcp)
 {
@@ -1562,9 +1564,19 @@ static void serve_starttls(struct rsrv *r, rill_stream *tcp)
     st = rill_write_str(ln, "220 plain greeting\r\n", &w);
     if (st == RILL_OK)
         st = read_line_eq(ln, "STARTTLS");
-    if (st == RILL_OK)
-        st = rill_write_str(ln, a->inject ? "220 go ahead\r\n250 injected\r\n" : "220 go ahead\r\n",
+    if (st == RILL_OK) {
+        st = rill_write_str(ln,
+                            a->inject       ? "220 go ahead\r\n250 injected\r\n"
+                            : a->release_lf ? "220 go ahead\r"
+                                            : "220 go ahead\r\n",
                             &w);
+    }
+    if (st == RILL_OK && a->release_lf) {
+        int64_t end = rt_now_us() + 10000000;
+        while (!__atomic_load_n(a->release_lf, __ATOMIC_ACQUIRE) && rt_now_us() < end)
+            usleep(1000);
+        st = rill_write_str(ln, "\n", &w);
+    }
     rsrv_end(r, ln, st);
     if (st != RILL_OK)
         goto out;
@@ -1667,6 +1679,96 @@ START_TEST(test_starttls_pending_refused)
     rsrv_free(r);
     cfg_free(cfg);
     cfg_free(a.cfg);
+}
+END_TEST
+
+/*
+ * Issue 10: a line reader in RILL_EOL_ANY mode returns "220 go ahead" at its CR and owes the
+ * LF, which is still on its way. Upgrading then would feed that LF to the handshake: both
+ * rill_tls_client over the reader and detaching the reader refuse, naming the owed LF.
+ */
+START_TEST(test_starttls_owed_lf_refused)
+{
+    int before = rt_count_fds();
+    int release = 0;
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0), .release_lf = &release };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *tcp = tcp_connect(r->port), *ln = NULL, *tls = NULL;
+    size_t w;
+    SOK(tcp, rill_lines_new(tcp, 512, RILL_EOL_ANY, RILL_BORROW, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w));
+    SOK(ln, read_line_eq(ln, "220 go ahead"));
+    ck_assert_uint_eq(rill_pending(ln) - rill_pending(tcp), 1);
+    rill_status st = rill_tls_client(ln, cfg, RT_CERTS_HOST, 0, &tls);
+    rt_assert_error(ln, st, RILL_E_PENDING_DATA,
+                    "tls: refusing to start TLS: 1 byte received before the upgrade is still "
+                    "unread in lines(max=512 eol=any LF owed)");
+    ck_assert_ptr_null(tls);
+    __atomic_store_n(&release, 1, __ATOMIC_RELEASE);
+    rt_assert_error(tcp, rill_close(ln), RILL_E_PENDING_DATA,
+                    "rill_close: 1 pending byte in lines(max=512 eol=any LF owed) did not carry "
+                    "over to the borrowed tcp stream");
+    /* The byte the refusals kept from the handshake: the next one on the borrowed stream. */
+    char c = 0;
+    SOK(tcp, rill_read(tcp, &c, 1, &w));
+    ck_assert_int_eq(c, '\n');
+    ck_assert_int_eq(rill_close(tcp), RILL_OK);
+    rsrv_join(r);
+    ck_assert_int_eq(r->end[0], RILL_OK);
+    ck_assert_int_ne(r->hs[0], RILL_OK); /* we hung up instead of the ClientHello */
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/*
+ * The same split go-ahead, settled the documented way: non-blocking reads on the line reader
+ * consume the owed LF when it arrives (each says RILL_WANT_READ), rill_pending falls to 0, and
+ * the upgrade then runs on a clean stream.
+ */
+START_TEST(test_starttls_owed_lf_settled)
+{
+    int before = rt_count_fds();
+    int release = 0;
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0), .release_lf = &release };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *tcp = tcp_connect(r->port), *ln = NULL, *tls = NULL, *tln = NULL;
+    size_t w;
+    SOK(tcp, rill_lines_new(tcp, 512, RILL_EOL_ANY, RILL_BORROW, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w));
+    SOK(ln, read_line_eq(ln, "220 go ahead"));
+    ck_assert_uint_eq(rill_pending(ln), 1);
+    __atomic_store_n(&release, 1, __ATOMIC_RELEASE);
+    SOK(ln, rill_set_timeouts(ln, 0, 0));
+    int64_t end = rt_now_us() + 10000000;
+    while (rill_pending(ln) > 0 && rt_now_us() < end) {
+        char buf[16];
+        ck_assert_int_eq(rill_read(ln, buf, sizeof buf, &w), RILL_WANT_READ);
+        struct pollfd p = { .fd = -1 };
+        SOK(ln, rill_poll_info(ln, &p.fd, &p.events));
+        ck_assert_int_ge(poll(&p, 1, 100), 0);
+    }
+    ck_assert_uint_eq(rill_pending(ln), 0);
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    SOK(tcp, rill_set_timeouts(tcp, 10000, 10000));
+    SOK(tcp, rill_tls_client(tcp, cfg, RT_CERTS_HOST, 0, &tls));
+    SOK(tls, rill_lines_new(tls, 512, RILL_EOL_ANY, 0, &tln));
+    SOK(tln, rill_write_str(tln, "HELLO\r\n", &w));
+    SOK(tln, read_line_eq(tln, "250 hello over tls"));
+    ck_assert_int_eq(rill_close(tln), RILL_OK);
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server handshake: %s", r->hs_msg[0]);
+    ck_assert_msg(r->end[0] == RILL_OK, "server: %s", r->end_msg[0]);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
 }
 END_TEST
 
@@ -2847,6 +2949,8 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_starttls);
     tcase_add_test(tc, test_starttls_pending_refused);
+    tcase_add_test(tc, test_starttls_owed_lf_refused);
+    tcase_add_test(tc, test_starttls_owed_lf_settled);
     tcase_add_loop_test(tc, test_tls_over_socketpair, 0, 2);
     tcase_add_test(tc, test_tls_over_tls);
     tcase_add_loop_test(tc, test_bulk_tcp, 0, 2);

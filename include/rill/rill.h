@@ -204,10 +204,12 @@ RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
  *
  * Always frees @p s (NULL is accepted and returns RILL_OK). Returns RILL_OK, or the first
  * problem met: bytes that could not be flushed within the write timeout are discarded and
- * reported as RILL_E_TIMEOUT (or the write error); unread bytes held by the closed layers of a
- * borrowing chain, which the borrowed stream will never deliver, are reported as
- * RILL_E_PENDING_DATA (check rill_pending() first when detaching after a protocol step). The
- * stream's message is gone with it; call rill_flush() first where the message matters.
+ * reported as RILL_E_TIMEOUT (or the write error); pending bytes of the closed layers of a
+ * borrowing chain (see rill_pending(): unread bytes the borrowed stream will never deliver, or
+ * an LF a RILL_EOL_ANY line reader still owes, which it would deliver) are reported as
+ * RILL_E_PENDING_DATA, with the reason in rill_errmsg() of the borrowed stream (check
+ * rill_pending() first when detaching after a protocol step). The closed stream's own message
+ * is gone with it; call rill_flush() first where that message matters.
  */
 RILL_API rill_status rill_close(rill_stream *s);
 
@@ -216,7 +218,9 @@ RILL_API rill_status rill_close(rill_stream *s);
  * signal them: a caller of the non-blocking API that stops reading before a call returned
  * RILL_WANT_* (say, after handling one line) must not sleep in poll() while this is non-zero.
  * After a RILL_WANT_*, polling is right even when bytes are held (part of a line, say). Also
- * tells whether a STARTTLS upgrade would be refused.
+ * tells whether a STARTTLS upgrade would be refused, so it counts one more byte while a
+ * RILL_EOL_ANY line reader owes the LF of a line that ended at a CR (see rill_lines_new()):
+ * that byte has not arrived, and reading on settles it.
  */
 RILL_API size_t rill_pending(const rill_stream *s);
 
@@ -714,7 +718,8 @@ RILL_API size_t rill_shrink(rill_stream *s);
 typedef enum rill_eol {
     RILL_EOL_LF = 0,   /**< a line ends at LF; CR is ordinary data */
     RILL_EOL_CRLF = 1, /**< strict: a line ends at CRLF; a bare CR or LF is RILL_E_PROTOCOL */
-    RILL_EOL_ANY = 2   /**< LF, CRLF or a lone CR end a line */
+    RILL_EOL_ANY = 2   /**< LF, CRLF or a lone CR end a line (a CR that ended the data owes its
+                          LF: see rill_lines_new()) */
 } rill_eol;
 
 /** Default line limit used by tools and examples. */
@@ -724,6 +729,16 @@ typedef enum rill_eol {
  * Wrap @p inner with a line reader whose lines may be at most @p max_line bytes long (without
  * the line ending; 1 .. 64 MiB). Reading raw bytes (rill_read) from the line stream returns what
  * it buffered first; writes pass straight through.
+ *
+ * RILL_EOL_ANY: a line that ends at a CR which is the last byte received is returned at once
+ * (waiting could hang a peer that ends lines with CR alone), and the reader then owes the LF of
+ * a possible CRLF: the next byte read through it (line, skip or raw read) is dropped if it is
+ * an LF; end of stream cancels the debt. While it is owed, rill_pending() counts it as one byte
+ * and describe says "LF owed", so detaching a borrowing reader (rill_close) or starting TLS over
+ * the chain is refused with RILL_E_PENDING_DATA instead of handing that LF to the next reader
+ * (the TLS handshake). To upgrade anyway, settle it first: with a 0 timeout, rill_read() until
+ * rill_pending() is 0 (each call swallows the LF if it came and says RILL_WANT_READ; a byte it
+ * returns is plaintext sent before the upgrade); or use RILL_EOL_CRLF for such protocols.
  *
  * Ownership as for rill_buffered_new(). Errors: RILL_E_INVALID (NULL, max_line 0 or too large,
  * bad eol), RILL_E_NOMEM.
@@ -741,6 +756,8 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * consumed: the bytes stay readable with rill_read(), or skip them with rill_skip_line());
  * RILL_E_PROTOCOL for a bare CR or LF in RILL_EOL_CRLF mode (likewise nothing consumed);
  * RILL_E_INVALID if @p s is not a line stream; RILL_E_TIMEOUT; errors of the inner stream.
+ * In RILL_EOL_ANY mode a line ending at the last CR received comes back at once and leaves its
+ * LF owed (see rill_lines_new()).
  */
 RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line, size_t *len);
 
@@ -757,7 +774,8 @@ RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *bu
  * Discard input up to and including the next line ending, however long the line is (the way
  * to move past RILL_E_LINE_TOO_LONG or RILL_E_PROTOCOL). *skipped (may be NULL) receives the
  * number of bytes dropped by this call, line ending included; in RILL_EOL_ANY mode the LF of a
- * CRLF whose CR ended the available data is dropped later, when it arrives, and is not counted.
+ * CRLF whose CR ended the available data is owed (counted by rill_pending() until then) and
+ * dropped later, when it arrives, and is not counted in *skipped.
  * Returns RILL_EOF if the stream ends first.
  */
 RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipped);
@@ -958,8 +976,9 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_t
  * RILL_TLS_ALLOW_TRUNCATION.
  *
  * Refuses with RILL_E_PENDING_DATA when @p inner's chain holds unread bytes (plaintext
- * received before the upgrade: an injection hole, CVE-2011-0411). Layers above @p inner that are
- * closed first report their unread bytes from rill_close() the same way.
+ * received before the upgrade: an injection hole, CVE-2011-0411), or when rill_pending() counts
+ * an LF a RILL_EOL_ANY line reader still owes; the message names the layer. Layers above
+ * @p inner that are closed first report their pending bytes from rill_close() the same way.
  * Ownership as for rill_buffered_new() (on error the caller keeps @p inner; the reason is in
  * rill_errmsg(inner)). The stream holds a reference to @p cfg.
  * Errors: RILL_E_INVALID, RILL_E_PENDING_DATA, RILL_E_NOMEM, RILL_E_TLS.

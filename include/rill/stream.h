@@ -21,7 +21,10 @@
  *    shutdown(SHUT_WR)). Called after flush; the core then shuts down the inner stream.
  *  - close: release this layer's own resources (not the state block, which the core frees, and
  *    never the inner stream). Must not block; best effort. Errors are ignored.
- *  - pending: bytes this layer holds that a read could return without I/O.
+ *  - pending: bytes this layer holds that a read could return without I/O, plus any byte it
+ *    has claimed from the inner stream before reading it (the lines layer's owed LF). While it
+ *    is non-zero, rill_close() of a borrowing layer reports RILL_E_PENDING_DATA and TLS
+ *    refuses to start over the chain.
  *  - poll: set *fd, and adjust *events if this layer knows better, for the WANT the last call
  *    returned. Transports set *fd; decorators usually leave it NULL (the core asks the inner).
  *  - describe: write this layer's own part ("buffered(16384)") like snprintf; the core joins

@@ -10,6 +10,15 @@
  * Invariant: buf[start .. scan) holds no line ending (and, in CRLF mode, no CR at all), so a
  * search resumes at scan. Errors consume nothing: the same bytes stay readable with rill_read()
  * or can be dropped with rill_skip_line().
+ *
+ * In ANY mode a CR that is the last byte received ends its line at once (waiting for a possible
+ * LF would hang a peer that ends lines with CR alone), and the layer then owes that LF: the next
+ * byte is dropped if it is one. The owed LF has not been read from the inner stream, so removing
+ * the layer then (rill_close of a borrowing layer before a STARTTLS upgrade) would hand it to the
+ * next reader, the TLS handshake. lines_pending() therefore counts it as one pending byte, which
+ * makes the generic checks refuse: rill_close() of a borrowing chain and rill_tls_client() report
+ * RILL_E_PENDING_DATA. Reading on (a line, or raw bytes) settles it when the next byte arrives;
+ * end of stream cancels it.
  */
 #include <string.h>
 
@@ -40,7 +49,8 @@ struct lines {
     size_t end;      /* end of the buffered bytes */
     size_t scan;     /* where the next search resumes; see the invariant above */
     size_t skipped;  /* bytes dropped so far by the current rill_skip_line() */
-    bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered */
+    bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered, so
+                        an LF, if it comes next, belongs to that line (the owed LF) */
 };
 
 enum scan_result { SCAN_FOUND, SCAN_NEED, SCAN_TOO_LONG, SCAN_BARE_CR, SCAN_BARE_LF };
@@ -371,16 +381,22 @@ static void lines_close(rill_stream *s)
     st->buf = NULL;
 }
 
+/*
+ * The owed LF counts as a byte: it is not readable yet (a read may need I/O, which the pending
+ * contract allows after a WANT), but this layer has claimed it, so the stream below does not
+ * continue where this layer stopped. Callers that detach or upgrade see it here.
+ */
 static size_t lines_pending(const rill_stream *s)
 {
     const struct lines *st = rilli_state(s);
-    return st->end - st->start;
+    return st->end - st->start + (st->swallow_lf ? 1 : 0);
 }
 
 static size_t lines_describe(const rill_stream *s, char *buf, size_t len)
 {
     const struct lines *st = rilli_state(s);
-    return rilli_snprintf(buf, len, "lines(max=%zu eol=%s)", st->max_line, eol_name(st->eol));
+    return rilli_snprintf(buf, len, "lines(max=%zu eol=%s%s)", st->max_line, eol_name(st->eol),
+                          st->swallow_lf ? " LF owed" : "");
 }
 
 static size_t lines_shrink(rill_stream *s)

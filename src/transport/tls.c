@@ -742,11 +742,13 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     }
     size_t unread = rill_pending(inner);
     if (unread > 0) {
+        char holder[128];
+        rilli_describe_pending(inner, NULL, holder, sizeof holder);
         return rilli_api_error(inner, RILL_E_PENDING_DATA,
-                               "tls: refusing to start TLS: %zu bytes received before the "
-                               "upgrade are still unread (plaintext that could be injected, "
-                               "CVE-2011-0411)",
-                               unread);
+                               "tls: refusing to start TLS: %zu byte%s received before the "
+                               "upgrade %s still unread in %s (plaintext that could be "
+                               "injected, CVE-2011-0411)",
+                               unread, unread == 1 ? "" : "s", unread == 1 ? "is" : "are", holder);
     }
     if (server && !cfg->has_cert)
         return rilli_api_error(inner, RILL_E_INVALID, "tls: server config has no certificate");

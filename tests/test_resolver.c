@@ -1,9 +1,9 @@
 /*
- * The resolver (src/resolver/ares.c, addr.c) against a real dnsmasq on 127.0.0.1: each record
- * type, family selection, the TTL cache and its cap, negative caching, shared in-flight queries,
- * deadlines against a server that never answers, numeric hosts and overrides without DNS, host
- * syntax, context options, batches and descriptor leaks. Queries that reach the server are
- * counted twice: by the context's stats and by dnsmasq's own query log.
+ * The context and resolver (src/ctx.c, src/resolver/ares.c, dns_cache.c, addr.c) against a real
+ * dnsmasq on 127.0.0.1: each record type, family selection, the TTL cache and its cap, negative
+ * caching, shared in-flight queries, deadlines against a server that never answers, numeric hosts
+ * and overrides without DNS, host syntax, context options, batches and descriptor leaks. Queries
+ * that reach the server are counted twice: by the context's stats and by dnsmasq's own query log.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

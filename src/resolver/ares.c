@@ -1,79 +1,48 @@
+/* SPDX-License-Identifier: MIT */
 /*
- * The context: one c-ares channel, a DNS cache and static overrides, shared by threads.
+ * The resolver of a context: one c-ares channel driven by the threads that wait on it, the
+ * lookups (rill_resolve, rill_resolve_many) and the DNS cache they fill (dns_cache.c). The only
+ * file that sees c-ares.
  *
- * Locking: every c-ares call is made with ctx->lock held, so c-ares callbacks always run with
- * the lock held too. One waiting thread at a time drives the channel (polls its sockets with the
- * lock released, then processes them under the lock); the other waiters sleep on ctx->done and
- * take over driving when the driver leaves. Concurrent lookups of one name share one cache
- * entry and so one query.
+ * Locking: every c-ares call and every cache call is made with dns->lock held, so c-ares
+ * callbacks always run with the lock held too. One waiting thread at a time drives the channel
+ * (polls its sockets with the lock released, then processes them under the lock); the other
+ * waiters sleep on dns->done and take over driving when the driver leaves. Concurrent lookups
+ * of one name share one cache entry and so one query.
  */
 #include <ares.h>
 #include <arpa/inet.h>
-#include <ctype.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "internal.h"
 #include "resolver.h"
 
-enum entry_state { ENTRY_PENDING, ENTRY_READY };
-
-struct entry {
-    struct entry *next;
-    struct rill_ctx *ctx;
-    char *name;
-    int family;
-    enum entry_state state;
-    int waiters;
-    bool cacheable;
-    int64_t expires_ms;
-    rill_status status;
-    char reason[128];
-    struct rilli_ip *ips;
-    size_t count;
-};
-
-struct override {
-    char *host;
-    int port; /* -1: any */
-    struct rilli_ip *ips;
-    size_t count;
-};
-
-struct rill_ctx {
+struct rilli_dns {
     pthread_mutex_t lock;
     pthread_cond_t done;
     ares_channel channel;
     bool driving;
     bool cancelling; /* inside ares_cancel: answers delivered now are partial, not cached */
-    int family;
     int cache_max_ttl_s;
     int negative_ttl_s;
     size_t window;
-    /* The cache: a hash table of entry chains keyed on the lower-cased name and family. */
-    struct entry **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t nentries;
+    struct rilli_dns_cache *cache;
     size_t pending; /* entries whose query is in flight */
     size_t waiting; /* waiters on those entries; 0 with pending > 0 means abandoned */
-    struct override *overrides;
-    size_t override_count;
-    rill_ctx_stats stats;
-    struct rilli_sess_cache *sessions; /* TLS client sessions (own lock) */
+    uint64_t queries, cache_hits, merged;
 };
 
-struct rilli_sess_cache *rilli_ctx_sessions(rill_ctx *ctx)
-{
-    return ctx ? ctx->sessions : NULL;
-}
+/* One query in flight: what its callback needs. */
+struct query {
+    struct rilli_dns *dns;
+    struct rilli_dns_entry *entry;
+};
 
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
 static int library_status = ARES_SUCCESS;
@@ -81,83 +50,6 @@ static int library_status = ARES_SUCCESS;
 static void library_init(void)
 {
     library_status = ares_library_init(ARES_LIB_INIT_ALL);
-}
-
-RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
-{
-    if (!opts)
-        return;
-    memset(opts, 0, sizeof *opts);
-    opts->cache_max_ttl_s = 300;
-    opts->negative_ttl_s = 5;
-    opts->query_timeout_ms = 2000;
-    opts->query_tries = 3;
-    opts->max_queries_in_flight = 64;
-    opts->tls_session_cache_max = 256;
-}
-
-/* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
-
-static rill_status parse_override(const char *spec, struct override *o, rill_error *err)
-{
-    const char *c1 = strchr(spec, ':');
-    const char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    if (!c1 || !c2 || c1 == spec || c2 == c1 + 1 || !c2[1]) {
-        return rilli_error_set(err, RILL_E_INVALID, 0,
-                               "ctx: override \"%.80s\" is not HOST:PORT:ADDR[,ADDR]", spec);
-    }
-    o->port = -1;
-    if (!(c2 - c1 == 2 && c1[1] == '*')) {
-        char *end = NULL;
-        long port = strtol(c1 + 1, &end, 10);
-        if (end != c2 || port < 1 || port > 65535)
-            return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: override \"%.80s\": bad port",
-                                   spec);
-        o->port = (int)port;
-    }
-    o->host = rilli_malloc((size_t)(c1 - spec) + 1);
-    if (!o->host)
-        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
-    memcpy(o->host, spec, (size_t)(c1 - spec));
-    o->host[c1 - spec] = '\0';
-    rill_error why;
-    if (rilli_host_check(o->host, 1, &why) != RILL_OK)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: override \"%.80s\": %s", spec,
-                               why.msg);
-    size_t n = 1;
-    for (const char *p = c2 + 1; *p; p++)
-        n += *p == ',';
-    o->ips = rilli_calloc(n, sizeof *o->ips);
-    if (!o->ips)
-        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
-    const char *p = c2 + 1;
-    while (*p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        char addr[INET6_ADDRSTRLEN + 3];
-        if (len == 0 || len >= sizeof addr ||
-            (memcpy(addr, p, len), addr[len] = '\0', !rilli_ip_parse(addr, &o->ips[o->count]))) {
-            return rilli_error_set(err, RILL_E_INVALID, 0,
-                                   "ctx: override \"%.80s\": \"%.*s\" is not a numeric address",
-                                   spec, (int)len, p);
-        }
-        o->count++;
-        p += len;
-        if (comma && !*++p) /* "ADDR," leaves an empty last entry */
-            return rilli_error_set(err, RILL_E_INVALID, 0,
-                                   "ctx: override \"%.80s\": empty address after ','", spec);
-    }
-    return RILL_OK;
-}
-
-static const struct override *find_override(const rill_ctx *ctx, const char *host, uint16_t port)
-{
-    for (size_t i = 0; i < ctx->override_count; i++) {
-        const struct override *o = &ctx->overrides[i];
-        if ((o->port < 0 || o->port == port) && strcasecmp(o->host, host) == 0)
-            return o;
-    }
-    return NULL;
 }
 
 /* ---- DNS server lists ("127.0.0.1:5353,[::1]:5353") ---- */
@@ -223,119 +115,42 @@ static rill_status check_servers(const char *csv, rill_error *err)
     return RILL_OK;
 }
 
-/* ---- context ---- */
+/* ---- lifetime ---- */
 
-static void free_entry(struct entry *e)
+void rilli_dns_free(struct rilli_dns *dns)
 {
-    rilli_free(e->name);
-    rilli_free(e->ips);
-    rilli_free(e);
-}
-
-RILL_API void rill_ctx_free(rill_ctx *ctx)
-{
-    if (!ctx)
+    if (!dns)
         return;
-    if (ctx->channel) {
-        pthread_mutex_lock(&ctx->lock);
-        ares_cancel(ctx->channel); /* callbacks release entries nobody waits for */
-        ares_destroy(ctx->channel);
-        pthread_mutex_unlock(&ctx->lock);
+    if (dns->channel) {
+        pthread_mutex_lock(&dns->lock);
+        ares_cancel(dns->channel); /* callbacks release entries nobody waits for */
+        ares_destroy(dns->channel);
+        pthread_mutex_unlock(&dns->lock);
     }
-    for (size_t b = 0; ctx->buckets && b < ctx->nbuckets; b++) {
-        for (struct entry *e = ctx->buckets[b], *next; e; e = next) {
-            next = e->next;
-            free_entry(e);
-        }
-    }
-    rilli_free(ctx->buckets);
-    for (size_t i = 0; ctx->overrides && i < ctx->override_count; i++) {
-        rilli_free(ctx->overrides[i].host);
-        rilli_free(ctx->overrides[i].ips);
-    }
-    rilli_free(ctx->overrides);
-    rilli_sess_cache_free(ctx->sessions);
-    pthread_cond_destroy(&ctx->done);
-    pthread_mutex_destroy(&ctx->lock);
-    rilli_free(ctx);
+    rilli_dns_cache_free(dns->cache);
+    pthread_cond_destroy(&dns->done);
+    pthread_mutex_destroy(&dns->lock);
+    rilli_free(dns);
 }
 
-static rill_status init_sync(rill_ctx *ctx, rill_error *err)
+static rill_status init_sync(struct rilli_dns *dns, rill_error *err)
 {
     pthread_condattr_t attr;
-    if (pthread_mutex_init(&ctx->lock, NULL) != 0)
+    if (pthread_mutex_init(&dns->lock, NULL) != 0)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: cannot create a lock");
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int r = pthread_cond_init(&ctx->done, &attr);
+    int r = pthread_cond_init(&dns->done, &attr);
     pthread_condattr_destroy(&attr);
     if (r != 0) {
-        pthread_mutex_destroy(&ctx->lock);
+        pthread_mutex_destroy(&dns->lock);
         return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: cannot create a condition variable");
     }
     return RILL_OK;
 }
 
-RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, rill_error *err)
+static rill_status init_channel(struct rilli_dns *dns, const rill_ctx_opts *opts, rill_error *err)
 {
-    if (!out)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: out is NULL");
-    rill_ctx_opts defaults;
-    if (!opts) {
-        rill_ctx_opts_init(&defaults);
-        opts = &defaults;
-    }
-    if (opts->family != 0 && opts->family != 4 && opts->family != 6)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: family %d is not 0, 4 or 6",
-                               opts->family);
-    if (opts->max_queries_in_flight < 1 || opts->max_queries_in_flight > 4096)
-        return rilli_error_set(err, RILL_E_INVALID, 0,
-                               "ctx: max_queries_in_flight %d is not in 1 .. 4096",
-                               opts->max_queries_in_flight);
-    if (opts->cache_max_ttl_s < 0 || opts->negative_ttl_s < 0 || opts->query_timeout_ms < 0 ||
-        opts->query_tries < 0 || opts->tls_session_cache_max < 0)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: negative cache or query setting");
-    pthread_once(&library_once, library_init);
-    if (library_status != ARES_SUCCESS)
-        return rilli_error_set(err, RILL_E_DNS, 0, "ctx: c-ares library init failed: %s",
-                               ares_strerror(library_status));
-    rill_ctx *ctx = rilli_calloc(1, sizeof *ctx);
-    if (!ctx)
-        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
-    rill_status st = init_sync(ctx, err);
-    if (st != RILL_OK) {
-        rilli_free(ctx);
-        return st;
-    }
-    ctx->family = opts->family;
-    ctx->cache_max_ttl_s = opts->cache_max_ttl_s;
-    ctx->negative_ttl_s = opts->negative_ttl_s;
-    ctx->window = (size_t)opts->max_queries_in_flight;
-    ctx->nbuckets = 64;
-    ctx->buckets = rilli_calloc(ctx->nbuckets, sizeof(struct entry *));
-    ctx->sessions = rilli_sess_cache_new((size_t)opts->tls_session_cache_max);
-    if (!ctx->buckets || (opts->tls_session_cache_max > 0 && !ctx->sessions)) {
-        st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
-        goto fail;
-    }
-
-    size_t n = 0;
-    while (opts->overrides && opts->overrides[n])
-        n++;
-    if (n) {
-        ctx->overrides = rilli_calloc(n, sizeof *ctx->overrides);
-        if (!ctx->overrides) {
-            st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
-            goto fail;
-        }
-        for (size_t i = 0; i < n; i++) {
-            st = parse_override(opts->overrides[i], &ctx->overrides[i], err);
-            ctx->override_count = i + 1; /* so a partly parsed entry is freed too */
-            if (st != RILL_OK)
-                goto fail;
-        }
-    }
-
     struct ares_options ao;
     memset(&ao, 0, sizeof ao);
     int mask = 0;
@@ -347,93 +162,65 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
         ao.tries = opts->query_tries;
         mask |= ARES_OPT_TRIES;
     }
-    int r = ares_init_options(&ctx->channel, &ao, mask);
+    int r = ares_init_options(&dns->channel, &ao, mask);
     if (r != ARES_SUCCESS) {
-        ctx->channel = NULL;
-        st = rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_DNS, 0,
-                             "ctx: cannot start the resolver: %s", ares_strerror(r));
-        goto fail;
+        dns->channel = NULL;
+        return rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_DNS, 0,
+                               "ctx: cannot start the resolver: %s", ares_strerror(r));
     }
-    if (opts->dns_servers) {
-        st = check_servers(opts->dns_servers, err);
-        if (st != RILL_OK)
-            goto fail;
-        r = ares_set_servers_ports_csv(ctx->channel, opts->dns_servers);
-        if (r != ARES_SUCCESS) {
-            st = rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_INVALID, 0,
-                                 "ctx: bad DNS server list \"%.80s\": %s", opts->dns_servers,
-                                 ares_strerror(r));
-            goto fail;
-        }
-    }
-    *out = ctx;
+    if (!opts->dns_servers)
+        return RILL_OK;
+    rill_status st = check_servers(opts->dns_servers, err);
+    if (st != RILL_OK)
+        return st;
+    r = ares_set_servers_ports_csv(dns->channel, opts->dns_servers);
+    if (r != ARES_SUCCESS)
+        return rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_INVALID, 0,
+                               "ctx: bad DNS server list \"%.80s\": %s", opts->dns_servers,
+                               ares_strerror(r));
     return RILL_OK;
-fail:
-    rill_ctx_free(ctx);
-    return st;
 }
 
-RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats)
+rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, rill_error *err)
 {
-    if (!stats)
-        return;
-    memset(stats, 0, sizeof *stats);
-    if (!ctx)
-        return;
-    pthread_mutex_lock(&ctx->lock);
-    *stats = ctx->stats;
-    pthread_mutex_unlock(&ctx->lock);
+    pthread_once(&library_once, library_init);
+    if (library_status != ARES_SUCCESS)
+        return rilli_error_set(err, RILL_E_DNS, 0, "ctx: c-ares library init failed: %s",
+                               ares_strerror(library_status));
+    struct rilli_dns *dns = rilli_calloc(1, sizeof *dns);
+    if (!dns)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    rill_status st = init_sync(dns, err);
+    if (st != RILL_OK) {
+        rilli_free(dns);
+        return st;
+    }
+    dns->cache_max_ttl_s = opts->cache_max_ttl_s;
+    dns->negative_ttl_s = opts->negative_ttl_s;
+    dns->window = (size_t)opts->max_queries_in_flight;
+    dns->cache = rilli_dns_cache_new();
+    if (!dns->cache)
+        st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    if (st == RILL_OK)
+        st = init_channel(dns, opts, err);
+    if (st != RILL_OK) {
+        rilli_dns_free(dns);
+        return st;
+    }
+    *out = dns;
+    return RILL_OK;
+}
+
+void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats)
+{
+    pthread_mutex_lock(&dns->lock);
+    stats->queries = dns->queries;
+    stats->cache_hits = dns->cache_hits;
+    stats->merged = dns->merged;
+    pthread_mutex_unlock(&dns->lock);
 }
 
 /* ---- lookups ---- */
-
-static size_t hash_name(const char *name, int family)
-{
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)family;
-    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
-        h ^= (uint64_t)(*p >= 'A' && *p <= 'Z' ? *p + ('a' - 'A') : *p);
-        h *= 0x100000001b3ull;
-    }
-    return (size_t)(h ^ (h >> 32));
-}
-
-static struct entry **bucket_of(rill_ctx *ctx, const char *name, int family)
-{
-    return &ctx->buckets[hash_name(name, family) & (ctx->nbuckets - 1)];
-}
-
-static void unlink_entry(rill_ctx *ctx, struct entry *e)
-{
-    for (struct entry **pp = bucket_of(ctx, e->name, e->family); *pp; pp = &(*pp)->next) {
-        if (*pp == e) {
-            *pp = e->next;
-            ctx->nentries--;
-            return;
-        }
-    }
-}
-
-/* Double the table when chains grow long; without memory it simply stays as it is. */
-static void maybe_grow(rill_ctx *ctx)
-{
-    if (ctx->nentries <= 2 * ctx->nbuckets || ctx->nbuckets > ((size_t)1 << 24))
-        return;
-    size_t n = ctx->nbuckets * 2;
-    struct entry **b = rilli_calloc(n, sizeof(struct entry *));
-    if (!b)
-        return;
-    for (size_t i = 0; i < ctx->nbuckets; i++) {
-        for (struct entry *e = ctx->buckets[i], *next; e; e = next) {
-            next = e->next;
-            struct entry **slot = &b[hash_name(e->name, e->family) & (n - 1)];
-            e->next = *slot;
-            *slot = e;
-        }
-    }
-    rilli_free(ctx->buckets);
-    ctx->buckets = b;
-    ctx->nbuckets = n;
-}
 
 /* The shortest TTL of the answer, CNAMEs of the chain included; negative TTLs count as 0. */
 static int min_ttl(const struct ares_addrinfo *res, size_t *count)
@@ -458,87 +245,67 @@ static int min_ttl(const struct ares_addrinfo *res, size_t *count)
     return ttl;
 }
 
-/* c-ares callback, run with ctx->lock held (every c-ares call is made under it). */
+/* c-ares callback, run with dns->lock held (every c-ares call is made under it). */
 static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
     (void)timeouts;
-    struct entry *e = arg;
-    rill_ctx *ctx = e->ctx;
+    struct query *q = arg;
+    struct rilli_dns *dns = q->dns;
+    struct rilli_dns_entry *e = q->entry;
+    rilli_free(q);
     size_t count = 0;
     int ttl = min_ttl(res, &count);
-    e->state = ENTRY_READY;
-    e->cacheable = false;
-    ctx->pending--;
-    ctx->waiting -= (size_t)e->waiters;
+    dns->pending--;
+    dns->waiting -= (size_t)e->waiters;
+    rill_status st;
+    const char *reason = NULL;
+    struct rilli_ip *ips = NULL;
+    size_t n = 0;
+    int keep = 0;
     if (status == ARES_SUCCESS && count > 0) {
-        e->ips = rilli_calloc(count, sizeof *e->ips);
-        if (!e->ips) {
-            e->status = RILL_E_NOMEM;
-            snprintf(e->reason, sizeof e->reason, "out of memory");
+        ips = rilli_calloc(count, sizeof *ips);
+        if (!ips) {
+            st = RILL_E_NOMEM;
+            reason = "out of memory";
         } else {
-            for (const struct ares_addrinfo_node *n = res->nodes; n; n = n->ai_next) {
-                if (rilli_ip_from_sockaddr(n->ai_addr, &e->ips[e->count]))
-                    e->count++;
+            for (const struct ares_addrinfo_node *node = res->nodes; node; node = node->ai_next) {
+                if (rilli_ip_from_sockaddr(node->ai_addr, &ips[n]))
+                    n++;
             }
-            int keep = ttl < ctx->cache_max_ttl_s ? ttl : ctx->cache_max_ttl_s;
-            e->status = RILL_OK;
-            /* c-ares ends a cancelled lookup with what it has (say, A without AAAA): a
-             * waiter may use it, but it is not the whole answer, so it is not cached. */
-            e->cacheable = keep > 0 && !ctx->cancelling;
-            e->expires_ms = rilli_now_ms() + (int64_t)keep * 1000;
+            st = RILL_OK;
+            keep = ttl < dns->cache_max_ttl_s ? ttl : dns->cache_max_ttl_s;
         }
     } else if (status == ARES_SUCCESS || status == ARES_ENOTFOUND || status == ARES_ENODATA) {
-        e->status = RILL_E_DNS;
-        snprintf(e->reason, sizeof e->reason, "%s",
-                 status == ARES_ENOTFOUND ? "no such name (NXDOMAIN)"
-                                          : "no address of the wanted family");
-        int keep =
-            ctx->negative_ttl_s < ctx->cache_max_ttl_s ? ctx->negative_ttl_s : ctx->cache_max_ttl_s;
-        e->cacheable = keep > 0 && !ctx->cancelling;
-        e->expires_ms = rilli_now_ms() + (int64_t)keep * 1000;
+        st = RILL_E_DNS;
+        reason = status == ARES_ENOTFOUND ? "no such name (NXDOMAIN)"
+                                          : "no address of the wanted family";
+        keep =
+            dns->negative_ttl_s < dns->cache_max_ttl_s ? dns->negative_ttl_s : dns->cache_max_ttl_s;
     } else {
         /* Failures of the servers or the network are not cached: the next lookup asks again. */
-        e->status = status == ARES_ETIMEOUT ? RILL_E_TIMEOUT
-                    : status == ARES_ENOMEM ? RILL_E_NOMEM
-                                            : RILL_E_DNS;
-        snprintf(e->reason, sizeof e->reason, "%s", ares_strerror(status));
+        st = status == ARES_ETIMEOUT ? RILL_E_TIMEOUT
+             : status == ARES_ENOMEM ? RILL_E_NOMEM
+                                     : RILL_E_DNS;
+        reason = ares_strerror(status);
     }
+    /* c-ares ends a cancelled lookup with what it has (say, A without AAAA): a waiter may use
+     * it, but it is not the whole answer, so it is not cached. */
+    if (dns->cancelling)
+        keep = 0;
     if (res)
         ares_freeaddrinfo(res);
-    if (e->waiters == 0 && !e->cacheable) {
-        /* Every waiter gave up (deadline) or the context is being freed: nobody reads it. */
-        unlink_entry(ctx, e);
-        free_entry(e);
-    }
-    pthread_cond_broadcast(&ctx->done);
-}
-
-static struct entry *find_entry(rill_ctx *ctx, const char *name, int family)
-{
-    int64_t now = rilli_now_ms();
-    for (struct entry **pp = bucket_of(ctx, name, family); *pp;) {
-        struct entry *e = *pp;
-        bool stale =
-            e->state == ENTRY_READY && e->waiters == 0 && (!e->cacheable || e->expires_ms <= now);
-        if (stale) {
-            *pp = e->next;
-            ctx->nentries--;
-            free_entry(e);
-            continue;
-        }
-        if (e->family == family && strcasecmp(e->name, name) == 0)
-            return e;
-        pp = &e->next;
-    }
-    return NULL;
+    /* Every waiter gave up (deadline) or the context is being freed: nobody reads it, and an
+     * answer not to be kept is freed here. */
+    rilli_dns_cache_answer(dns->cache, e, st, reason, ips, n, keep);
+    pthread_cond_broadcast(&dns->done);
 }
 
 /* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
-static void drive_once(rill_ctx *ctx, int64_t deadline)
+static void drive_once(struct rilli_dns *dns, int64_t deadline)
 {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     /* Tested as unsigned: c-ares's own macros shift 1 into the sign bit of an int. */
-    unsigned bits = (unsigned)ares_getsock(ctx->channel, socks, ARES_GETSOCK_MAXNUM);
+    unsigned bits = (unsigned)ares_getsock(dns->channel, socks, ARES_GETSOCK_MAXNUM);
     struct pollfd pfd[ARES_GETSOCK_MAXNUM];
     nfds_t n = 0;
     for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
@@ -552,13 +319,13 @@ static void drive_once(rill_ctx *ctx, int64_t deadline)
     int left = rilli_remaining_ms(deadline);
     maxtv.tv_sec = left < 0 ? 3600 : left / 1000;
     maxtv.tv_usec = left < 0 ? 0 : (left % 1000) * 1000;
-    struct timeval *tvp = ares_timeout(ctx->channel, &maxtv, &tv);
+    struct timeval *tvp = ares_timeout(dns->channel, &maxtv, &tv);
     int wait_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
-    pthread_mutex_unlock(&ctx->lock);
+    pthread_mutex_unlock(&dns->lock);
     int r = poll(pfd, n, wait_ms);
-    pthread_mutex_lock(&ctx->lock);
+    pthread_mutex_lock(&dns->lock);
     if (r <= 0) {
-        ares_process_fd(ctx->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
+        ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
         return;
     }
     for (nfds_t i = 0; i < n; i++) {
@@ -566,7 +333,7 @@ static void drive_once(rill_ctx *ctx, int64_t deadline)
             continue;
         bool rd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
         bool wr = (pfd[i].revents & POLLOUT) != 0;
-        ares_process_fd(ctx->channel, rd ? pfd[i].fd : ARES_SOCKET_BAD,
+        ares_process_fd(dns->channel, rd ? pfd[i].fd : ARES_SOCKET_BAD,
                         wr ? pfd[i].fd : ARES_SOCKET_BAD);
     }
 }
@@ -575,17 +342,17 @@ static void drive_once(rill_ctx *ctx, int64_t deadline)
  * One round of waiting, under the lock: drive the channel if nobody does, else sleep until
  * the driver reports progress or the deadline passes.
  */
-static void wait_round(rill_ctx *ctx, int64_t deadline)
+static void wait_round(struct rilli_dns *dns, int64_t deadline)
 {
-    if (!ctx->driving) {
-        ctx->driving = true;
-        drive_once(ctx, deadline);
-        ctx->driving = false;
-        pthread_cond_broadcast(&ctx->done); /* progress, and let another waiter drive */
+    if (!dns->driving) {
+        dns->driving = true;
+        drive_once(dns, deadline);
+        dns->driving = false;
+        pthread_cond_broadcast(&dns->done); /* progress, and let another waiter drive */
         return;
     }
     if (deadline < 0) {
-        pthread_cond_wait(&ctx->done, &ctx->lock);
+        pthread_cond_wait(&dns->done, &dns->lock);
         return;
     }
     struct timespec ts;
@@ -597,52 +364,43 @@ static void wait_round(rill_ctx *ctx, int64_t deadline)
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
-    pthread_cond_timedwait(&ctx->done, &ctx->lock, &ts);
+    pthread_cond_timedwait(&dns->done, &dns->lock, &ts);
 }
 
 /*
  * Under the lock: the entry for @p name, from the cache, joined while in flight, or with a new
- * query started; counted as one more waiter. NULL when out of memory.
+ * query started; held as one more waiter. NULL when out of memory.
  */
-static struct entry *lookup_start(rill_ctx *ctx, const char *name, int family)
+static struct rilli_dns_entry *lookup_start(struct rilli_dns *dns, const char *name, int family)
 {
-    struct entry *e = find_entry(ctx, name, family);
+    struct rilli_dns_entry *e = rilli_dns_cache_find(dns->cache, name, family);
     if (e) {
-        if (e->state == ENTRY_READY) {
-            ctx->stats.cache_hits++;
+        if (e->ready) {
+            dns->cache_hits++;
         } else {
-            ctx->stats.merged++;
-            ctx->waiting++;
+            dns->merged++;
+            dns->waiting++;
         }
-        e->waiters++;
+        rilli_dns_cache_hold(dns->cache, e);
         return e;
     }
-    e = rilli_calloc(1, sizeof *e);
-    size_t len = strlen(name);
-    if (e)
-        e->name = rilli_malloc(len + 1);
-    if (!e || !e->name) {
-        rilli_free(e);
+    struct query *q = rilli_malloc(sizeof *q);
+    e = q ? rilli_dns_cache_add(dns->cache, name, family) : NULL;
+    if (!e) {
+        rilli_free(q);
         return NULL;
     }
-    memcpy(e->name, name, len + 1);
-    e->ctx = ctx;
-    e->family = family;
-    e->state = ENTRY_PENDING;
-    maybe_grow(ctx);
-    struct entry **slot = bucket_of(ctx, name, family);
-    e->next = *slot;
-    *slot = e;
-    ctx->nentries++;
-    ctx->pending++;
-    ctx->waiting++;
-    ctx->stats.queries++;
+    q->dns = dns;
+    q->entry = e;
+    dns->pending++;
+    dns->waiting++;
+    dns->queries++;
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    e->waiters++; /* before the call: the answer may come at once (hosts file) */
-    ares_getaddrinfo(ctx->channel, name, NULL, &hints, on_answer, e);
+    rilli_dns_cache_hold(dns->cache, e); /* before the call: the answer may come at once */
+    ares_getaddrinfo(dns->channel, name, NULL, &hints, on_answer, q);
     return e;
 }
 
@@ -651,12 +409,13 @@ static struct entry *lookup_start(rill_ctx *ctx, const char *name, int family)
  * or its reason) and return its status; when it is still pending (deadline), leave it to a
  * later lookup or to on_answer, and return RILL_E_TIMEOUT.
  */
-static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip **ips,
-                                 size_t *count, char *reason, size_t reason_len)
+static rill_status lookup_finish(struct rilli_dns *dns, struct rilli_dns_entry *e,
+                                 struct rilli_ip **ips, size_t *count, char *reason,
+                                 size_t reason_len)
 {
-    e->waiters--;
-    if (e->state != ENTRY_READY) {
-        ctx->waiting--;
+    if (!e->ready) {
+        dns->waiting--;
+        rilli_dns_cache_release(dns->cache, e);
         reason[0] = '\0';
         return RILL_E_TIMEOUT;
     }
@@ -672,10 +431,7 @@ static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip
             snprintf(reason, reason_len, "out of memory");
         }
     }
-    if (e->waiters == 0 && !e->cacheable) {
-        unlink_entry(ctx, e);
-        free_entry(e);
-    }
+    rilli_dns_cache_release(dns->cache, e);
     return st;
 }
 
@@ -684,31 +440,31 @@ static rill_status lookup_finish(rill_ctx *ctx, struct entry *e, struct rilli_ip
  * more, cancel everything outstanding, so no c-ares retry schedule outlives its callers (the
  * callbacks free the abandoned entries). c-ares has no per-query cancel, hence all or none.
  */
-static void cancel_if_abandoned(rill_ctx *ctx)
+static void cancel_if_abandoned(struct rilli_dns *dns)
 {
-    if (ctx->pending == 0 || ctx->waiting > 0)
+    if (dns->pending == 0 || dns->waiting > 0)
         return;
-    ctx->cancelling = true;
-    ares_cancel(ctx->channel);
-    ctx->cancelling = false;
+    dns->cancelling = true;
+    ares_cancel(dns->channel);
+    dns->cancelling = false;
 }
 
 /* Look @p name up (cache, shared query, or a new one) and copy the answer to *ips. */
-static rill_status lookup(rill_ctx *ctx, const char *name, int family, int64_t deadline,
+static rill_status lookup(struct rilli_dns *dns, const char *name, int family, int64_t deadline,
                           struct rilli_ip **ips, size_t *count, char *reason, size_t reason_len)
 {
-    pthread_mutex_lock(&ctx->lock);
-    struct entry *e = lookup_start(ctx, name, family);
+    pthread_mutex_lock(&dns->lock);
+    struct rilli_dns_entry *e = lookup_start(dns, name, family);
     if (!e) {
-        pthread_mutex_unlock(&ctx->lock);
+        pthread_mutex_unlock(&dns->lock);
         snprintf(reason, reason_len, "out of memory");
         return RILL_E_NOMEM;
     }
-    while (e->state == ENTRY_PENDING && rilli_remaining_ms(deadline) != 0)
-        wait_round(ctx, deadline);
-    rill_status st = lookup_finish(ctx, e, ips, count, reason, reason_len);
-    cancel_if_abandoned(ctx); /* queries abandoned by others, or by us; e may be freed now */
-    pthread_mutex_unlock(&ctx->lock);
+    while (!e->ready && rilli_remaining_ms(deadline) != 0)
+        wait_round(dns, deadline);
+    rill_status st = lookup_finish(dns, e, ips, count, reason, reason_len);
+    cancel_if_abandoned(dns); /* queries abandoned by others, or by us; e may be freed now */
+    pthread_mutex_unlock(&dns->lock);
     return st;
 }
 
@@ -732,20 +488,22 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
         return rilli_error_set(err, RILL_E_INVALID, 0, "resolve: timeout %d is below -1",
                                timeout_ms);
     if (family == 0 && ctx)
-        family = ctx->family;
+        family = rilli_ctx_family(ctx);
     struct rilli_ip one;
     if (rilli_ip_parse(host, &one)) /* numeric: never touches DNS */
         return rilli_addrs_build(host, &one, 1, port, family, addrs, count, err);
     if (!ctx)
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "resolve: \"%.80s\" is a name and no context was given", host);
-    const struct override *o = find_override(ctx, host, port);
-    if (o)
-        return rilli_addrs_build(host, o->ips, o->count, port, family, addrs, count, err);
+    const struct rilli_ip *fixed = NULL;
+    size_t nfixed = 0;
+    if (rilli_ctx_override(ctx, host, port, &fixed, &nfixed))
+        return rilli_addrs_build(host, fixed, nfixed, port, family, addrs, count, err);
     struct rilli_ip *ips = NULL;
     size_t n = 0;
     char reason[128] = "";
-    st = lookup(ctx, host, family, rilli_deadline(timeout_ms), &ips, &n, reason, sizeof reason);
+    st = lookup(rilli_ctx_dns(ctx), host, family, rilli_deadline(timeout_ms), &ips, &n, reason,
+                sizeof reason);
     if (st == RILL_E_TIMEOUT && reason[0] == '\0')
         return rilli_error_set(err, st, 0, "resolve: %.100s: no answer within %d ms", host,
                                timeout_ms);
@@ -793,10 +551,12 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
     }
     if (!ctx || timeout_ms < RILL_TIMEOUT_NONE)
         return RILL_E_INVALID;
+    struct rilli_dns *dns = rilli_ctx_dns(ctx);
+    int family = rilli_ctx_family(ctx);
     int64_t deadline = rilli_deadline(timeout_ms);
     size_t *need = n ? rilli_calloc(n, sizeof *need) : NULL;
-    size_t *active = rilli_calloc(ctx->window, sizeof *active);
-    struct entry **ent = n ? rilli_calloc(n, sizeof(struct entry *)) : NULL;
+    size_t *active = rilli_calloc(dns->window, sizeof *active);
+    struct rilli_dns_entry **ent = n ? rilli_calloc(n, sizeof(struct rilli_dns_entry *)) : NULL;
     if ((n && (!need || !ent)) || !active) {
         rilli_free(need);
         rilli_free(active);
@@ -809,20 +569,20 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
         rill_resolve_result *r = &results[i];
         rill_error e = { 0 };
         struct rilli_ip one;
-        const struct override *o;
+        const struct rilli_ip *fixed = NULL;
+        size_t nfixed = 0;
         rill_status st = rilli_host_check(hosts[i], port, &e);
         if (st != RILL_OK)
             set_result(r, st, &e);
         else if (rilli_ip_parse(hosts[i], &one))
+            set_result(r,
+                       rilli_addrs_build(hosts[i], &one, 1, port, family, &r->addrs, &r->count, &e),
+                       &e);
+        else if (rilli_ctx_override(ctx, hosts[i], port, &fixed, &nfixed))
             set_result(
                 r,
-                rilli_addrs_build(hosts[i], &one, 1, port, ctx->family, &r->addrs, &r->count, &e),
+                rilli_addrs_build(hosts[i], fixed, nfixed, port, family, &r->addrs, &r->count, &e),
                 &e);
-        else if ((o = find_override(ctx, hosts[i], port)) != NULL)
-            set_result(r,
-                       rilli_addrs_build(hosts[i], o->ips, o->count, port, ctx->family, &r->addrs,
-                                         &r->count, &e),
-                       &e);
         else
             need[need_count++] = i;
     }
@@ -830,11 +590,11 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
     /* The rest go out through a window of queries in flight, all under one deadline. */
     size_t started = 0, finished = 0, nactive = 0;
     rill_status overall = RILL_OK;
-    pthread_mutex_lock(&ctx->lock);
+    pthread_mutex_lock(&dns->lock);
     while (finished < need_count) {
-        while (nactive < ctx->window && started < need_count) {
+        while (nactive < dns->window && started < need_count) {
             size_t i = need[started++];
-            ent[i] = lookup_start(ctx, hosts[i], ctx->family);
+            ent[i] = lookup_start(dns, hosts[i], family);
             if (!ent[i]) {
                 finish_result(&results[i], RILL_E_NOMEM, NULL, 0, "out of memory", port, 0);
                 finished++;
@@ -845,13 +605,13 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
         bool expired = rilli_remaining_ms(deadline) == 0;
         for (size_t k = nactive; k-- > 0;) {
             size_t i = active[k];
-            if (ent[i]->state != ENTRY_READY && !expired)
+            if (!ent[i]->ready && !expired)
                 continue;
             struct rilli_ip *ips = NULL;
             size_t cnt = 0;
             char reason[128];
-            rill_status st = lookup_finish(ctx, ent[i], &ips, &cnt, reason, sizeof reason);
-            finish_result(&results[i], st, ips, cnt, reason, port, ctx->family);
+            rill_status st = lookup_finish(dns, ent[i], &ips, &cnt, reason, sizeof reason);
+            finish_result(&results[i], st, ips, cnt, reason, port, family);
             ent[i] = NULL;
             active[k] = active[--nactive];
             finished++;
@@ -860,26 +620,26 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
             /* Out of time: names not started get what the cache has, else a timeout. */
             for (; started < need_count; started++, finished++) {
                 size_t i = need[started];
-                struct entry *e = find_entry(ctx, hosts[i], ctx->family);
-                if (!e || e->state != ENTRY_READY) {
+                struct rilli_dns_entry *e = rilli_dns_cache_find(dns->cache, hosts[i], family);
+                if (!e || !e->ready) {
                     finish_result(&results[i], RILL_E_TIMEOUT, NULL, 0, "", port, 0);
                     continue;
                 }
-                ctx->stats.cache_hits++;
-                e->waiters++;
+                dns->cache_hits++;
+                rilli_dns_cache_hold(dns->cache, e);
                 struct rilli_ip *ips = NULL;
                 size_t cnt = 0;
                 char reason[128];
-                rill_status st = lookup_finish(ctx, e, &ips, &cnt, reason, sizeof reason);
-                finish_result(&results[i], st, ips, cnt, reason, port, ctx->family);
+                rill_status st = lookup_finish(dns, e, &ips, &cnt, reason, sizeof reason);
+                finish_result(&results[i], st, ips, cnt, reason, port, family);
             }
             break;
         }
         if (nactive > 0)
-            wait_round(ctx, deadline);
+            wait_round(dns, deadline);
     }
-    cancel_if_abandoned(ctx);
-    pthread_mutex_unlock(&ctx->lock);
+    cancel_if_abandoned(dns);
+    pthread_mutex_unlock(&dns->lock);
     rilli_free(need);
     rilli_free(active);
     rilli_free(ent);

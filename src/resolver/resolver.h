@@ -1,4 +1,8 @@
-/* Internal interface of the resolver rooms (addr.c, ares.c, connect.c). */
+/*
+ * Internal interface of the context and resolver rooms: src/ctx.c (the context), addr.c (host
+ * syntax, numeric addresses, ordering), dns_cache.c (the DNS cache), ares.c (the c-ares driver
+ * and lookups; the only file that sees c-ares) and connect.c (the connect race).
+ */
 #ifndef RILL_RESOLVER_H
 #define RILL_RESOLVER_H
 
@@ -36,5 +40,100 @@ rill_status rilli_addrs_build(const char *host, const struct rilli_ip *ips, size
 /* rill_resolve with a family override (0: the context's). */
 rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int family,
                           int timeout_ms, rill_addr **addrs, size_t *count, rill_error *err);
+
+/* ---- the context (src/ctx.c) ---- */
+
+struct rilli_dns;
+
+/* The context's address family: 0 (both), 4 or 6. */
+int rilli_ctx_family(const rill_ctx *ctx);
+
+/* The override for @p host (any case) and @p port: its addresses, owned by the context. */
+bool rilli_ctx_override(const rill_ctx *ctx, const char *host, uint16_t port,
+                        const struct rilli_ip **ips, size_t *count);
+
+/* The context's resolver. */
+struct rilli_dns *rilli_ctx_dns(rill_ctx *ctx);
+
+/* ---- the DNS cache (dns_cache.c) ---- */
+
+/*
+ * One entry: the answer for a (name, family) pair, family 4, 6 or 0 (both), or the query still
+ * in flight for it. The cache has no lock of its own: its owner serialises every call.
+ *
+ * An entry is pending from rilli_dns_cache_add until rilli_dns_cache_answer; the query holds a
+ * pending entry, so the cache never frees it. Users hold an entry with rilli_dns_cache_hold
+ * while they wait for it or read it, and let go with rilli_dns_cache_release; a held entry is
+ * never freed either. An answer kept for 0 seconds (a server failure, a partial answer) lives
+ * only as long as someone holds it.
+ */
+struct rilli_dns_entry {
+    /* Read by the owner; set only through the functions below. */
+    bool ready;         /* the answer is in */
+    int waiters;        /* holds taken with rilli_dns_cache_hold */
+    rill_status status; /* once ready: RILL_OK (ips) or the failure (reason) */
+    char reason[128];
+    struct rilli_ip *ips;
+    size_t count;
+    /* The cache's own. */
+    struct rilli_dns_entry *next; /* hash chain */
+    char *name;
+    int family;
+    bool cacheable;
+    int64_t expires_ms;
+};
+
+struct rilli_dns_cache;
+
+/* An empty cache; NULL when out of memory. */
+struct rilli_dns_cache *rilli_dns_cache_new(void);
+
+/* Free the cache and every entry in it, held or pending. NULL is accepted. */
+void rilli_dns_cache_free(struct rilli_dns_cache *c);
+
+/*
+ * The entry for @p name (compared without regard to case) and @p family: pending, held, or
+ * ready and not expired; NULL if there is none. Idle expired entries met on the way are freed.
+ */
+struct rilli_dns_entry *rilli_dns_cache_find(struct rilli_dns_cache *c, const char *name,
+                                             int family);
+
+/* A new pending entry for @p name and @p family, not yet held; NULL when out of memory. */
+struct rilli_dns_entry *rilli_dns_cache_add(struct rilli_dns_cache *c, const char *name,
+                                            int family);
+
+/* Hold @p e: one more user waiting for it or reading it. */
+void rilli_dns_cache_hold(struct rilli_dns_cache *c, struct rilli_dns_entry *e);
+
+/*
+ * Let go of @p e. An answered entry nobody holds that is not to be kept is freed: do not use
+ * @p e after this call.
+ */
+void rilli_dns_cache_release(struct rilli_dns_cache *c, struct rilli_dns_entry *e);
+
+/*
+ * Give pending @p e its answer: @p status with @p reason (copied; NULL for none) or, for
+ * RILL_OK, @p count addresses in @p ips (taken over, allocated with rilli_malloc), kept for
+ * @p keep_s seconds (0: only while held). An entry nobody holds that is not to be kept is freed
+ * at once: unless you hold @p e, do not use it after this call.
+ */
+void rilli_dns_cache_answer(struct rilli_dns_cache *c, struct rilli_dns_entry *e,
+                            rill_status status, const char *reason, struct rilli_ip *ips,
+                            size_t count, int keep_s);
+
+/* ---- the resolver (ares.c) ---- */
+
+/*
+ * Start the resolver of a context: c-ares's library init (once), a channel with the query
+ * settings and servers of @p opts (validated by the caller, but for the server list), a cache.
+ * Errors: RILL_E_INVALID (bad server list), RILL_E_DNS (c-ares could not start), RILL_E_NOMEM.
+ */
+rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, rill_error *err);
+
+/* Cancel what is outstanding and free the resolver. NULL is accepted. */
+void rilli_dns_free(struct rilli_dns *dns);
+
+/* Fill the resolver's counters into @p stats (zeroed by the caller). Thread-safe. */
+void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats);
 
 #endif

@@ -193,12 +193,13 @@ struct rilli_sess_cache *rilli_ctx_sessions(rill_ctx *ctx);
 void rilli_tls_config_ref(rill_tls_config *cfg);
 
 /*
- * rill_connect's TLS step: wrap *s (a connected tcp stream) in a TLS client for @p host
- * (or opts->tls_servername), offer a session cached in @p ctx for host and port, and finish the
- * handshake before @p deadline. On error *s is closed and set to NULL, and @p err says why.
+ * The connect machine's TLS layer: wrap connected @p tcp in a TLS client for @p host (or
+ * opts->tls_servername) with opts->tls and flags, using @p ctx's session cache for that name,
+ * @p port and config. The handshake is left to the caller. On error @p tcp is still the
+ * caller's and @p err says why.
  */
-rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
-                              const rill_connect_opts *opts, int64_t deadline, rill_stream **s,
-                              rill_error *err);
+rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t port,
+                                   const rill_connect_opts *opts, rill_stream *tcp,
+                                   rill_stream **out, rill_error *err);
 
 #endif /* RILL_INTERNAL_H */

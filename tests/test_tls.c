@@ -64,7 +64,8 @@ static const char *version_name(int v)
 /* Configs made by the helpers below, so a test that fails half-way still frees them. */
 #define MAX_CFGS 16
 static rill_tls_config *live_cfgs[MAX_CFGS];
-static int counting; /* rt_counting_on() is in force: leave leftovers alone */
+static int counting;     /* rt_counting_on() is in force: leave leftovers alone */
+static int bulk_late_ms; /* bulk_loop waits this long before reading a BULK body */
 
 static rill_tls_config *cfg_new(void)
 {
@@ -494,6 +495,7 @@ static void teardown(void)
         cfg_free(live_cfgs[i]);
     rt_counting_off();
     counting = 0;
+    bulk_late_ms = 0;
     rt_watchdog(0, NULL);
 }
 
@@ -1799,6 +1801,8 @@ static void bulk_loop(struct rsrv *r, rill_stream *s)
                 rsrv_end(r, ln, RILL_E_PROTOCOL);
                 break;
             }
+            if (bulk_late_ms) /* a reader that comes late: the sender's buffers fill first */
+                usleep((useconds_t)bulk_late_ms * 1000);
             st = rill_read_full(ln, buf, want, &n);
             if (st != RILL_OK) {
                 rsrv_end(r, ln, st);
@@ -2270,7 +2274,8 @@ END_TEST
 /* Non-blocking bulk writes: partial writes and retries must not lose or repeat a byte. */
 START_TEST(test_nonblocking_bulk)
 {
-    int over_fd = _i; /* 0: TCP (OpenSSL on the socket), 1: socketpair fd stream (custom BIO) */
+    int over_fd = _i;   /* 0: TCP (OpenSSL on the socket), 1: socketpair fd stream (custom BIO) */
+    bulk_late_ms = 200; /* so 1 MB cannot go out without waiting (the check below) */
     rill_tls_config *scfg = cfg_server(&C->good, 0, 0), *cfg = cfg_client(0);
     struct rsrv *r = NULL;
     rill_stream *c = NULL;

@@ -607,7 +607,8 @@ RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_op
 
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
-    uint64_t queries;    /**< lookups sent to c-ares (one per name, A+AAAA together) */
+    uint64_t queries;    /**< lookups sent to c-ares: rill_connect() asks A and AAAA as two,
+                              rill_resolve() both in one */
     uint64_t cache_hits; /**< lookups answered from the cache, positive or negative */
     uint64_t merged;     /**< lookups that joined a query already in flight */
 } rill_ctx_stats;

@@ -8,17 +8,26 @@
  * callbacks always run with the lock held too. One waiting thread at a time drives the channel
  * (polls its sockets with the lock released, then processes them under the lock); the other
  * waiters sleep on dns->done and take over driving when the driver leaves. Concurrent lookups
- * of one name share one cache entry and so one query.
+ * of one name share one cache entry and so one query. The driver also polls dns->kick, an
+ * eventfd that a thread starting a query (or answering one) writes while someone drives, so a
+ * new query's socket and timeout are seen at once, not when the driver's poll returns.
+ *
+ * Non-blocking lookups (struct rilli_dns_lookup, for the connect machine) drive the channel in
+ * their caller's steps (rilli_dns_wants, rilli_dns_process) and are woken through an eventfd of
+ * their own when someone else's processing answers them.
  */
 #include <ares.h>
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "resolver.h"
@@ -36,7 +45,27 @@ struct rilli_dns {
     size_t pending; /* entries whose query is in flight */
     size_t waiting; /* waiters on those entries; 0 with pending > 0 means abandoned */
     uint64_t queries, cache_hits, merged;
+    int kick; /* eventfd: wakes the driver's poll (see above) */
 };
+
+/* A non-blocking lookup: a hold on one cache entry, and who to wake when it is answered. */
+struct rilli_dns_lookup {
+    struct rilli_dns *dns;
+    struct rilli_dns_entry *entry;
+    int wakefd;                    /* -1: none */
+    struct rilli_dns_lookup *next; /* on entry->wakers while pending */
+    struct rilli_dns_lookup **pprev;
+};
+
+/* Wake the thread that drives the channel, if one does (under the lock). */
+static void kick_driver(struct rilli_dns *dns)
+{
+    if (dns->driving && dns->kick >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(dns->kick, &one, sizeof one);
+        (void)r; /* a full counter is still readable: the driver wakes anyway */
+    }
+}
 
 /* One query in flight: what its callback needs. */
 struct query {
@@ -128,6 +157,8 @@ void rilli_dns_free(struct rilli_dns *dns)
         pthread_mutex_unlock(&dns->lock);
     }
     rilli_dns_cache_free(dns->cache);
+    if (dns->kick >= 0)
+        close(dns->kick);
     pthread_cond_destroy(&dns->done);
     pthread_mutex_destroy(&dns->lock);
     rilli_free(dns);
@@ -195,11 +226,14 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
         rilli_free(dns);
         return st;
     }
+    dns->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (dns->kick < 0)
+        st = rilli_error_set(err, RILL_E_IO, errno, "ctx: cannot create an eventfd");
     dns->cache_max_ttl_s = opts->cache_max_ttl_s;
     dns->negative_ttl_s = opts->negative_ttl_s;
     dns->window = (size_t)opts->max_queries_in_flight;
-    dns->cache = rilli_dns_cache_new();
-    if (!dns->cache)
+    dns->cache = st == RILL_OK ? rilli_dns_cache_new() : NULL;
+    if (st == RILL_OK && !dns->cache)
         st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
     if (st == RILL_OK)
         st = init_channel(dns, opts, err);
@@ -294,36 +328,60 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
         keep = 0;
     if (res)
         ares_freeaddrinfo(res);
+    /* Non-blocking lookups waiting for it: wake them (they hold e, so it stays). */
+    while (e->wakers) {
+        struct rilli_dns_lookup *lk = e->wakers;
+        uint64_t one = 1;
+        ssize_t w = write(lk->wakefd, &one, sizeof one);
+        (void)w;
+        e->wakers = lk->next;
+        lk->next = NULL;
+        lk->pprev = NULL;
+    }
     /* Every waiter gave up (deadline) or the context is being freed: nobody reads it, and an
      * answer not to be kept is freed here. */
     rilli_dns_cache_answer(dns->cache, e, st, reason, ips, n, keep);
     pthread_cond_broadcast(&dns->done);
+    kick_driver(dns);
 }
 
-/* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
-static void drive_once(struct rilli_dns *dns, int64_t deadline)
+/* Under the lock: c-ares's sockets with their events, and the ms until its next timeout. */
+static nfds_t channel_wants(struct rilli_dns *dns, struct pollfd *pfd, int *timeout_ms)
 {
     ares_socket_t socks[ARES_GETSOCK_MAXNUM];
     /* Tested as unsigned: c-ares's own macros shift 1 into the sign bit of an int. */
     unsigned bits = (unsigned)ares_getsock(dns->channel, socks, ARES_GETSOCK_MAXNUM);
-    struct pollfd pfd[ARES_GETSOCK_MAXNUM];
     nfds_t n = 0;
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+    for (int i = 0; i < ARES_GETSOCK_MAXNUM && n < RILLI_DNS_MAX_FDS; i++) {
         bool rd = (bits & (1u << i)) != 0;
         bool wr = (bits & (1u << (i + ARES_GETSOCK_MAXNUM))) != 0;
         short ev = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
         if (ev)
             pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
     }
-    struct timeval maxtv, tv;
-    int left = rilli_remaining_ms(deadline);
-    maxtv.tv_sec = left < 0 ? 3600 : left / 1000;
-    maxtv.tv_usec = left < 0 ? 0 : (left % 1000) * 1000;
+    struct timeval maxtv = { .tv_sec = 3600 }, tv;
     struct timeval *tvp = ares_timeout(dns->channel, &maxtv, &tv);
-    int wait_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+    *timeout_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
+    return n;
+}
+
+/* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
+static void drive_once(struct rilli_dns *dns, int64_t deadline)
+{
+    struct pollfd pfd[RILLI_DNS_MAX_FDS + 1];
+    int left = rilli_remaining_ms(deadline), wait_ms = -1;
+    nfds_t n = channel_wants(dns, pfd, &wait_ms);
+    if (left >= 0 && (wait_ms < 0 || left < wait_ms))
+        wait_ms = left;
+    pfd[n] = (struct pollfd){ .fd = dns->kick, .events = POLLIN };
     pthread_mutex_unlock(&dns->lock);
-    int r = poll(pfd, n, wait_ms);
+    int r = poll(pfd, n + 1, wait_ms);
     pthread_mutex_lock(&dns->lock);
+    if (pfd[n].revents) {
+        uint64_t v;
+        ssize_t got = read(dns->kick, &v, sizeof v);
+        (void)got;
+    }
     if (r <= 0) {
         ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
         return;
@@ -401,6 +459,7 @@ static struct rilli_dns_entry *lookup_start(struct rilli_dns *dns, const char *n
     hints.ai_socktype = SOCK_STREAM;
     rilli_dns_cache_hold(dns->cache, e); /* before the call: the answer may come at once */
     ares_getaddrinfo(dns->channel, name, NULL, &hints, on_answer, q);
+    kick_driver(dns); /* a new socket or timeout the driver's poll does not know of */
     return e;
 }
 
@@ -512,6 +571,111 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
     st = rilli_addrs_build(host, ips, n, port, family, addrs, count, err);
     rilli_free(ips);
     return st;
+}
+
+/* ---- non-blocking lookups ---- */
+
+rill_status rilli_dns_lookup_new(rill_ctx *ctx, const char *name, int family,
+                                 struct rilli_dns_lookup **out, rill_error *err)
+{
+    struct rilli_dns *dns = rilli_ctx_dns(ctx);
+    struct rilli_dns_lookup *lk = rilli_calloc(1, sizeof *lk);
+    if (!lk)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "resolve: out of memory");
+    pthread_mutex_lock(&dns->lock);
+    lk->dns = dns;
+    lk->wakefd = -1;
+    lk->entry = lookup_start(dns, name, family);
+    pthread_mutex_unlock(&dns->lock);
+    if (!lk->entry) {
+        rilli_free(lk);
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "resolve: out of memory");
+    }
+    *out = lk;
+    return RILL_OK;
+}
+
+void rilli_dns_lookup_wake(struct rilli_dns_lookup *lk, int wakefd)
+{
+    struct rilli_dns *dns = lk->dns;
+    pthread_mutex_lock(&dns->lock);
+    lk->wakefd = wakefd;
+    struct rilli_dns_entry *e = lk->entry;
+    if (!e->ready && !lk->pprev) {
+        lk->next = e->wakers;
+        if (lk->next)
+            lk->next->pprev = &lk->next;
+        lk->pprev = &e->wakers;
+        e->wakers = lk;
+    }
+    pthread_mutex_unlock(&dns->lock);
+}
+
+bool rilli_dns_lookup_done(struct rilli_dns_lookup *lk, rill_status *st, const char **reason,
+                           const struct rilli_ip **ips, size_t *count)
+{
+    struct rilli_dns *dns = lk->dns;
+    pthread_mutex_lock(&dns->lock);
+    const struct rilli_dns_entry *e = lk->entry;
+    bool ready = e->ready;
+    pthread_mutex_unlock(&dns->lock);
+    if (!ready)
+        return false;
+    /* An answered entry no longer changes, and our hold keeps it. */
+    *st = e->status;
+    *reason = e->reason;
+    *ips = e->ips;
+    *count = e->status == RILL_OK ? e->count : 0;
+    return true;
+}
+
+void rilli_dns_lookup_free(struct rilli_dns_lookup *lk)
+{
+    if (!lk)
+        return;
+    struct rilli_dns *dns = lk->dns;
+    pthread_mutex_lock(&dns->lock);
+    if (lk->pprev) {
+        *lk->pprev = lk->next;
+        if (lk->next)
+            lk->next->pprev = lk->pprev;
+    }
+    struct rilli_dns_entry *e = lk->entry;
+    if (!e->ready)
+        dns->waiting--;
+    rilli_dns_cache_release(dns->cache, e);
+    cancel_if_abandoned(dns);
+    pthread_mutex_unlock(&dns->lock);
+    rilli_free(lk);
+}
+
+size_t rilli_dns_wants(rill_ctx *ctx, struct pollfd *fds, size_t cap, int *timeout_ms)
+{
+    struct rilli_dns *dns = rilli_ctx_dns(ctx);
+    struct pollfd all[RILLI_DNS_MAX_FDS];
+    pthread_mutex_lock(&dns->lock);
+    nfds_t n = channel_wants(dns, all, timeout_ms);
+    pthread_mutex_unlock(&dns->lock);
+    if (n > cap)
+        n = cap;
+    memcpy(fds, all, n * sizeof *fds);
+    return n;
+}
+
+void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n)
+{
+    struct rilli_dns *dns = rilli_ctx_dns(ctx);
+    pthread_mutex_lock(&dns->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (!fds[i].revents)
+            continue;
+        bool rd = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+        bool wr = (fds[i].revents & POLLOUT) != 0;
+        ares_process_fd(dns->channel, rd ? fds[i].fd : ARES_SOCKET_BAD,
+                        wr ? fds[i].fd : ARES_SOCKET_BAD);
+    }
+    ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* due timeouts */
+    pthread_mutex_unlock(&dns->lock);
 }
 
 /* ---- batches ---- */

@@ -75,6 +75,8 @@ struct rilli_dns_entry {
     char reason[128];
     struct rilli_ip *ips;
     size_t count;
+    /* The resolver's: non-blocking lookups to wake when the answer comes. */
+    struct rilli_dns_lookup *wakers;
     /* The cache's own. */
     struct rilli_dns_entry *next; /* hash chain */
     char *name;
@@ -132,6 +134,40 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
 
 /* Cancel what is outstanding and free the resolver. NULL is accepted. */
 void rilli_dns_free(struct rilli_dns *dns);
+
+/* ---- non-blocking lookups (ares.c), for the connect machine ---- */
+
+/* The most descriptors rilli_dns_wants() reports. */
+#define RILLI_DNS_MAX_FDS 16
+
+struct pollfd;
+struct rilli_dns_lookup;
+
+/*
+ * Start or join the lookup of @p name for @p family (4: A, 6: AAAA) on @p ctx's resolver; a
+ * cached answer makes it done at once. Errors: RILL_E_NOMEM.
+ */
+rill_status rilli_dns_lookup_new(rill_ctx *ctx, const char *name, int family,
+                                 struct rilli_dns_lookup **out, rill_error *err);
+
+/* Write to eventfd @p wakefd when the answer comes (at once if it is there). */
+void rilli_dns_lookup_wake(struct rilli_dns_lookup *lk, int wakefd);
+
+/*
+ * Whether the answer is in; then its status, reason ("" on success) and addresses, valid until
+ * rilli_dns_lookup_free().
+ */
+bool rilli_dns_lookup_done(struct rilli_dns_lookup *lk, rill_status *st, const char **reason,
+                           const struct rilli_ip **ips, size_t *count);
+
+/* Stop waiting (the query goes on for the cache unless nobody waits any more). NULL is ok. */
+void rilli_dns_lookup_free(struct rilli_dns_lookup *lk);
+
+/* The resolver's sockets and events now (at most @p cap) and the ms until its next timer. */
+size_t rilli_dns_wants(rill_ctx *ctx, struct pollfd *fds, size_t cap, int *timeout_ms);
+
+/* Process the sockets of @p fds that poll found ready, and the timers that are due. */
+void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n);
 
 /* Fill the resolver's counters into @p stats (zeroed by the caller). Thread-safe. */
 void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats);

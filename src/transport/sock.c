@@ -322,4 +322,5 @@ RILL_API void rill_connect_opts_init(rill_connect_opts *opts)
     opts->family = 0;
     opts->attempt_delay_ms = 250;
     opts->max_in_flight = 4;
+    opts->resolution_delay_ms = 50;
 }

@@ -1,4 +1,5 @@
 /* The tcp transport: a connected TCP socket. Connects to numeric addresses only. */
+#include <errno.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -50,4 +51,35 @@ RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
     if (st != RILL_OK)
         close(fd);
     return st;
+}
+
+RILL_API rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts, rill_stream **out,
+                                    rill_error *err)
+{
+    if (!out)
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: out is NULL");
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+        return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: descriptor %d is not a TCP socket",
+                               fd);
+    }
+    sl = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        return rilli_error_set(err, RILL_E_INVALID, errno, "tcp: descriptor %d is not connected",
+                               fd);
+    }
+    rill_connect_opts defaults;
+    if (!opts) {
+        rill_connect_opts_init(&defaults);
+        opts = &defaults;
+    }
+    rill_status st = rilli_check_connect_opts("tcp", opts, err);
+    if (st != RILL_OK)
+        return st;
+    return rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);
 }

@@ -1095,54 +1095,51 @@ RILL_API void rill_free(void *p)
     rilli_free(p);
 }
 
-/* ---- rill_connect's TLS step ---- */
+/* ---- the session cache of a rill_ctx ---- */
 
-rill_status rilli_tls_connect(rill_ctx *ctx, const char *host, uint16_t port,
-                              const rill_connect_opts *opts, int64_t deadline, rill_stream **s,
-                              rill_error *err)
+/* Use @p cache for this client: offer a session cached for its name, @p port and config. */
+static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t port)
 {
-    rill_stream *tcp = *s, *tls = NULL;
-    const char *name = opts->tls_servername ? opts->tls_servername : host;
-    rill_status st = rill_tls_client(tcp, opts->tls, name, opts->tls_flags, &tls);
-    if (st != RILL_OK) {
-        rilli_error_from_stream(err, tcp);
-        rill_close(tcp);
-        *s = NULL;
-        return st;
-    }
-    struct tls *t = rilli_state(tls);
     t->port = port;
-    t->cache = rilli_ctx_sessions(ctx);
-    if (t->cache) {
-        snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
-                 (unsigned long long)opts->tls->id);
-        SSL_SESSION *sess = rilli_sess_cache_get(t->cache, t->cache_key);
-        if (sess) {
-            (void)SSL_set_session(t->ssl, sess); /* takes its own reference */
-            SSL_SESSION_free(sess);
-            ERR_clear_error();
-        }
+    t->cache = cache;
+    if (!cache)
+        return;
+    snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
+             (unsigned long long)t->cfg->id);
+    SSL_SESSION *sess = rilli_sess_cache_get(cache, t->cache_key);
+    if (sess) {
+        (void)SSL_set_session(t->ssl, sess); /* takes its own reference */
+        SSL_SESSION_free(sess);
+        ERR_clear_error();
     }
-    /* The connect deadline covers the handshake; then the stream's own timeouts apply. */
-    int left = rilli_remaining_ms(deadline);
-    int rd = RILL_TIMEOUT_NONE, wr = RILL_TIMEOUT_NONE;
-    rill_get_timeouts(tls, &rd, &wr);
-    st = rill_set_timeouts(tls, left == 0 ? 1 : left, left == 0 ? 1 : left);
-    if (st == RILL_OK)
-        st = rill_tls_handshake(tls);
-    if (st == RILL_E_TIMEOUT)
-        rill_stream_error(tls, RILL_E_TIMEOUT,
-                          "handshake with %.100s:%u timed out (connect "
-                          "timeout %d ms)",
-                          host, port, opts->timeout_ms);
-    if (st == RILL_OK)
-        st = rill_set_timeouts(tls, rd, wr);
-    if (st != RILL_OK) {
-        rilli_error_from_stream(err, tls);
-        rill_close(tls);
-        *s = NULL;
-        return st;
-    }
-    *s = tls;
+}
+
+RILL_API rill_status rill_tls_use_session_cache(rill_stream *s, rill_ctx *ctx, uint16_t port)
+{
+    rill_stream *l = find_tls(s);
+    struct tls *t = l ? rilli_state(l) : NULL;
+    if (!t || t->server || t->handshake_done || t->cache)
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_use_session_cache: needs a TLS client before its "
+                               "handshake, not yet given a cache");
+    if (!ctx || port == 0 || !t->servername[0])
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_use_session_cache: needs a context, a port and a TLS "
+                               "client with a server name (sessions are kept per name and port)");
+    use_cache(t, rilli_ctx_sessions(ctx), port);
+    return RILL_OK;
+}
+
+rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t port,
+                                   const rill_connect_opts *opts, rill_stream *tcp,
+                                   rill_stream **out, rill_error *err)
+{
+    const char *name = opts->tls_servername ? opts->tls_servername : host;
+    rill_stream *tls = NULL;
+    rill_status st = rill_tls_client(tcp, opts->tls, name, opts->tls_flags, &tls);
+    if (st != RILL_OK)
+        return rilli_error_from_stream(err, tcp);
+    use_cache(rilli_state(tls), rilli_ctx_sessions(ctx), port);
+    *out = tls;
     return RILL_OK;
 }

@@ -386,6 +386,10 @@ typedef struct rill_ctx_opts {
                                   64 (1 .. 4096) */
     int tls_session_cache_max; /**< TLS client sessions kept for resumption by rill_connect()
                                     (keyed by host, port and TLS config); default 256; 0: none */
+    int dns_cache_max;         /**< names (per family asked) the DNS cache keeps at most, least
+                                    recently used out first; default 1000; 0 disables the cache.
+                                    Lookups in flight count too and may take the cache over the
+                                    limit until they end. See docs/guide.md for the bytes */
 } rill_ctx_opts;
 
 /** Fill @p opts with the defaults listed in rill_ctx_opts. */
@@ -502,9 +506,12 @@ RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host
 
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
-    uint64_t queries;    /**< lookups sent to c-ares (one per name, A+AAAA together) */
-    uint64_t cache_hits; /**< lookups answered from the cache, positive or negative */
-    uint64_t merged;     /**< lookups that joined a query already in flight */
+    uint64_t queries;         /**< lookups sent to c-ares (one per name, A+AAAA together) */
+    uint64_t cache_hits;      /**< lookups answered from the cache, positive or negative */
+    uint64_t merged;          /**< lookups that joined a query already in flight */
+    uint64_t cache_entries;   /**< names in the DNS cache now, lookups in flight included
+                                   (expired answers are freed before counting) */
+    uint64_t cache_evictions; /**< answers dropped before expiry to stay within dns_cache_max */
 } rill_ctx_stats;
 
 /** Read the counters of @p ctx. Thread-safe. */

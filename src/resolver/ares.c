@@ -198,7 +198,7 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
     dns->cache_max_ttl_s = opts->cache_max_ttl_s;
     dns->negative_ttl_s = opts->negative_ttl_s;
     dns->window = (size_t)opts->max_queries_in_flight;
-    dns->cache = rilli_dns_cache_new();
+    dns->cache = rilli_dns_cache_new((size_t)opts->dns_cache_max);
     if (!dns->cache)
         st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
     if (st == RILL_OK)
@@ -217,6 +217,7 @@ void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats)
     stats->queries = dns->queries;
     stats->cache_hits = dns->cache_hits;
     stats->merged = dns->merged;
+    rilli_dns_cache_counts(dns->cache, &stats->cache_entries, &stats->cache_evictions);
     pthread_mutex_unlock(&dns->lock);
 }
 

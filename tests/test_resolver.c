@@ -4,13 +4,18 @@
  * caching, shared in-flight queries, deadlines against a server that never answers, numeric hosts
  * and overrides without DNS, host syntax, context options, batches and descriptor leaks. Queries
  * that reach the server are counted twice: by the context's stats and by dnsmasq's own query log.
+ * The cache's bound is measured with rill's counting allocator; localhost is checked against a
+ * scripted server that answers it with another address, and in a root without /etc/hosts.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1038,6 +1043,236 @@ START_TEST(test_override_family)
 }
 END_TEST
 
+/* ---- localhost (RFC 6761 section 6.3) ---- */
+
+/*
+ * A server that answers every name, localhost included, with 127.0.0.99: rill still gives the
+ * loopback addresses for localhost and names under it, in any case and with a trailing dot,
+ * without a query; other names (which merely contain "localhost") go to the server.
+ */
+static const struct {
+    const char *host;
+    int family; /* ctx family */
+    const char *want[3];
+} localhosts[] = {
+    { "localhost", 0, { "[::1]:8080", "127.0.0.1:8080", NULL } },
+    { "localhost.", 0, { "[::1]:8080", "127.0.0.1:8080", NULL } },
+    { "LocalHost", 0, { "[::1]:8080", "127.0.0.1:8080", NULL } },
+    { "foo.LOCALHOST", 0, { "[::1]:8080", "127.0.0.1:8080", NULL } },
+    { "a.b.localhost.", 0, { "[::1]:8080", "127.0.0.1:8080", NULL } },
+    { "localhost", 4, { "127.0.0.1:8080", NULL } },
+    { "app.localhost", 6, { "[::1]:8080", NULL } },
+};
+
+START_TEST(test_localhost_no_dns)
+{
+    rt_watchdog(20, "test_localhost_no_dns");
+    rt_dns_fixed *fixed = rt_dns_fixed_start("127.0.0.99", NULL, 300, 0);
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_fixed_servers(fixed));
+    o.family = localhosts[_i].family;
+    rill_ctx *ctx = new_ctx(&o);
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(ctx, localhosts[_i].host, 8080, 2000, &addrs, &n);
+    ck_assert_uint_eq(n, (localhosts[_i].family ? 1u : 2u));
+    for (size_t i = 0; i < n; i++) /* in this order: ::1 first */
+        ck_assert_str_eq(addrs[i].text, localhosts[_i].want[i]);
+    rill_addrs_free(addrs);
+    /* A batch answers it the same way. */
+    const char *hosts[] = { localhosts[_i].host };
+    rill_resolve_result res[1];
+    ck_assert_int_eq(rill_resolve_many(ctx, hosts, 1, 8080, 2000, res), RILL_OK);
+    ck_assert_msg(res[0].status == RILL_OK, "%s", res[0].message);
+    ck_assert_uint_eq(res[0].count, n);
+    ck_assert_str_eq(res[0].addrs[0].text, localhosts[_i].want[0]);
+    rill_resolve_results_free(res, 1);
+    assert_stats(ctx, 0, 0, 0);
+    ck_assert_uint_eq(stats_of(ctx).cache_entries, 0);
+    ck_assert_int_eq(rt_dns_fixed_received(fixed), 0);
+
+    rill_ctx_free(ctx);
+
+    /* The server does answer what it is asked: names that only look like localhost. */
+    ctx = ctx_with(rt_dns_fixed_servers(fixed));
+    const char *others[] = { "notlocalhost", "localhost.example", "localhostx." };
+    for (int i = 0; i < 3; i++) {
+        resolve_ok(ctx, others[i], 8080, 2000, &addrs, &n);
+        ck_assert_msg(n == 1 && strcmp(addrs[0].text, "127.0.0.99:8080") == 0,
+                      "%s: %zu addresses, first %s", others[i], n, addrs[0].text);
+        rill_addrs_free(addrs);
+    }
+    assert_stats(ctx, 3, 0, 0);
+    ck_assert_int_ge(rt_dns_fixed_received(fixed), 3);
+    rill_ctx_free(ctx);
+    rt_dns_fixed_stop(fixed);
+}
+END_TEST
+
+/* An override for localhost is the application's own choice, and wins. */
+START_TEST(test_localhost_override)
+{
+    rt_watchdog(20, "test_localhost_override");
+    rt_dns_silent *silent = rt_dns_silent_start();
+    const char *list[] = { "localhost:8080:127.0.0.5", NULL };
+    rill_ctx_opts o;
+    opts_for(&o, rt_dns_silent_servers(silent));
+    o.overrides = list;
+    rill_ctx *ctx = new_ctx(&o);
+    rill_addr *addrs;
+    size_t n;
+    static const char *const five[] = { "127.0.0.5:8080", NULL };
+    resolve_ok(ctx, "LOCALHOST", 8080, 2000, &addrs, &n);
+    assert_texts(addrs, n, five);
+    rill_addrs_free(addrs);
+    static const char *const loop[] = { "[::1]:8081", "127.0.0.1:8081", NULL };
+    resolve_ok(ctx, "localhost", 8081, 2000, &addrs, &n); /* the override is for 8080 only */
+    assert_texts(addrs, n, loop);
+    rill_addrs_free(addrs);
+    assert_stats(ctx, 0, 0, 0);
+    ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rill_ctx_free(ctx);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
+/* No context at all: localhost resolves and connects; other names still need a context. */
+START_TEST(test_localhost_no_ctx)
+{
+    rt_watchdog(20, "test_localhost_no_ctx");
+    int fds = rt_count_fds();
+    rill_addr *addrs;
+    size_t n;
+    resolve_ok(NULL, "localhost", 443, 1000, &addrs, &n);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(addrs[0].text, "[::1]:443");
+    ck_assert_str_eq(addrs[1].text, "127.0.0.1:443");
+    rill_addrs_free(addrs);
+    resolve_fails(NULL, "localhost.example", 443, 1000, RILL_E_INVALID, "no context");
+
+    rill_listener *l = NULL;
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_msg(rill_listen("127.0.0.1", 0, NULL, &l, &err) == RILL_OK, "%s", err.msg);
+    rill_connect_opts co;
+    rill_connect_opts_init(&co);
+    co.timeout_ms = 5000;
+    rill_stream *s = NULL;
+    rill_status st = rill_connect(NULL, "localhost", rill_listener_port(l), &co, &s, &err);
+    ck_assert_msg(st == RILL_OK, "connect localhost: %s: %s", rill_strerror(st), err.msg);
+    char desc[256];
+    rill_describe(s, desc, sizeof desc);
+    ck_assert_msg(strstr(desc, "> 127.0.0.1:") != NULL, "connected as %s", desc);
+    rill_close(s);
+    rill_listener_free(l);
+    ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+/*
+ * A root without /etc/hosts (a debootstrap minbase): a child in its own mount namespace with an
+ * empty tmpfs over /etc resolves and connects to localhost while the only DNS server refuses
+ * every query or never answers. Before the fix, c-ares found no hosts file and asked the server.
+ */
+struct no_hosts_arg {
+    const char *servers;
+    uint16_t port; /* a listener on 127.0.0.1 in the parent */
+};
+
+static void no_hosts_child(rt_child_report *rep, void *p)
+{
+    const struct no_hosts_arg *a = p;
+    rep->status = -100;
+    if (unshare(CLONE_NEWNS) != 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+        mount("tmpfs", "/etc", "tmpfs", 0, "size=64k") != 0) {
+        snprintf(rep->msg, sizeof rep->msg, "cannot hide /etc (needs root): %s", strerror(errno));
+        return;
+    }
+    rep->values[0] = access("/etc/hosts", F_OK) == 0;
+    rep->values[1] = access("/etc/resolv.conf", F_OK) == 0;
+    rill_ctx_opts o;
+    rill_ctx_opts_init(&o);
+    o.dns_servers = a->servers;
+    o.query_timeout_ms = 500;
+    o.query_tries = 1;
+    rill_ctx *ctx = NULL;
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    rep->status = rill_ctx_new(&o, &ctx, &err);
+    if (rep->status != RILL_OK) {
+        snprintf(rep->msg, sizeof rep->msg, "ctx: %s", err.msg);
+        return;
+    }
+    int64_t start = rt_now_us();
+    rill_addr *addrs = NULL;
+    size_t n = 0;
+    rep->status = rill_resolve(ctx, "localhost", 443, 3000, &addrs, &n, &err);
+    rep->values[2] = (int)((rt_now_us() - start) / 1000);
+    if (rep->status != RILL_OK) {
+        snprintf(rep->msg, sizeof rep->msg, "resolve: %s", err.msg);
+        rill_ctx_free(ctx);
+        return;
+    }
+    rep->values[3] = (int)n;
+    snprintf(rep->msg, sizeof rep->msg, "%s %s", n > 0 ? addrs[0].text : "",
+             n > 1 ? addrs[1].text : "");
+    rill_addrs_free(addrs);
+    rill_connect_opts co;
+    rill_connect_opts_init(&co);
+    co.timeout_ms = 3000;
+    rill_stream *s = NULL;
+    rep->status = rill_connect(ctx, "localhost", a->port, &co, &s, &err);
+    if (rep->status != RILL_OK)
+        snprintf(rep->msg, sizeof rep->msg, "connect: %s", err.msg);
+    rill_close(s);
+    rill_ctx_stats st;
+    rill_ctx_get_stats(ctx, &st);
+    rep->values[4] = (int)st.queries;
+    rill_ctx_free(ctx);
+}
+
+static const int no_hosts_refusing[] = { 1, 0 }; /* a server that refuses, one that is silent */
+
+START_TEST(test_localhost_no_etc_hosts)
+{
+    rt_watchdog(30, "test_localhost_no_etc_hosts");
+    rt_dns_fixed *refusing = NULL;
+    rt_dns_silent *silent = NULL;
+    struct no_hosts_arg arg;
+    if (no_hosts_refusing[_i]) {
+        refusing = rt_dns_fixed_start("127.0.0.99", "::99", 300, 5);
+        arg.servers = rt_dns_fixed_servers(refusing);
+    } else {
+        silent = rt_dns_silent_start();
+        arg.servers = rt_dns_silent_servers(silent);
+    }
+    rill_listener *l = NULL;
+    rill_error err;
+    memset(&err, 0, sizeof err);
+    ck_assert_msg(rill_listen("127.0.0.1", 0, NULL, &l, &err) == RILL_OK, "%s", err.msg);
+    arg.port = rill_listener_port(l);
+    rt_child_result res;
+    rt_run_child(no_hosts_child, &arg, 20, &res);
+    rt_assert_child_ok(&res);
+    const rt_child_report *r = &res.report;
+    ck_assert_msg(r->status == RILL_OK, "status %d (%s): %s", r->status,
+                  r->status == -100 ? "setup" : rill_strerror(r->status), r->msg);
+    ck_assert_msg(!r->values[0] && !r->values[1], "/etc/hosts %s, /etc/resolv.conf %s in the child",
+                  r->values[0] ? "present" : "absent", r->values[1] ? "present" : "absent");
+    ck_assert_int_eq(r->values[3], 2);
+    ck_assert_str_eq(r->msg, "[::1]:443 127.0.0.1:443");
+    ck_assert_msg(r->values[2] < 400, "localhost took %d ms", r->values[2]);
+    ck_assert_int_eq(r->values[4], 0);
+    if (refusing)
+        ck_assert_int_eq(rt_dns_fixed_received(refusing), 0);
+    else
+        ck_assert_int_eq(rt_dns_silent_received(silent), 0);
+    rill_listener_free(l);
+    rt_dns_fixed_stop(refusing);
+    rt_dns_silent_stop(silent);
+}
+END_TEST
+
 /* ---- host syntax and arguments ---- */
 
 static char long_name_253[254];
@@ -1474,6 +1709,14 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_numeric_wrong_family);
     tcase_add_test(tc, test_overrides);
     tcase_add_test(tc, test_override_family);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("localhost");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_loop_test(tc, test_localhost_no_dns, 0, N(localhosts));
+    tcase_add_test(tc, test_localhost_override);
+    tcase_add_test(tc, test_localhost_no_ctx);
+    tcase_add_loop_test(tc, test_localhost_no_etc_hosts, 0, N(no_hosts_refusing));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("invalid");

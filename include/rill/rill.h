@@ -374,7 +374,8 @@ typedef struct rill_ctx_opts {
     /** DNS servers as "127.0.0.1:5353,[::1]:5353" (port optional); NULL: /etc/resolv.conf. */
     const char *dns_servers;
     /** NULL-terminated list of static answers in curl's --resolve form "HOST:PORT:ADDR[,ADDR]"
-     *  (IPv6 addresses in brackets; PORT "*" for any port). Copied by rill_ctx_new(). */
+     *  (IPv6 addresses in brackets; PORT "*" for any port). Copied by rill_ctx_new(). They
+     *  take precedence over everything, localhost included. */
     const char *const *overrides;
     int family;           /**< 0: IPv4 and IPv6 (default), 4: IPv4 only, 6: IPv6 only */
     int cache_max_ttl_s;  /**< cap on how long an answer is cached (its TTL, capped); default 300;
@@ -396,7 +397,8 @@ typedef struct rill_ctx_opts {
 RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts);
 
 /**
- * Create a context. /etc/hosts is honoured as c-ares does (before DNS).
+ * Create a context. /etc/hosts is honoured as c-ares does (before DNS); localhost never asks
+ * either (see rill_resolve()).
  * Ownership: caller frees *out with rill_ctx_free(); @p opts is not kept.
  * Errors: RILL_E_INVALID (bad server list or override, NULL out), RILL_E_DNS (c-ares could not
  * start: no resolv.conf and no servers), RILL_E_NOMEM.
@@ -425,7 +427,9 @@ typedef struct rill_addr {
  * @p timeout_ms (RILL_TIMEOUT_NONE: no limit). A and AAAA are asked in parallel; answers are
  * cached per the record TTLs (capped) and concurrent lookups of one name share one query. The
  * list is ordered for connecting: families interleaved, starting with the family of the first
- * address the sorted answer gives.
+ * address the sorted answer gives. "localhost" and names ending in ".localhost" (any case, a
+ * trailing dot allowed) give ::1 then 127.0.0.1 without DNS or /etc/hosts (RFC 6761), unless
+ * an override of @p ctx names them; @p ctx may be NULL for them and for numeric hosts.
  *
  * Ownership: *addrs is an array of *count entries; free it with rill_addrs_free().
  * Errors: RILL_E_INVALID (empty name, over 253 bytes, embedded NUL/space/control bytes, port 0),
@@ -492,7 +496,7 @@ typedef struct rill_connect_event {
  * Eyeballs): the first attempt starts at once, the next after opts->attempt_delay_ms or as soon
  * as the previous one fails, alternating families; losing attempts are closed at once. One
  * deadline, opts->timeout_ms, covers resolution and all attempts. @p ctx may be NULL for numeric
- * hosts only.
+ * hosts and localhost (see rill_resolve()).
  *
  * Ownership: *out receives a new "tcp" stream on RILL_OK.
  * Errors: as rill_resolve(); RILL_E_REFUSED / RILL_E_CONNECT when every address failed, with a

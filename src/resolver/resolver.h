@@ -30,6 +30,15 @@ bool rilli_ip_from_sockaddr(const struct sockaddr *sa, struct rilli_ip *ip);
 rill_status rilli_host_check(const char *host, uint16_t port, rill_error *err);
 
 /*
+ * Whether @p host (a checked name) is "localhost" or ends in ".localhost", in any case, with or
+ * without a trailing dot: the names RFC 6761 section 6.3 reserves for the loopback addresses.
+ */
+bool rilli_is_localhost(const char *host);
+
+/* The loopback addresses localhost resolves to, in order: ::1, 127.0.0.1. Returns 2. */
+size_t rilli_loopback_ips(struct rilli_ip ips[2]);
+
+/*
  * Build the connect-ordered rill_addr array from @p ips: keep @p family (0: both), interleave
  * the families starting with the first address's, set @p port. RILL_E_DNS when nothing of the
  * wanted family is left (the message names @p host).

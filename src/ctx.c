@@ -54,6 +54,7 @@ RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
     opts->query_tries = 3;
     opts->max_queries_in_flight = 64;
     opts->tls_session_cache_max = 256;
+    opts->dns_cache_max = 1000;
 }
 
 /* ---- overrides ("HOST:PORT:ADDR[,ADDR]") ---- */
@@ -176,7 +177,7 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
                                "ctx: max_queries_in_flight %d is not in 1 .. 4096",
                                opts->max_queries_in_flight);
     if (opts->cache_max_ttl_s < 0 || opts->negative_ttl_s < 0 || opts->query_timeout_ms < 0 ||
-        opts->query_tries < 0 || opts->tls_session_cache_max < 0)
+        opts->query_tries < 0 || opts->tls_session_cache_max < 0 || opts->dns_cache_max < 0)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: negative cache or query setting");
     rill_ctx *ctx = rilli_calloc(1, sizeof *ctx);
     if (!ctx)

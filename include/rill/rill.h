@@ -388,7 +388,8 @@ typedef struct rill_ctx_opts {
     /** DNS servers as "127.0.0.1:5353,[::1]:5353" (port optional); NULL: /etc/resolv.conf. */
     const char *dns_servers;
     /** NULL-terminated list of static answers in curl's --resolve form "HOST:PORT:ADDR[,ADDR]"
-     *  (IPv6 addresses in brackets; PORT "*" for any port). Copied by rill_ctx_new(). */
+     *  (IPv6 addresses in brackets; PORT "*" for any port). Copied by rill_ctx_new(). They
+     *  take precedence over everything, localhost included. */
     const char *const *overrides;
     int family;           /**< 0: IPv4 and IPv6 (default), 4: IPv4 only, 6: IPv6 only */
     int cache_max_ttl_s;  /**< cap on how long an answer is cached (its TTL, capped); default 300;
@@ -400,13 +401,18 @@ typedef struct rill_ctx_opts {
                                   64 (1 .. 4096) */
     int tls_session_cache_max; /**< TLS client sessions kept for resumption by rill_connect()
                                     (keyed by host, port and TLS config); default 256; 0: none */
+    int dns_cache_max;         /**< names (per family asked) the DNS cache keeps at most, least
+                                    recently used out first; default 1000; 0 disables the cache.
+                                    Lookups in flight count too and may take the cache over the
+                                    limit until they end. See docs/guide.md for the bytes */
 } rill_ctx_opts;
 
 /** Fill @p opts with the defaults listed in rill_ctx_opts. */
 RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts);
 
 /**
- * Create a context. /etc/hosts is honoured as c-ares does (before DNS).
+ * Create a context. /etc/hosts is honoured as c-ares does (before DNS); localhost never asks
+ * either (see rill_resolve()).
  * Ownership: caller frees *out with rill_ctx_free(); @p opts is not kept.
  * Errors: RILL_E_INVALID (bad server list or override, NULL out), RILL_E_DNS (c-ares could not
  * start: no resolv.conf and no servers), RILL_E_NOMEM.
@@ -435,7 +441,9 @@ typedef struct rill_addr {
  * @p timeout_ms (RILL_TIMEOUT_NONE: no limit). A and AAAA are asked in parallel; answers are
  * cached per the record TTLs (capped) and concurrent lookups of one name share one query. The
  * list is ordered for connecting: families interleaved, starting with the family of the first
- * address the sorted answer gives.
+ * address the sorted answer gives. "localhost" and names ending in ".localhost" (any case, a
+ * trailing dot allowed) give ::1 then 127.0.0.1 without DNS or /etc/hosts (RFC 6761), unless
+ * an override of @p ctx names them; @p ctx may be NULL for them and for numeric hosts.
  *
  * Ownership: *addrs is an array of *count entries; free it with rill_addrs_free().
  * Errors: RILL_E_INVALID (empty name, over 253 bytes, embedded NUL/space/control bytes, port 0),
@@ -507,7 +515,7 @@ typedef struct rill_connect_event {
  * Eyeballs): the first attempt starts at once, the next after opts->attempt_delay_ms or as soon
  * as the previous one fails, alternating families; losing attempts are closed at once. One
  * deadline, opts->timeout_ms, covers resolution and all attempts. @p ctx may be NULL for numeric
- * hosts only.
+ * hosts and localhost (see rill_resolve()).
  *
  * Ownership: *out receives a new "tcp" stream on RILL_OK.
  * Errors: as rill_resolve(); RILL_E_REFUSED / RILL_E_CONNECT when every address failed, with a
@@ -607,10 +615,13 @@ RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_op
 
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
-    uint64_t queries;    /**< lookups sent to c-ares: rill_connect() asks A and AAAA as two,
-                              rill_resolve() both in one */
-    uint64_t cache_hits; /**< lookups answered from the cache, positive or negative */
-    uint64_t merged;     /**< lookups that joined a query already in flight */
+    uint64_t queries;         /**< lookups sent to c-ares: rill_connect() asks A and AAAA as
+                                   two, rill_resolve() both in one */
+    uint64_t cache_hits;      /**< lookups answered from the cache, positive or negative */
+    uint64_t merged;          /**< lookups that joined a query already in flight */
+    uint64_t cache_entries;   /**< names in the DNS cache now, lookups in flight included
+                                   (expired answers are freed before counting) */
+    uint64_t cache_evictions; /**< answers dropped before expiry to stay within dns_cache_max */
 } rill_ctx_stats;
 
 /** Read the counters of @p ctx. Thread-safe. */

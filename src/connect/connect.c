@@ -611,7 +611,14 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
                         "IPv%d is allowed",
                         op->host, ip.family, ip.family == 4 ? 6 : 4);
     }
-    if (ips || (op->ctx && rilli_ctx_override(op->ctx, op->host, op->port, &ips, &count))) {
+    struct rilli_ip loopback[2];
+    if (!ips && !(op->ctx && rilli_ctx_override(op->ctx, op->host, op->port, &ips, &count)) &&
+        rilli_is_localhost(op->host)) {
+        /* RFC 6761 6.3: never asked of DNS, whatever the network would say. */
+        ips = loopback;
+        count = rilli_loopback_ips(loopback);
+    }
+    if (ips) {
         for (int i = 0; i < 2; i++) {
             if (!op->fam[i].wanted)
                 continue;

@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "resolver.h"
@@ -73,6 +74,30 @@ rill_status rilli_host_check(const char *host, uint16_t port, rill_error *err)
                                    "resolve: host name \"%.80s\" has a label over 63 bytes", host);
     }
     return RILL_OK;
+}
+
+bool rilli_is_localhost(const char *host)
+{
+    static const char name[] = "localhost";
+    size_t n = sizeof name - 1;
+    size_t len = strlen(host);
+    if (len > 0 && host[len - 1] == '.')
+        len--;
+    if (len < n || strncasecmp(host + len - n, name, n) != 0)
+        return false;
+    return len == n || host[len - n - 1] == '.'; /* "localhost", or a label ending in ".": a.b */
+}
+
+size_t rilli_loopback_ips(struct rilli_ip ips[2])
+{
+    static const unsigned char v6[16] = { [15] = 1 };
+    static const unsigned char v4[4] = { 127, 0, 0, 1 };
+    memset(ips, 0, 2 * sizeof *ips);
+    ips[0].family = 6;
+    memcpy(ips[0].bytes, v6, sizeof v6);
+    ips[1].family = 4;
+    memcpy(ips[1].bytes, v4, sizeof v4);
+    return 2;
 }
 
 static void fill_addr(rill_addr *a, const struct rilli_ip *ip, uint16_t port)

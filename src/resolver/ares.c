@@ -232,7 +232,7 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
     dns->cache_max_ttl_s = opts->cache_max_ttl_s;
     dns->negative_ttl_s = opts->negative_ttl_s;
     dns->window = (size_t)opts->max_queries_in_flight;
-    dns->cache = st == RILL_OK ? rilli_dns_cache_new() : NULL;
+    dns->cache = st == RILL_OK ? rilli_dns_cache_new((size_t)opts->dns_cache_max) : NULL;
     if (st == RILL_OK && !dns->cache)
         st = rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
     if (st == RILL_OK)
@@ -251,6 +251,7 @@ void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats)
     stats->queries = dns->queries;
     stats->cache_hits = dns->cache_hits;
     stats->merged = dns->merged;
+    rilli_dns_cache_counts(dns->cache, &stats->cache_entries, &stats->cache_evictions);
     pthread_mutex_unlock(&dns->lock);
 }
 
@@ -551,13 +552,17 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
     struct rilli_ip one;
     if (rilli_ip_parse(host, &one)) /* numeric: never touches DNS */
         return rilli_addrs_build(host, &one, 1, port, family, addrs, count, err);
+    const struct rilli_ip *fixed = NULL;
+    size_t nfixed = 0;
+    if (ctx && rilli_ctx_override(ctx, host, port, &fixed, &nfixed))
+        return rilli_addrs_build(host, fixed, nfixed, port, family, addrs, count, err);
+    struct rilli_ip loopback[2];
+    if (rilli_is_localhost(host)) /* never asks DNS, whatever the network would say */
+        return rilli_addrs_build(host, loopback, rilli_loopback_ips(loopback), port, family, addrs,
+                                 count, err);
     if (!ctx)
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "resolve: \"%.80s\" is a name and no context was given", host);
-    const struct rilli_ip *fixed = NULL;
-    size_t nfixed = 0;
-    if (rilli_ctx_override(ctx, host, port, &fixed, &nfixed))
-        return rilli_addrs_build(host, fixed, nfixed, port, family, addrs, count, err);
     struct rilli_ip *ips = NULL;
     size_t n = 0;
     char reason[128] = "";
@@ -735,6 +740,7 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
         struct rilli_ip one;
         const struct rilli_ip *fixed = NULL;
         size_t nfixed = 0;
+        struct rilli_ip loopback[2];
         rill_status st = rilli_host_check(hosts[i], port, &e);
         if (st != RILL_OK)
             set_result(r, st, &e);
@@ -747,6 +753,11 @@ RILL_API rill_status rill_resolve_many(rill_ctx *ctx, const char *const *hosts, 
                 r,
                 rilli_addrs_build(hosts[i], fixed, nfixed, port, family, &r->addrs, &r->count, &e),
                 &e);
+        else if (rilli_is_localhost(hosts[i]))
+            set_result(r,
+                       rilli_addrs_build(hosts[i], loopback, rilli_loopback_ips(loopback), port,
+                                         family, &r->addrs, &r->count, &e),
+                       &e);
         else
             need[need_count++] = i;
     }

@@ -30,6 +30,15 @@ bool rilli_ip_from_sockaddr(const struct sockaddr *sa, struct rilli_ip *ip);
 rill_status rilli_host_check(const char *host, uint16_t port, rill_error *err);
 
 /*
+ * Whether @p host (a checked name) is "localhost" or ends in ".localhost", in any case, with or
+ * without a trailing dot: the names RFC 6761 section 6.3 reserves for the loopback addresses.
+ */
+bool rilli_is_localhost(const char *host);
+
+/* The loopback addresses localhost resolves to, in order: ::1, 127.0.0.1. Returns 2. */
+size_t rilli_loopback_ips(struct rilli_ip ips[2]);
+
+/*
  * Build the connect-ordered rill_addr array from @p ips: keep @p family (0: both), interleave
  * the families starting with the first address's, set @p port. RILL_E_DNS when nothing of the
  * wanted family is left (the message names @p host).
@@ -64,43 +73,54 @@ struct rilli_dns *rilli_ctx_dns(rill_ctx *ctx);
  * An entry is pending from rilli_dns_cache_add until rilli_dns_cache_answer; the query holds a
  * pending entry, so the cache never frees it. Users hold an entry with rilli_dns_cache_hold
  * while they wait for it or read it, and let go with rilli_dns_cache_release; a held entry is
- * never freed either. An answer kept for 0 seconds (a server failure, a partial answer) lives
- * only as long as someone holds it.
+ * never freed either. Only answered entries nobody holds are dropped: when they expire (every
+ * call frees those first), and least recently used first when the cache holds more than its
+ * limit. An answer kept for 0 seconds (a server failure, a partial answer) lives only as long
+ * as someone holds it.
  */
 struct rilli_dns_entry {
     /* Read by the owner; set only through the functions below. */
     bool ready;         /* the answer is in */
+    bool cacheable;     /* (the cache's own) the answer is to be kept when idle */
     int waiters;        /* holds taken with rilli_dns_cache_hold */
     rill_status status; /* once ready: RILL_OK (ips) or the failure (reason) */
-    char reason[128];
+    int family;         /* 4, 6 or 0 */
+    const char *reason; /* static text; "" on success */
     struct rilli_ip *ips;
     size_t count;
     /* The resolver's: non-blocking lookups to wake when the answer comes. */
     struct rilli_dns_lookup *wakers;
     /* The cache's own. */
-    struct rilli_dns_entry *next; /* hash chain */
-    char *name;
-    int family;
-    bool cacheable;
+    struct rilli_dns_entry *next;                /* hash chain */
+    struct rilli_dns_entry *lru_prev, *lru_next; /* idle entries by last use */
+    size_t heap_slot;                            /* in the expiry heap; SIZE_MAX: not idle */
     int64_t expires_ms;
+    char name[]; /* as first asked */
 };
 
 struct rilli_dns_cache;
 
-/* An empty cache; NULL when out of memory. */
-struct rilli_dns_cache *rilli_dns_cache_new(void);
+/*
+ * An empty cache that keeps at most @p max entries (0: keeps no answer once nobody holds it);
+ * entries pending or held may take it over the limit until they are answered and let go.
+ * NULL when out of memory.
+ */
+struct rilli_dns_cache *rilli_dns_cache_new(size_t max);
 
 /* Free the cache and every entry in it, held or pending. NULL is accepted. */
 void rilli_dns_cache_free(struct rilli_dns_cache *c);
 
 /*
- * The entry for @p name (compared without regard to case) and @p family: pending, held, or
- * ready and not expired; NULL if there is none. Idle expired entries met on the way are freed.
+ * The entry for @p name (compared without regard to case) and @p family, pending, held or
+ * answered and not expired; NULL if there is none. Not held: hold it to keep it.
  */
 struct rilli_dns_entry *rilli_dns_cache_find(struct rilli_dns_cache *c, const char *name,
                                              int family);
 
-/* A new pending entry for @p name and @p family, not yet held; NULL when out of memory. */
+/*
+ * A new pending entry for @p name and @p family, not yet held (the least recently used idle
+ * entry makes room when the cache is full); NULL when out of memory.
+ */
 struct rilli_dns_entry *rilli_dns_cache_add(struct rilli_dns_cache *c, const char *name,
                                             int family);
 
@@ -108,20 +128,23 @@ struct rilli_dns_entry *rilli_dns_cache_add(struct rilli_dns_cache *c, const cha
 void rilli_dns_cache_hold(struct rilli_dns_cache *c, struct rilli_dns_entry *e);
 
 /*
- * Let go of @p e. An answered entry nobody holds that is not to be kept is freed: do not use
- * @p e after this call.
+ * Let go of @p e. An answered entry nobody holds any more is kept (as the most recently used)
+ * or freed: do not use @p e after this call.
  */
 void rilli_dns_cache_release(struct rilli_dns_cache *c, struct rilli_dns_entry *e);
 
 /*
- * Give pending @p e its answer: @p status with @p reason (copied; NULL for none) or, for
- * RILL_OK, @p count addresses in @p ips (taken over, allocated with rilli_malloc), kept for
- * @p keep_s seconds (0: only while held). An entry nobody holds that is not to be kept is freed
- * at once: unless you hold @p e, do not use it after this call.
+ * Give pending @p e its answer: @p status with @p reason (static text, not copied; NULL for
+ * none) or, for RILL_OK, @p count addresses in @p ips (taken over, allocated with rilli_malloc),
+ * kept for @p keep_s seconds (0: only while held). Unless you hold @p e, do not use it after
+ * this call: an entry nobody holds is kept or freed at once.
  */
 void rilli_dns_cache_answer(struct rilli_dns_cache *c, struct rilli_dns_entry *e,
                             rill_status status, const char *reason, struct rilli_ip *ips,
                             size_t count, int keep_s);
+
+/* Free what has expired, then report the entries held now and the evictions so far. */
+void rilli_dns_cache_counts(struct rilli_dns_cache *c, uint64_t *entries, uint64_t *evictions);
 
 /* ---- the resolver (ares.c) ---- */
 

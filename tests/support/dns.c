@@ -1,6 +1,6 @@
 /*
- * DNS peers for the suites: dnsmasq as a child process, a silent server, a delaying relay.
- * Loopback only. See dns.h.
+ * DNS peers for the suites: dnsmasq as a child process, a silent server, a delaying relay, a
+ * scripted server with one answer for every name. Loopback only. See dns.h.
  */
 #include "dns.h"
 
@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,23 @@ struct rt_dns_relay {
     size_t next_sent;
 };
 
+struct rt_dns_fixed {
+    int fd;
+    int stop_fds[2];
+    int rcode;
+    int ttl_s;
+    bool has_a, has_aaaa;
+    unsigned char a[4], aaaa[16];
+    pthread_t thread;
+    pthread_mutex_t lock;
+    int received;
+    char servers[32];
+};
+
 static rt_dns *live_dns[MAX_LIVE];
 static rt_dns_silent *live_silent[MAX_LIVE];
 static rt_dns_relay *live_relay[MAX_LIVE];
+static rt_dns_fixed *live_fixed[MAX_LIVE];
 
 static void track(void **table, void *p)
 {
@@ -106,6 +121,7 @@ static struct sockaddr_in loopback(uint16_t port)
 static uint16_t bound_port(int fd)
 {
     struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
     socklen_t len = sizeof sa;
     ck_assert_msg(getsockname(fd, (struct sockaddr *)&sa, &len) == 0, "getsockname: %s",
                   strerror(errno));
@@ -629,9 +645,151 @@ void rt_dns_relay_stop(rt_dns_relay *r)
     free(r);
 }
 
+/* ---- scripted server: one answer for every name ---- */
+
+static void put16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+/*
+ * The answer to query @p q of @p len bytes into @p out (room for RELAY_MSG bytes): the header
+ * and question copied, then at most one record. 0 when the query is not worth an answer.
+ */
+static size_t fixed_answer(const rt_dns_fixed *f, const unsigned char *q, size_t len,
+                           unsigned char *out)
+{
+    if (len < 12 || (q[2] & 0x80) || ((unsigned)q[4] << 8 | q[5]) != 1)
+        return 0;
+    size_t pos = 12;
+    while (pos < len && q[pos] != 0) {
+        if (q[pos] & 0xc0)
+            return 0; /* no compression in a question */
+        pos += 1u + q[pos];
+    }
+    if (pos + 5 > len)
+        return 0;
+    size_t qend = pos + 5; /* the root label, type, class */
+    if (qend + 12 + 16 > RELAY_MSG)
+        return 0;
+    unsigned qtype = (unsigned)q[pos + 1] << 8 | q[pos + 2];
+    memcpy(out, q, qend);
+    out[2] = (unsigned char)(0x80 | (q[2] & 0x01));     /* QR, RD as asked */
+    out[3] = (unsigned char)(0x80 | (f->rcode & 0x0f)); /* RA, rcode */
+    put16(out + 6, 0);
+    put16(out + 8, 0);
+    put16(out + 10, 0); /* an OPT record in the query is not echoed */
+    const unsigned char *rdata = NULL;
+    size_t rdlen = 0;
+    if (f->rcode == 0 && qtype == 1 && f->has_a) {
+        rdata = f->a;
+        rdlen = 4;
+    } else if (f->rcode == 0 && qtype == 28 && f->has_aaaa) {
+        rdata = f->aaaa;
+        rdlen = 16;
+    }
+    if (!rdata)
+        return qend;
+    put16(out + 6, 1);
+    unsigned char *r = out + qend;
+    put16(r, 0xc00c); /* the name: a pointer to the question's */
+    put16(r + 2, qtype);
+    put16(r + 4, 1); /* IN */
+    put16(r + 6, (unsigned)f->ttl_s >> 16);
+    put16(r + 8, (unsigned)f->ttl_s & 0xffffu);
+    put16(r + 10, (unsigned)rdlen);
+    memcpy(r + 12, rdata, rdlen);
+    return qend + 12 + rdlen;
+}
+
+static void *fixed_main(void *arg)
+{
+    rt_dns_fixed *f = arg;
+    unsigned char q[RELAY_MSG], a[RELAY_MSG];
+    for (;;) {
+        struct pollfd pfd[2] = { { .fd = f->fd, .events = POLLIN },
+                                 { .fd = f->stop_fds[0], .events = POLLIN } };
+        int n = poll(pfd, 2, -1);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n > 0 && pfd[1].revents)
+            break;
+        for (;;) {
+            struct sockaddr_in from;
+            socklen_t flen = sizeof from;
+            ssize_t len =
+                recvfrom(f->fd, q, sizeof q, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+            if (len < 0)
+                break;
+            pthread_mutex_lock(&f->lock);
+            f->received++;
+            pthread_mutex_unlock(&f->lock);
+            size_t alen = fixed_answer(f, q, (size_t)len, a);
+            if (alen)
+                (void)!sendto(f->fd, a, alen, 0, (struct sockaddr *)&from, flen);
+        }
+    }
+    return NULL;
+}
+
+rt_dns_fixed *rt_dns_fixed_start(const char *a, const char *aaaa, int ttl_s, int rcode)
+{
+    rt_dns_fixed *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    f->rcode = rcode;
+    f->ttl_s = ttl_s;
+    f->has_a = a != NULL;
+    f->has_aaaa = aaaa != NULL;
+    ck_assert_msg(!a || inet_pton(AF_INET, a, f->a) == 1, "rt_dns_fixed: bad IPv4 %s", a);
+    ck_assert_msg(!aaaa || inet_pton(AF_INET6, aaaa, f->aaaa) == 1, "rt_dns_fixed: bad IPv6 %s",
+                  aaaa);
+    int tcp_fd;
+    uint16_t port = bind_pair(&f->fd, &tcp_fd);
+    close(tcp_fd); /* UDP only: answers are small, the resolver does not fall back to TCP */
+    snprintf(f->servers, sizeof f->servers, "127.0.0.1:%u", (unsigned)port);
+    /* Lookups by the hundred thousand arrive in bursts: room for them while the thread runs. */
+    int rcvbuf = 1 << 20;
+    (void)setsockopt(f->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    ck_assert_msg(pipe2(f->stop_fds, O_CLOEXEC) == 0, "pipe2: %s", strerror(errno));
+    ck_assert_int_eq(pthread_mutex_init(&f->lock, NULL), 0);
+    int rc = pthread_create(&f->thread, NULL, fixed_main, f);
+    ck_assert_msg(rc == 0, "pthread_create: %s", strerror(rc));
+    track((void **)live_fixed, f);
+    return f;
+}
+
+const char *rt_dns_fixed_servers(const rt_dns_fixed *f)
+{
+    return f->servers;
+}
+
+int rt_dns_fixed_received(rt_dns_fixed *f)
+{
+    pthread_mutex_lock(&f->lock);
+    int n = f->received;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}
+
+void rt_dns_fixed_stop(rt_dns_fixed *f)
+{
+    if (!f)
+        return;
+    untrack((void **)live_fixed, f);
+    (void)!write(f->stop_fds[1], "x", 1);
+    pthread_join(f->thread, NULL);
+    pthread_mutex_destroy(&f->lock);
+    close(f->stop_fds[0]);
+    close(f->stop_fds[1]);
+    close(f->fd);
+    free(f);
+}
+
 void rt_dns_stop_all(void)
 {
     for (int i = 0; i < MAX_LIVE; i++) {
+        rt_dns_fixed_stop(live_fixed[i]);
         rt_dns_relay_stop(live_relay[i]);
         rt_dns_silent_stop(live_silent[i]);
         rt_dns_stop(live_dns[i]);

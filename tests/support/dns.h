@@ -7,6 +7,9 @@
  *  - rt_dns_silent: a UDP socket (and a TCP listener on the same port) that never answers.
  *  - rt_dns_relay: a UDP relay in front of an rt_dns that holds each query for a fixed delay,
  *    so a lookup stays in flight long enough for other threads to join it.
+ *  - rt_dns_fixed: a scripted UDP server that gives every name the same answer (or the same
+ *    error) at once, for names dnsmasq would not answer as a test needs (localhost) and for
+ *    lookups by the hundred thousand.
  *
  * Failing to start any of them fails the test with the reason (a missing dnsmasq included:
  * these tests never skip). Addresses used are loopback only.
@@ -93,7 +96,28 @@ int rt_dns_relay_received(rt_dns_relay *r);
 /* Stop the thread and close the sockets. NULL is accepted. */
 void rt_dns_relay_stop(rt_dns_relay *r);
 
-/* Stop every rt_dns, silent server and relay still running (for a teardown fixture). */
+/* ---- a scripted server that gives every name the same answer ---- */
+
+typedef struct rt_dns_fixed rt_dns_fixed;
+
+/*
+ * Answer every UDP query on 127.0.0.1 and a free port from a thread, whatever the name: type A
+ * with address @p a, AAAA with @p aaaa (either NULL: no data), TTL @p ttl_s; other types get no
+ * data. With @p rcode non-zero every query gets that rcode and no records (5: REFUSED).
+ */
+rt_dns_fixed *rt_dns_fixed_start(const char *a, const char *aaaa, int ttl_s, int rcode);
+
+/* "127.0.0.1:PORT". Valid until rt_dns_fixed_stop(). */
+const char *rt_dns_fixed_servers(const rt_dns_fixed *f);
+
+/* Queries received so far (each counted before it is answered). Thread-safe. */
+int rt_dns_fixed_received(rt_dns_fixed *f);
+
+/* Stop the thread and close the sockets. NULL is accepted. */
+void rt_dns_fixed_stop(rt_dns_fixed *f);
+
+/* Stop every rt_dns, silent server, relay and fixed server still running (for a teardown
+ * fixture). */
 void rt_dns_stop_all(void);
 
 #endif

@@ -757,6 +757,35 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
     }
 }
 
+/*
+ * rill_connect() done as an event loop would do it: the non-blocking connect machine, stepped
+ * whenever its descriptor is ready or its timer is due (so rillcat exercises that API).
+ */
+static rill_status connect_by_steps(rill_ctx *ctx, const char *host, uint16_t port,
+                                    const rill_connect_opts *opts, rill_stream **out,
+                                    rill_error *err)
+{
+    rill_connect_op *op = NULL;
+    rill_status st = rill_connect_start(ctx, host, port, opts, &op, err);
+    while (st == RILL_OK) {
+        st = rill_connect_step(op, out, err);
+        if (st != RILL_WANT_READ && st != RILL_WANT_WRITE)
+            break;
+        struct pollfd p = { .fd = -1 };
+        int timeout = -1;
+        if (rill_connect_poll_info(op, &p.fd, &p.events, &timeout) != RILL_OK)
+            timeout = 0; /* finished meanwhile: the next step says how */
+        if (poll(&p, p.fd >= 0 ? 1 : 0, timeout) < 0 && errno != EINTR) {
+            snprintf(err->msg, sizeof err->msg, "connect: poll: %s", strerror(errno));
+            st = err->code = RILL_E_IO;
+            break;
+        }
+        st = RILL_OK;
+    }
+    rill_connect_op_free(op);
+    return st;
+}
+
 /* ---- the copy loop ---- */
 
 struct pump {
@@ -1217,7 +1246,7 @@ static int run_client(void)
             if ((rc = make_ctx(&ctx)) != RC_OK)
                 goto out;
         }
-        st = rill_connect(ctx, opt.host, (uint16_t)opt.port, &copts, &s, &err);
+        st = connect_by_steps(ctx, opt.host, (uint16_t)opt.port, &copts, &s, &err);
         if (st != RILL_OK) {
             rc = connect_rc(st, tr.tcp_up);
             const char *what = rc == RC_RESOLVE ? "resolve"

@@ -820,7 +820,7 @@ RILL_API rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port
         struct pollfd p = { .fd = -1 };
         int timeout = -1;
         if (rill_connect_poll_info(op, &p.fd, &p.events, &timeout) != RILL_OK)
-            continue; /* finished meanwhile: the next step says how */
+            timeout = 0; /* finished meanwhile: the next step says how */
         if (p.fd < 0 && timeout < 0)
             timeout = 10; /* nothing to wait for: never sleep for good */
         if (poll(&p, p.fd >= 0 ? 1 : 0, timeout) < 0 && errno != EINTR) {

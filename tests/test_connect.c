@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dns.h"
@@ -731,6 +734,7 @@ static const struct {
     { RT_DNS_BOTH, 443, 0, 0, 0, 1000, "max_in_flight" },
     { RT_DNS_BOTH, 443, 0, 0, -1, 1000, "max_in_flight" },
     { RT_DNS_BOTH, 443, 0, 0, 4, -2, "timeout" },
+    { RT_DNS_BOTH, 443, 0, 0, 4, 0, "timeout_ms 0 leaves no time to connect" },
 };
 
 START_TEST(test_invalid_args)
@@ -771,8 +775,65 @@ START_TEST(test_connect_opts_defaults)
     ck_assert_int_eq(o.attempt_delay_ms, 250);
     ck_assert_int_eq(o.max_in_flight, 4);
     ck_assert_int_eq(o.timeout_ms, 30000);
+    ck_assert_int_eq(o.resolution_delay_ms, 50);
     ck_assert_msg(o.on_event == NULL, "on_event is set by default");
     ck_assert_ptr_null(o.on_event_arg);
+}
+END_TEST
+
+/* ---- adopting a socket connected by the application ---- */
+
+START_TEST(test_tcp_adopt)
+{
+    int fds = rt_count_fds();
+    rill_listener *l4 = NULL;
+    rill_error err;
+    ck_assert_int_eq(rill_listen("127.0.0.1", 0, NULL, &l4, &err), RILL_OK);
+    uint16_t port = rill_listener_port(l4);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port) };
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+
+    /* Not connected yet: refused, and the caller still owns the descriptor. */
+    rill_stream *s = NULL;
+    rt_assert_err(&err, rill_tcp_adopt(fd, NULL, &s, &err), RILL_E_INVALID, "is not connected");
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    rill_connect_opts o;
+    rill_connect_opts_init(&o);
+    o.read_timeout_ms = 2000;
+    ck_assert_msg(rill_tcp_adopt(fd, &o, &s, &err) == RILL_OK, "adopt: %s", err.msg);
+    char desc[200], want[64];
+    rill_describe(s, desc, sizeof desc);
+    snprintf(want, sizeof want, "> 127.0.0.1:%u)", (unsigned)port);
+    ck_assert_msg(strncmp(desc, "tcp(fd=", 7) == 0 && strstr(desc, want), "describe: %s", desc);
+    int rd = 0;
+    rill_get_timeouts(s, &rd, NULL);
+    ck_assert_int_eq(rd, 2000);
+    assert_accepted(l4, s);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+    s = NULL;
+    ck_assert_msg(!rt_fd_is_open(fd), "the stream did not close the adopted descriptor");
+
+    /* Not a TCP socket: a pipe, a Unix socket, -1; NULL out. */
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    rt_assert_err(&err, rill_tcp_adopt(p[0], NULL, &s, &err), RILL_E_INVALID,
+                  "is not a TCP socket");
+    int sv[2];
+    rt_socketpair(sv);
+    rt_assert_err(&err, rill_tcp_adopt(sv[0], NULL, &s, &err), RILL_E_INVALID,
+                  "is not a TCP socket");
+    rt_assert_err(&err, rill_tcp_adopt(-1, NULL, &s, &err), RILL_E_INVALID, "is not a TCP socket");
+    rt_assert_err(&err, rill_tcp_adopt(sv[0], NULL, NULL, &err), RILL_E_INVALID, "out is NULL");
+    ck_assert_ptr_null(s);
+    close(p[0]);
+    close(p[1]);
+    close(sv[0]);
+    close(sv[1]);
+    rill_listener_free(l4);
+    ck_assert_int_eq(rt_count_fds(), fds);
 }
 END_TEST
 
@@ -932,6 +993,7 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_loop_test(tc, test_invalid_args, 0, N(bad_args));
     tcase_add_test(tc, test_connect_opts_defaults);
+    tcase_add_test(tc, test_tcp_adopt);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("leaks");

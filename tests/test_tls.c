@@ -1112,6 +1112,63 @@ START_TEST(test_resumption)
 }
 END_TEST
 
+static rill_stream *tls_client_on(uint16_t port, rill_tls_config *cfg, const char *name,
+                                  unsigned flags);
+
+/*
+ * A TLS client built by hand uses the ctx's cache like rill_connect:
+ * the same keys (name, port, config), so a session made by rill_connect resumes here and the
+ * other way round, and never across names or ports.
+ */
+START_TEST(test_hand_built_client_uses_cache)
+{
+    int kind = loop_kind(_i), version = loop_version(_i);
+    struct peer p;
+    struct peer_spec spec = { .version = version, .conns = 4 };
+    peer_start(&p, kind, &spec);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_ctx *ctx = make_ctx();
+    rill_stream *s = NULL;
+    CK(ctx_connect(ctx, p.port, cfg, &s)); /* full handshake; its session goes to the cache */
+    rev_exchange(s, "first");
+    rev_close(s);
+
+    s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    SOK(s, rill_tls_use_session_cache(s, ctx, p.port));
+    rt_assert_error(s, rill_tls_use_session_cache(s, ctx, p.port), RILL_E_INVALID,
+                    "not yet given a cache");
+    SOK(s, rill_tls_handshake(s));
+    ck_assert_msg(rill_tls_session_resumed(s) == 1, "%s %s: hand-built client did not resume",
+                  peer_name(kind), version_name(version));
+    rt_assert_error(s, rill_tls_use_session_cache(s, ctx, p.port), RILL_E_INVALID,
+                    "before its handshake");
+    rev_exchange(s, "second"); /* a TLS 1.3 ticket for the next one */
+    rev_close(s);
+
+    /* The same name on another port number: no session of that key. */
+    s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    SOK(s, rill_tls_use_session_cache(s, ctx, (uint16_t)(p.port == 1 ? 2 : p.port - 1)));
+    SOK(s, rill_tls_handshake(s));
+    ck_assert_int_eq(rill_tls_session_resumed(s), 0);
+    rev_close(s);
+
+    /* Misuse: no context, port 0, no server name, no TLS layer. */
+    s = tls_client_on(p.port, cfg, RT_CERTS_HOST, 0);
+    rt_assert_error(s, rill_tls_use_session_cache(s, NULL, p.port), RILL_E_INVALID,
+                    "needs a context, a port");
+    rt_assert_error(s, rill_tls_use_session_cache(s, ctx, 0), RILL_E_INVALID,
+                    "needs a context, a port");
+    rill_close(s);
+    rill_stream *tcp = tcp_connect(p.port);
+    rt_assert_error(tcp, rill_tls_use_session_cache(tcp, ctx, p.port), RILL_E_INVALID,
+                    "needs a TLS client");
+    rill_close(tcp);
+    peer_free(&p);
+    rill_ctx_free(ctx);
+    cfg_free(cfg);
+}
+END_TEST
+
 /* No context: nothing is cached, so nothing resumes. */
 START_TEST(test_no_resumption_without_ctx)
 {
@@ -2941,6 +2998,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_resumption, 0, 4);
     tcase_add_test(tc, test_no_resumption_without_ctx);
     tcase_add_loop_test(tc, test_session_export_import, 0, 4);
+    tcase_add_loop_test(tc, test_hand_built_client_uses_cache, 0, 4);
     tcase_add_loop_test(tc, test_session_import_scope, 0, 4);
     tcase_add_loop_test(tc, test_session_import_unverified, 0, 4);
     tcase_add_loop_test(tc, test_resumed_name_rechecked, 0, 4);

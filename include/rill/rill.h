@@ -438,7 +438,9 @@ typedef struct rill_addr {
 
 /**
  * Resolve @p host (a name, or a numeric address, which never touches DNS) for @p port, within
- * @p timeout_ms (RILL_TIMEOUT_NONE: no limit). A and AAAA are asked in parallel; answers are
+ * @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: only what is known without asking, from the
+ * cache, an override or the name itself, else RILL_E_TIMEOUT at once). A and AAAA are asked in
+ * one query that waits for both (rill_connect() asks them apart); answers are
  * cached per the record TTLs (capped) and concurrent lookups of one name share one query. The
  * list is ordered for connecting: families interleaved, starting with the family of the first
  * address the sorted answer gives. "localhost" and names ending in ".localhost" (any case, a
@@ -511,16 +513,25 @@ typedef struct rill_connect_event {
 } rill_connect_event;
 
 /**
- * Resolve @p host and connect to @p port over TCP, racing the addresses per RFC 8305 (Happy
- * Eyeballs): the first attempt starts at once, the next after opts->attempt_delay_ms or as soon
- * as the previous one fails, alternating families; losing attempts are closed at once. One
- * deadline, opts->timeout_ms, covers resolution and all attempts. @p ctx may be NULL for numeric
- * hosts and localhost (see rill_resolve()).
+ * Resolve @p host and connect to @p port over TCP (and TLS with opts->tls), per RFC 8305 (Happy
+ * Eyeballs v2): A and AAAA are asked as separate queries; connecting starts as soon as the AAAA
+ * answer arrives, or opts->resolution_delay_ms after an A answer that came first; attempts
+ * alternate families (IPv6 first), the next starting after opts->attempt_delay_ms or at once
+ * when one fails, earlier ones kept running; answers that come later join the race; the first
+ * to connect wins and the others are closed at once. A family whose query fails or never
+ * answers does not fail or slow a connect the other family can make. One deadline,
+ * opts->timeout_ms, covers resolution, all attempts and the TLS handshake (0 is refused: there
+ * would be no time; use rill_connect_start() for a connect that does not block). @p ctx may be
+ * NULL for numeric hosts and localhost (see rill_resolve()). This is a loop over
+ * rill_connect_start() and rill_connect_step(): the same machine an event loop drives.
  *
- * Ownership: *out receives a new "tcp" stream on RILL_OK.
- * Errors: as rill_resolve(); RILL_E_REFUSED / RILL_E_CONNECT when every address failed, with a
- * message naming each: "connect: example.test:8443: 127.0.0.1: connection refused; ::1:
- * connection refused"; RILL_E_TIMEOUT; RILL_E_IO (EMFILE, ...).
+ * Ownership: *out receives a new "tcp" stream ("tls > tcp" with opts->tls) on RILL_OK.
+ * Errors: RILL_E_INVALID (arguments, timeout_ms 0); RILL_E_DNS when no address came of any
+ * family ("resolve: example.test: no such name (NXDOMAIN)"); RILL_E_REFUSED / RILL_E_CONNECT
+ * when every address failed, naming each and, when a lookup failed, what each family's lookup
+ * did: "connect: example.test:8443: 127.0.0.1: connection refused; ::1: connection refused";
+ * RILL_E_TIMEOUT naming the phase ("timed out after 1000 ms resolving (A: no answer, AAAA: no
+ * answer)"); TLS errors as rill_tls_handshake(); RILL_E_IO (EMFILE, ...).
  * Thread-safety: safe on a shared context; on_event runs on the calling thread.
  */
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,

@@ -561,7 +561,8 @@ typedef struct rill_connect_op rill_connect_op;
  *     }
  *     rill_connect_op_free(op);
  *
- * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished).
+ * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished;
+ * a finished op holds no descriptor any more).
  * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts
  * (tls_servername) and @p host are copied. on_event runs inside rill_connect_step() (and in
  * this call), on the calling thread.
@@ -608,7 +609,7 @@ RILL_API RILL_NODISCARD rill_status rill_connect_step(rill_connect_op *op, rill_
 /**
  * Cancel and free @p op at any point: every descriptor it holds (attempts, the epoll
  * descriptor, a handshake in progress) is closed at once and its interest in DNS answers is
- * dropped (an answer that arrives later still fills the context's cache). NULL is accepted.
+ * dropped (a query that nobody else waits for is cancelled). NULL is accepted.
  */
 RILL_API void rill_connect_op_free(rill_connect_op *op);
 

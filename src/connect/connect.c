@@ -170,9 +170,18 @@ static void lookups_text(const rill_connect_op *op, char *buf, size_t len)
     }
 }
 
-/* Finish the op with @p st; the message goes to op->err (and @p err). */
+static void close_attempt(rill_connect_op *op, size_t slot);
+static void drop_lookups(rill_connect_op *op);
+
+/*
+ * Finish the op with @p st; the message goes to op->err (and @p err). What it still holds
+ * (attempts, lookups) goes at once, not when the caller frees the op.
+ */
 static rill_status finish(rill_connect_op *op, rill_status st, rill_error *err)
 {
+    while (op->in_flight > 0)
+        close_attempt(op, op->in_flight - 1);
+    drop_lookups(op);
     op->phase = PH_DONE;
     op->result = st;
     if (err && st < 0)
@@ -440,7 +449,7 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
         close(fd);
         return finish(op, st, err);
     }
-    emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, 0);
+    emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, op->winner[0] == '[' ? 6 : 4);
     if (!op->opts.tls) {
         op->stream = s;
         return finish(op, RILL_OK, err);

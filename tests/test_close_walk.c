@@ -13,6 +13,11 @@
  * RILL_E_TRUNCATED), and the raw bytes that followed the last TLS record (the trailers of layers
  * below TLS). Orders are written top-down with one letter per layer over tcp:
  * T tls, B buffered, L lines, R trailer.
+ *
+ * Known bugs, pinned down here and failing until the library is fixed: a close whose own bytes
+ * (close_notify, the trailer) cannot be pushed returns RILL_OK (test_close_full_send_path, the
+ * rows marked so); a WANT_WRITE from below TLS is waited for as POLLIN (test_wait_below_tls); a
+ * TLS 1.3 client's Finished stays in the buffered layer below TLS (test_handshake_flight_pushed).
  */
 #include <errno.h>
 #include <poll.h>
@@ -942,16 +947,34 @@ END_TEST
 
 static unsigned char fill_bytes[FILL_MAX];
 
+enum {
+    FILL_HELD,      /* small writes through the chain: its last bytes stay held by a layer */
+    FILL_KERNEL,    /* large writes through the chain (bypassing buffered): nothing held */
+    FILL_TRANSPORT, /* large writes straight into the tcp layer: nothing held above it */
+};
+
 struct stuck_case {
     const char *order;
+    int fill;
     int close_timeout_ms;  /* 0: non-blocking, else a deadline */
     const char *discarded; /* what the close cannot send */
 };
 
+/*
+ * FILL_TRANSPORT garbles the TLS stream for the reader (bytes under TLS that are not records);
+ * those cases look at rill_close's status alone.
+ */
 static const struct stuck_case stuck_cases[] = {
-    /* Small writes through the chain: its last bytes stay held by a layer. */
-    { "RB", 0, "payload held by buffered, and the trailer" },
-    { "TB", 0, "a record held by tls, and close_notify" },
+    { "RB", FILL_HELD, 0, "payload held by buffered, and the trailer" },
+    { "TB", FILL_HELD, 0, "a record held by tls, and close_notify" },
+    /* Known bug (src/stream.c rill_close: the status of the push after a close op is dropped). */
+    { "RB", FILL_KERNEL, 0, "the trailer alone" },
+    { "RB", FILL_KERNEL, 200, "the trailer alone" },
+    { "TB", FILL_TRANSPORT, 0, "close_notify alone" },
+    { "TB", FILL_TRANSPORT, 200, "close_notify alone" },
+    /* Known bug (src/transport/tls.c tls_close: SSL_shutdown's WANT is dropped on the socket). */
+    { "T", FILL_TRANSPORT, 0, "close_notify alone" },
+    { "T", FILL_TRANSPORT, 200, "close_notify alone" },
 };
 
 /*
@@ -959,10 +982,10 @@ static const struct stuck_case stuck_cases[] = {
  * few times by compacting what it holds, so a write that finds no room is tried again after a
  * pause, until one takes nothing. Returns the bytes accepted.
  */
-static size_t fill_send_path(rill_stream *s)
+static size_t fill_send_path(rill_stream *s, int fill)
 {
-    rill_stream *into = s;
-    size_t chunk = 1000;
+    rill_stream *into = fill == FILL_TRANSPORT ? rill_find(s, RILL_LAYER_TCP) : s;
+    size_t chunk = fill == FILL_HELD ? 1000 : 65536;
     size_t off = 0;
     int paused = 0;
     for (;;) {
@@ -999,7 +1022,11 @@ START_TEST(test_close_full_send_path)
     char greeting[sizeof GREETING - 1];
     SOK(s, rill_read_full(s, greeting, sizeof greeting, NULL));
     SOK(s, rill_set_timeouts(s, 0, 0));
-    size_t sent = fill_send_path(s);
+    size_t sent = fill_send_path(s, k->fill);
+    if (k->fill != FILL_HELD) {
+        /* Nothing is held above the kernel: only the close ops' own bytes will be. */
+        SOK(s, rill_flush(s));
+    }
     SOK(s, rill_set_timeouts(s, k->close_timeout_ms, k->close_timeout_ms));
     p->s = NULL;
     rill_status closed = rill_close(s);
@@ -1016,8 +1043,11 @@ START_TEST(test_close_full_send_path)
                           (r->app.len == 0 || memcmp(r->app.p, fill_bytes, r->app.len) == 0),
                       "%s: the peer read %zu bytes that are not the first of the %zu written", what,
                       r->app.len, sent);
-        ck_assert_uint_lt(r->app.len, sent);
-    } else {
+        if (k->fill == FILL_KERNEL)
+            ck_assert_uint_eq(r->app.len, sent);
+        else
+            ck_assert_uint_lt(r->app.len, sent);
+    } else if (k->fill == FILL_HELD) {
         ck_assert_msg(r->end == RILL_E_TRUNCATED && strstr(r->end_msg, "without close_notify"),
                       "%s: peer: %s: %s", what, rill_strerror(r->end), r->end_msg);
     }
@@ -1025,6 +1055,122 @@ START_TEST(test_close_full_send_path)
     ck_assert_msg(closed == RILL_E_TIMEOUT,
                   "%s: rill_close returned %s, not RILL_E_TIMEOUT, though it discarded %s", what,
                   rill_strerror(closed), k->discarded);
+    pair_done(p, what);
+}
+END_TEST
+
+/*
+ * The direction to wait in after a WANT that a layer below TLS returned: here the buffered layer
+ * under TLS pushing close_notify (and the payload before it) into a full socket. The TLS layer's
+ * own last WANT was a read (a read that found nothing), so it must not make the wait POLLIN.
+ * Loop index: bit 0: non-blocking (rill_poll_info must say POLLOUT) or a deadline (rill_shutdown
+ * must finish once the reader drains the socket); bit 1: TLS 1.2 or 1.3.
+ */
+START_TEST(test_wait_below_tls)
+{
+    int deadline = _i & 1, version = (_i & 2) ? RILL_TLS_1_3 : RILL_TLS_1_2;
+    char what[96];
+    snprintf(what, sizeof what, "tls>buffered>tcp %s %s", version_name(version),
+             deadline ? "deadline" : "non-blocking");
+    enum { PAYLOAD = 256 * 1024 };
+    rt_fill_pattern(fill_bytes, PAYLOAD, 11);
+    buffered_write_size = (size_t)2 * PAYLOAD; /* the whole payload fits: writes do no I/O */
+    struct pair_opts po = { .order = "TB",
+                            .version = version,
+                            .small_sockbufs = 1,
+                            .hold = 1,
+                            .hold_ms = deadline ? 300 : 0 };
+    struct pair *p = pair_open(&po);
+    rill_stream *s = p->s;
+    char greeting[sizeof GREETING - 1];
+    SOK(s, rill_read_full(s, greeting, sizeof greeting, NULL));
+    SOK(s, rill_set_timeouts(s, 0, 0));
+    char one;
+    size_t n = 0;
+    rill_status st = rill_read(s, &one, 1, &n);
+    ck_assert_msg(st == RILL_WANT_READ, "%s: a read with nothing sent: %s: %s", what,
+                  rill_strerror(st), rill_errmsg(s));
+    SOK(s, rill_write_all(s, fill_bytes, PAYLOAD, &n));
+
+    short events = 0;
+    rill_status first = RILL_OK, shut;
+    int64_t start = rt_now_us();
+    if (deadline) {
+        SOK(s, rill_set_timeouts(s, 3000, 3000));
+        shut = rill_shutdown(s);
+    } else {
+        first = shut = rill_shutdown(s);
+        int fd = -1;
+        if (first == RILL_WANT_WRITE)
+            SOK(s, rill_poll_info(s, &fd, &events));
+        reader_release(&p->r);
+        /* Finish whatever the answer was: wait for both directions. */
+        int64_t end = rt_now_us() + 10000000;
+        while ((shut == RILL_WANT_WRITE || shut == RILL_WANT_READ) && rt_now_us() < end) {
+            struct pollfd pf = { .fd = rill_fd(s), .events = POLLIN | POLLOUT };
+            ck_assert_int_ge(poll(&pf, 1, 1000), 0);
+            shut = rill_shutdown(s);
+        }
+    }
+    int64_t took_ms = (rt_now_us() - start) / 1000;
+    char shut_msg[RILL_ERRMSG_MAX];
+    snprintf(shut_msg, sizeof shut_msg, "%s", rill_errmsg(s));
+    if (shut != RILL_OK)
+        SOK(s, rill_set_timeouts(s, 0, 0)); /* failed already: do not wait again */
+    p->s = NULL;
+    rill_status closed = rill_close(s);
+    pair_join(p);
+
+    struct reader *r = &p->r;
+    ck_assert_msg(r->setup == RILL_OK, "%s: reader: %s", what, r->setup_msg);
+    if (!deadline) {
+        ck_assert_msg(first == RILL_WANT_WRITE, "%s: rill_shutdown into a full socket: %s", what,
+                      rill_strerror(first));
+        ck_assert_msg(events & POLLOUT,
+                      "%s: rill_shutdown returned RILL_WANT_WRITE (buffered under tls cannot "
+                      "push), but rill_poll_info says to wait for events %#x, not POLLOUT",
+                      what, (unsigned)events);
+    }
+    ck_assert_msg(shut == RILL_OK, "%s: rill_shutdown: %s after %lld ms: %s", what,
+                  rill_strerror(shut), (long long)took_ms, shut_msg);
+    ck_assert_msg(r->end == RILL_EOF, "%s: peer: %s: %s", what, rill_strerror(r->end), r->end_msg);
+    ck_assert_msg(r->app.len == PAYLOAD && memcmp(r->app.p, fill_bytes, PAYLOAD) == 0,
+                  "%s: the peer read %zu bytes, wanted %d", what, r->app.len, (int)PAYLOAD);
+    ck_assert_msg(closed == RILL_OK, "%s: rill_close: %s", what, rill_strerror(closed));
+    pair_done(p, what);
+}
+END_TEST
+
+/*
+ * What the TLS layer writes as its handshake ends reaches the peer before rill_tls_handshake()
+ * returns. In TLS 1.3 the client's Finished is the last flight, and a server that speaks first
+ * waits for it: held in the buffered layer below TLS until the client's next read, it keeps an
+ * event loop that polls for the server's greeting after the handshake waiting forever. Loop
+ * index: TLS 1.2, 1.3.
+ */
+START_TEST(test_handshake_flight_pushed)
+{
+    int version = _i ? RILL_TLS_1_3 : RILL_TLS_1_2;
+    char what[64];
+    snprintf(what, sizeof what, "tls>buffered>tcp %s", version_name(version));
+    struct pair_opts po = { .order = "TB", .version = version };
+    struct pair *p = pair_open(&po);
+    rill_stream *s = p->s;
+    /* As rill_pending() says: bytes already held need no poll (read-ahead with the handshake). */
+    struct pollfd pf = { .fd = rill_fd(s), .events = POLLIN };
+    int ready = rill_pending(s) > 0 || poll(&pf, 1, 2000) == 1;
+    char greeting[sizeof GREETING - 1];
+    SOK(s, rill_read_full(s, greeting, sizeof greeting, NULL)); /* pushes what is held */
+    p->s = NULL;
+    rill_status closed = rill_close(s);
+    pair_join(p);
+    ck_assert_msg(p->r.end == RILL_EOF, "%s: peer: %s: %s", what, rill_strerror(p->r.end),
+                  p->r.end_msg);
+    ck_assert_msg(closed == RILL_OK, "%s: rill_close: %s", what, rill_strerror(closed));
+    ck_assert_msg(ready == 1,
+                  "%s: the server's greeting did not come within 2 s of the handshake: its "
+                  "server waits for our Finished, held in the buffered layer below tls",
+                  what);
     pair_done(p, what);
 }
 END_TEST
@@ -1080,6 +1226,13 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_close_full_send_path, 0, N(stuck_cases));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("below_tls");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_wait_below_tls, 0, 4);
+    tcase_add_loop_test(tc, test_handshake_flight_pushed, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

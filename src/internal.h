@@ -25,6 +25,7 @@ struct rill_stream {
     int write_timeout_ms;
     bool may_block;
     bool shut_wr;
+    bool closing;     /* rill_close is flushing it: its closing message may go out now */
     rill_status want; /* the WANT the last public call returned, for rill_poll_info */
     rill_error err;
     max_align_t state_block[];
@@ -162,6 +163,16 @@ rill_status rilli_adopt_error(rill_stream *top, const rill_stream *from, rill_st
  */
 size_t rilli_describe_pending(const rill_stream *top, const rill_stream *stop, char *buf,
                               size_t len);
+
+/*
+ * Whether rill_close is flushing @p s before closing it: a layer of rill's own with a closing
+ * message (TLS's close_notify) sends it from its flush op then, where the core may wait for
+ * the connection to take it, rather than from its close op, which must not wait.
+ */
+static inline bool rilli_closing(const rill_stream *s)
+{
+    return s->closing;
+}
 
 /* Set whether calls on @p s may block in the kernel (the TLS room's BIO passes its own flag). */
 static inline void rilli_set_may_block(rill_stream *s, bool may_block)

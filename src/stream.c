@@ -195,6 +195,18 @@ RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf,
     return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
+static rill_status flush_chain(rill_stream *s, void *arg);
+
+RILL_API rill_status rill_stream_flush_inner(rill_stream *self)
+{
+    rill_stream *in = self->inner;
+    if (!in)
+        return RILL_OK;
+    in->may_block = self->may_block;
+    rill_status st = flush_chain(in, NULL);
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
+}
+
 /* ---- waiting ---- */
 
 static bool is_want(rill_status st)
@@ -512,6 +524,28 @@ static void report_dropped(const rill_stream *s, rill_stream *borrowed, size_t d
                     dropped, dropped == 1 ? "" : "s", holder, borrowed->ops->name);
 }
 
+/* rill_close: flush one layer alone, in its closing state. */
+static rill_status flush_one(rill_stream *s, void *arg)
+{
+    (void)arg;
+    rill_status st = s->ops->flush(s);
+    return st < 0 ? rilli_adopt_error(s, s, st) : st;
+}
+
+/*
+ * What rill_close reports of a closing message (close_notify, a trailer): not sent in time is
+ * RILL_E_TIMEOUT, since it is discarded; a peer that has gone could not take it anyway (the
+ * close is best effort there, as close(2) is), so that is no error of the close.
+ */
+static rill_status closing_status(rill_status st)
+{
+    if (is_want(st))
+        return RILL_E_TIMEOUT;
+    if (st == RILL_E_CLOSED || st == RILL_E_RESET || st > 0)
+        return RILL_OK;
+    return st;
+}
+
 RILL_API rill_status rill_close(rill_stream *s)
 {
     if (!s)
@@ -537,21 +571,39 @@ RILL_API rill_status rill_close(rill_stream *s)
         result = RILL_E_PENDING_DATA;
         report_dropped(s, kept, dropped);
     }
+    /* Closing from here on: rill's own layers with a closing message send it when flushed. */
+    for (rill_stream *l = s; l; l = l->inner) {
+        l->closing = true;
+        if (l->flags & RILL_BORROW)
+            break;
+    }
     rill_stream *l = s;
+    bool flushed = false; /* l was flushed, closing, after the close op of a layer above */
     while (l) {
         rill_stream *next = l->inner;
         bool borrowed = (l->flags & RILL_BORROW) != 0;
+        /*
+         * The layer's closing message goes out first (rill's TLS layer sends close_notify from
+         * its flush op when closing, where the wait for the connection is allowed): after what
+         * the layers above said while closing, before what the layers below will say.
+         */
+        if (l->ops->flush && result == RILL_OK && !flushed)
+            result = closing_status(rill_stream_call(l, DIR_WRITE, flush_one, NULL));
         if (l->ops->close) {
+            flushed = false;
+            l->err.code = RILL_OK;
             l->ops->close(l);
+            /* A closing message its layer could not send without waiting is discarded. */
+            if (result == RILL_OK)
+                result = closing_status(l->err.code);
             /*
-             * Bytes the close op wrote (a TLS close_notify) sit in the layer below, which is
-             * closed next, or borrowed and left to the caller: push them through first. Like
-             * the close op itself this is best effort (a peer that has gone cannot take them),
-             * but it waits as the write timeout allows, as the flush above did.
+             * Bytes the close op wrote (a trailer) sit in the layer below, which is closed next,
+             * or borrowed and left to the caller: push them through first, as the write timeout
+             * allows, like the flush above.
              */
             if (next && result == RILL_OK) {
-                rill_status pushed = rill_stream_call(next, DIR_WRITE, flush_chain, NULL);
-                (void)pushed;
+                result = closing_status(rill_stream_call(next, DIR_WRITE, flush_chain, NULL));
+                flushed = true;
             }
         }
         rilli_free(l);

@@ -20,7 +20,11 @@
  *  - shutdown: this layer's part of a write-side half-close (TLS: close_notify; TCP:
  *    shutdown(SHUT_WR)). Called after flush; the core then shuts down the inner stream.
  *  - close: release this layer's own resources (not the state block, which the core frees, and
- *    never the inner stream). Must not block; best effort. Errors are ignored.
+ *    never the inner stream). Must not block; best effort. A closing message it writes (TLS's
+ *    close_notify) goes to the inner stream, and the core flushes it through the layers below
+ *    before closing them. If the message could not be written without waiting, record
+ *    RILL_E_TIMEOUT with rill_stream_error(): rill_close() then reports it as discarded.
+ *    Other errors are ignored (a peer that has gone cannot take the message).
  *  - pending: bytes this layer holds that a read could return without I/O, plus any byte it
  *    has claimed from the inner stream before reading it (the lines layer's owed LF). While it
  *    is non-zero, rill_close() of a borrowing layer reports RILL_E_PENDING_DATA and TLS
@@ -98,6 +102,15 @@ RILL_API int rill_stream_may_block(const rill_stream *s);
 RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t len, size_t *n);
 RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf, size_t len,
                                              size_t *n);
+
+/**
+ * Flush the layers below @p self from inside an op, without waiting beyond what
+ * rill_stream_may_block(self) allows: for a layer whose protocol needs its bytes on the wire now
+ * (a handshake flight) while a buffered layer below would hold them. Returns RILL_OK when
+ * nothing is held below any more, RILL_WANT_WRITE (try again when writable), or the error of the
+ * layer below (its message copied to @p self).
+ */
+RILL_API RILL_NODISCARD rill_status rill_stream_flush_inner(rill_stream *self);
 
 /**
  * Record an error on @p s and return @p code: the message becomes "<name>: <formatted text>".

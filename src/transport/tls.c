@@ -124,14 +124,32 @@ static int bio_write(BIO *b, const char *buf, int len)
     return -1;
 }
 
+/*
+ * OpenSSL flushes the BIO at the end of each handshake flight and after an alert. Nothing is
+ * held in the BIO itself, but a layer below (buffered) may hold the flight: push it through, or
+ * a peer that waits for our Finished never gets it while we wait for its first bytes.
+ */
+static long bio_flush(BIO *b, struct tls *t)
+{
+    BIO_clear_retry_flags(b);
+    if (!t || t->fast)
+        return 1; /* the socket holds nothing back */
+    rill_status st = rill_stream_flush_inner(t->self);
+    if (st == RILL_OK)
+        return 1;
+    t->io_status = st;
+    if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+        BIO_set_retry_write(b);
+    return -1;
+}
+
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
-    const struct tls *t = BIO_get_data(b);
+    struct tls *t = BIO_get_data(b);
     switch (cmd) {
-    case BIO_CTRL_FLUSH:
-        return 1; /* nothing is held here; the layers below flush when they are flushed */
+    case BIO_CTRL_FLUSH: return bio_flush(b, t);
     case BIO_CTRL_EOF: return t && t->io_eof;
     default: return 0;
     }
@@ -400,6 +418,19 @@ static void call_start(struct tls *t)
     t->io_eof = false;
 }
 
+/*
+ * Start of every op: what this layer waits for is decided anew. A WANT from an earlier call
+ * must not steer the poll op of a later one whose WANT came from a layer below (a shutdown
+ * stuck in the buffered layer under TLS waits for POLLOUT, not for the POLLIN of a read).
+ */
+static struct tls *op_start(rill_stream *s)
+{
+    struct tls *t = rilli_state(s);
+    t->last_want = RILL_OK;
+    t->push_stuck = false;
+    return t;
+}
+
 /* ---- handshake ---- */
 
 static bool pin_matches(const rill_tls_config *cfg, X509 *cert, char *pin, size_t len)
@@ -515,7 +546,7 @@ static rill_status finish_pending_write(rill_stream *s, struct tls *t)
 
 static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
-    struct tls *t = rilli_state(s);
+    struct tls *t = op_start(s);
     if (t->eof)
         return RILL_EOF;
     rill_status st = ready(s, t);
@@ -528,7 +559,6 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
      * the caller wakes for whichever side can move.
      */
     bool may_block = rill_stream_may_block(s);
-    t->push_stuck = false;
     if (t->wpend_len) {
         rilli_set_may_block(s, false);
         rill_status wst = finish_pending_write(s, t);
@@ -550,7 +580,7 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
 
 static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t *n)
 {
-    struct tls *t = rilli_state(s);
+    struct tls *t = op_start(s);
     rill_status st = ready(s, t);
     if (st == RILL_OK && t->wpend_len)
         st = finish_pending_write(s, t);
@@ -579,17 +609,41 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
     return RILL_OK;
 }
 
+/*
+ * rill_close's flush: close_notify goes out here, where the core may wait for the connection
+ * to take it under the write timeout (the close op that would send it otherwise must not
+ * wait). A peer that has gone cannot take it: that is no error of the close.
+ */
+static rill_status send_close_notify(rill_stream *s, struct tls *t)
+{
+    call_start(t);
+    int r = SSL_shutdown(t->ssl);
+    if (r >= 0) {
+        t->sent_shutdown = true;
+        return RILL_OK;
+    }
+    rill_status st = ssl_failure(s, t, r);
+    if (is_want(st))
+        return st;
+    t->sent_shutdown = true; /* not to be tried again by the close op */
+    t->fatal = RILL_OK;      /* the failure is the peer's going, not the stream's */
+    return RILL_OK;
+}
+
 static rill_status tls_flush(rill_stream *s)
 {
-    struct tls *t = rilli_state(s);
-    if (!t->wpend_len)
-        return RILL_OK; /* nothing held, even after a failure (close reports no stale error) */
-    return t->fatal ? t->fatal : finish_pending_write(s, t);
+    struct tls *t = op_start(s);
+    if (t->fatal)
+        return t->wpend_len ? t->fatal : RILL_OK; /* close reports no stale error */
+    rill_status st = t->wpend_len ? finish_pending_write(s, t) : RILL_OK;
+    if (st == RILL_OK && rilli_closing(s) && t->handshake_done && !t->sent_shutdown)
+        st = send_close_notify(s, t);
+    return st;
 }
 
 static rill_status tls_shutdown(rill_stream *s)
 {
-    struct tls *t = rilli_state(s);
+    struct tls *t = op_start(s);
     if (t->fatal)
         return t->fatal;
     if (!t->handshake_done || t->sent_shutdown)
@@ -610,7 +664,12 @@ static void tls_close(rill_stream *s)
             /* Best effort close_notify, never waiting: the core's close must not block. */
             rilli_set_may_block(s, false);
             call_start(t);
-            (void)SSL_shutdown(t->ssl);
+            int r = SSL_shutdown(t->ssl);
+            if (r < 0 && (SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_WRITE ||
+                          t->io_status == RILL_WANT_WRITE))
+                rill_stream_error(s, RILL_E_TIMEOUT,
+                                  "close_notify discarded: the connection could not take it "
+                                  "without waiting");
         }
         ERR_clear_error();
         SSL_free(t->ssl);
@@ -872,7 +931,7 @@ static rill_stream *find_tls(rill_stream *s)
 static rill_status handshake_attempt(rill_stream *l, void *arg)
 {
     (void)arg;
-    return ready(l, rilli_state(l));
+    return ready(l, op_start(l));
 }
 
 RILL_API rill_status rill_tls_handshake(rill_stream *s)

@@ -197,10 +197,11 @@ RILL_API RILL_NODISCARD rill_status rill_shutdown(rill_stream *s);
 
 /**
  * Flush and close the whole chain top-down and free it. A layer created with RILL_BORROW stops
- * the walk: the stream it wraps stays open and owned by the caller. Bytes a layer writes from
- * its close (TLS's close_notify) are flushed through the layers below, under the write timeout,
- * before they close; best effort, like the close_notify itself (a peer that has gone cannot
- * take it), and what a non-blocking close cannot send at once is discarded.
+ * the walk: the stream it wraps stays open and owned by the caller. Each layer's closing message
+ * (TLS's close_notify) goes out in order, top-down, and is flushed through the layers below
+ * before they close, waiting as the write timeout allows; a closing message that cannot be
+ * sent in that time (or at once, in non-blocking mode) is discarded and reported as
+ * RILL_E_TIMEOUT, while a peer that has already gone is no error of the close.
  *
  * Always frees @p s (NULL is accepted and returns RILL_OK). Returns RILL_OK, or the first
  * problem met: bytes that could not be flushed within the write timeout are discarded and

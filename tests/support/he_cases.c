@@ -503,8 +503,8 @@ static void check_scenario(const struct scenario *sc, const char *host, uint16_t
     RT_EXPECT(v, o->st == sc->want, "status %d (%s), wanted %d (%s); message: %s", (int)o->st,
               rill_strerror(o->st), (int)sc->want, rill_strerror(sc->want), o->err.msg);
     RT_EXPECT(v, o->took_ms >= sc->min_ms && o->took_ms <= sc->max_ms,
-              "rill_connect returned (%s) after %lld ms, expected %d .. %d ms",
-              rill_strerror(o->st), (long long)o->took_ms, sc->min_ms, sc->max_ms);
+              "the connect returned (%s) after %lld ms, expected %d .. %d ms", rill_strerror(o->st),
+              (long long)o->took_ms, sc->min_ms, sc->max_ms);
     RT_EXPECT(v, o->family != -2, "%s", o->why);
     if (sc->want == RILL_OK && o->st == RILL_OK) {
         RT_EXPECT(v, o->family == sc->want_family, "connected over IPv%d, wanted IPv%d (%s)",
@@ -611,7 +611,7 @@ void rt_he_scenario(int i, rt_connect_fn fn)
     ck_assert_msg(rt_count_fds() == fds, "%d descriptors open, %d before", rt_count_fds(), fds);
 }
 
-/* ---- several addresses per family, all answered at once ---- */
+/* ---- a refusal starts the next attempt at once ---- */
 
 /*
  * AAAA answers ::1 and A 127.0.0.1, both at once; nobody listens on ::1 and the attempt delay

@@ -1120,10 +1120,10 @@ static void deadline_child(rt_child_report *rep, void *arg)
     RT_EXPECT(&v, out.st == RILL_E_TIMEOUT, "status %s: %s", rill_strerror(out.st), out.err.msg);
     RT_EXPECT(&v, out.took_ms >= 950 && out.took_ms < 1450,
               "failed after %lld ms, expected 950 .. 1450 ms", (long long)out.took_ms);
-    RT_EXPECT(&v,
-              strstr(out.err.msg, host) && strstr(out.err.msg, "timed out") &&
-                  strstr(out.err.msg, RT_BLACKHOLE4_A),
-              "message \"%s\" lacks the host, \"timed out\" or " RT_BLACKHOLE4_A, out.err.msg);
+    RT_EXPECT(&v, strstr(out.err.msg, host) && strstr(out.err.msg, "timed out"),
+              "message \"%s\" lacks the host or \"timed out\"", out.err.msg);
+    RT_EXPECT(&v, strstr(out.err.msg, RT_BLACKHOLE4_A) != NULL,
+              "message \"%s\" does not say what " RT_BLACKHOLE4_A " did", out.err.msg);
     check_answer(&out.trace, 4, 500, 1, 0, out.took_ms, &v);
     rt_he_check_trace_order(&out.trace, host, &v);
     rt_he_check_trace_fields(&out.trace, &v);

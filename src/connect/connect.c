@@ -428,6 +428,11 @@ static rill_status dns_step(rill_connect_op *op, const struct pollfd *fds, size_
     return RILL_OK;
 }
 
+static int winner_family(const rill_connect_op *op)
+{
+    return op->winner[0] == '[' ? 6 : 4;
+}
+
 /* The winner: close the others, make the stream, start TLS if asked. */
 static rill_status won(rill_connect_op *op, int fd, rill_error *err)
 {
@@ -449,7 +454,7 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
         close(fd);
         return finish(op, st, err);
     }
-    emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, op->winner[0] == '[' ? 6 : 4);
+    emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, winner_family(op));
     if (!op->opts.tls) {
         op->stream = s;
         return finish(op, RILL_OK, err);
@@ -462,7 +467,7 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
     }
     op->stream = tls;
     op->phase = PH_TLS;
-    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, 0);
+    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, winner_family(op));
     return RILL_OK;
 }
 
@@ -472,7 +477,7 @@ static rill_status tls_step(rill_connect_op *op, rill_error *err)
     if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
         return st;
     emit(op, RILL_EV_TLS_DONE, op->winner, 0, st, st == RILL_OK ? NULL : rill_errmsg(op->stream),
-         0);
+         winner_family(op));
     if (st == RILL_OK)
         st = rill_set_timeouts(op->stream, op->opts.read_timeout_ms, op->opts.write_timeout_ms);
     if (st != RILL_OK) {
@@ -503,21 +508,24 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
                         "%s",
                         op->host, op->port, op->opts.timeout_ms, op->winner);
         }
+        for (size_t i = 0; i < op->in_flight; i++) {
+            char ip[64];
+            ip_text(op->live[i].text, ip, sizeof ip);
+            add_failure(op, "%s: no answer yet", ip);
+        }
         return fail(op, err, RILL_E_TIMEOUT, 0,
                     "connect: %.100s:%u: timed out after %d ms %s (%s%s%s)", op->host, op->port,
                     op->opts.timeout_ms, phase, dns, op->failures_len ? "; " : "", op->failures);
     }
     if (!any_addr) {
-        /* The name resolved to nothing usable: the lookups' own words. */
+        /* The name resolved to nothing usable: what each family's lookup said. */
         const struct fam *v6 = &op->fam[0], *v4 = &op->fam[1];
-        const struct fam *f = v4->wanted ? v4 : v6;
-        if (v6->wanted && v6->status != RILL_OK && (!v4->wanted || v4->status == RILL_OK))
-            f = v6;
-        bool both = v4->wanted && v6->wanted;
-        if (both && v4->status == v6->status && strcmp(v4->reason, v6->reason) == 0)
-            return fail(op, err, f->status == RILL_OK ? RILL_E_DNS : f->status, 0,
-                        "resolve: %.100s: %s", op->host, f->reason);
-        return fail(op, err, RILL_E_DNS, 0, "resolve: %.100s: %s", op->host, dns);
+        rill_status st = RILL_E_DNS;
+        if (v4->wanted != v6->wanted) /* one family asked: its own status */
+            st = (v4->wanted ? v4 : v6)->status;
+        else if (v4->status == v6->status)
+            st = v4->status;
+        return fail(op, err, st < 0 ? st : RILL_E_DNS, 0, "resolve: %.100s: %s", op->host, dns);
     }
     bool family_failed = (op->fam[0].wanted && op->fam[0].status != RILL_OK) ||
                          (op->fam[1].wanted && op->fam[1].status != RILL_OK);
@@ -637,11 +645,6 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
         }
         return RILL_OK;
     }
-    if (!op->ctx)
-        return fail(op, err, RILL_E_INVALID, 0,
-                    "connect: %.100s is not a numeric address and no context was given to "
-                    "resolve it",
-                    op->host);
     for (int i = 0; i < 2; i++) {
         struct fam *f = &op->fam[i];
         if (!f->wanted)
@@ -693,6 +696,12 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     st = rilli_host_check(host, port, err);
     if (st != RILL_OK)
         return st;
+    struct rilli_ip ip;
+    if (!ctx && !rilli_ip_parse(host, &ip) && !rilli_is_localhost(host))
+        return rilli_error_set(err, RILL_E_INVALID, 0,
+                               "connect: \"%.100s\" is a name and no context was given to "
+                               "resolve it",
+                               host);
     rill_connect_op *op = rilli_calloc(1, sizeof *op);
     if (!op)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");

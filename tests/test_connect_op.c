@@ -691,7 +691,7 @@ START_TEST(test_deadline_in_every_phase)
             *bar = '\0';
             snprintf(r.problem, sizeof r.problem, "%s", bar + 1);
         }
-        snprintf(r.msg, sizeof r.msg, "%s", res.report.msg);
+        snprintf(r.msg, sizeof r.msg, "%.*s", (int)sizeof r.msg - 1, res.report.msg);
     }
     static const char *const phase_words[3] = { "resolv", "tls|handshake", RT_BLACKHOLE4_A };
     ck_assert_msg(!r.problem[0], "%s", r.problem);

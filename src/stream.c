@@ -571,14 +571,7 @@ RILL_API rill_status rill_close(rill_stream *s)
         result = RILL_E_PENDING_DATA;
         report_dropped(s, kept, dropped);
     }
-    /* Closing from here on: rill's own layers with a closing message send it when flushed. */
-    for (rill_stream *l = s; l; l = l->inner) {
-        l->closing = true;
-        if (l->flags & RILL_BORROW)
-            break;
-    }
     rill_stream *l = s;
-    bool flushed = false; /* l was flushed, closing, after the close op of a layer above */
     while (l) {
         rill_stream *next = l->inner;
         bool borrowed = (l->flags & RILL_BORROW) != 0;
@@ -587,10 +580,10 @@ RILL_API rill_status rill_close(rill_stream *s)
          * its flush op when closing, where the wait for the connection is allowed): after what
          * the layers above said while closing, before what the layers below will say.
          */
-        if (l->ops->flush && result == RILL_OK && !flushed)
+        l->closing = true; /* only now: the layers below wait for what this one says */
+        if (l->ops->flush && result == RILL_OK)
             result = closing_status(rill_stream_call(l, DIR_WRITE, flush_one, NULL));
         if (l->ops->close) {
-            flushed = false;
             l->err.code = RILL_OK;
             l->ops->close(l);
             /* A closing message its layer could not send without waiting is discarded. */
@@ -601,10 +594,8 @@ RILL_API rill_status rill_close(rill_stream *s)
              * or borrowed and left to the caller: push them through first, as the write timeout
              * allows, like the flush above.
              */
-            if (next && result == RILL_OK) {
+            if (next && result == RILL_OK)
                 result = closing_status(rill_stream_call(next, DIR_WRITE, flush_chain, NULL));
-                flushed = true;
-            }
         }
         rilli_free(l);
         if (borrowed)

@@ -335,7 +335,8 @@ START_TEST(test_tls_handshake_stall_then_continue)
     rt_watchdog(30, "tls stall");
     rill_stream *a = NULL, *b = NULL;
     rt_tcp_pair(&a, &b);
-    rt_faults stall = { .seed = 8, .stall_ms = 400 }, none = { .seed = 9 };
+    /* Long enough that driving the server below fits in it on a loaded machine too. */
+    rt_faults stall = { .seed = 8, .stall_ms = 1500 }, none = { .seed = 9 };
     rill_tls_config *ccfg = client_cfg(), *scfg = server_cfg();
     rill_stream *cli = stack(a, &stall, ccfg, false, TOP_NONE);
     rill_stream *srv = stack(b, &none, scfg, true, TOP_NONE);
@@ -343,7 +344,7 @@ START_TEST(test_tls_handshake_stall_then_continue)
     rill_tls_config_free(scfg);
     ck_assert(rill_set_timeouts(cli, 0, 0) == RILL_OK);
     ck_assert(rill_set_timeouts(srv, 0, 0) == RILL_OK);
-    /* Drive both ends from this thread; the client's reads stall for 400 ms. */
+    /* Drive both ends from this thread; the client's reads stall for 1.5 s. */
     rill_status sc = rill_tls_handshake(cli), ss = RILL_WANT_READ;
     ck_assert(sc == RILL_WANT_READ || sc == RILL_WANT_WRITE);
     ck_assert(rill_set_timeouts(cli, 100, 100) == RILL_OK);
@@ -354,7 +355,7 @@ START_TEST(test_tls_handshake_stall_then_continue)
     }
     /* The server waits for the client's Finished; the client's stall outlasts its timeout. */
     rt_assert_error(cli, rill_tls_handshake(cli), RILL_E_TIMEOUT, "tls: handshake timed out");
-    usleep(400 * 1000);
+    usleep(1500 * 1000);
     ck_assert(rill_set_timeouts(cli, 5000, 5000) == RILL_OK);
     ck_assert_msg(rill_tls_handshake(cli) == RILL_OK, "%s", rill_errmsg(cli));
     ck_assert(rill_set_timeouts(srv, 5000, 5000) == RILL_OK);

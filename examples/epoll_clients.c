@@ -24,8 +24,11 @@
  *    registration (watch()). Even the same number may name a new socket: a failed attempt's
  *    socket is closed, which drops it from our epoll set, and the next attempt may get the
  *    number back.
- *  - Cancelling is rill_connect_op_free() at any point: it closes every descriptor of the op.
- *    When the op finishes, the stream it returns is ours and the op still has to be freed.
+ *  - Ownership: rill_connect_start() copies the options and the host name and takes a reference
+ *    to the TLS config (so ours can be freed whenever we are done with it). The descriptors are
+ *    the op's. A step that returns RILL_OK hands over the stream (ours to rill_close()); the op
+ *    still has to be freed. rill_connect_op_free() cancels at any point, closing everything the
+ *    op holds at once; take its descriptor out of the epoll set first or right after.
  *  - Talking (io_step): with timeouts 0 every call returns RILL_WANT_READ/RILL_WANT_WRITE
  *    instead of waiting; then rill_poll_info() says which descriptor and events (a TLS read may
  *    need POLLOUT). Nothing times out a non-blocking stream: the loop's own timer does.
@@ -33,6 +36,12 @@
  *    connection cannot starve the others) may leave decrypted bytes inside the TLS layer. They
  *    make no descriptor readable, so epoll would never report them: check rill_pending() and run
  *    such a connection again without sleeping (the ready list).
+ *  - Descriptors: a connection holds up to FDS_PER_CONN while it connects. The soft
+ *    RLIMIT_NOFILE is raised for all COUNT (up to the hard limit); when that is not enough the
+ *    program says so and keeps fewer connections open at once (the window).
+ *
+ * The peer, `openssl s_server -rev`, serves one connection at a time: the others wait in its
+ * listen queue, their TLS handshakes included, so most of the run is the peer's queue.
  *
  * Output: the first few failures on stderr, then on stdout (here by name through DNS)
  *     epoll_clients: 1000/1000 ok in 2124 ms
@@ -270,9 +279,17 @@ static int bad_line(const struct conn *c)
     return -1;
 }
 
-/* Done with @p c: drop its timer and registration, free what it holds, count it. */
+/*
+ * Done with @p c: count it (@p error NULL: it checked out), then drop its timer and
+ * registration and free what it holds. @p error may be rill_errmsg() of its stream, so it is
+ * reported before the stream goes.
+ */
 static void finish(struct loop *lp, struct conn *c, const char *error)
 {
+    if (!error)
+        lp->ok++;
+    else if (lp->failed++ < MAX_REPORTED)
+        fprintf(stderr, PROG ": connection %u: %s\n", c->id, error);
     timer_set(lp, c, -1);
     (void)watch(lp, c, -1, 0); /* before rill closes the descriptor */
     rill_connect_op_free(c->op);
@@ -282,12 +299,6 @@ static void finish(struct loop *lp, struct conn *c, const char *error)
     c->s = NULL;
     c->state = DONE;
     lp->open--;
-    if (!error) {
-        lp->ok++;
-        return;
-    }
-    if (lp->failed++ < MAX_REPORTED)
-        fprintf(stderr, PROG ": connection %u: %s\n", c->id, error);
 }
 
 static void fail_errno(struct loop *lp, struct conn *c, const char *what)

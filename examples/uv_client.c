@@ -190,9 +190,17 @@ static int bad_line(const struct conn *c)
     return -1;
 }
 
-/* Done with @p c: close its handles (the loop ends when all are closed) and what it holds. */
+/*
+ * Done with @p c: count it (@p error NULL: it checked out), then close its handles (the loop
+ * ends when all are closed) and free what it holds. @p error may be rill_errmsg() of its
+ * stream, so it is reported before the stream goes.
+ */
 static void finish(struct conn *c, const char *error)
 {
+    if (!error)
+        c->cl->ok++;
+    else if (c->cl->failed++ < MAX_REPORTED)
+        fprintf(stderr, PROG ": connection %u: %s\n", c->id, error);
     unwatch(c); /* before rill closes the descriptor */
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, NULL); /* the memory is the conn's: no callback needed */
@@ -201,12 +209,6 @@ static void finish(struct conn *c, const char *error)
     (void)rill_close(c->s); /* non-blocking: a close_notify that does not fit now is dropped */
     c->s = NULL;
     c->state = DONE;
-    if (!error) {
-        c->cl->ok++;
-        return;
-    }
-    if (c->cl->failed++ < MAX_REPORTED)
-        fprintf(stderr, PROG ": connection %u: %s\n", c->id, error);
 }
 
 static void fail_uv(struct conn *c, const char *what, int r)

@@ -6,13 +6,17 @@
 #   examples/run.sh --install BUILDDIR   first `cmake --install BUILDDIR` to a temporary prefix,
 #                                        then run as above in a temporary WORKDIR (the ctest)
 #
-# Builds: https_get, smtp_starttls, smtp_peer, mtls_client, poll_clients with
-# `cc ... $(pkg-config --cflags --libs rill)`; https_get once more with `pkg-config --static`
-# and librill.a; count_layer through CMake find_package(rill) (examples/CMakeLists.txt).
+# Builds: https_get, smtp_starttls, smtp_peer, mtls_client, poll_clients, epoll_clients with
+# `cc ... $(pkg-config --cflags --libs rill)`, uv_client adding libuv (Debian's libuv1-dev);
+# https_get once more with `pkg-config --static` and librill.a; count_layer and uv_client
+# through CMake find_package(rill) (examples/CMakeLists.txt).
 # Peers, all on 127.0.0.1 with ports chosen by the kernel: `openssl s_server -WWW` serving
-# files from WORKDIR/www, `openssl s_server -www` requiring a client certificate, and
-# smtp_peer (plain, and one that injects a reply before TLS). Certificates: a throwaway CA, a
-# server certificate for localhost and 127.0.0.1, and a client certificate.
+# files from WORKDIR/www, `openssl s_server -www` requiring a client certificate,
+# `openssl s_server -rev` (reverses each line) for epoll_clients and uv_client, smtp_peer
+# (plain, and one that injects a reply before TLS); and dnsmasq (Debian's dnsmasq-base) on a
+# free port it is given, answering examples.rill.test with ::1 and 127.0.0.1. Certificates: a
+# throwaway CA, a server certificate for localhost, examples.rill.test and 127.0.0.1, and a
+# client certificate.
 # Exits non-zero, naming the check and showing the program's output, on the first failure.
 set -euo pipefail
 
@@ -64,12 +68,17 @@ libdir=$(pkg-config --variable=libdir rill)
 cc=${CC:-cc}
 cflags="-std=c11 -Wall -Wextra -Werror"
 
-for ex in https_get smtp_starttls smtp_peer mtls_client poll_clients; do
+for ex in https_get smtp_starttls smtp_peer mtls_client poll_clients epoll_clients; do
     # shellcheck disable=SC2046,SC2086  # word splitting of the flags is intended
     $cc $cflags "$src/$ex.c" -o "$bin/$ex" $(pkg-config --cflags --libs rill) \
         -Wl,-rpath,"$libdir" || die "building $ex with pkg-config"
 done
-say "built 5 examples with pkg-config --cflags --libs rill"
+pkg-config --exists libuv ||
+    die "uv_client needs libuv's pkg-config file: install libuv1-dev (scripts/deps.sh test)"
+# shellcheck disable=SC2046,SC2086
+$cc $cflags "$src/uv_client.c" -o "$bin/uv_client" $(pkg-config --cflags --libs rill libuv) \
+    -Wl,-rpath,"$libdir" || die "building uv_client with pkg-config rill libuv"
+say "built 7 examples with pkg-config --cflags --libs rill (uv_client: and libuv)"
 
 # Static: librill.a by name (-l:), its dependencies from Requires.private via --static.
 static_libs=$(pkg-config --static --libs rill | sed -E 's/(^| )-lrill( |$)/\1-l:librill.a\2/')
@@ -83,13 +92,14 @@ say "built https_get_static with pkg-config --static (librill.a)"
 
 # CMAKE_C_FLAGS given explicitly, so flags of the environment (sanitizers) do not leak in.
 if ! { cmake -S "$src" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_FLAGS=-Werror \
-    -DCMAKE_BUILD_RPATH="$libdir" && cmake --build "$work/cmake" --target count_layer; } \
-    >"$work/cmake.log" 2>&1; then
+    -DCMAKE_BUILD_RPATH="$libdir" &&
+    cmake --build "$work/cmake" --target count_layer uv_client; } >"$work/cmake.log" 2>&1; then
     cat "$work/cmake.log" >&2
-    die "building count_layer with CMake find_package(rill)"
+    die "building count_layer and uv_client with CMake find_package(rill)"
 fi
 cp "$work/cmake/count_layer" "$bin/"
-say "built count_layer with CMake find_package(rill)"
+cp "$work/cmake/uv_client" "$bin/uv_client_cmake"
+say "built count_layer and uv_client with CMake find_package(rill)"
 
 # ---- throwaway certificates -------------------------------------------------------------------
 
@@ -108,7 +118,7 @@ mkdir -p "$certs"
             -keyout server.key -out server.pem -subj /CN=localhost \
             -addext basicConstraints=critical,CA:FALSE \
             -addext keyUsage=critical,digitalSignature -addext extendedKeyUsage=serverAuth \
-            -addext subjectAltName=DNS:localhost,IP:127.0.0.1
+            -addext subjectAltName=DNS:localhost,DNS:examples.rill.test,IP:127.0.0.1
         openssl req -config req.cnf -x509 -CA ca.pem -CAkey ca.key $ec \
             -keyout client.key -out client.pem -subj "/CN=rill example client" \
             -addext basicConstraints=critical,CA:FALSE \
@@ -117,7 +127,8 @@ mkdir -p "$certs"
     } >openssl.log 2>&1
 ) || { cat "$certs/openssl.log" >&2; die "making certificates with the openssl command"; }
 ca=$certs/ca.pem
-say "made a CA, a server certificate (localhost, 127.0.0.1) and a client certificate"
+say "made a CA, a server certificate (localhost, examples.rill.test, 127.0.0.1) and a" \
+    "client certificate"
 
 # ---- peers ------------------------------------------------------------------------------------
 
@@ -179,8 +190,47 @@ smtp_port=$(wait_port "$work/peer_smtp.log" "$announce" $!) ||
 pids+=($!)
 inject_port=$(wait_port "$work/peer_smtp_inject.log" "$announce" $!) ||
     die "smtp_peer --inject did not start"
+# -rev sends each line back reversed; it too handles one connection at a time, and starts on
+# the next when the client closes (the listen backlog, 4096 here, queues the others).
+openssl s_server -accept 127.0.0.1:0 -cert "$certs/server.pem" -key "$certs/server.key" -rev \
+    >"$work/peer_rev.log" 2>&1 &
+pids+=($!)
+rev_port=$(wait_port "$work/peer_rev.log" "ACCEPT 127\\.0\\.0\\.1" $!) ||
+    die "openssl s_server -rev did not start"
+
+# dnsmasq cannot be given port 0: try ports until it gets one (it exits at once, status 2, when
+# the port is taken). Names under rill.test other than ours get "no such name".
+dns_name=examples.rill.test
+dnsmasq=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
+[ -x "$dnsmasq" ] || die "dnsmasq is needed: install dnsmasq-base (scripts/deps.sh test)"
+dns_port=
+for _ in $(seq 20); do
+    port=$((20000 + RANDOM % 40000))
+    printf '%s\n' "port=$port" listen-address=127.0.0.1 bind-interfaces no-resolv no-hosts \
+        no-poll user=root group=root pid-file= log-facility=- local=/rill.test/ \
+        "host-record=$dns_name,127.0.0.1,::1" >"$work/dnsmasq.conf"
+    "$dnsmasq" --keep-in-foreground --conf-file="$work/dnsmasq.conf" >"$work/peer_dns.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        grep -q 'started, version' "$work/peer_dns.log" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null && grep -q 'started, version' "$work/peer_dns.log"; then
+        pids+=("$pid")
+        dns_port=$port
+        break
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+done
+[ -n "$dns_port" ] || { cat "$work/peer_dns.log" >&2; die "dnsmasq did not start"; }
+# Search domains of the machine's resolv.conf are not the examples' business.
+export LOCALDOMAIN=
+
 say "peers on 127.0.0.1: s_server -WWW :$www_port, s_server mTLS :$mtls_port," \
-    "smtp_peer :$smtp_port, smtp_peer --inject :$inject_port"
+    "s_server -rev :$rev_port, smtp_peer :$smtp_port, smtp_peer --inject :$inject_port," \
+    "dnsmasq :$dns_port"
 
 # ---- run and check ----------------------------------------------------------------------------
 
@@ -285,5 +335,55 @@ run count_layer_trace 0 "$bin/count_layer" --trace --cafile "$ca" 127.0.0.1 "$ww
 expect count_layer_trace err '^\[wire\] > +[0-9]+ bytes: 16 03 0[0-3] '
 expect count_layer_trace err '^\[plain\] > +[0-9]+ bytes: 47 45 54 20 '
 say "count_layer: $wire_in bytes received below TLS for $plain_in above it"
+
+# 1000 connections (the default) at once from one thread; "localhost" is ::1 then 127.0.0.1
+# without DNS, and s_server listens on 127.0.0.1 only: every ::1 attempt is refused and the race
+# goes on with 127.0.0.1.
+run epoll_clients 0 "$bin/epoll_clients" localhost "$rev_port" 1000 "$ca"
+expect epoll_clients out '^epoll_clients: 1000/1000 ok in [0-9]+ ms$'
+expect epoll_clients out '^connect: 2000 answers \(A, AAAA\), 2000 attempts \(1000 failed\), '
+# Some wake-ups end with decrypted bytes held in the TLS layer (rill_pending): those ran again
+# without waiting, or 1000/1000 could not have passed.
+expect epoll_clients out '^epoll: [0-9]+ waits, [1-9][0-9]* runs for pending bytes; '
+epoll_ms=$(sed -nE 's/^epoll_clients: .* ok in ([0-9]+) ms$/\1/p' "$work/epoll_clients.out")
+# By name through DNS: the op waits on its own epoll descriptor while the lookups run (how
+# many connections do depends on how soon dnsmasq answers; the rest hit the cache).
+run epoll_clients_dns 0 "$bin/epoll_clients" --dns "127.0.0.1:$dns_port" "$dns_name" \
+    "$rev_port" 200 "$ca"
+expect epoll_clients_dns out '^epoll_clients: 200/200 ok in [0-9]+ ms$'
+expect epoll_clients_dns out '^epoll: [0-9]+ waits, [0-9]+ runs for pending bytes; '
+# A descriptor limit that does not fit them all: it says so and keeps fewer open at once.
+run epoll_clients_fdlimit 0 bash -c 'ulimit -n 128 && exec "$@"' - "$bin/epoll_clients" \
+    localhost "$rev_port" 100 "$ca"
+limited='^epoll_clients: 100 connections need [0-9]+ descriptors, but the limit is 128'
+expect epoll_clients_fdlimit err "$limited \\(hard limit 128\\): at most [0-9]+ at once\$"
+expect epoll_clients_fdlimit out '^epoll_clients: 100/100 ok in [0-9]+ ms$'
+run epoll_clients_untrusted 1 "$bin/epoll_clients" localhost "$rev_port" 3
+expect epoll_clients_untrusted err \
+    '^epoll_clients: connection [0-2]: tls: certificate verify failed: '
+expect epoll_clients_untrusted out '^epoll_clients: 0/3 ok in [0-9]+ ms$'
+run epoll_clients_nxdomain 1 "$bin/epoll_clients" --dns "127.0.0.1:$dns_port" \
+    nowhere.rill.test "$rev_port" 3 "$ca"
+expect epoll_clients_nxdomain err \
+    '^epoll_clients: connection [0-2]: resolve: nowhere\.rill\.test: no such name'
+run epoll_clients_usage 2 "$bin/epoll_clients" localhost
+expect epoll_clients_usage err '^usage: epoll_clients '
+moves=$(sed -nE 's/.* ([0-9]+ moved, [0-9]+ renewed)$/\1/p' "$work/epoll_clients_dns.out")
+say "epoll_clients: 1000 TLS connections in ${epoll_ms} ms, 200 by name through dnsmasq" \
+    "(registrations $moves), 100 under a descriptor limit of 128; an untrusted server and an" \
+    "unknown name refused"
+
+run uv_client 0 "$bin/uv_client" localhost "$rev_port" 10 "$ca"
+expect uv_client out '^uv_client: 10/10 ok in [0-9]+ ms$'
+expect uv_client out '^uv: [0-9]+ poll handles made, [0-9]+ restarted$'
+run uv_client_dns 0 "$bin/uv_client" --dns "127.0.0.1:$dns_port" "$dns_name" "$rev_port" 10 "$ca"
+expect uv_client_dns out '^uv_client: 10/10 ok in [0-9]+ ms$'
+run uv_client_cmake 0 "$bin/uv_client_cmake" localhost "$rev_port" 3 "$ca"
+expect uv_client_cmake out '^uv_client: 3/3 ok in [0-9]+ ms$'
+run uv_client_untrusted 1 "$bin/uv_client" localhost "$rev_port" 2
+expect uv_client_untrusted err '^uv_client: connection [01]: tls: certificate verify failed: '
+expect uv_client_untrusted out '^uv_client: 0/2 ok in [0-9]+ ms$'
+say "uv_client: 10 TLS connections by localhost and by name on libuv handles," \
+    "an untrusted server refused"
 
 say "all $checks checks passed"

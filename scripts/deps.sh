@@ -7,7 +7,8 @@ rill_deps() {
     local purpose=${1:-test}
     local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
     case $purpose in
-        test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev) ;;
+        test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
+                     libuv1-dev) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
     esac
     local missing=()

@@ -583,11 +583,15 @@ RILL_API RILL_NODISCARD rill_status rill_connect_start(rill_ctx *ctx, const char
  * descriptor is ready or the time has passed, whichever comes first. *timeout_ms is never -1
  * while a deadline is set; 0 means step now.
  *
- * The descriptor may change from one step to the next: a DNS socket or an attempt's socket
- * while only that one is waited for, an internal epoll descriptor of the op while several are
- * (DNS and the race), the winner's socket during the TLS handshake. Ask again after every
- * step (epoll users: re-register when it changed; libuv: restart the uv_poll_t). The op owns
- * it: never close it. Spurious wake-ups are harmless (a step then returns the same WANT).
+ * The descriptor may change from one step to the next, and is always the op's own, never
+ * shared with another op: an attempt's socket while only that one is waited for, an internal
+ * epoll descriptor of the op while several are (DNS and the race), the winner's socket during
+ * the TLS handshake. Ask again after every step (epoll users: re-register when it changed,
+ * and also when the number is the same, since a closed descriptor's number comes back for a
+ * new socket; libuv: restart the uv_poll_t). The op owns it: never close it. An epoll
+ * descriptor the op no longer reports stays open until rill_connect_op_free() but watches
+ * nothing, so it never wakes a loop that still has it registered. Spurious wake-ups are
+ * harmless (a step then returns the same WANT). *fd is -1 when only the timer is waited for.
  * Errors: RILL_E_INVALID (NULL arguments, an op that has finished).
  */
 RILL_API RILL_NODISCARD rill_status rill_connect_poll_info(rill_connect_op *op, int *fd,

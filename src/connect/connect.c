@@ -172,6 +172,7 @@ static void lookups_text(const rill_connect_op *op, char *buf, size_t len)
 
 static void close_attempt(rill_connect_op *op, size_t slot);
 static void drop_lookups(rill_connect_op *op);
+static void quiet_epoll(rill_connect_op *op);
 
 /*
  * Finish the op with @p st; the message goes to op->err (and @p err). What it still holds
@@ -182,6 +183,7 @@ static rill_status finish(rill_connect_op *op, rill_status st, rill_error *err)
     while (op->in_flight > 0)
         close_attempt(op, op->in_flight - 1);
     drop_lookups(op);
+    quiet_epoll(op);
     op->phase = PH_DONE;
     op->result = st;
     if (err && st < 0)
@@ -291,6 +293,14 @@ static rill_status sync_epoll(rill_connect_op *op, const struct pollfd *fds, siz
     memcpy(op->registered, fds, n * sizeof *fds);
     op->nregistered = n;
     return RILL_OK;
+}
+
+/* Stop op->epfd watching anything (it stays open: the caller may still have it registered). */
+static void quiet_epoll(rill_connect_op *op)
+{
+    for (size_t i = 0; op->epfd >= 0 && i < op->nregistered; i++)
+        (void)epoll_ctl(op->epfd, EPOLL_CTL_DEL, op->registered[i].fd, NULL);
+    op->nregistered = 0;
 }
 
 /* ---- addresses ---- */
@@ -764,6 +774,8 @@ RILL_API rill_status rill_connect_poll_info(rill_connect_op *op, int *fd, short 
     if (left >= 0 && (timeout < 0 || left < timeout))
         timeout = left;
     *timeout_ms = timeout;
+    if (n <= 1)
+        quiet_epoll(op); /* a caller still watching it must not be woken by it */
     if (n == 1) {
         *fd = fds[0].fd;
         *events = fds[0].events;

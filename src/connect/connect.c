@@ -530,12 +530,16 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
     if (!any_addr) {
         /* The name resolved to nothing usable: what each family's lookup said. */
         const struct fam *v6 = &op->fam[0], *v4 = &op->fam[1];
-        rill_status st = RILL_E_DNS;
-        if (v4->wanted != v6->wanted) /* one family asked: its own status */
-            st = (v4->wanted ? v4 : v6)->status;
-        else if (v4->status == v6->status)
-            st = v4->status;
-        return fail(op, err, st < 0 ? st : RILL_E_DNS, 0, "resolve: %.100s: %s", op->host, dns);
+        if (v4->wanted != v6->wanted) { /* one family asked: its own words */
+            const struct fam *f = v4->wanted ? v4 : v6;
+            return fail(op, err, f->status < 0 ? f->status : RILL_E_DNS, 0,
+                        "resolve: %.100s: %s (%s)", op->host, f->reason,
+                        f->family == 6 ? "AAAA" : "A");
+        }
+        if (v4->status == v6->status && strcmp(v4->reason, v6->reason) == 0)
+            return fail(op, err, v4->status < 0 ? v4->status : RILL_E_DNS, 0,
+                        "resolve: %.100s: %s (A and AAAA)", op->host, v4->reason);
+        return fail(op, err, RILL_E_DNS, 0, "resolve: %.100s: %s", op->host, dns);
     }
     bool family_failed = (op->fam[0].wanted && op->fam[0].status != RILL_OK) ||
                          (op->fam[1].wanted && op->fam[1].status != RILL_OK);

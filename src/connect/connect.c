@@ -278,8 +278,8 @@ static rill_status sync_epoll(rill_connect_op *op, const struct pollfd *fds, siz
             have = fds[j].fd == op->registered[i].fd && fds[j].events == op->registered[i].events;
         if (have)
             continue;
-        struct epoll_event ev = { .events = (fds[j].events & POLLIN ? EPOLLIN : 0u) |
-                                            (fds[j].events & POLLOUT ? EPOLLOUT : 0u),
+        struct epoll_event ev = { .events = ((fds[j].events & POLLIN) ? EPOLLIN : 0u) |
+                                            ((fds[j].events & POLLOUT) ? EPOLLOUT : 0u),
                                   .data.fd = fds[j].fd };
         if (epoll_ctl(op->epfd, EPOLL_CTL_ADD, fds[j].fd, &ev) < 0 &&
             (errno != EEXIST || epoll_ctl(op->epfd, EPOLL_CTL_MOD, fds[j].fd, &ev) < 0)) {
@@ -390,14 +390,13 @@ static rill_status take_answer(rill_connect_op *op, struct fam *f, rill_status s
     snprintf(f->reason, sizeof f->reason, "%s", reason ? reason : "");
     if (st == RILL_OK && n > 0) {
         rill_error scratch;
-        st = rilli_addrs_build(op->host, ips, n, op->port, f->family, &f->addrs, &f->count,
-                               &scratch);
-        if (st == RILL_E_NOMEM)
-            return fail(op, err, st, 0, "connect: %.100s:%u: out of memory", op->host, op->port);
-        if (st != RILL_OK) { /* nothing of this family in the answer */
-            f->count = 0;
-            st = RILL_OK;
-        }
+        rill_status built = rilli_addrs_build(op->host, ips, n, op->port, f->family, &f->addrs,
+                                              &f->count, &scratch);
+        if (built == RILL_E_NOMEM)
+            return fail(op, err, built, 0, "connect: %.100s:%u: out of memory", op->host,
+                        op->port);
+        if (built != RILL_OK)
+            f->count = 0; /* nothing of this family in the answer */
     }
     if (f->status == RILL_OK && f->count == 0)
         snprintf(f->reason, sizeof f->reason, "no address");

@@ -58,7 +58,7 @@ RILL_API rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts, rill_
 {
     if (!out)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tcp: out is NULL");
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = { 0 };
     socklen_t sl = sizeof ss;
     int type = 0;
     socklen_t tl = sizeof type;

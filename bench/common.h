@@ -12,7 +12,7 @@
 #include "rill/rill.h"
 
 /* Print a message to stderr and exit with status 1 (benchmarks stop on the first failure). */
-void bench_die(const char *fmt, ...) RILL_PRINTF(1, 2);
+void bench_die(const char *fmt, ...) RILL_PRINTF(1, 2) __attribute__((noreturn));
 
 /* Exit with a message naming @p what when a rill call failed. */
 void bench_check(rill_status st, const char *what, const rill_stream *s);

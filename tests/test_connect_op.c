@@ -28,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -836,6 +838,106 @@ END_TEST
 
 /* ---- invalid arguments ---- */
 
+/*
+ * 800 ops in one epoll loop wait on one cold name at once. Each op's descriptor is registered
+ * in the loop's epoll; were every op to watch the resolver's shared socket itself (through its
+ * own epoll descriptor), the kernel would refuse the registrations past its limit of 500 epoll
+ * paths to one file (EPOLL_CTL_ADD: EINVAL). One op drives DNS for all; the others are woken
+ * through their own eventfds, and the job is handed over when the driver finishes.
+ */
+#define COLD_OPS 800
+
+START_TEST(test_many_ops_wait_on_one_name_epoll)
+{
+    rt_watchdog(60, "test_many_ops_wait_on_one_name_epoll");
+    struct rlimit rl;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    struct rlimit saved = rl;
+    if (rl.rlim_cur < 4 * COLD_OPS + 64 && rl.rlim_max >= 4 * COLD_OPS + 64) {
+        rl.rlim_cur = 4 * COLD_OPS + 64;
+        ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    }
+    ck_assert_msg(rl.rlim_cur >= 4 * COLD_OPS + 64, "RLIMIT_NOFILE %llu is too low",
+                  (unsigned long long)rl.rlim_cur);
+    int fds0 = rt_count_fds();
+    rt_dnsd *d = rt_dnsd_start();
+    ck_assert_int_eq(rt_dnsd_set(d, "cold." DOMAIN, RT_DNSD_A, "127.0.0.1", 400, 0, 60), 0);
+    ck_assert_int_eq(rt_dnsd_set(d, "cold." DOMAIN, RT_DNSD_AAAA, NULL, 400, 0, 60), 0);
+    rill_listen_opts lo;
+    rill_listen_opts_init(&lo);
+    lo.backlog = 4096; /* the kernel completes the handshakes; nobody needs to accept */
+    rill_listener *l = NULL;
+    rill_error err;
+    ck_assert_msg(rill_listen("127.0.0.1", 0, &lo, &l, &err) == RILL_OK, "%s", err.msg);
+    rill_ctx *ctx = rt_he_ctx_for(rt_dnsd_servers(d));
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    ck_assert_int_ge(ep, 0);
+    static rill_connect_op *ops[COLD_OPS];
+    static int regfd[COLD_OPS];
+    rill_connect_opts o;
+    rill_connect_opts_init(&o);
+    o.timeout_ms = 20000;
+    int left = COLD_OPS, ok = 0;
+    for (int i = 0; i < COLD_OPS; i++) {
+        regfd[i] = -1;
+        ck_assert_msg(rill_connect_start(ctx, "cold." DOMAIN, rill_listener_port(l), &o, &ops[i],
+                                         &err) == RILL_OK,
+                      "start %d: %s", i, err.msg);
+    }
+    int64_t end = rt_now_us() + 30000000;
+    while (left > 0) {
+        int timeout = 1000;
+        for (int i = 0; i < COLD_OPS; i++) {
+            if (!ops[i])
+                continue;
+            rill_stream *s = NULL;
+            rill_status st = rill_connect_step(ops[i], &s, &err); /* spurious steps are fine */
+            if (st == RILL_OK || st < 0) {
+                ck_assert_msg(st == RILL_OK, "op %d: %s: %s", i, rill_strerror(st), err.msg);
+                ok++;
+                left--;
+                rill_close(s);
+                if (regfd[i] >= 0)
+                    (void)epoll_ctl(ep, EPOLL_CTL_DEL, regfd[i], NULL);
+                rill_connect_op_free(ops[i]);
+                ops[i] = NULL;
+                continue;
+            }
+            int fd = -1, t = -1;
+            short ev = 0;
+            ck_assert_int_eq(rill_connect_poll_info(ops[i], &fd, &ev, &t), RILL_OK);
+            if (t >= 0 && t < timeout)
+                timeout = t;
+            /* (Re-)register: MOD, or ADD for a new descriptor (its number may have come back). */
+            if (regfd[i] >= 0 && regfd[i] != fd)
+                (void)epoll_ctl(ep, EPOLL_CTL_DEL, regfd[i], NULL);
+            regfd[i] = fd;
+            if (fd < 0)
+                continue;
+            struct epoll_event e = { .events = ((ev & POLLIN) ? EPOLLIN : 0u) |
+                                               ((ev & POLLOUT) ? EPOLLOUT : 0u),
+                                     .data.u32 = (uint32_t)i };
+            int r = epoll_ctl(ep, EPOLL_CTL_MOD, fd, &e);
+            if (r < 0 && errno == ENOENT)
+                r = epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
+            ck_assert_msg(r == 0, "op %d: registering descriptor %d: %s", i, fd, strerror(errno));
+        }
+        ck_assert_msg(rt_now_us() < end, "%d of %d ops still going after 30 s", left, COLD_OPS);
+        struct epoll_event evs[64];
+        (void)epoll_wait(ep, evs, 64, timeout);
+    }
+    ck_assert_int_eq(ok, COLD_OPS);
+    /* One query per family for all of them: they shared the lookups. */
+    ck_assert_int_eq(rt_dnsd_count(d, "cold." DOMAIN, RT_DNSD_A), 1);
+    close(ep);
+    rill_ctx_free(ctx);
+    rill_listener_free(l);
+    rt_dnsd_stop(d);
+    ck_assert_int_eq(rt_count_fds(), fds0);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+}
+END_TEST
+
 START_TEST(test_invalid_arguments)
 {
     int fds = rt_count_fds();
@@ -922,6 +1024,7 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 150);
     tcase_add_test(tc, test_many_ops_one_thread);
+    tcase_add_test(tc, test_many_ops_wait_on_one_name_epoll);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -219,6 +219,7 @@ static void drop_lookups(rill_connect_op *op)
         op->fam[i].lookup = NULL;
     }
     if (op->wakefd >= 0) {
+        rilli_dns_release(op->ctx, op->wakefd); /* another op drives DNS now, if this one did */
         close(op->wakefd);
         op->wakefd = -1;
     }
@@ -245,7 +246,7 @@ static size_t wanted_fds(rill_connect_op *op, struct pollfd *fds, size_t *ndns, 
     if (op->phase != PH_RACE)
         return 0;
     if (dns_pending(op)) {
-        n = *ndns = rilli_dns_wants(op->ctx, fds, RILLI_DNS_MAX_FDS, dns_timeout);
+        n = *ndns = rilli_dns_wants(op->ctx, op->wakefd, fds, RILLI_DNS_MAX_FDS, dns_timeout);
         if (op->wakefd >= 0)
             fds[n++] = (struct pollfd){ .fd = op->wakefd, .events = POLLIN };
     }
@@ -393,8 +394,7 @@ static rill_status take_answer(rill_connect_op *op, struct fam *f, rill_status s
         rill_status built = rilli_addrs_build(op->host, ips, n, op->port, f->family, &f->addrs,
                                               &f->count, &scratch);
         if (built == RILL_E_NOMEM)
-            return fail(op, err, built, 0, "connect: %.100s:%u: out of memory", op->host,
-                        op->port);
+            return fail(op, err, built, 0, "connect: %.100s:%u: out of memory", op->host, op->port);
         if (built != RILL_OK)
             f->count = 0; /* nothing of this family in the answer */
     }
@@ -430,10 +430,8 @@ static rill_status dns_step(rill_connect_op *op, const struct pollfd *fds, size_
         if (st != RILL_OK)
             return st;
     }
-    if (!dns_pending(op) && op->wakefd >= 0) {
-        close(op->wakefd);
-        op->wakefd = -1;
-    }
+    if (!dns_pending(op))
+        drop_lookups(op);
     return RILL_OK;
 }
 

@@ -46,6 +46,14 @@ struct rilli_dns {
     size_t waiting; /* waiters on those entries; 0 with pending > 0 means abandoned */
     uint64_t queries, cache_hits, merged;
     int kick; /* eventfd: wakes the driver's poll (see above) */
+    /*
+     * Non-blocking lookups: one op at a time (named by its wake eventfd) watches c-ares's
+     * sockets and processes them; the others wait on their eventfds alone. Were every op to
+     * watch the shared sockets, a loop with hundreds of ops waiting on one cold name would
+     * pass the kernel's limit on epoll paths to one file (500) and fail to register them.
+     */
+    int nb_driver;                    /* -1: none */
+    struct rilli_dns_lookup *nb_wait; /* lookups with a wake eventfd, still unanswered */
 };
 
 /* A non-blocking lookup: a hold on one cache entry, and who to wake when it is answered. */
@@ -55,7 +63,45 @@ struct rilli_dns_lookup {
     int wakefd;                    /* -1: none */
     struct rilli_dns_lookup *next; /* on entry->wakers while pending */
     struct rilli_dns_lookup **pprev;
+    struct rilli_dns_lookup *nb_next; /* on dns->nb_wait while pending */
+    struct rilli_dns_lookup **nb_pprev;
 };
+
+static void nb_unlink(struct rilli_dns_lookup *lk)
+{
+    if (!lk->nb_pprev)
+        return;
+    *lk->nb_pprev = lk->nb_next;
+    if (lk->nb_next)
+        lk->nb_next->nb_pprev = lk->nb_pprev;
+    lk->nb_next = NULL;
+    lk->nb_pprev = NULL;
+}
+
+static void wake(int fd)
+{
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w; /* a full counter is still readable */
+}
+
+/*
+ * Under the lock: the op that watched c-ares's sockets is gone (or has its answers): hand the
+ * job to an op still waiting, and wake it so it asks rilli_dns_wants() again.
+ */
+static void nb_handover(struct rilli_dns *dns, int wakefd)
+{
+    if (dns->nb_driver != wakefd)
+        return;
+    dns->nb_driver = -1;
+    for (struct rilli_dns_lookup *lk = dns->nb_wait; lk; lk = lk->nb_next) {
+        if (lk->wakefd != wakefd) {
+            dns->nb_driver = lk->wakefd;
+            wake(lk->wakefd);
+            return;
+        }
+    }
+}
 
 /* Wake the thread that drives the channel, if one does (under the lock). */
 static void kick_driver(struct rilli_dns *dns)
@@ -226,6 +272,7 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
         rilli_free(dns);
         return st;
     }
+    dns->nb_driver = -1;
     dns->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (dns->kick < 0)
         st = rilli_error_set(err, RILL_E_IO, errno, "ctx: cannot create an eventfd");
@@ -332,12 +379,11 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     /* Non-blocking lookups waiting for it: wake them (they hold e, so it stays). */
     while (e->wakers) {
         struct rilli_dns_lookup *lk = e->wakers;
-        uint64_t one = 1;
-        ssize_t w = write(lk->wakefd, &one, sizeof one);
-        (void)w;
+        wake(lk->wakefd);
         e->wakers = lk->next;
         lk->next = NULL;
         lk->pprev = NULL;
+        nb_unlink(lk);
     }
     /* Every waiter gave up (deadline) or the context is being freed: nobody reads it, and an
      * answer not to be kept is freed here. */
@@ -612,6 +658,11 @@ void rilli_dns_lookup_wake(struct rilli_dns_lookup *lk, int wakefd)
             lk->next->pprev = &lk->next;
         lk->pprev = &e->wakers;
         e->wakers = lk;
+        lk->nb_next = dns->nb_wait;
+        if (lk->nb_next)
+            lk->nb_next->nb_pprev = &lk->nb_next;
+        lk->nb_pprev = &dns->nb_wait;
+        dns->nb_wait = lk;
     }
     pthread_mutex_unlock(&dns->lock);
 }
@@ -645,6 +696,7 @@ void rilli_dns_lookup_free(struct rilli_dns_lookup *lk)
         if (lk->next)
             lk->next->pprev = lk->pprev;
     }
+    nb_unlink(lk);
     struct rilli_dns_entry *e = lk->entry;
     if (!e->ready)
         dns->waiting--;
@@ -654,17 +706,30 @@ void rilli_dns_lookup_free(struct rilli_dns_lookup *lk)
     rilli_free(lk);
 }
 
-size_t rilli_dns_wants(rill_ctx *ctx, struct pollfd *fds, size_t cap, int *timeout_ms)
+size_t rilli_dns_wants(rill_ctx *ctx, int wakefd, struct pollfd *fds, size_t cap, int *timeout_ms)
 {
     struct rilli_dns *dns = rilli_ctx_dns(ctx);
     struct pollfd all[RILLI_DNS_MAX_FDS];
+    *timeout_ms = -1;
+    if (wakefd < 0)
+        return 0;
     pthread_mutex_lock(&dns->lock);
-    nfds_t n = channel_wants(dns, all, timeout_ms);
+    if (dns->nb_driver < 0)
+        dns->nb_driver = wakefd;
+    nfds_t n = dns->nb_driver == wakefd ? channel_wants(dns, all, timeout_ms) : 0;
     pthread_mutex_unlock(&dns->lock);
     if (n > cap)
         n = cap;
     memcpy(fds, all, n * sizeof *fds);
     return n;
+}
+
+void rilli_dns_release(rill_ctx *ctx, int wakefd)
+{
+    struct rilli_dns *dns = rilli_ctx_dns(ctx);
+    pthread_mutex_lock(&dns->lock);
+    nb_handover(dns, wakefd);
+    pthread_mutex_unlock(&dns->lock);
 }
 
 void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n)

@@ -186,8 +186,15 @@ bool rilli_dns_lookup_done(struct rilli_dns_lookup *lk, rill_status *st, const c
 /* Stop waiting (the query goes on for the cache unless nobody waits any more). NULL is ok. */
 void rilli_dns_lookup_free(struct rilli_dns_lookup *lk);
 
-/* The resolver's sockets and events now (at most @p cap) and the ms until its next timer. */
-size_t rilli_dns_wants(rill_ctx *ctx, struct pollfd *fds, size_t cap, int *timeout_ms);
+/*
+ * What the op with wake eventfd @p wakefd waits on for DNS: the resolver's sockets and events
+ * (at most @p cap) and the ms until its next timer when this op is the one that drives them
+ * (one op at a time does, the first to ask), else nothing (its eventfd wakes it).
+ */
+size_t rilli_dns_wants(rill_ctx *ctx, int wakefd, struct pollfd *fds, size_t cap, int *timeout_ms);
+
+/* The op with @p wakefd stops waiting for DNS: if it drove, another waiting op takes over. */
+void rilli_dns_release(rill_ctx *ctx, int wakefd);
 
 /* Process the sockets of @p fds that poll found ready, and the timers that are due. */
 void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n);

@@ -562,6 +562,11 @@ typedef struct rill_connect_op rill_connect_op;
  *     }
  *     rill_connect_op_free(op);
  *
+ * Ops of one context share the DNS work: one op waiting on DNS at a time processes the
+ * resolver's sockets for all of them, and wakes the others through their own descriptors (the
+ * job passes on when it finishes). So keep stepping an op when rill_connect_poll_info() says
+ * so, or free it: an op left unstepped while it waits on DNS delays the lookups of the others.
+ *
  * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished;
  * a finished op holds no descriptor any more).
  * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts

@@ -96,8 +96,10 @@ static rill_status drive_once(rill_connect_op *op, int deadline_set, int cap_ms,
         problem(dr, "poll_info on a running op: %s", rill_strerror(st));
         return st;
     }
-    if (fd < 0 || events == 0 || (events & ~(POLLIN | POLLOUT)) != 0)
-        problem(dr, "poll_info gave fd %d events 0x%x", fd, (unsigned)events);
+    /* fd -1: only the timer (then it must be set: an op never waits on nothing). */
+    if ((fd < 0 && timeout < 0) ||
+        (fd >= 0 && (events == 0 || (events & ~(POLLIN | POLLOUT)) != 0)))
+        problem(dr, "poll_info gave fd %d events 0x%x timeout %d", fd, (unsigned)events, timeout);
     if (timeout < -1 || (deadline_set && timeout < 0))
         problem(dr, "poll_info gave timeout %d with%s a deadline", timeout,
                 deadline_set ? "" : "out");
@@ -938,6 +940,72 @@ START_TEST(test_many_ops_wait_on_one_name_epoll)
 }
 END_TEST
 
+/*
+ * Allocation failure at every allocation of a connect by name through the op API: a DNS
+ * lookup (cold, then cached), the race and the TLS step. Each run ends in RILL_OK or a clean
+ * RILL_E_NOMEM with a message, and leaves no byte of rill's memory and no descriptor behind.
+ * The context is made and freed inside each run, so every run does the cold lookup.
+ */
+START_TEST(test_alloc_failure_every_step)
+{
+    rt_watchdog(120, "test_alloc_failure_every_step");
+    rt_dnsd *d = rt_dnsd_start();
+    ck_assert_int_eq(rt_dnsd_set(d, "alloc." DOMAIN, RT_DNSD_A, "127.0.0.1", 0, 0, 60), 0);
+    ck_assert_int_eq(rt_dnsd_set(d, "alloc." DOMAIN, RT_DNSD_AAAA, NULL, 0, 0, 60), 0);
+    rill_listen_opts lo;
+    rill_listen_opts_init(&lo);
+    lo.backlog = 1024;
+    rill_listener *l = NULL;
+    rill_error err;
+    ck_assert_msg(rill_listen("127.0.0.1", 0, &lo, &l, &err) == RILL_OK, "%s", err.msg);
+    int fds = rt_count_fds();
+    int done = 0;
+    long k;
+    for (k = 0; k < 400 && !done; k++) {
+        rt_counting_on();
+        rt_allocs_left = k;
+        rill_ctx_opts co;
+        rill_ctx_opts_init(&co);
+        co.dns_servers = rt_dnsd_servers(d);
+        rill_ctx *ctx = NULL;
+        memset(&err, 0, sizeof err);
+        rill_status st = rill_ctx_new(&co, &ctx, &err);
+        rill_connect_opts o;
+        rill_connect_opts_init(&o);
+        o.timeout_ms = 5000;
+        rill_connect_op *op = NULL;
+        rill_stream *s = NULL;
+        if (st == RILL_OK)
+            st = rill_connect_start(ctx, "alloc." DOMAIN, rill_listener_port(l), &o, &op, &err);
+        struct drive dr = { 0 };
+        if (st == RILL_OK)
+            st = drive_to_end(op, 1, 6000, &s, &err, &dr);
+        char msg[RILL_ERRMSG_MAX];
+        snprintf(msg, sizeof msg, "%s", err.msg);
+        rill_connect_op_free(op);
+        if (st == RILL_OK) {
+            done = rt_allocs_left > 0; /* no failure was injected: every allocation ran */
+            rill_close(s);
+        }
+        rill_ctx_free(ctx);
+        rt_allocs_left = -1;
+        size_t live = rt_live_bytes;
+        rt_counting_off();
+        ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM, "allocation %ld failing gave %s: %s", k,
+                      rill_strerror(st), msg);
+        ck_assert_msg(st == RILL_OK || strstr(msg, "out of memory") != NULL,
+                      "allocation %ld failing: message \"%s\" does not say so", k, msg);
+        ck_assert_msg(live == 0, "allocation %ld failing leaked %zu bytes (%s)", k, live, msg);
+        ck_assert_msg(rt_count_fds() == fds, "allocation %ld failing leaked a descriptor (%s)", k,
+                      msg);
+        ck_assert_msg(!dr.problem[0], "allocation %ld: %s", k, dr.problem);
+    }
+    ck_assert_msg(done, "no run succeeded within %ld allocations", k);
+    rill_listener_free(l);
+    rt_dnsd_stop(d);
+}
+END_TEST
+
 START_TEST(test_invalid_arguments)
 {
     int fds = rt_count_fds();
@@ -1018,6 +1086,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_cancel_in_every_phase, 0, NPHASES);
     tcase_add_loop_test(tc, test_deadline_in_every_phase, 0, 3);
+    tcase_add_test(tc, test_alloc_failure_every_step);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("many");

@@ -79,6 +79,7 @@ struct rill_connect_op {
     size_t nregistered;
     rill_status setup_failed; /* poll_info could not set up epfd: the next step says so */
     rill_status result;
+    bool delivered; /* a step has returned the outcome */
     rill_error err; /* the failure, repeated to later steps */
 };
 
@@ -536,7 +537,10 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
         if (v4->status == v6->status && strcmp(v4->reason, v6->reason) == 0)
             return fail(op, err, v4->status < 0 ? v4->status : RILL_E_DNS, 0,
                         "resolve: %.100s: %s (A and AAAA)", op->host, v4->reason);
-        return fail(op, err, RILL_E_DNS, 0, "resolve: %.100s: %s", op->host, dns);
+        /* Out of memory is this process's trouble, not the name's: say it as such. */
+        bool nomem = v4->status == RILL_E_NOMEM || v6->status == RILL_E_NOMEM;
+        return fail(op, err, nomem ? RILL_E_NOMEM : RILL_E_DNS, 0, "resolve: %.100s: %s", op->host,
+                    dns);
     }
     bool family_failed = (op->fam[0].wanted && op->fam[0].status != RILL_OK) ||
                          (op->fam[1].wanted && op->fam[1].status != RILL_OK);
@@ -755,8 +759,12 @@ RILL_API rill_status rill_connect_poll_info(rill_connect_op *op, int *fd, short 
     *fd = -1;
     *events = 0;
     *timeout_ms = -1;
-    if (op->phase == PH_DONE)
+    if (op->delivered)
         return RILL_E_INVALID;
+    if (op->phase == PH_DONE) {
+        *timeout_ms = 0; /* finished before a step said so (at the start): step now */
+        return RILL_OK;
+    }
     struct pollfd fds[MAX_WAIT_FDS];
     int dns_timeout = -1;
     size_t ndns = 0;
@@ -797,12 +805,15 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
         return rilli_error_set(err, RILL_E_INVALID, 0, "connect: op or out is NULL");
     *out = NULL;
     if (op->phase == PH_DONE) {
+        op->delivered = true;
         if (op->result < 0 && err)
             *err = op->err;
         return op->result;
     }
-    if (op->setup_failed)
+    if (op->setup_failed) {
+        op->delivered = true;
         return finish(op, op->setup_failed, err);
+    }
     struct pollfd fds[MAX_WAIT_FDS];
     int dns_timeout;
     size_t ndns = 0;
@@ -817,14 +828,17 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
     if (st == RILL_OK && op->phase == PH_TLS)
         st = tls_step(op, err);
     if (op->phase == PH_DONE) {
+        op->delivered = true;
         if (st == RILL_OK) {
             *out = op->stream;
             op->stream = NULL;
         }
         return st;
     }
-    if (rilli_remaining_ms(op->deadline) == 0)
+    if (rilli_remaining_ms(op->deadline) == 0) {
+        op->delivered = true;
         return give_up(op, true, err);
+    }
     if (op->phase == PH_TLS)
         return st; /* the handshake's own WANT */
     return RILL_WANT_READ;

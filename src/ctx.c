@@ -21,6 +21,7 @@ struct override {
 };
 
 struct rill_ctx {
+    int refs; /* atomic: the application's, and one per connect op that uses it */
     int family;
     struct override *overrides;
     size_t override_count;
@@ -146,9 +147,14 @@ static rill_status parse_overrides(rill_ctx *ctx, const char *const *specs, rill
 
 /* ---- lifetime ---- */
 
+void rilli_ctx_ref(rill_ctx *ctx)
+{
+    __atomic_add_fetch(&ctx->refs, 1, __ATOMIC_RELAXED);
+}
+
 RILL_API void rill_ctx_free(rill_ctx *ctx)
 {
-    if (!ctx)
+    if (!ctx || __atomic_sub_fetch(&ctx->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     rilli_dns_free(ctx->dns); /* cancels what is outstanding */
     for (size_t i = 0; ctx->overrides && i < ctx->override_count; i++) {
@@ -182,6 +188,7 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
     rill_ctx *ctx = rilli_calloc(1, sizeof *ctx);
     if (!ctx)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "ctx: out of memory");
+    ctx->refs = 1;
     ctx->family = opts->family;
     ctx->sessions = rilli_sess_cache_new((size_t)opts->tls_session_cache_max);
     rill_status st = RILL_OK;

@@ -192,6 +192,9 @@ struct rilli_sess_ops {
 };
 struct rilli_sess_cache;
 struct rilli_sess_cache *rilli_sess_cache_new(size_t max);
+/* The cache is reference-counted: a TLS layer that uses it keeps it alive past its context.
+ * free drops one reference. */
+void rilli_sess_cache_ref(struct rilli_sess_cache *c);
 void rilli_sess_cache_free(struct rilli_sess_cache *c);
 bool rilli_sess_cache_put(struct rilli_sess_cache *c, const char *key, void *obj,
                           const struct rilli_sess_ops *ops, bool single_use, int64_t expires_ms);

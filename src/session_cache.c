@@ -23,6 +23,7 @@ struct blob {
 };
 
 struct rilli_sess_cache {
+    int refs; /* atomic: the context's, and one per TLS layer that uses it */
     pthread_mutex_t lock;
     size_t max;
     size_t count;
@@ -42,6 +43,7 @@ struct rilli_sess_cache *rilli_sess_cache_new(size_t max)
         return NULL;
     }
     c->max = max;
+    c->refs = 1;
     pthread_mutex_init(&c->lock, NULL);
     return c;
 }
@@ -61,9 +63,15 @@ static void remove_at(struct rilli_sess_cache *c, size_t i)
     c->count--;
 }
 
+void rilli_sess_cache_ref(struct rilli_sess_cache *c)
+{
+    if (c)
+        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
 void rilli_sess_cache_free(struct rilli_sess_cache *c)
 {
-    if (!c)
+    if (!c || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
     for (size_t i = 0; i < c->count; i++)
         blob_free(&c->items[i]);

@@ -425,7 +425,9 @@ RILL_API RILL_NODISCARD rill_status rill_ctx_new(const rill_ctx_opts *opts, rill
 
 /**
  * Free a context; lookups still outstanding on it are cancelled. No thread may be using it.
- * NULL is accepted. Streams made with it are not affected.
+ * NULL is accepted. Streams made with it are not affected (a TLS stream keeps the session cache
+ * it uses alive). Connect ops started on it keep it alive until the last of them is freed, so
+ * they may be freed after it (their lookups go on until then).
  */
 RILL_API void rill_ctx_free(rill_ctx *ctx);
 

@@ -209,7 +209,14 @@ static rill_status fail(rill_connect_op *op, rill_error *err, rill_status st, in
 
 static void close_attempt(rill_connect_op *op, size_t slot)
 {
-    close(op->live[slot].fd);
+    int fd = op->live[slot].fd;
+    close(fd); /* which also takes it out of op->epfd: forget it, its number may come back */
+    for (size_t i = 0; i < op->nregistered; i++) {
+        if (op->registered[i].fd == fd) {
+            op->registered[i] = op->registered[--op->nregistered];
+            break;
+        }
+    }
     op->live[slot] = op->live[--op->in_flight];
 }
 
@@ -408,15 +415,14 @@ static rill_status take_answer(rill_connect_op *op, struct fam *f, rill_status s
 
 /* ---- the steps ---- */
 
-static rill_status dns_step(rill_connect_op *op, const struct pollfd *fds, size_t n,
-                            rill_error *err)
+static rill_status dns_step(rill_connect_op *op, rill_error *err)
 {
     if (op->wakefd >= 0) {
         uint64_t v;
         ssize_t r = read(op->wakefd, &v, sizeof v); /* reset; EAGAIN when not signalled */
         (void)r;
     }
-    rilli_dns_process(op->ctx, fds, n);
+    rilli_dns_process(op->ctx);
     for (int i = 0; i < 2; i++) {
         struct fam *f = &op->fam[i];
         rill_status st;
@@ -613,6 +619,7 @@ static void op_free(rill_connect_op *op)
     rilli_free(op->fam[1].addrs);
     rilli_free(op->host);
     rilli_free(op->servername);
+    rill_ctx_free(op->ctx); /* the op's reference: the context may have been freed before it */
     rilli_free(op);
 }
 
@@ -669,7 +676,7 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
             return finish(op, st, err);
     }
     /* Cached answers are in already; a lookup that waits needs a way to be woken. */
-    rill_status st = dns_step(op, NULL, 0, err);
+    rill_status st = dns_step(op, err);
     if (st != RILL_OK || !dns_pending(op))
         return st;
     op->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -679,7 +686,7 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
         if (op->fam[i].lookup)
             rilli_dns_lookup_wake(op->fam[i].lookup, op->wakefd);
     }
-    return dns_step(op, NULL, 0, err); /* an answer that came in between */
+    return dns_step(op, err); /* an answer that came in between */
 }
 
 RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_t port,
@@ -721,6 +728,8 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     if (!op)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
     op->ctx = ctx;
+    if (ctx)
+        rilli_ctx_ref(ctx);
     op->port = port;
     op->opts = *opts;
     op->wakefd = op->epfd = -1;
@@ -822,7 +831,7 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
         return fail(op, err, RILL_E_IO, errno, "connect: poll failed");
     rill_status st = RILL_OK;
     if (op->phase == PH_RACE && dns_pending(op))
-        st = dns_step(op, fds, ndns, err);
+        st = dns_step(op, err);
     if (st == RILL_OK && op->phase == PH_RACE)
         st = race_step(op, fds, n, err);
     if (st == RILL_OK && op->phase == PH_TLS)

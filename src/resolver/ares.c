@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -46,6 +47,13 @@ struct rilli_dns {
     size_t waiting; /* waiters on those entries; 0 with pending > 0 means abandoned */
     uint64_t queries, cache_hits, merged;
     int kick; /* eventfd: wakes the driver's poll (see above) */
+    /*
+     * c-ares's sockets, registered by its socket-state callback (under the lock): whoever
+     * drives waits on this one descriptor, which lives as long as the context, so no thread
+     * ever polls or registers a socket c-ares may be closing in another thread, and a socket
+     * re-opened under an old number is registered afresh.
+     */
+    int epfd;
     /*
      * Non-blocking lookups: one op at a time (named by its wake eventfd) watches c-ares's
      * sockets and processes them; the others wait on their eventfds alone. Were every op to
@@ -205,6 +213,8 @@ void rilli_dns_free(struct rilli_dns *dns)
     rilli_dns_cache_free(dns->cache);
     if (dns->kick >= 0)
         close(dns->kick);
+    if (dns->epfd >= 0)
+        close(dns->epfd);
     pthread_cond_destroy(&dns->done);
     pthread_mutex_destroy(&dns->lock);
     rilli_free(dns);
@@ -226,11 +236,15 @@ static rill_status init_sync(struct rilli_dns *dns, rill_error *err)
     return RILL_OK;
 }
 
+static void sock_state(void *data, ares_socket_t s, int readable, int writable);
+
 static rill_status init_channel(struct rilli_dns *dns, const rill_ctx_opts *opts, rill_error *err)
 {
     struct ares_options ao;
     memset(&ao, 0, sizeof ao);
-    int mask = 0;
+    ao.sock_state_cb = sock_state;
+    ao.sock_state_cb_data = dns;
+    int mask = ARES_OPT_SOCK_STATE_CB;
     if (opts->query_timeout_ms > 0) {
         ao.timeout = opts->query_timeout_ms;
         mask |= ARES_OPT_TIMEOUTMS;
@@ -274,8 +288,10 @@ rill_status rilli_dns_new(const rill_ctx_opts *opts, struct rilli_dns **out, ril
     }
     dns->nb_driver = -1;
     dns->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (dns->kick < 0)
-        st = rilli_error_set(err, RILL_E_IO, errno, "ctx: cannot create an eventfd");
+    dns->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (dns->kick < 0 || dns->epfd < 0)
+        st = rilli_error_set(err, RILL_E_IO, errno, "ctx: cannot create an %s",
+                             dns->kick < 0 ? "eventfd" : "epoll descriptor");
     dns->cache_max_ttl_s = opts->cache_max_ttl_s;
     dns->negative_ttl_s = opts->negative_ttl_s;
     dns->window = (size_t)opts->max_queries_in_flight;
@@ -395,21 +411,40 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 /* Under the lock: c-ares's sockets with their events, and the ms until its next timeout. */
 static nfds_t channel_wants(struct rilli_dns *dns, struct pollfd *pfd, int *timeout_ms)
 {
-    ares_socket_t socks[ARES_GETSOCK_MAXNUM];
-    /* Tested as unsigned: c-ares's own macros shift 1 into the sign bit of an int. */
-    unsigned bits = (unsigned)ares_getsock(dns->channel, socks, ARES_GETSOCK_MAXNUM);
-    nfds_t n = 0;
-    for (int i = 0; i < ARES_GETSOCK_MAXNUM && n < RILLI_DNS_MAX_FDS; i++) {
-        bool rd = (bits & (1u << i)) != 0;
-        bool wr = (bits & (1u << (i + ARES_GETSOCK_MAXNUM))) != 0;
-        short ev = (short)((rd ? POLLIN : 0) | (wr ? POLLOUT : 0));
-        if (ev)
-            pfd[n++] = (struct pollfd){ .fd = socks[i], .events = ev };
-    }
+    pfd[0] = (struct pollfd){ .fd = dns->epfd, .events = POLLIN };
     struct timeval maxtv = { .tv_sec = 3600 }, tv;
     struct timeval *tvp = ares_timeout(dns->channel, &maxtv, &tv);
     *timeout_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
-    return n;
+    return 1;
+}
+
+/* c-ares's socket-state callback (under the lock): keep dns->epfd watching its sockets. */
+static void sock_state(void *data, ares_socket_t s, int readable, int writable)
+{
+    struct rilli_dns *dns = data;
+    if (!readable && !writable) {
+        (void)epoll_ctl(dns->epfd, EPOLL_CTL_DEL, s, NULL);
+        return;
+    }
+    struct epoll_event ev = { .events = (readable ? EPOLLIN : 0u) | (writable ? EPOLLOUT : 0u),
+                              .data.fd = s };
+    /* A number closed and re-opened was dropped from the set by the close: add it anew. */
+    if (epoll_ctl(dns->epfd, EPOLL_CTL_MOD, s, &ev) < 0)
+        (void)epoll_ctl(dns->epfd, EPOLL_CTL_ADD, s, &ev);
+}
+
+/* Under the lock: process what c-ares's sockets have for it, and the timers that are due. */
+static void process_ready(struct rilli_dns *dns)
+{
+    struct epoll_event evs[RILLI_DNS_MAX_FDS];
+    int n = epoll_wait(dns->epfd, evs, RILLI_DNS_MAX_FDS, 0);
+    for (int i = 0; i < n; i++) {
+        bool rd = (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0;
+        bool wr = (evs[i].events & EPOLLOUT) != 0;
+        ares_process_fd(dns->channel, rd ? evs[i].data.fd : ARES_SOCKET_BAD,
+                        wr ? evs[i].data.fd : ARES_SOCKET_BAD);
+    }
+    ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* due timeouts */
 }
 
 /* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
@@ -429,18 +464,8 @@ static void drive_once(struct rilli_dns *dns, int64_t deadline)
         ssize_t got = read(dns->kick, &v, sizeof v);
         (void)got;
     }
-    if (r <= 0) {
-        ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* timeouts */
-        return;
-    }
-    for (nfds_t i = 0; i < n; i++) {
-        if (!pfd[i].revents)
-            continue;
-        bool rd = (pfd[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-        bool wr = (pfd[i].revents & POLLOUT) != 0;
-        ares_process_fd(dns->channel, rd ? pfd[i].fd : ARES_SOCKET_BAD,
-                        wr ? pfd[i].fd : ARES_SOCKET_BAD);
-    }
+    (void)r;
+    process_ready(dns);
 }
 
 /*
@@ -732,19 +757,11 @@ void rilli_dns_release(rill_ctx *ctx, int wakefd)
     pthread_mutex_unlock(&dns->lock);
 }
 
-void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n)
+void rilli_dns_process(rill_ctx *ctx)
 {
     struct rilli_dns *dns = rilli_ctx_dns(ctx);
     pthread_mutex_lock(&dns->lock);
-    for (size_t i = 0; i < n; i++) {
-        if (!fds[i].revents)
-            continue;
-        bool rd = (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-        bool wr = (fds[i].revents & POLLOUT) != 0;
-        ares_process_fd(dns->channel, rd ? fds[i].fd : ARES_SOCKET_BAD,
-                        wr ? fds[i].fd : ARES_SOCKET_BAD);
-    }
-    ares_process_fd(dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD); /* due timeouts */
+    process_ready(dns);
     pthread_mutex_unlock(&dns->lock);
 }
 

@@ -54,6 +54,9 @@ rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int fa
 
 struct rilli_dns;
 
+/* One more holder of @p ctx: rill_ctx_free() drops one, and the last frees it. */
+void rilli_ctx_ref(rill_ctx *ctx);
+
 /* The context's address family: 0 (both), 4 or 6. */
 int rilli_ctx_family(const rill_ctx *ctx);
 
@@ -187,17 +190,18 @@ bool rilli_dns_lookup_done(struct rilli_dns_lookup *lk, rill_status *st, const c
 void rilli_dns_lookup_free(struct rilli_dns_lookup *lk);
 
 /*
- * What the op with wake eventfd @p wakefd waits on for DNS: the resolver's sockets and events
- * (at most @p cap) and the ms until its next timer when this op is the one that drives them
- * (one op at a time does, the first to ask), else nothing (its eventfd wakes it).
+ * What the op with wake eventfd @p wakefd waits on for DNS: the resolver's descriptor (one
+ * epoll descriptor over c-ares's sockets, open as long as the context) and the ms until its
+ * next timer when this op is the one that drives DNS (one op at a time does, the first to ask),
+ * else nothing (its eventfd wakes it). At most @p cap entries.
  */
 size_t rilli_dns_wants(rill_ctx *ctx, int wakefd, struct pollfd *fds, size_t cap, int *timeout_ms);
 
 /* The op with @p wakefd stops waiting for DNS: if it drove, another waiting op takes over. */
 void rilli_dns_release(rill_ctx *ctx, int wakefd);
 
-/* Process the sockets of @p fds that poll found ready, and the timers that are due. */
-void rilli_dns_process(rill_ctx *ctx, const struct pollfd *fds, size_t n);
+/* Process what the resolver's sockets have ready, and the timers that are due. */
+void rilli_dns_process(rill_ctx *ctx);
 
 /* Fill the resolver's counters into @p stats (zeroed by the caller). Thread-safe. */
 void rilli_dns_stats(struct rilli_dns *dns, rill_ctx_stats *stats);

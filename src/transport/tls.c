@@ -677,6 +677,8 @@ static void tls_close(rill_stream *s)
     }
     rilli_free(t->wpend);
     t->wpend = NULL;
+    rilli_sess_cache_free(t->cache);
+    t->cache = NULL;
     rill_tls_config_free(t->cfg);
     t->cfg = NULL;
 }
@@ -1163,6 +1165,7 @@ static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t po
     t->cache = cache;
     if (!cache)
         return;
+    rilli_sess_cache_ref(cache); /* the stream may outlive its context */
     snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
              (unsigned long long)t->cfg->id);
     SSL_SESSION *sess = rilli_sess_cache_get(cache, t->cache_key);

@@ -573,7 +573,7 @@ typedef struct rill_connect_op rill_connect_op;
  * a finished op holds no descriptor any more).
  * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts
  * (tls_servername) and @p host are copied. on_event runs inside rill_connect_step() (and in
- * this call), on the calling thread.
+ * this call), on the calling thread; it must not call the op's functions or free it.
  * Errors (nothing is left to free then): RILL_E_INVALID (host, port, options; a timeout_ms of
  * 0), RILL_E_NOMEM, RILL_E_IO (no descriptor for the op). Failures of the connect itself come
  * from rill_connect_step().

@@ -440,11 +440,9 @@ static rill_status flush_chain(rill_stream *s, void *arg)
  */
 static rill_status flush_below(rill_stream *top, rill_stream *l)
 {
-    if (!l->inner)
-        return RILL_OK;
-    l->inner->may_block = top->may_block;
-    rill_status st = flush_chain(l->inner, NULL);
-    return st < 0 ? rilli_adopt_error(top, l->inner, st) : st;
+    l->may_block = top->may_block;
+    rill_status st = rill_stream_flush_inner(l);
+    return st < 0 ? rilli_adopt_error(top, l, st) : st;
 }
 
 /*
@@ -528,8 +526,7 @@ static void report_dropped(const rill_stream *s, rill_stream *borrowed, size_t d
 static rill_status flush_one(rill_stream *s, void *arg)
 {
     (void)arg;
-    rill_status st = s->ops->flush(s);
-    return st < 0 ? rilli_adopt_error(s, s, st) : st;
+    return s->ops->flush(s);
 }
 
 /*

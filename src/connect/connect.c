@@ -207,16 +207,31 @@ static rill_status fail(rill_connect_op *op, rill_error *err, rill_status st, in
 
 /* ---- descriptors ---- */
 
-static void close_attempt(rill_connect_op *op, size_t slot)
+/*
+ * Close a descriptor of the op's own. The close takes it out of op->epfd too: forget its
+ * registration, since its number may come back for another descriptor (of this op or of
+ * another thread, which the op must then never touch).
+ */
+static void forget_registration(rill_connect_op *op, int fd)
 {
-    int fd = op->live[slot].fd;
-    close(fd); /* which also takes it out of op->epfd: forget it, its number may come back */
     for (size_t i = 0; i < op->nregistered; i++) {
         if (op->registered[i].fd == fd) {
             op->registered[i] = op->registered[--op->nregistered];
+            (void)epoll_ctl(op->epfd, EPOLL_CTL_DEL, fd, NULL); /* before it can close */
             break;
         }
     }
+}
+
+static void close_own(rill_connect_op *op, int fd)
+{
+    forget_registration(op, fd);
+    close(fd);
+}
+
+static void close_attempt(rill_connect_op *op, size_t slot)
+{
+    close_own(op, op->live[slot].fd);
     op->live[slot] = op->live[--op->in_flight];
 }
 
@@ -228,7 +243,7 @@ static void drop_lookups(rill_connect_op *op)
     }
     if (op->wakefd >= 0) {
         rilli_dns_release(op->ctx, op->wakefd); /* another op drives DNS now, if this one did */
-        close(op->wakefd);
+        close_own(op, op->wakefd);
         op->wakefd = -1;
     }
 }
@@ -450,6 +465,7 @@ static int winner_family(const rill_connect_op *op)
 /* The winner: close the others, make the stream, start TLS if asked. */
 static rill_status won(rill_connect_op *op, int fd, rill_error *err)
 {
+    forget_registration(op, fd); /* the stream's now: the op's epoll descriptor lets it go */
     while (op->in_flight > 0)
         close_attempt(op, op->in_flight - 1);
     drop_lookups(op);

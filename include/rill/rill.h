@@ -599,7 +599,8 @@ RILL_API RILL_NODISCARD rill_status rill_connect_start(rill_ctx *ctx, const char
  * descriptor the op no longer reports stays open until rill_connect_op_free() but watches
  * nothing, so it never wakes a loop that still has it registered. Spurious wake-ups are
  * harmless (a step then returns the same WANT). *fd is -1 when only the timer is waited for.
- * Errors: RILL_E_INVALID (NULL arguments, an op that has finished).
+ * Errors: RILL_E_INVALID (NULL arguments, an op whose outcome a step has returned).
+ * Thread-safety: as every call on an op, one thread at a time per op.
  */
 RILL_API RILL_NODISCARD rill_status rill_connect_poll_info(rill_connect_op *op, int *fd,
                                                            short *events, int *timeout_ms);
@@ -632,7 +633,8 @@ RILL_API void rill_connect_op_free(rill_connect_op *op);
  * and never changes the descriptor's flags). @p opts (may be NULL) gives nodelay, keepalive and
  * the stream's timeouts.
  * Ownership: on RILL_OK the stream owns @p fd (rill_close() closes it); on error the caller
- * still does. Errors: RILL_E_INVALID (not a connected TCP socket, NULL out), RILL_E_NOMEM.
+ * still does. Errors: RILL_E_INVALID (not a connected TCP socket, NULL out), RILL_E_NOMEM,
+ * RILL_E_IO (a socket option could not be set). Thread-safety: safe (no shared state).
  */
 RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts,
                                                    rill_stream **out, rill_error *err);

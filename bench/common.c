@@ -205,3 +205,84 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
     }
     fflush(stdout);
 }
+
+/* ---- a counting allocator ---- */
+
+static size_t live_bytes;
+static const size_t header = sizeof(max_align_t);
+
+static void *count_alloc(size_t n)
+{
+    unsigned char *p = malloc(n + header);
+    if (!p)
+        return NULL;
+    memcpy(p, &n, sizeof n);
+    live_bytes += n;
+    return p + header;
+}
+
+static void count_free(void *q)
+{
+    if (!q)
+        return;
+    unsigned char *p = (unsigned char *)q - header;
+    size_t n;
+    memcpy(&n, p, sizeof n);
+    live_bytes -= n;
+    free(p);
+}
+
+static void *count_realloc(void *q, size_t n)
+{
+    if (!q)
+        return count_alloc(n);
+    unsigned char *p = (unsigned char *)q - header;
+    size_t old;
+    memcpy(&old, p, sizeof old);
+    unsigned char *r = realloc(p, n + header);
+    if (!r)
+        return NULL;
+    memcpy(r, &n, sizeof n);
+    live_bytes = live_bytes - old + n;
+    return r + header;
+}
+
+void bench_count_allocator_install(void)
+{
+    rill_set_allocator(count_alloc, count_realloc, count_free);
+}
+
+size_t bench_live_bytes(void)
+{
+    return live_bytes;
+}
+
+/* ---- /proc/net counters ---- */
+
+unsigned long long bench_proc_net_counter(const char *path, const char *section, const char *name)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    static char head[8192], vals[8192];
+    unsigned long long result = 0;
+    size_t slen = strlen(section);
+    while (fgets(head, sizeof head, f) && fgets(vals, sizeof vals, f)) {
+        if (strncmp(head, section, slen) != 0)
+            continue;
+        /* the column named @p name in the header line gives the position */
+        char *hs = NULL, *vs = NULL;
+        char *h = strtok_r(head, " \n", &hs), *v = strtok_r(vals, " \n", &vs);
+        while (h && v) {
+            if (strcmp(h, name) == 0) {
+                result = strtoull(v, NULL, 10);
+                break;
+            }
+            h = strtok_r(NULL, " \n", &hs);
+            v = strtok_r(NULL, " \n", &vs);
+        }
+        break;
+    }
+    fclose(f);
+    return result;
+}

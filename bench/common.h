@@ -78,4 +78,18 @@ struct bench_row {
 void bench_print_table(const char *title, const char *unit, const char *ratio_label,
                        const struct bench_row *rows, size_t n);
 
+/*
+ * A counting allocator for rill_set_allocator(): each block carries its size in a header, so
+ * frees are subtracted exactly. Single-threaded (install it in the process that measures).
+ */
+void bench_count_allocator_install(void);
+/* Bytes rill holds now through the counting allocator. */
+size_t bench_live_bytes(void);
+
+/*
+ * The counter @p name of the @p section line pair ("TcpExt:", "Udp: ") of a /proc/net table
+ * (@p path: "/proc/net/netstat", "/proc/net/snmp") of this network namespace; 0 if absent.
+ */
+unsigned long long bench_proc_net_counter(const char *path, const char *section, const char *name);
+
 #endif

@@ -398,28 +398,7 @@ static void peer_sync(const struct bench *b)
 /* TcpExt ListenOverflows of this network namespace. */
 static unsigned long long listen_overflows(void)
 {
-    FILE *f = fopen("/proc/net/netstat", "r");
-    if (!f)
-        return 0;
-    static char head[8192], vals[8192];
-    unsigned long long result = 0;
-    while (fgets(head, sizeof head, f) && fgets(vals, sizeof vals, f)) {
-        if (strncmp(head, "TcpExt:", 7) != 0)
-            continue;
-        char *hs = NULL, *vs = NULL;
-        char *h = strtok_r(head, " \n", &hs), *v = strtok_r(vals, " \n", &vs);
-        while (h && v) {
-            if (strcmp(h, "ListenOverflows") == 0) {
-                result = strtoull(v, NULL, 10);
-                break;
-            }
-            h = strtok_r(NULL, " \n", &hs);
-            v = strtok_r(NULL, " \n", &vs);
-        }
-        break;
-    }
-    fclose(f);
-    return result;
+    return bench_proc_net_counter("/proc/net/netstat", "TcpExt:", "ListenOverflows");
 }
 
 /* ---- dnsmasq, answering DNS_NAME with 127.0.0.1 (TTL 300) ---- */
@@ -902,45 +881,6 @@ static bool variant_available(const struct bench *b, enum variant v)
 
 /* ---- memory, in forked children ---- */
 
-static size_t live_bytes;
-static const size_t header = sizeof(max_align_t);
-
-static void *count_alloc(size_t n)
-{
-    unsigned char *p = malloc(n + header);
-    if (!p)
-        return NULL;
-    memcpy(p, &n, sizeof n);
-    live_bytes += n;
-    return p + header;
-}
-
-static void count_free(void *q)
-{
-    if (!q)
-        return;
-    unsigned char *p = (unsigned char *)q - header;
-    size_t n;
-    memcpy(&n, p, sizeof n);
-    live_bytes -= n;
-    free(p);
-}
-
-static void *count_realloc(void *q, size_t n)
-{
-    if (!q)
-        return count_alloc(n);
-    unsigned char *p = (unsigned char *)q - header;
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *np = realloc(p, n + header);
-    if (!np)
-        return NULL;
-    memcpy(np, &n, sizeof n);
-    live_bytes = live_bytes - old + n;
-    return np + header;
-}
-
 static long rss_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -964,7 +904,7 @@ struct mem_result {
 
 static long mem_now(bool counting)
 {
-    return counting ? (long)live_bytes : rss_bytes();
+    return counting ? (long)bench_live_bytes() : rss_bytes();
 }
 
 static bool mem_counting;
@@ -981,7 +921,7 @@ static void mem_after_fill(struct run *r)
 static void mem_child(struct bench *b, enum variant v, bool counting, int out_fd)
 {
     if (counting)
-        rill_set_allocator(count_alloc, count_realloc, count_free);
+        bench_count_allocator_install();
     mem_counting = counting;
     b->ep = epoll_create1(EPOLL_CLOEXEC);
     if (b->ep < 0)
@@ -1014,7 +954,7 @@ static void mem_child(struct bench *b, enum variant v, bool counting, int out_fd
         else
             close(r.kept_fds[k]);
     }
-    mem_res.leaked = counting ? (long)live_bytes - mem_mark : 0;
+    mem_res.leaked = counting ? (long)bench_live_bytes() - mem_mark : 0;
     if (write(out_fd, &mem_res, sizeof mem_res) != (ssize_t)sizeof mem_res)
         _exit(1);
     _exit(0);

@@ -219,29 +219,7 @@ static int dns_answers(uint16_t port, const char *name)
 /* UDP datagrams dropped for a full receive buffer so far in this network namespace. */
 static unsigned long long udp_rcvbuf_errors(void)
 {
-    FILE *f = fopen("/proc/net/snmp", "r");
-    if (!f)
-        return 0;
-    char head[512], vals[512];
-    unsigned long long result = 0;
-    while (fgets(head, sizeof head, f) && fgets(vals, sizeof vals, f)) {
-        if (strncmp(head, "Udp: ", 5) != 0)
-            continue;
-        /* the column named RcvbufErrors in the header line gives the position */
-        char *hs = NULL, *vs = NULL;
-        char *h = strtok_r(head, " \n", &hs), *v = strtok_r(vals, " \n", &vs);
-        while (h && v) {
-            if (strcmp(h, "RcvbufErrors") == 0) {
-                result = strtoull(v, NULL, 10);
-                break;
-            }
-            h = strtok_r(NULL, " \n", &hs);
-            v = strtok_r(NULL, " \n", &vs);
-        }
-        break;
-    }
-    fclose(f);
-    return result;
+    return bench_proc_net_counter("/proc/net/snmp", "Udp: ", "RcvbufErrors");
 }
 
 /* Datagrams dropped so far at the UDP socket bound to 127.0.0.1:@p port (/proc/net/udp). */

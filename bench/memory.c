@@ -10,46 +10,6 @@
 
 #include "common.h"
 
-/* Each block carries its size in a header, so frees can be subtracted exactly. */
-static size_t live_bytes;
-static const size_t header = sizeof(max_align_t);
-
-static void *count_alloc(size_t n)
-{
-    unsigned char *p = malloc(n + header);
-    if (!p)
-        return NULL;
-    memcpy(p, &n, sizeof n);
-    live_bytes += n;
-    return p + header;
-}
-
-static void count_free(void *q)
-{
-    if (!q)
-        return;
-    unsigned char *p = (unsigned char *)q - header;
-    size_t n;
-    memcpy(&n, p, sizeof n);
-    live_bytes -= n;
-    free(p);
-}
-
-static void *count_realloc(void *q, size_t n)
-{
-    if (!q)
-        return count_alloc(n);
-    unsigned char *p = (unsigned char *)q - header;
-    size_t old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + header);
-    if (!r)
-        return NULL;
-    memcpy(r, &n, sizeof n);
-    live_bytes = live_bytes - old + n;
-    return r + header;
-}
-
 enum { DEPTH_TCP, DEPTH_BUFFERED, DEPTH_LINES };
 static const char *const names[] = { "tcp", "tcp > buffered(16384)",
                                      "tcp > buffered(16384) > lines(8192)" };
@@ -59,13 +19,13 @@ static void measure(rill_listener *l, int depth, size_t out[3])
 {
     rill_error err;
     rill_stream *c = NULL, *peer = NULL;
-    size_t before = live_bytes;
+    size_t before = bench_live_bytes();
     if (rill_tcp_connect_addr("127.0.0.1", rill_listener_port(l), NULL, &c, &err) != RILL_OK)
         bench_die("connect: %s", err.msg);
-    size_t client_end = live_bytes;
+    size_t client_end = bench_live_bytes();
     if (rill_accept(l, 5000, &peer, &err) != RILL_OK)
         bench_die("accept: %s", err.msg);
-    size_t peer_bytes = live_bytes - client_end; /* the server side is not counted */
+    size_t peer_bytes = bench_live_bytes() - client_end; /* the server side is not counted */
     rill_stream *top = c;
     if (depth >= DEPTH_BUFFERED)
         bench_check(
@@ -74,7 +34,7 @@ static void measure(rill_listener *l, int depth, size_t out[3])
     if (depth >= DEPTH_LINES)
         bench_check(rill_lines_new(top, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, 0, &top),
                     "rill_lines_new", c);
-    out[0] = live_bytes - before - peer_bytes;
+    out[0] = bench_live_bytes() - before - peer_bytes;
     /* One request/response so every buffer of the chain has been used. */
     bench_check(rill_write_all(top, "ping\n", 5, NULL), "write", top);
     bench_check(rill_flush(top), "flush", top);
@@ -88,16 +48,16 @@ static void measure(rill_listener *l, int depth, size_t out[3])
     } else {
         bench_check(rill_read_full(top, buf, 5, NULL), "read", top);
     }
-    out[1] = live_bytes - before - peer_bytes;
+    out[1] = bench_live_bytes() - before - peer_bytes;
     rill_shrink(top);
-    out[2] = live_bytes - before - peer_bytes;
+    out[2] = bench_live_bytes() - before - peer_bytes;
     rill_close(top);
     rill_close(peer);
 }
 
 int main(void)
 {
-    rill_set_allocator(count_alloc, count_realloc, count_free);
+    bench_count_allocator_install();
     rill_error err;
     rill_listener *l = NULL;
     if (rill_listen("127.0.0.1", 0, NULL, &l, &err) != RILL_OK)
@@ -114,5 +74,6 @@ int main(void)
     rill_listener_free(l);
     printf("goal: idle chain overhead (after shrink) <= 2048 bytes: %zu bytes, %s\n", idle_lines,
            idle_lines <= 2048 ? "PASS" : "MISS");
-    return live_bytes == 0 ? 0 : (fprintf(stderr, "leak: %zu bytes\n", live_bytes), 1);
+    return bench_live_bytes() == 0 ? 0
+                                   : (fprintf(stderr, "leak: %zu bytes\n", bench_live_bytes()), 1);
 }

@@ -27,8 +27,8 @@
 #include "resolver/resolver.h"
 
 #define MAX_IN_FLIGHT_CAP 16
-#define MIN_ATTEMPT_DELAY 10 /* RFC 8305 section 5: never below 10 ms */
-#define MAX_WAIT_FDS      (MAX_IN_FLIGHT_CAP + RILLI_DNS_MAX_FDS + 1)
+#define MIN_ATTEMPT_DELAY 10                      /* RFC 8305 section 5: never below 10 ms */
+#define MAX_WAIT_FDS      (MAX_IN_FLIGHT_CAP + 2) /* attempts, the resolver's and our eventfd */
 
 enum phase { PH_RACE, PH_TLS, PH_DONE };
 
@@ -253,11 +253,10 @@ static bool dns_pending(const rill_connect_op *op)
     return op->fam[0].lookup || op->fam[1].lookup;
 }
 
-/* Everything the op waits on now, DNS sockets first (*ndns of them); returns the count. */
-static size_t wanted_fds(rill_connect_op *op, struct pollfd *fds, size_t *ndns, int *dns_timeout)
+/* Everything the op waits on now; returns the count. */
+static size_t wanted_fds(rill_connect_op *op, struct pollfd *fds, int *dns_timeout)
 {
     size_t n = 0;
-    *ndns = 0;
     *dns_timeout = -1;
     if (op->phase == PH_TLS) {
         int fd = -1;
@@ -269,7 +268,9 @@ static size_t wanted_fds(rill_connect_op *op, struct pollfd *fds, size_t *ndns, 
     if (op->phase != PH_RACE)
         return 0;
     if (dns_pending(op)) {
-        n = *ndns = rilli_dns_wants(op->ctx, op->wakefd, fds, RILLI_DNS_MAX_FDS, dns_timeout);
+        int dns_fd = rilli_dns_wants(op->ctx, op->wakefd, dns_timeout);
+        if (dns_fd >= 0)
+            fds[n++] = (struct pollfd){ .fd = dns_fd, .events = POLLIN };
         if (op->wakefd >= 0)
             fds[n++] = (struct pollfd){ .fd = op->wakefd, .events = POLLIN };
     }
@@ -792,8 +793,7 @@ RILL_API rill_status rill_connect_poll_info(rill_connect_op *op, int *fd, short 
     }
     struct pollfd fds[MAX_WAIT_FDS];
     int dns_timeout = -1;
-    size_t ndns = 0;
-    size_t n = wanted_fds(op, fds, &ndns, &dns_timeout);
+    size_t n = wanted_fds(op, fds, &dns_timeout);
     int64_t now = rilli_now_ms(), wake = -1;
     if (op->phase == PH_RACE) {
         if (dns_timeout >= 0)
@@ -841,8 +841,7 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
     }
     struct pollfd fds[MAX_WAIT_FDS];
     int dns_timeout;
-    size_t ndns = 0;
-    size_t n = op->phase == PH_RACE ? wanted_fds(op, fds, &ndns, &dns_timeout) : 0;
+    size_t n = op->phase == PH_RACE ? wanted_fds(op, fds, &dns_timeout) : 0;
     if (n > 0 && poll(fds, n, 0) < 0 && errno != EINTR)
         return fail(op, err, RILL_E_IO, errno, "connect: poll failed");
     rill_status st = RILL_OK;

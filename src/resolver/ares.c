@@ -408,14 +408,12 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
     kick_driver(dns);
 }
 
-/* Under the lock: c-ares's sockets with their events, and the ms until its next timeout. */
-static nfds_t channel_wants(struct rilli_dns *dns, struct pollfd *pfd, int *timeout_ms)
+/* Under the lock: the ms until c-ares's next timeout (its sockets are all in dns->epfd). */
+static int channel_timeout(struct rilli_dns *dns)
 {
-    pfd[0] = (struct pollfd){ .fd = dns->epfd, .events = POLLIN };
     struct timeval maxtv = { .tv_sec = 3600 }, tv;
     struct timeval *tvp = ares_timeout(dns->channel, &maxtv, &tv);
-    *timeout_ms = (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
-    return 1;
+    return (int)(tvp->tv_sec * 1000 + (tvp->tv_usec + 999) / 1000);
 }
 
 /* c-ares's socket-state callback (under the lock): keep dns->epfd watching its sockets. */
@@ -436,8 +434,8 @@ static void sock_state(void *data, ares_socket_t s, int readable, int writable)
 /* Under the lock: process what c-ares's sockets have for it, and the timers that are due. */
 static void process_ready(struct rilli_dns *dns)
 {
-    struct epoll_event evs[RILLI_DNS_MAX_FDS];
-    int n = epoll_wait(dns->epfd, evs, RILLI_DNS_MAX_FDS, 0);
+    struct epoll_event evs[16]; /* c-ares has one socket per server and kind (UDP, TCP) */
+    int n = epoll_wait(dns->epfd, evs, (int)(sizeof evs / sizeof evs[0]), 0);
     for (int i = 0; i < n; i++) {
         bool rd = (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) != 0;
         bool wr = (evs[i].events & EPOLLOUT) != 0;
@@ -450,21 +448,19 @@ static void process_ready(struct rilli_dns *dns)
 /* Drive the channel once: wait (lock released) for its sockets or its next timeout. */
 static void drive_once(struct rilli_dns *dns, int64_t deadline)
 {
-    struct pollfd pfd[RILLI_DNS_MAX_FDS + 1];
-    int left = rilli_remaining_ms(deadline), wait_ms = -1;
-    nfds_t n = channel_wants(dns, pfd, &wait_ms);
-    if (left >= 0 && (wait_ms < 0 || left < wait_ms))
+    int left = rilli_remaining_ms(deadline), wait_ms = channel_timeout(dns);
+    if (left >= 0 && left < wait_ms)
         wait_ms = left;
-    pfd[n] = (struct pollfd){ .fd = dns->kick, .events = POLLIN };
+    struct pollfd pfd[2] = { { .fd = dns->epfd, .events = POLLIN },
+                             { .fd = dns->kick, .events = POLLIN } };
     pthread_mutex_unlock(&dns->lock);
-    int r = poll(pfd, n + 1, wait_ms);
+    (void)poll(pfd, 2, wait_ms); /* whatever it says, processing below finds what is due */
     pthread_mutex_lock(&dns->lock);
-    if (pfd[n].revents) {
+    if (pfd[1].revents) {
         uint64_t v;
         ssize_t got = read(dns->kick, &v, sizeof v);
         (void)got;
     }
-    (void)r;
     process_ready(dns);
 }
 
@@ -731,22 +727,22 @@ void rilli_dns_lookup_free(struct rilli_dns_lookup *lk)
     rilli_free(lk);
 }
 
-size_t rilli_dns_wants(rill_ctx *ctx, int wakefd, struct pollfd *fds, size_t cap, int *timeout_ms)
+int rilli_dns_wants(rill_ctx *ctx, int wakefd, int *timeout_ms)
 {
     struct rilli_dns *dns = rilli_ctx_dns(ctx);
-    struct pollfd all[RILLI_DNS_MAX_FDS];
     *timeout_ms = -1;
     if (wakefd < 0)
-        return 0;
+        return -1;
+    int fd = -1;
     pthread_mutex_lock(&dns->lock);
     if (dns->nb_driver < 0)
         dns->nb_driver = wakefd;
-    nfds_t n = dns->nb_driver == wakefd ? channel_wants(dns, all, timeout_ms) : 0;
+    if (dns->nb_driver == wakefd) {
+        fd = dns->epfd;
+        *timeout_ms = channel_timeout(dns);
+    }
     pthread_mutex_unlock(&dns->lock);
-    if (n > cap)
-        n = cap;
-    memcpy(fds, all, n * sizeof *fds);
-    return n;
+    return fd;
 }
 
 void rilli_dns_release(rill_ctx *ctx, int wakefd)

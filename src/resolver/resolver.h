@@ -163,10 +163,6 @@ void rilli_dns_free(struct rilli_dns *dns);
 
 /* ---- non-blocking lookups (ares.c), for the connect machine ---- */
 
-/* The most descriptors rilli_dns_wants() reports. */
-#define RILLI_DNS_MAX_FDS 16
-
-struct pollfd;
 struct rilli_dns_lookup;
 
 /*
@@ -190,12 +186,12 @@ bool rilli_dns_lookup_done(struct rilli_dns_lookup *lk, rill_status *st, const c
 void rilli_dns_lookup_free(struct rilli_dns_lookup *lk);
 
 /*
- * What the op with wake eventfd @p wakefd waits on for DNS: the resolver's descriptor (one
- * epoll descriptor over c-ares's sockets, open as long as the context) and the ms until its
- * next timer when this op is the one that drives DNS (one op at a time does, the first to ask),
- * else nothing (its eventfd wakes it). At most @p cap entries.
+ * What the op with wake eventfd @p wakefd waits on for DNS: when this op is the one that drives
+ * DNS (one op at a time does, the first to ask), the resolver's descriptor (one epoll
+ * descriptor over c-ares's sockets, open as long as the context; wait for POLLIN) with the ms
+ * until its next timer in *timeout_ms; else -1 (its eventfd wakes it) and *timeout_ms -1.
  */
-size_t rilli_dns_wants(rill_ctx *ctx, int wakefd, struct pollfd *fds, size_t cap, int *timeout_ms);
+int rilli_dns_wants(rill_ctx *ctx, int wakefd, int *timeout_ms);
 
 /* The op with @p wakefd stops waiting for DNS: if it drove, another waiting op takes over. */
 void rilli_dns_release(rill_ctx *ctx, int wakefd);

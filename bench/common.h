@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the benchmarks: raw loopback sockets for the baselines (and for the peer
  * that feeds or drains both sides of a comparison), a monotonic clock, statistics over repeated

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_connect: microseconds per connect over loopback TCP, in the same run:
  *   - raw connect(2) to 127.0.0.1 (the baseline; blocking socket, TCP_NODELAY like rill),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_dns: names per second resolving N distinct names (2,000 by default; A and AAAA each)
  * against a real dnsmasq that this program starts on 127.0.0.1 and a free high port, in the same

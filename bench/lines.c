@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_lines: lines per second over loopback TCP through `tcp > buffered > lines` with
  * rill_read_line(), against, in the same run:

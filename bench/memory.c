@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Heap bytes held by idle connections: rill's own allocations per chain, counted through
  * rill_set_allocator, for chains of growing depth, fresh, after traffic, and after rill_shrink.

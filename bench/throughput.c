@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_throughput: bulk loopback TCP through `tcp > buffered` against raw read(2)/write(2)
  * with the same buffer sizes, in the same run, both directions.

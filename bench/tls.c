@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench_tls: the tls layer against raw OpenSSL in the same run, over loopback TCP. The peer is
  * always raw OpenSSL in a thread pinned to another CPU, the same for both sides of a comparison.

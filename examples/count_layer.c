@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * count_layer — a decorator of your own, written only against <rill/stream.h>.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * https_get — fetch one resource over HTTPS and report what came back.
  *

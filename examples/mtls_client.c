@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * mtls_client — mutual TLS: present a client certificate, show what was agreed, read a reply.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * poll_clients — several HTTPS GETs at once, in one thread, driven by poll().
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Build every example against an INSTALLED rill and run each against local peers.
 #
 #   examples/run.sh PREFIX WORKDIR       rill installed in PREFIX; binaries, certificates, peer

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * smtp_peer — a tiny scripted SMTP-ish server with STARTTLS: rill's server side.
  *

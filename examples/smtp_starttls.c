@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * smtp_starttls — an SMTP-style STARTTLS client: plain exchange, then TLS on the same socket.
  *

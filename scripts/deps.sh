@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install the Debian packages a build needs, only those that are missing (root only).
 # Usage: scripts/deps.sh [test|demo|bench]   (sourced or run)
 set -euo pipefail

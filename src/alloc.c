@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one allocation hook of rill: every allocation of the library's own goes through here. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Status texts, error records and the errno vocabulary shared by all layers. */
 #include <errno.h>
 #include <stdio.h>

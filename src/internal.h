@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internal helpers shared across rill's own files (prefix rilli_). Not installed.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A small cache of reference-counted objects (TLS client sessions) for a rill_ctx, keyed by a
  * string the TLS room builds from host, port and config identity. It knows nothing of OpenSSL:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The stream core: dispatch through the layer vtables, wait for readiness under deadlines, keep
  * each layer's error slot, and walk chains for flush, shutdown, close and introspection.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Allocation failure: the N-th allocation fails, for every N over a whole client conversation
  * (connect, TLS client, buffered, lines, handshake, a line each way, close) and over the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The buffered decorator over real sockets: read-ahead and write-behind, peek and unread, the
  * bulk bypass in both directions, flush before read, shrink, EOF and half-close, timeouts in

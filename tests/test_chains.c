@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Chains: echo through every combination of transport and decorator stack, a bulk transfer
  * through `tcp > buffered` against a raw socket, descriptor accounting over many open/close

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rill_connect by name (src/resolver/connect.c) against rill listeners on 127.0.0.1 and ::1 and
  * names served by a real dnsmasq: the first family refusing and the second accepting without a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Big-endian integer helpers over real TCP streams, raw and buffered. */
 #include <poll.h>
 #include <string.h>

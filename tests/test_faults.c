@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Faults under every layer (tests/support/faulty.c): reads in 1-byte and random pieces, short
  * writes, injected WANTs, a reset at a chosen byte and a stall, below buffered, lines and TLS

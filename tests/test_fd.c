@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The fd transport (src/transport/fd.c, fdio.c): pipes, socketpairs and files wrapped as
  * streams; ownership of the descriptors; SIGPIPE; deadlines on descriptors whose flags rill must

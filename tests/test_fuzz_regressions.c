@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Findings of the fuzz targets (tests/fuzz/), replayed as ordinary tests over real sockets.
  * The raw crash inputs are also kept in tests/fuzz/regressions/<target>/ and run by the

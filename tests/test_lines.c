@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The lines decorator over real sockets: every line-ending mode, table-driven and fed in
  * different splits (all at once, one byte at a time, random chunks from a thread), the line

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * TCP listeners (src/transport/listen.c) on 127.0.0.1 and ::1: ports, accept deadlines, options
  * handed to accepted streams, address-in-use errors, invalid arguments, poll integration.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Happy Eyeballs against an address that never answers. The test runs in a child inside a
  * private network namespace of its own: a veth pair (both ends in that namespace), fd00::1 on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Regression tests for defects found in review, each written as the behaviour the contract
  * promises (every one failed, or hung into its watchdog, on the code as reviewed).

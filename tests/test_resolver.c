@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The context and resolver (src/ctx.c, src/resolver/ares.c, dns_cache.c, addr.c) against a real
  * dnsmasq on 127.0.0.1: each record type, family selection, the TTL cache and its cap, negative

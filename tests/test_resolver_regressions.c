@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Regression tests for review findings in src/resolver (ares.c, connect.c); each test states what
  * it guards. */
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rillcat end to end: the real binary (RILL_TEST_BINARY_DIR/tools/rillcat) as a child process,
  * against peers on 127.0.0.1 made with rill's own listener and rill_tls_server (scripted in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The stream core (src/stream.c, error.c, alloc.c) through the public API and through small
  * layers written here against <rill/stream.h>: a socket transport "raw", a pass-through "pass"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The tcp transport (src/transport/tcp.c, sock.c, fdio.c) over loopback only: 127.0.0.1 and ::1,
  * peers made with rill's own listener. Connection errors, half-close, resets, deadlines, socket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The TLS layer (src/transport/tls.c, tls_config.c) against two real peers on 127.0.0.1: an
  * `openssl s_server` child process and rill's own TLS server in a thread. Certificates are made

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * One rill_ctx and one rill_tls_config shared by many threads at once (src/transport/tls*.c,
  * src/session_cache.c): concurrent verified connects with session resumption from the shared

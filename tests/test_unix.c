@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The unix transport and Unix listeners (src/transport/unix.c, sock.c, listen.c): path sockets
  * in a private mkdtemp directory and Linux abstract sockets named after the test's pid.

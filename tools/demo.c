@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * `rillcat --demo` (see demo.h): the first thing a newcomer runs. Public rill API only, apart
  * from making the throwaway certificates (democert.c).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * `rillcat --demo`: a local rill TLS listener and a client talking to it through
  * tcp > tls > buffered > lines, then a STARTTLS upgrade, with both chains, the TLS facts and

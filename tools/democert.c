@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Throwaway certificates for the demo, made with OpenSSL's API (see democert.h for why this file
  * is the one exception to rillcat's public-API-only rule).

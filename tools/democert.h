@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Throwaway certificates for `rillcat --demo`, made in memory with OpenSSL.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rillcat — the library's face on the command line, built only from the public API (rill.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rill — stackable network streams for C.
  *

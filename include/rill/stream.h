@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rill/stream.h — for implementers of layers (transports and decorators).
  *

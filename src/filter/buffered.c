@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The buffered decorator: a read-ahead buffer (with peek and unread) and a write-behind buffer
  * over any stream.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Big-endian integer helpers over any stream (network byte order framing). */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Host and address handling for the resolver: syntax checks, numeric parsing, ordering. */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Internal interface of the context and resolver rooms: src/ctx.c (the context), addr.c (host
  * syntax, numeric addresses, ordering), dns_cache.c (the DNS cache), ares.c (the c-ares driver

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The fd transport: any descriptor pair (a socket, a pipe, stdin/stdout, a file). The
  * descriptors' flags are never changed, since they may be shared with other processes

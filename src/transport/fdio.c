@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Reading and writing a descriptor on behalf of a transport layer. The transports keep their
  * sockets in blocking mode and choose per call: a call that may block goes to the kernel as is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Listening sockets (TCP on a numeric address, Unix path or abstract name) and accept. */
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * What the socket transports (tcp, unix) share: address parsing and formatting, the connect
  * under a deadline, and the stream ops over a connected socket.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The tcp transport: a connected TCP socket. Connects to numeric addresses only. */
 #include <errno.h>
 #include <stdio.h>

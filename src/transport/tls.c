@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The tls layer: OpenSSL over any rill stream, client or server.
  *

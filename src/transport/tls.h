@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Private interface of the TLS room (tls_config.c, tls.c). The only rill files that include
  * OpenSSL headers are this room's.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * rill_tls_config: one SSL_CTX per config, built by the setters and frozen on first use. The
  * trust store lives in the SSL_CTX, so it is parsed once per config, not per connection.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The unix transport: a connected AF_UNIX stream socket (path or Linux abstract name). */
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A program built against the installed library, as users build theirs. */
 #include <rill/rill.h>
 #include <stdio.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install rill from build dir $1 into a temporary prefix, then build and run a consumer with
 # pkg-config (shared and static) and with CMake find_package(rill).
 set -euo pipefail

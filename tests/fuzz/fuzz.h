@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared pieces of the fuzz targets: how an input is split, the memory transport the targets
  * stack rill's layers on, and the check macro.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_buffered: the buffered decorator over the memory transport, driven through a mix of
  * rill_read, rill_read_full, rill_peek, rill_unread (of bytes just read, of bytes inside a peeked

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The certificate and key of the TLS fuzz targets: a self-signed EC P-256 certificate for
  * fuzz.rill.test (and IP 127.0.0.1), valid until 2126, made with

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_lines: the line decorator over the memory transport, with arbitrary bytes, arbitrary
  * read boundaries, each EOL mode and limit, blocking or non-blocking (injected WANTs), and a

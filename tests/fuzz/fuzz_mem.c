@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Input splitting and the memory transport of the fuzz targets (see fuzz.h). */
 #include <string.h>
 

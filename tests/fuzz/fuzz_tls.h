@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The driver shared by fuzz_tls_client and fuzz_tls_server: a TLS layer over the memory
  * transport, non-blocking, fed the input's data as the peer's bytes (in pieces and with WANTs

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_tls_client: a TLS client fed arbitrary "server" bytes through the memory transport
  * (see fuzz_tls.h for the input layout and what is checked). Configs: 0 insecure (no chain

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_tls_server: a TLS server (the embedded test certificate) fed arbitrary "client" bytes
  * through the memory transport (see fuzz_tls.h for the input layout and what is checked).

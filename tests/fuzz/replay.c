@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The plain driver of a fuzz target: runs every file named on the command line, or found in a
  * directory named there, through LLVMFuzzerTestOneInput() once, so the corpus and the crash

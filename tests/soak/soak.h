@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Shared helpers of the soak programs (tests/soak/): plain C programs, one per scenario, that
  * print their figures and exit non-zero on failure. They run only under the ctest label "soak"

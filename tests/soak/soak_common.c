@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared helpers of the soak programs; see soak.h. */
 #include "soak.h"
 

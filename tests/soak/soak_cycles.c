@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak_cycles — sequential connect / TLS handshake / small exchange / close cycles, with the
  * process's resident memory and descriptors sampled after a warm-up and at the end.

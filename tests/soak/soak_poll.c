@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak_poll — many concurrent non-blocking TLS connections, multiplexed with poll() on both ends.
  *

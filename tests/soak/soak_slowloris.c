@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * soak_slowloris — slow peers (one byte per second) must not hold up the other connections of
  * a server built on rill's non-blocking API.

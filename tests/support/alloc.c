@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A counting allocator for rill_set_allocator: live bytes, and failure of the N-th allocation. */
 #include <stdlib.h>
 #include <string.h>

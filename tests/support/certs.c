@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Certificates for the TLS suites, made by one shell script that runs the openssl command line
  * tool in a fresh directory. See certs.h.

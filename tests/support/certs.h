@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Certificates for the TLS suites, made at test time with the openssl command line tool (EC
  * P-256 keys, SHA-256 signatures) in a private directory under /tmp:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * DNS peers for the suites: dnsmasq as a child process, a silent server, a delaying relay, a
  * scripted server with one answer for every name. Loopback only. See dns.h.

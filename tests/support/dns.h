@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * DNS peers for the resolver and connect suites, all on 127.0.0.1 and a free high port:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The fault-injecting test layer (see faulty.h). */
 #include <stdbool.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A fault-injecting layer for tests, written only against <rill/stream.h>: stacked on a real
  * transport, it delivers reads in pieces of 1 byte or of random sizes, accepts short writes,

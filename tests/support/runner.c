@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* main() shared by every suite: runs the suite defined by the test file, exits non-zero on failure.
  */
 #include <check.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * TLS peers for the TLS suites: openssl s_server as a child process, and rill listeners in a
  * thread that accept and stay silent or answer with bytes that are not TLS. See sserver.h.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * TLS peers for the TLS suites, on 127.0.0.1 and a free port:
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
 #include <valgrind/valgrind.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Test support shared by the suites: real peers on loopback, descriptor counting, helpers.
  * Everything here talks to real sockets; nothing mocks the network.

@@ -5,6 +5,7 @@
 #ifndef RILL_INTERNAL_H
 #define RILL_INTERNAL_H
 
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -76,13 +77,14 @@ rill_error *rilli_stream_errslot(rill_stream *s);
 /*
  * Descriptor I/O shared by the fd, tcp and unix transports. Sockets use recv/send with
  * MSG_NOSIGNAL, and MSG_DONTWAIT unless the call may block; other descriptors are polled first
- * when the call may not block, and SIGPIPE is kept from the process. @p where names the
- * endpoints for messages ("127.0.0.1:40112 > 127.0.0.1:8443").
+ * when the call may not block, and SIGPIPE is kept from the process. @p where writes the
+ * endpoints for a message ("127.0.0.1:40112 > 127.0.0.1:8443"), called only on an error.
  */
-rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *where, void *buf,
+typedef void (*rilli_where_fn)(const rill_stream *s, char *buf, size_t cap);
+rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, rilli_where_fn where, void *buf,
                           size_t len, size_t *n);
-rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where, const void *buf,
-                           size_t len, size_t *n);
+rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, rilli_where_fn where,
+                           const void *buf, size_t len, size_t *n);
 
 /* Copy the error of stream @p s into @p err (may be NULL); returns the code. */
 rill_status rilli_error_from_stream(rill_error *err, const rill_stream *s);
@@ -107,7 +109,14 @@ struct sockaddr;
 struct rilli_sock {
     int fd;
     bool accepted;
-    char where[128]; /* endpoints for messages and describe */
+    bool is_unix;
+    bool nonblock;     /* O_NONBLOCK still set from the connect: cleared before a blocking call */
+    uint16_t peer_len; /* of peer; 0: not known (then asked of the kernel when needed) */
+    union {            /* the peer of a tcp socket, kept to name it after a reset */
+        struct sockaddr_in v4;
+        struct sockaddr_in6 v6;
+    } peer;
+    char unix_where[]; /* unix: the endpoint text, made at the start (NUL-terminated) */
 };
 
 extern const struct rill_stream_ops rilli_tcp_ops;
@@ -115,10 +124,20 @@ extern const struct rill_stream_ops rilli_unix_ops;
 
 /*
  * Make a socket transport of kind @p ops around connected socket @p fd (taking it over on
- * RILL_OK; on error the caller still closes it), applying @p opts (NULL: defaults).
+ * RILL_OK; on error the caller still closes it), applying @p opts (NULL: defaults). The
+ * endpoints are formatted only when a message or rill_describe() needs them.
  */
 rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accepted,
                            const rill_connect_opts *opts, rill_stream **out, rill_error *err);
+/*
+ * The same for a socket whose peer address @p peer (@p peer_len bytes, an AF_INET or AF_INET6
+ * address) the caller knows, which spares the kernel questions; @p nonblock: @p fd still has
+ * O_NONBLOCK set (from a non-blocking connect), cleared by the layer before its first blocking
+ * call.
+ */
+rill_status rilli_sock_new_peer(const struct rill_stream_ops *ops, int fd, bool accepted,
+                                const struct sockaddr *peer, unsigned peer_len, bool nonblock,
+                                const rill_connect_opts *opts, rill_stream **out, rill_error *err);
 rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n);
 rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n);
 rill_status rilli_sock_shutdown(rill_stream *s);
@@ -128,11 +147,18 @@ size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len);
 
 /*
  * Create a socket for @p sa and connect it within @p timeout_ms (-1: no limit). On RILL_OK
- * *fd is a connected, blocking, close-on-exec socket. Messages read
+ * *fd is a connected, close-on-exec socket, still in non-blocking mode (see
+ * rilli_sock_new_peer). Messages read
  * "<kind>: connect to <display> failed: <reason>".
  */
 rill_status rilli_sock_connect(const char *kind, const char *display, const struct sockaddr *sa,
                                unsigned sa_len, int timeout_ms, int *fd, rill_error *err);
+
+/*
+ * Where the non-blocking connect of @p fd to @p sa stands, asked by connecting again: 0
+ * connected, EALREADY still going, else the errno that ended it (ECONNREFUSED, ...).
+ */
+int rilli_connect_probe(int fd, const struct sockaddr *sa, unsigned sa_len);
 
 /* RILL_E_INVALID (with "<kind>: " message) unless every timeout in @p opts is >= -1. */
 rill_status rilli_check_connect_opts(const char *kind, const rill_connect_opts *opts,

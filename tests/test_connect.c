@@ -7,6 +7,8 @@
  * behind after a thousand failures. Loopback only.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -782,6 +784,80 @@ START_TEST(test_connect_opts_defaults)
 }
 END_TEST
 
+/* The peer of test_blocking_after_nonblocking_connect: writes once, late. */
+struct late_writer {
+    rill_stream *server;
+    rill_status st;
+};
+
+static void *write_late(void *arg)
+{
+    struct late_writer *w = arg;
+    usleep(150 * 1000);
+    size_t n = 0;
+    w->st = rill_write(w->server, "late", 4, &n);
+    return NULL;
+}
+
+/*
+ * A connect leaves its socket non-blocking (the connect itself is one); the stream clears
+ * O_NONBLOCK before its first call that may block, so a blocking read still waits for data
+ * that comes late (it must not answer WANT or fail), and a stream only ever used without
+ * blocking never pays for the switch. Numeric rill_connect, rill_tcp_connect_addr, and a name.
+ */
+START_TEST(test_blocking_after_nonblocking_connect)
+{
+    rill_listener *l = NULL;
+    rill_error err;
+    ck_assert_int_eq(rill_listen("127.0.0.1", 0, NULL, &l, &err), RILL_OK);
+    uint16_t port = rill_listener_port(l);
+    rill_ctx *ctx = NULL;
+    if (_i == 2) { /* by name: the context's override answers it */
+        rill_ctx_opts co;
+        rill_ctx_opts_init(&co);
+        const char *overrides[] = { "late.rill.test:*:127.0.0.1", NULL };
+        co.overrides = overrides;
+        co.dns_servers = "127.0.0.1:9";
+        ck_assert_int_eq(rill_ctx_new(&co, &ctx, &err), RILL_OK);
+    }
+    rill_stream *c = NULL;
+    rill_status st =
+        _i == 1 ? rill_tcp_connect_addr("127.0.0.1", port, NULL, &c, &err)
+                : rill_connect(ctx, _i == 2 ? "late.rill.test" : "127.0.0.1", port, NULL, &c, &err);
+    ck_assert_msg(st == RILL_OK, "connect: %s", err.msg);
+    rill_stream *server = NULL;
+    ck_assert_int_eq(rill_accept(l, 2000, &server, &err), RILL_OK);
+    int fd = rill_fd(c);
+    ck_assert_int_ne(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+
+    /* Non-blocking use: WANT, and the descriptor stays as it is. */
+    ck_assert_int_eq(rill_set_timeouts(c, 0, 0), RILL_OK);
+    char buf[8];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read(c, buf, sizeof buf, &n), RILL_WANT_READ);
+    ck_assert_int_ne(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+
+    /* Blocking use: the read waits for the late bytes. */
+    ck_assert_int_eq(rill_set_timeouts(c, RILL_TIMEOUT_NONE, RILL_TIMEOUT_NONE), RILL_OK);
+    struct late_writer w = { server, RILL_E_IO };
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, write_late, &w), 0);
+    st = rill_read_full(c, buf, 4, &n);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(w.st, RILL_OK);
+    ck_assert_msg(st == RILL_OK, "read: %s", rill_errmsg(c));
+    ck_assert_uint_eq(n, 4);
+    ck_assert_int_eq(memcmp(buf, "late", 4), 0);
+    ck_assert_int_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    rt_transfer(c, server, 100000, 3); /* and both ways after it */
+    rt_transfer(server, c, 100000, 4);
+    ck_assert_int_eq(rill_close(server), RILL_OK);
+    ck_assert_int_eq(rill_close(c), RILL_OK);
+    rill_ctx_free(ctx);
+    rill_listener_free(l);
+}
+END_TEST
+
 /* ---- adopting a socket connected by the application ---- */
 
 START_TEST(test_tcp_adopt)
@@ -995,6 +1071,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_invalid_args, 0, N(bad_args));
     tcase_add_test(tc, test_connect_opts_defaults);
     tcase_add_test(tc, test_tcp_adopt);
+    tcase_add_loop_test(tc, test_blocking_after_nonblocking_connect, 0, 3);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("leaks");

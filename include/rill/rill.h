@@ -284,7 +284,10 @@ RILL_API const char *rill_kind(const rill_stream *s);
 
 /**
  * The descriptor at the bottom of the chain (for poll or socket options), or -1 if none.
- * Ownership stays with the stream: do not close it.
+ * Ownership stays with the stream: do not close it, and do not change its file status flags.
+ * A socket made by a connect (rill_connect(), rill_tcp_connect_addr(), the connect op) keeps
+ * the O_NONBLOCK flag of its connect until the stream's first call that may block clears it;
+ * the stream's own calls never depend on that flag.
  */
 RILL_API int rill_fd(rill_stream *s);
 

@@ -14,7 +14,6 @@
  * descriptor of the op's own when there are several) and for how long.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,14 +47,15 @@ struct fam {
 
 struct attempt {
     int fd;
-    int family;
-    char text[56];
+    const rill_addr *addr; /* in its family's addrs, which live as long as the op */
 };
 
 struct rill_connect_op {
     rill_ctx *ctx;
     char *host;
     uint16_t port;
+    bool literal; /* host is an IP address: literal_ip */
+    struct rilli_ip literal_ip;
     rill_connect_opts opts; /* tls_servername points at servername */
     char *servername;
     int64_t start_ms;
@@ -71,10 +71,10 @@ struct rill_connect_op {
     char failures[RILL_ERRMSG_MAX];
     size_t failures_len;
     rill_status worst;
-    char winner[56];
-    rill_stream *stream; /* the winner's transport, then the TLS layer in its handshake */
-    int wakefd;          /* eventfd: a lookup of ours answered by someone else's processing */
-    int epfd;            /* our own epoll descriptor, made when several descriptors wait */
+    const rill_addr *winner; /* the attempt that connected */
+    rill_stream *stream;     /* the winner's transport, then the TLS layer in its handshake */
+    int wakefd;              /* eventfd: a lookup of ours answered by someone else's processing */
+    int epfd;                /* our own epoll descriptor, made when several descriptors wait */
     struct pollfd registered[MAX_WAIT_FDS]; /* what epfd watches */
     size_t nregistered;
     rill_status setup_failed; /* poll_info could not set up epfd: the next step says so */
@@ -85,14 +85,19 @@ struct rill_connect_op {
 
 /* ---- events and messages ---- */
 
-static void emit(const rill_connect_op *op, rill_connect_event_type type, const char *addr,
+/* Addresses are formatted only when something shows them (an event, a message). */
+static const char *text_of(const rill_addr *a)
+{
+    return rilli_addr_text((rill_addr *)(uintptr_t)a); /* the op's own array */
+}
+
+static void emit(const rill_connect_op *op, rill_connect_event_type type, const rill_addr *addr,
                  size_t count, rill_status status, const char *message, int family)
 {
     if (!op->opts.on_event)
         return;
-    rill_connect_event ev = {
-        type, op->host, addr, count, status, message, rilli_now_ms() - op->start_ms, family
-    };
+    rill_connect_event ev = { type,   op->host, addr ? text_of(addr) : NULL,   count,
+                              status, message,  rilli_now_ms() - op->start_ms, family };
     op->opts.on_event(op->opts.on_event_arg, &ev);
 }
 
@@ -138,14 +143,14 @@ static void add_failure(rill_connect_op *op, const char *fmt, ...)
 static void record_attempt_failure(rill_connect_op *op, const struct attempt *a, int errnum)
 {
     char ip[64];
-    ip_text(a->text, ip, sizeof ip);
+    ip_text(text_of(a->addr), ip, sizeof ip);
     const char *why = rilli_errno_text(errnum);
     add_failure(op, "%s: %s", ip, why);
     rill_status st = rilli_status_from_errno(errnum);
     /* Refused everywhere is "refused"; anything else makes the whole a connect failure. */
     if (op->worst == RILL_OK || (op->worst == RILL_E_REFUSED && st != RILL_E_REFUSED))
         op->worst = st == RILL_E_REFUSED ? RILL_E_REFUSED : RILL_E_CONNECT;
-    emit(op, RILL_EV_ATTEMPT_FAILED, a->text, 0, st, why, a->family);
+    emit(op, RILL_EV_ATTEMPT_FAILED, a->addr, 0, st, why, a->addr->family);
 }
 
 /* What the lookups did, for messages: "A: no answer, AAAA: server failure". */
@@ -364,15 +369,14 @@ static rill_status start_attempt(rill_connect_op *op, struct fam *f, int *connec
                                  rill_error *err)
 {
     const rill_addr *a = &f->addrs[f->next++];
-    struct attempt at = { .fd = -1, .family = a->family };
-    snprintf(at.text, sizeof at.text, "%s", a->text);
+    struct attempt at = { .fd = -1, .addr = a };
     op->last_family = a->family;
     op->attempts++;
     if (!op->resolved_sent) {
         op->resolved_sent = true;
         emit(op, RILL_EV_RESOLVED, NULL, op->fam[0].count + op->fam[1].count, RILL_OK, NULL, 0);
     }
-    emit(op, RILL_EV_ATTEMPT, at.text, 0, RILL_OK, NULL, at.family);
+    emit(op, RILL_EV_ATTEMPT, a, 0, RILL_OK, NULL, a->family);
     at.fd =
         socket(a->family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (at.fd < 0) {
@@ -388,7 +392,7 @@ static rill_status start_attempt(rill_connect_op *op, struct fam *f, int *connec
     }
     if (connect(at.fd, (const struct sockaddr *)(const void *)a->sa, a->sa_len) == 0) {
         *connected_fd = at.fd;
-        snprintf(op->winner, sizeof op->winner, "%s", at.text);
+        op->winner = a;
         return RILL_OK;
     }
     int e = errno;
@@ -412,11 +416,13 @@ static rill_status take_answer(rill_connect_op *op, struct fam *f, rill_status s
     f->done = true;
     f->status = st;
     f->at_ms = elapsed(op);
-    snprintf(f->reason, sizeof f->reason, "%s", reason ? reason : "");
+    size_t rn = reason ? strnlen(reason, sizeof f->reason - 1) : 0; /* no printf: hot path */
+    memcpy(f->reason, reason ? reason : "", rn);
+    f->reason[rn] = '\0';
     if (st == RILL_OK && n > 0) {
         rill_error scratch;
-        rill_status built = rilli_addrs_build(op->host, ips, n, op->port, f->family, &f->addrs,
-                                              &f->count, &scratch);
+        rill_status built = rilli_addrs_build_ex(op->host, ips, n, op->port, f->family, false,
+                                                 &f->addrs, &f->count, &scratch);
         if (built == RILL_E_NOMEM)
             return fail(op, err, built, 0, "connect: %.100s:%u: out of memory", op->host, op->port);
         if (built != RILL_OK)
@@ -431,14 +437,9 @@ static rill_status take_answer(rill_connect_op *op, struct fam *f, rill_status s
 
 /* ---- the steps ---- */
 
-static rill_status dns_step(rill_connect_op *op, rill_error *err)
+/* Take the answers of the lookups that are done. */
+static rill_status take_done(rill_connect_op *op, rill_error *err)
 {
-    if (op->wakefd >= 0) {
-        uint64_t v;
-        ssize_t r = read(op->wakefd, &v, sizeof v); /* reset; EAGAIN when not signalled */
-        (void)r;
-    }
-    rilli_dns_process(op->ctx);
     for (int i = 0; i < 2; i++) {
         struct fam *f = &op->fam[i];
         rill_status st;
@@ -453,6 +454,23 @@ static rill_status dns_step(rill_connect_op *op, rill_error *err)
         if (st != RILL_OK)
             return st;
     }
+    return RILL_OK;
+}
+
+static rill_status dns_step(rill_connect_op *op, rill_error *err)
+{
+    if (op->wakefd >= 0) {
+        uint64_t v;
+        ssize_t r = read(op->wakefd, &v, sizeof v); /* reset; EAGAIN when not signalled */
+        (void)r;
+    }
+    rill_status st = take_done(op, err); /* answered from the cache: nothing to ask the kernel */
+    if (st == RILL_OK && dns_pending(op)) {
+        rilli_dns_process(op->ctx);
+        st = take_done(op, err);
+    }
+    if (st != RILL_OK)
+        return st;
     if (!dns_pending(op))
         drop_lookups(op);
     return RILL_OK;
@@ -460,7 +478,7 @@ static rill_status dns_step(rill_connect_op *op, rill_error *err)
 
 static int winner_family(const rill_connect_op *op)
 {
-    return op->winner[0] == '[' ? 6 : 4;
+    return op->winner->family;
 }
 
 /* The winner: close the others, make the stream, start TLS if asked. */
@@ -470,17 +488,14 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
     while (op->in_flight > 0)
         close_attempt(op, op->in_flight - 1);
     drop_lookups(op);
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
-        int e = errno;
-        close(fd);
-        return fail(op, err, RILL_E_IO, e, "connect: %.100s:%u: fcntl", op->host, op->port);
-    }
     rill_connect_opts so = op->opts;
     if (op->opts.tls)
         so.read_timeout_ms = so.write_timeout_ms = 0; /* the handshake runs in steps */
     rill_stream *s = NULL;
-    rill_status st = rilli_sock_new(&rilli_tcp_ops, fd, false, &so, &s, &op->err);
+    /* The descriptor stays non-blocking until the stream first blocks (one fcntl then). */
+    rill_status st = rilli_sock_new_peer(&rilli_tcp_ops, fd, false,
+                                         (const struct sockaddr *)(const void *)op->winner->sa,
+                                         op->winner->sa_len, true, &so, &s, &op->err);
     if (st != RILL_OK) {
         close(fd);
         return finish(op, st, err);
@@ -537,11 +552,11 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
             return fail(op, err, RILL_E_TIMEOUT, 0,
                         "connect: %.100s:%u: timed out after %d ms in the TLS handshake with "
                         "%s",
-                        op->host, op->port, op->opts.timeout_ms, op->winner);
+                        op->host, op->port, op->opts.timeout_ms, text_of(op->winner));
         }
         for (size_t i = 0; i < op->in_flight; i++) {
             char ip[64];
-            ip_text(op->live[i].text, ip, sizeof ip);
+            ip_text(text_of(op->live[i].addr), ip, sizeof ip);
             add_failure(op, "%s: no answer yet", ip);
         }
         return fail(op, err, RILL_E_TIMEOUT, 0,
@@ -572,30 +587,26 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
                 family_failed ? dns : "", family_failed ? ")" : "");
 }
 
-static rill_status race_step(rill_connect_op *op, struct pollfd *fds, size_t n, rill_error *err)
+static rill_status race_step(rill_connect_op *op, rill_error *err)
 {
-    /* Attempts that finished, as poll saw them. */
-    for (size_t j = 0; j < n; j++) {
-        if (!(fds[j].revents & (POLLOUT | POLLERR | POLLHUP)))
+    /* Attempts that finished. */
+    for (size_t i = 0; i < op->in_flight;) {
+        const rill_addr *a = op->live[i].addr;
+        int e = rilli_connect_probe(op->live[i].fd, (const struct sockaddr *)(const void *)a->sa,
+                                    a->sa_len);
+        if (e == EALREADY) {
+            i++;
             continue;
-        for (size_t i = 0; i < op->in_flight; i++) {
-            if (op->live[i].fd != fds[j].fd)
-                continue;
-            int soerr = 0;
-            socklen_t len = sizeof soerr;
-            if (getsockopt(op->live[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-                soerr = errno;
-            if (soerr == 0) {
-                int fd = op->live[i].fd;
-                snprintf(op->winner, sizeof op->winner, "%s", op->live[i].text);
-                op->live[i] = op->live[--op->in_flight];
-                return won(op, fd, err);
-            }
-            record_attempt_failure(op, &op->live[i], soerr);
-            close_attempt(op, i);
-            op->next_at_ms = 0;
-            break;
         }
+        if (e == 0) {
+            int fd = op->live[i].fd;
+            op->winner = op->live[i].addr;
+            op->live[i] = op->live[--op->in_flight];
+            return won(op, fd, err);
+        }
+        record_attempt_failure(op, &op->live[i], e);
+        close_attempt(op, i); /* moves the last one into slot i */
+        op->next_at_ms = 0;
     }
     /* New attempts: when RFC 8305 allows, the in-flight cap has room and the delay is over. */
     size_t cap = op->opts.max_in_flight > MAX_IN_FLIGHT_CAP ? MAX_IN_FLIGHT_CAP
@@ -652,10 +663,10 @@ static char *copy_str(const char *s)
 /* Start the lookups (or take the answer an IP literal, override, cache or localhost gives). */
 static rill_status begin(rill_connect_op *op, rill_error *err)
 {
-    struct rilli_ip ip;
     const struct rilli_ip *ips = NULL;
     size_t count = 0;
-    if (rilli_ip_parse(op->host, &ip)) {
+    const struct rilli_ip ip = op->literal_ip;
+    if (op->literal) {
         /* An IP literal is its own answer, of its own family alone. */
         ips = &ip;
         count = 1;
@@ -732,11 +743,14 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "connect: resolution_delay_ms %d is negative",
                                opts->resolution_delay_ms);
-    st = rilli_host_check(host, port, err);
-    if (st != RILL_OK)
-        return st;
     struct rilli_ip ip;
-    if (!ctx && !rilli_ip_parse(host, &ip) && !rilli_is_localhost(host))
+    bool literal = host && rilli_ip_parse(host, &ip); /* parsed once: the numeric fast path */
+    if (!literal || port == 0) {
+        st = rilli_host_check(host, port, err);
+        if (st != RILL_OK)
+            return st;
+    }
+    if (!ctx && !literal && !rilli_is_localhost(host))
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "connect: \"%.100s\" is a name and no context was given to "
                                "resolve it",
@@ -748,6 +762,9 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     if (ctx)
         rilli_ctx_ref(ctx);
     op->port = port;
+    op->literal = literal;
+    if (literal)
+        op->literal_ip = ip;
     op->opts = *opts;
     op->wakefd = op->epfd = -1;
     op->start_ms = rilli_now_ms();
@@ -772,7 +789,7 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
      * outcome, a failure included, is the first step's to report. */
     st = begin(op, NULL);
     if (st == RILL_OK && op->phase == PH_RACE)
-        (void)race_step(op, NULL, 0, NULL);
+        (void)race_step(op, NULL);
     *out = op;
     return RILL_OK;
 }
@@ -839,16 +856,11 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
         op->delivered = true;
         return finish(op, op->setup_failed, err);
     }
-    struct pollfd fds[MAX_WAIT_FDS];
-    int dns_timeout;
-    size_t n = op->phase == PH_RACE ? wanted_fds(op, fds, &dns_timeout) : 0;
-    if (n > 0 && poll(fds, n, 0) < 0 && errno != EINTR)
-        return fail(op, err, RILL_E_IO, errno, "connect: poll failed");
     rill_status st = RILL_OK;
     if (op->phase == PH_RACE && dns_pending(op))
         st = dns_step(op, err);
     if (st == RILL_OK && op->phase == PH_RACE)
-        st = race_step(op, fds, n, err);
+        st = race_step(op, err);
     if (st == RILL_OK && op->phase == PH_TLS)
         st = tls_step(op, err);
     if (op->phase == PH_DONE) {

@@ -101,7 +101,7 @@ size_t rilli_loopback_ips(struct rilli_ip ips[2])
     return 2;
 }
 
-static void fill_addr(rill_addr *a, const struct rilli_ip *ip, uint16_t port)
+static void fill_addr(rill_addr *a, const struct rilli_ip *ip, uint16_t port, bool text)
 {
     memset(a, 0, sizeof *a);
     a->family = ip->family;
@@ -122,12 +122,27 @@ static void fill_addr(rill_addr *a, const struct rilli_ip *ip, uint16_t port)
         memcpy(a->sa, &in6, sizeof in6);
         a->sa_len = sizeof in6;
     }
-    rilli_sockaddr_format((const struct sockaddr *)(const void *)a->sa, a->sa_len, a->text,
-                          sizeof a->text);
+    if (text)
+        rilli_addr_text(a);
+}
+
+const char *rilli_addr_text(rill_addr *a)
+{
+    if (!a->text[0])
+        rilli_sockaddr_format((const struct sockaddr *)(const void *)a->sa, a->sa_len, a->text,
+                              sizeof a->text);
+    return a->text;
 }
 
 rill_status rilli_addrs_build(const char *host, const struct rilli_ip *ips, size_t n, uint16_t port,
                               int family, rill_addr **addrs, size_t *count, rill_error *err)
+{
+    return rilli_addrs_build_ex(host, ips, n, port, family, true, addrs, count, err);
+}
+
+rill_status rilli_addrs_build_ex(const char *host, const struct rilli_ip *ips, size_t n,
+                                 uint16_t port, int family, bool text, rill_addr **addrs,
+                                 size_t *count, rill_error *err)
 {
     size_t kept = 0;
     for (size_t i = 0; i < n; i++)
@@ -152,7 +167,7 @@ rill_status rilli_addrs_build(const char *host, const struct rilli_ip *ips, size
         while (*pos < n && !(ips[*pos].family == want && (family == 0 || family == want)))
             (*pos)++;
         if (*pos < n)
-            fill_addr(&out[k++], &ips[(*pos)++], port);
+            fill_addr(&out[k++], &ips[(*pos)++], port, text);
     }
     *addrs = out;
     *count = kept;

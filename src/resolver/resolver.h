@@ -46,6 +46,12 @@ size_t rilli_loopback_ips(struct rilli_ip ips[2]);
  */
 rill_status rilli_addrs_build(const char *host, const struct rilli_ip *ips, size_t n, uint16_t port,
                               int family, rill_addr **addrs, size_t *count, rill_error *err);
+/* The same; with @p text false the text fields stay empty until rilli_addr_text() fills them. */
+rill_status rilli_addrs_build_ex(const char *host, const struct rilli_ip *ips, size_t n,
+                                 uint16_t port, int family, bool text, rill_addr **addrs,
+                                 size_t *count, rill_error *err);
+/* @p a's text ("127.0.0.1:443", "[::1]:443"), formatted on the first call. */
+const char *rilli_addr_text(rill_addr *a);
 
 /* rill_resolve with a family override (0: the context's). */
 rill_status rilli_resolve(rill_ctx *ctx, const char *host, uint16_t port, int family,

@@ -22,6 +22,11 @@ struct fd_state {
     char where[32];
 };
 
+static void fd_where(const rill_stream *s, char *buf, size_t cap)
+{
+    rilli_snprintf(buf, cap, "%s", ((const struct fd_state *)rilli_state(s))->where);
+}
+
 static rill_status fd_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
     struct fd_state *st = rilli_state(s);
@@ -29,7 +34,7 @@ static rill_status fd_read(rill_stream *s, void *buf, size_t len, size_t *n)
         *n = 0;
         return rill_stream_error(s, RILL_E_UNSUPPORTED, "stream is write-only (no read fd)");
     }
-    return rilli_fd_read(s, st->rfd, st->rsock, st->where, buf, len, n);
+    return rilli_fd_read(s, st->rfd, st->rsock, fd_where, buf, len, n);
 }
 
 static rill_status fd_write(rill_stream *s, const void *buf, size_t len, size_t *n)
@@ -39,7 +44,7 @@ static rill_status fd_write(rill_stream *s, const void *buf, size_t len, size_t 
         *n = 0;
         return rill_stream_error(s, RILL_E_UNSUPPORTED, "stream is read-only (no write fd)");
     }
-    return rilli_fd_write(s, st->wfd, st->wsock, st->where, buf, len, n);
+    return rilli_fd_write(s, st->wfd, st->wsock, fd_where, buf, len, n);
 }
 
 static rill_status fd_shutdown(rill_stream *s)

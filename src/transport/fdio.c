@@ -15,12 +15,15 @@
 
 #include "internal.h"
 
-static rill_status io_error(rill_stream *s, int errnum, const char *what, const char *where)
+static rill_status io_error(rill_stream *s, int errnum, const char *what, rilli_where_fn where)
 {
     rill_status code = rilli_status_from_errno(errnum);
     rill_status st;
-    if (where && *where)
-        st = rill_stream_error(s, code, "%s (%s)", rilli_errno_text(errnum), where);
+    char text[128] = "";
+    if (where)
+        where(s, text, sizeof text);
+    if (text[0])
+        st = rill_stream_error(s, code, "%s (%s)", rilli_errno_text(errnum), text);
     else
         st = rill_stream_error(s, code, "%s: %s", what, rilli_errno_text(errnum));
     rilli_stream_errslot(s)->sys_errno = errnum;
@@ -42,7 +45,7 @@ static bool ready_now(int fd, short events)
     return r > 0; /* errors and hang-ups then come from the read or write itself */
 }
 
-rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *where, void *buf,
+rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, rilli_where_fn where, void *buf,
                           size_t len, size_t *n)
 {
     *n = 0;
@@ -93,8 +96,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
     return r;
 }
 
-rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where, const void *buf,
-                           size_t len, size_t *n)
+rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, rilli_where_fn where,
+                           const void *buf, size_t len, size_t *n)
 {
     *n = 0;
     bool may_block = rill_stream_may_block(s);

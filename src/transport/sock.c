@@ -97,36 +97,31 @@ rill_status rilli_unix_addr(const char *path, void *sun_out, unsigned *sa_len, r
     return RILL_OK;
 }
 
-static rill_status set_blocking(int fd, bool blocking)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0)
-        return RILL_E_IO;
-    int want = blocking ? (fl & ~O_NONBLOCK) : (fl | O_NONBLOCK);
-    return (want == fl || fcntl(fd, F_SETFL, want) == 0) ? RILL_OK : RILL_E_IO;
-}
-
 /* The caller's deadline passed (distinct from the kernel giving up with ETIMEDOUT). */
 #define DEADLINE_PASSED (-1)
 
+/* One call where poll and SO_ERROR would take two; over loopback it has usually finished. */
+int rilli_connect_probe(int fd, const struct sockaddr *sa, unsigned sa_len)
+{
+    if (connect(fd, sa, sa_len) == 0)
+        return 0;
+    int e = errno;
+    return e == EISCONN ? 0 : e == EINPROGRESS || e == EINTR ? EALREADY : e;
+}
+
 /* Wait for a non-blocking connect; returns 0, the errno that ended it, or DEADLINE_PASSED. */
-static int await_connect(int fd, int64_t deadline)
+static int await_connect(int fd, const struct sockaddr *sa, unsigned sa_len, int64_t deadline)
 {
     struct pollfd p = { .fd = fd, .events = POLLOUT };
     for (;;) {
+        int e = rilli_connect_probe(fd, sa, sa_len);
+        if (e != EALREADY)
+            return e;
         int r = poll(&p, 1, rilli_remaining_ms(deadline));
         if (r == 0)
             return DEADLINE_PASSED;
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
+        if (r < 0 && errno != EINTR)
             return errno;
-        }
-        int soerr = 0;
-        socklen_t len = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0)
-            return errno;
-        return soerr;
     }
 }
 
@@ -149,7 +144,7 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
         }
         e = errno;
         if (e == EINPROGRESS || e == EINTR) {
-            e = await_connect(fd, deadline);
+            e = await_connect(fd, sa, sa_len, deadline);
             break;
         }
         /* A full AF_UNIX backlog answers EAGAIN and cannot be polled: retry briefly. */
@@ -159,8 +154,6 @@ rill_status rilli_sock_connect(const char *kind, const char *display, const stru
         }
         break;
     }
-    if (e == 0 && set_blocking(fd, true) != RILL_OK)
-        e = errno;
     if (e != 0) {
         close(fd);
         /* A Unix backlog that stayed full until the deadline is the deadline passing too. */
@@ -214,45 +207,92 @@ static rill_status apply_opts(int fd, int family, const rill_connect_opts *o, co
     return RILL_OK;
 }
 
-static void describe_endpoints(struct rilli_sock *st, int family)
+/* The local end of @p fd as text ("" if the kernel cannot say). */
+static void local_text(int fd, char *buf, size_t cap)
 {
-    struct sockaddr_storage local = { 0 }, peer = { 0 };
-    socklen_t llen = sizeof local, plen = sizeof peer;
-    char l[112] = "", p[112] = "";
-    if (getsockname(st->fd, (struct sockaddr *)&local, &llen) == 0)
-        rilli_sockaddr_format((struct sockaddr *)&local, llen, l, sizeof l);
-    if (getpeername(st->fd, (struct sockaddr *)&peer, &plen) == 0)
-        rilli_sockaddr_format((struct sockaddr *)&peer, plen, p, sizeof p);
-    if (family == AF_UNIX) {
-        /* One side of a Unix connection is usually unnamed: show the named one. */
-        rilli_snprintf(st->where, sizeof st->where, "%s%s", st->accepted ? l : p,
-                       st->accepted ? " accepted" : "");
-    } else {
-        rilli_snprintf(st->where, sizeof st->where, "%s %s %s", l, st->accepted ? "<" : ">", p);
-    }
+    struct sockaddr_storage local = { 0 };
+    socklen_t len = sizeof local;
+    buf[0] = '\0';
+    if (getsockname(fd, (struct sockaddr *)&local, &len) == 0)
+        rilli_sockaddr_format((struct sockaddr *)&local, len, buf, cap);
 }
 
-rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accepted,
-                           const rill_connect_opts *opts, rill_stream **out, rill_error *err)
+/* Both ends as messages show them: "local > peer" (connected) or "local < peer" (accepted). */
+static void sock_where(const rill_stream *s, char *buf, size_t cap)
+{
+    const struct rilli_sock *sk = rilli_state(s);
+    if (sk->is_unix) { /* made at the start */
+        rilli_snprintf(buf, cap, "%s", sk->unix_where);
+        return;
+    }
+    char l[INET6_ADDRSTRLEN + 16], p[INET6_ADDRSTRLEN + 16] = "";
+    local_text(sk->fd, l, sizeof l);
+    if (sk->peer_len > 0)
+        rilli_sockaddr_format((const struct sockaddr *)&sk->peer, sk->peer_len, p, sizeof p);
+    rilli_snprintf(buf, cap, "%s %s %s", l, sk->accepted ? "<" : ">", p);
+}
+
+/*
+ * The endpoints of a Unix connection, for a state made up front: one side is usually unnamed,
+ * so the named one is shown. Unix sockets are not the hot path, and a peer that has gone can
+ * no longer be asked for its name.
+ */
+static void unix_text(int fd, bool accepted, char *buf, size_t cap)
+{
+    char side[sizeof(((struct sockaddr_un *)0)->sun_path) + 2] = "";
+    struct sockaddr_storage ss = { 0 };
+    socklen_t len = sizeof ss;
+    if ((accepted ? getsockname(fd, (struct sockaddr *)&ss, &len)
+                  : getpeername(fd, (struct sockaddr *)&ss, &len)) == 0)
+        rilli_sockaddr_format((struct sockaddr *)&ss, len, side, sizeof side);
+    rilli_snprintf(buf, cap, "%s%s", side, accepted ? " accepted" : "");
+}
+
+rill_status rilli_sock_new_peer(const struct rill_stream_ops *ops, int fd, bool accepted,
+                                const struct sockaddr *peer, unsigned peer_len, bool nonblock,
+                                const rill_connect_opts *opts, rill_stream **out, rill_error *err)
 {
     rill_connect_opts defaults;
     if (!opts) {
         rill_connect_opts_init(&defaults);
         opts = &defaults;
     }
-    struct sockaddr_storage ss = { 0 };
-    socklen_t sl = sizeof ss;
-    int family = getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 ? ss.ss_family : AF_UNSPEC;
+    bool is_unix = ops == &rilli_unix_ops;
+    struct sockaddr_storage asked = { 0 };
+    if (!is_unix && !peer) {
+        socklen_t len = sizeof asked;
+        if (getpeername(fd, (struct sockaddr *)&asked, &len) == 0 &&
+            (asked.ss_family == AF_INET || asked.ss_family == AF_INET6)) {
+            peer = (const struct sockaddr *)&asked;
+            peer_len = len;
+        }
+    }
+    int family = is_unix ? AF_UNIX : peer ? peer->sa_family : AF_UNSPEC;
     rill_status st = apply_opts(fd, family, opts, ops->name, err);
     if (st != RILL_OK)
         return st;
+    char where[sizeof(((struct sockaddr_un *)0)->sun_path) + 16] = "";
+    size_t extra = 0;
+    if (is_unix) {
+        unix_text(fd, accepted, where, sizeof where);
+        extra = strlen(where) + 1;
+    }
     rill_stream *s = NULL;
-    if (rill_stream_new(ops, sizeof(struct rilli_sock), NULL, 0, &s) != RILL_OK)
+    if (rill_stream_new(ops, sizeof(struct rilli_sock) + extra, NULL, 0, &s) != RILL_OK)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "%s: out of memory", ops->name);
     struct rilli_sock *sk = rilli_state(s);
     sk->fd = fd;
     sk->accepted = accepted;
-    describe_endpoints(sk, family);
+    sk->nonblock = nonblock;
+    sk->is_unix = is_unix;
+    if (is_unix) {
+        memcpy(sk->unix_where, where, extra);
+    } else if (peer && peer_len <= sizeof sk->peer) {
+        memcpy(&sk->peer, peer, peer_len);
+        sk->peer_len = (uint16_t)peer_len;
+    } else {
+        sk->peer_len = 0; /* not known: shown as nothing */
+    }
     st = rill_set_timeouts(s, opts->read_timeout_ms, opts->write_timeout_ms);
     if (st != RILL_OK) {
         rilli_error_from_stream(err, s);
@@ -264,16 +304,31 @@ rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accep
     return RILL_OK;
 }
 
+rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accepted,
+                           const rill_connect_opts *opts, rill_stream **out, rill_error *err)
+{
+    return rilli_sock_new_peer(ops, fd, accepted, NULL, 0, false, opts, out, err);
+}
+
+/* A call that may block needs a blocking descriptor: the connect left O_NONBLOCK set. */
+static inline void settle(rill_stream *s, struct rilli_sock *sk)
+{
+    if (sk->nonblock && rill_stream_may_block(s) && fcntl(sk->fd, F_SETFL, 0) == 0)
+        sk->nonblock = false; /* on failure the call answers WANT and the core polls */
+}
+
 rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
     struct rilli_sock *sk = rilli_state(s);
-    return rilli_fd_read(s, sk->fd, true, sk->where, buf, len, n);
+    settle(s, sk);
+    return rilli_fd_read(s, sk->fd, true, sock_where, buf, len, n);
 }
 
 rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n)
 {
     struct rilli_sock *sk = rilli_state(s);
-    return rilli_fd_write(s, sk->fd, true, sk->where, buf, len, n);
+    settle(s, sk);
+    return rilli_fd_write(s, sk->fd, true, sock_where, buf, len, n);
 }
 
 rill_status rilli_sock_shutdown(rill_stream *s)
@@ -281,8 +336,10 @@ rill_status rilli_sock_shutdown(rill_stream *s)
     struct rilli_sock *sk = rilli_state(s);
     if (shutdown(sk->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
         int e = errno;
+        char where[128];
+        sock_where(s, where, sizeof where);
         rill_stream_error(s, rilli_status_from_errno(e), "shutdown failed: %s (%s)",
-                          rilli_errno_text(e), sk->where);
+                          rilli_errno_text(e), where);
         rilli_stream_errslot(s)->sys_errno = e;
         return rilli_stream_errslot(s)->code;
     }
@@ -307,7 +364,9 @@ rill_status rilli_sock_poll(rill_stream *s, int *fd, short *events)
 size_t rilli_sock_describe(const rill_stream *s, char *buf, size_t len)
 {
     const struct rilli_sock *sk = rilli_state(s);
-    return rilli_snprintf(buf, len, "%s(fd=%d %s)", rill_kind(s), sk->fd, sk->where);
+    char where[128];
+    sock_where(s, where, sizeof where);
+    return rilli_snprintf(buf, len, "%s(fd=%d %s)", rill_kind(s), sk->fd, where);
 }
 
 RILL_API void rill_connect_opts_init(rill_connect_opts *opts)

@@ -48,7 +48,8 @@ RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
     st = rilli_sock_connect("tcp", display, (struct sockaddr *)&ss, sl, opts->timeout_ms, &fd, err);
     if (st != RILL_OK)
         return st;
-    st = rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);
+    st = rilli_sock_new_peer(&rilli_tcp_ops, fd, false, (struct sockaddr *)&ss, sl, true, opts, out,
+                             err);
     if (st != RILL_OK)
         close(fd);
     return st;
@@ -82,5 +83,6 @@ RILL_API rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts, rill_
     rill_status st = rilli_check_connect_opts("tcp", opts, err);
     if (st != RILL_OK)
         return st;
-    return rilli_sock_new(&rilli_tcp_ops, fd, false, opts, out, err);
+    return rilli_sock_new_peer(&rilli_tcp_ops, fd, false, (struct sockaddr *)&ss, sl, false, opts,
+                               out, err);
 }

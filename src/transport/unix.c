@@ -39,7 +39,7 @@ RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts
     st = rilli_sock_connect("unix", path, (struct sockaddr *)&sun, sl, opts->timeout_ms, &fd, err);
     if (st != RILL_OK)
         return st;
-    st = rilli_sock_new(&rilli_unix_ops, fd, false, opts, out, err);
+    st = rilli_sock_new_peer(&rilli_unix_ops, fd, false, NULL, 0, true, opts, out, err);
     if (st != RILL_OK)
         close(fd);
     return st;

@@ -47,7 +47,7 @@ struct fam {
 
 struct attempt {
     int fd;
-    const rill_addr *addr; /* in its family's addrs, which live as long as the op */
+    rill_addr *addr; /* in its family's addrs, which live as long as the op */
 };
 
 struct rill_connect_op {
@@ -71,10 +71,10 @@ struct rill_connect_op {
     char failures[RILL_ERRMSG_MAX];
     size_t failures_len;
     rill_status worst;
-    const rill_addr *winner; /* the attempt that connected */
-    rill_stream *stream;     /* the winner's transport, then the TLS layer in its handshake */
-    int wakefd;              /* eventfd: a lookup of ours answered by someone else's processing */
-    int epfd;                /* our own epoll descriptor, made when several descriptors wait */
+    rill_addr *winner;   /* the attempt that connected */
+    rill_stream *stream; /* the winner's transport, then the TLS layer in its handshake */
+    int wakefd;          /* eventfd: a lookup of ours answered by someone else's processing */
+    int epfd;            /* our own epoll descriptor, made when several descriptors wait */
     struct pollfd registered[MAX_WAIT_FDS]; /* what epfd watches */
     size_t nregistered;
     rill_status setup_failed; /* poll_info could not set up epfd: the next step says so */
@@ -86,18 +86,13 @@ struct rill_connect_op {
 /* ---- events and messages ---- */
 
 /* Addresses are formatted only when something shows them (an event, a message). */
-static const char *text_of(const rill_addr *a)
-{
-    return rilli_addr_text((rill_addr *)(uintptr_t)a); /* the op's own array */
-}
-
-static void emit(const rill_connect_op *op, rill_connect_event_type type, const rill_addr *addr,
+static void emit(const rill_connect_op *op, rill_connect_event_type type, rill_addr *addr,
                  size_t count, rill_status status, const char *message, int family)
 {
     if (!op->opts.on_event)
         return;
-    rill_connect_event ev = { type,   op->host, addr ? text_of(addr) : NULL,   count,
-                              status, message,  rilli_now_ms() - op->start_ms, family };
+    rill_connect_event ev = { type,   op->host, addr ? rilli_addr_text(addr) : NULL, count,
+                              status, message,  rilli_now_ms() - op->start_ms,       family };
     op->opts.on_event(op->opts.on_event_arg, &ev);
 }
 
@@ -143,7 +138,7 @@ static void add_failure(rill_connect_op *op, const char *fmt, ...)
 static void record_attempt_failure(rill_connect_op *op, const struct attempt *a, int errnum)
 {
     char ip[64];
-    ip_text(text_of(a->addr), ip, sizeof ip);
+    ip_text(rilli_addr_text(a->addr), ip, sizeof ip);
     const char *why = rilli_errno_text(errnum);
     add_failure(op, "%s: %s", ip, why);
     rill_status st = rilli_status_from_errno(errnum);
@@ -368,7 +363,7 @@ static struct fam *next_family(rill_connect_op *op)
 static rill_status start_attempt(rill_connect_op *op, struct fam *f, int *connected_fd,
                                  rill_error *err)
 {
-    const rill_addr *a = &f->addrs[f->next++];
+    rill_addr *a = &f->addrs[f->next++];
     struct attempt at = { .fd = -1, .addr = a };
     op->last_family = a->family;
     op->attempts++;
@@ -552,11 +547,11 @@ static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
             return fail(op, err, RILL_E_TIMEOUT, 0,
                         "connect: %.100s:%u: timed out after %d ms in the TLS handshake with "
                         "%s",
-                        op->host, op->port, op->opts.timeout_ms, text_of(op->winner));
+                        op->host, op->port, op->opts.timeout_ms, rilli_addr_text(op->winner));
         }
         for (size_t i = 0; i < op->in_flight; i++) {
             char ip[64];
-            ip_text(text_of(op->live[i].addr), ip, sizeof ip);
+            ip_text(rilli_addr_text(op->live[i].addr), ip, sizeof ip);
             add_failure(op, "%s: no answer yet", ip);
         }
         return fail(op, err, RILL_E_TIMEOUT, 0,
@@ -744,7 +739,7 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
                                "connect: resolution_delay_ms %d is negative",
                                opts->resolution_delay_ms);
     struct rilli_ip ip;
-    bool literal = host && rilli_ip_parse(host, &ip); /* parsed once: the numeric fast path */
+    bool literal = rilli_ip_parse(host, &ip); /* parsed once: the numeric fast path */
     if (!literal || port == 0) {
         st = rilli_host_check(host, port, err);
         if (st != RILL_OK)

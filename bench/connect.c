@@ -90,9 +90,9 @@ static void count_event(void *arg, const rill_connect_event *ev)
 static void print_event(void *arg, const rill_connect_event *ev)
 {
     (void)arg;
-    static const char *const names[] = { "?",       "resolving", "resolved",
-                                         "attempt", "failed",    "connected" };
-    int type = ev->type >= RILL_EV_RESOLVING && ev->type <= RILL_EV_CONNECTED ? (int)ev->type : 0;
+    static const char *const names[] = { "?",         "resolving", "resolved", "attempt", "failed",
+                                         "connected", "answer",    "tls",      "tls done" };
+    int type = ev->type >= RILL_EV_RESOLVING && ev->type <= RILL_EV_TLS_DONE ? (int)ev->type : 0;
     printf("  %3lld ms  %-9s %s%s%s\n", (long long)ev->elapsed_ms, names[type],
            ev->addr ? ev->addr : "", ev->message ? ": " : "", ev->message ? ev->message : "");
 }

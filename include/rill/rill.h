@@ -96,8 +96,33 @@ typedef struct rill_tls_config rill_tls_config;
  * Library
  */
 
-/** Version of the library as "MAJOR.MINOR.PATCH". Thread-safety: safe. */
+/*
+ * Version of this header. CMake reads the project version from these three lines, so they are
+ * the one place it is set. RILL_VERSION_NUMBER compares as an integer: 0x00MMmmpp.
+ */
+#define RILL_VERSION_MAJOR 0
+#define RILL_VERSION_MINOR 1
+#define RILL_VERSION_PATCH 0
+#define RILL_VERSION_NUMBER                                                                   \
+    ((RILL_VERSION_MAJOR << 16) | (RILL_VERSION_MINOR << 8) | RILL_VERSION_PATCH)
+
+/**
+ * Version of the library as "MAJOR.MINOR.PATCH": the library loaded at run time, which may be
+ * newer than the header a program was built with. Thread-safety: safe.
+ */
 RILL_API const char *rill_version(void);
+
+/** RILL_VERSION_NUMBER of the library loaded at run time. Thread-safety: safe. */
+RILL_API unsigned rill_version_number(void);
+
+/**
+ * Check that the library loaded at run time can serve a program built against the header of
+ * version @p header_version (pass RILL_VERSION_NUMBER): the same major version (for 0.x, the
+ * and the library is not older than the header. Returns 1 if so, 0 if not: a library older than
+ * its header lacks functions and option fields the program may use.
+ * Thread-safety: safe.
+ */
+RILL_API int rill_version_check(unsigned header_version);
 
 /** Short English text for a status, e.g. "connection refused". Never NULL. Thread-safe. */
 RILL_API const char *rill_strerror(rill_status code);
@@ -317,11 +342,26 @@ RILL_API int rill_fd(rill_stream *s);
 RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags,
                                                 rill_stream **out, rill_error *err);
 
+/*
+ * Option structs (rill_connect_opts, rill_ctx_opts, rill_listen_opts) are allocated by the caller
+ * and grow at their end in later versions. Their first member, size, is set by their _init
+ * function to the size the program was compiled with (tagged so that an uninitialised struct is
+ * told apart); the library reads only that many bytes and gives the fields the program does not
+ * know their defaults. So: always call the _init function, then set fields; never copy a size
+ * from elsewhere. A struct from a newer header is accepted if the fields this library does not
+ * know are zero (their defaults), else refused with RILL_E_INVALID ("... needs a newer rill").
+ * Structs the library fills (rill_tls_info, rill_ctx_stats) keep a fixed size for a soname and
+ * grow into their reserved space; array elements (rill_addr, rill_resolve_result) and rill_error
+ * never change. See docs/abi.md.
+ */
+
 /**
- * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init();
- * fields added in later versions keep their defaults.
+ * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init().
+ * Errors of the functions taking it: RILL_E_INVALID "tcp: rill_connect_opts not initialised with
+ * rill_connect_opts_init()" for a bad size field.
  */
 typedef struct rill_connect_opts {
+    uint32_t size;        /**< set by rill_connect_opts_init(); do not change */
     int timeout_ms;       /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
     int read_timeout_ms;  /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
     int write_timeout_ms; /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
@@ -387,6 +427,7 @@ typedef struct rill_ctx rill_ctx;
 
 /** Options for rill_ctx_new(). Initialise with rill_ctx_opts_init(). */
 typedef struct rill_ctx_opts {
+    uint32_t size; /**< set by rill_ctx_opts_init(); do not change */
     /** DNS servers as "127.0.0.1:5353,[::1]:5353" (port optional); NULL: /etc/resolv.conf. */
     const char *dns_servers;
     /** NULL-terminated list of static answers in curl's --resolve form "HOST:PORT:ADDR[,ADDR]"
@@ -649,6 +690,7 @@ typedef struct rill_ctx_stats {
     uint64_t cache_entries;   /**< names in the DNS cache now, lookups in flight included
                                    (expired answers are freed before counting) */
     uint64_t cache_evictions; /**< answers dropped before expiry to stay within dns_cache_max */
+    uint64_t reserved[11];    /**< zero; counters added later take this space (fixed size) */
 } rill_ctx_stats;
 
 /** Read the counters of @p ctx. Thread-safe. */
@@ -660,10 +702,13 @@ RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
 typedef struct rill_listen_opts {
+    uint32_t size;            /**< set by rill_listen_opts_init(); do not change */
     int backlog;              /**< listen(2) backlog; default 128 */
     int reuseaddr;            /**< SO_REUSEADDR; default 1 */
     int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
-    rill_connect_opts stream; /**< nodelay, keepalive, timeouts and tls for accepted streams */
+    /** nodelay, keepalive, timeouts and tls for accepted streams. It may grow: fields of
+     *  rill_listen_opts added later come after it, and the library finds them by stream.size. */
+    rill_connect_opts stream;
 } rill_listen_opts;
 
 /** Fill @p opts with the defaults listed in rill_listen_opts. */
@@ -1062,6 +1107,7 @@ typedef struct rill_tls_info {
     char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
     char not_after[32];    /**< validity end */
     char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
+    char reserved[512];    /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**

@@ -92,8 +92,25 @@ struct rill_connect_event;
 /** A TLS configuration (trust, verification, versions, certificates). Opaque; see "TLS". */
 typedef struct rill_tls_config rill_tls_config;
 
+/*
+ * The man pages are made from this file and <rill/stream.h> by tools/mangen.c. Each section
+ * that opens with a comment line of dashes is one page, rill_<first function>(3), titled by the
+ * section's heading; the rest of that comment opens its DESCRIPTION, and an indented block
+ * after a line ending in "Example:" is its EXAMPLES ("Page: name" on its own line names the
+ * page otherwise). Each function's comment (summary, then Ownership:, Errors:, Thread-safety:)
+ * goes to DESCRIPTION, ERRORS and THREAD SAFETY; documented types and macros are shown as
+ * declared. A function added to a section needs nothing but its comment.
+ */
+
 /* ---------------------------------------------------------------------------------------------
  * Library
+ *
+ * Check at start-up that the library loaded is one the program was built for. Example:
+ *     if (!rill_version_check(RILL_VERSION_NUMBER)) {
+ *         fprintf(stderr, "rill %s is older than the %d.%d.%d this program needs\n",
+ *                 rill_version(), RILL_VERSION_MAJOR, RILL_VERSION_MINOR, RILL_VERSION_PATCH);
+ *         return 1;
+ *     }
  */
 
 /*
@@ -142,6 +159,11 @@ RILL_API void rill_set_allocator(void *(*alloc_fn)(size_t), void *(*realloc_fn)(
 
 /* ---------------------------------------------------------------------------------------------
  * Errors of a stream
+ *
+ * After a call on a stream fails, the stream says why: the message names each layer the error
+ * came through, the peer and the reason. Example:
+ *     if (rill_write_all(s, buf, len, NULL) != RILL_OK)
+ *         fprintf(stderr, "send: %s\n", rill_errmsg(s));
  */
 
 /**
@@ -157,6 +179,16 @@ RILL_API const rill_error *rill_last_error(const rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Reading and writing
+ *
+ * Example:
+ *     char buf[4096];
+ *     size_t n;
+ *     rill_status st;
+ *     while ((st = rill_read(s, buf, sizeof buf, &n)) == RILL_OK)
+ *         fwrite(buf, 1, n, stdout);
+ *     if (st != RILL_EOF)
+ *         fprintf(stderr, "%s\n", rill_errmsg(s));
+ *     st = rill_close(s);
  */
 
 /**
@@ -262,6 +294,12 @@ RILL_API RILL_NODISCARD rill_status rill_poll_info(rill_stream *s, int *fd, shor
 
 /* ---------------------------------------------------------------------------------------------
  * Timeouts
+ *
+ * Example:
+ *     if (rill_set_timeouts(s, 5000, 5000) != RILL_OK)   // 5 s for each read and write
+ *         return 1;
+ *     if (rill_read_line(lines, &line, &len) == RILL_E_TIMEOUT)
+ *         puts("quiet peer");                             // the stream stays usable
  */
 
 /** Timeout value meaning "wait as long as it takes" (blocking mode, the default). */
@@ -283,6 +321,11 @@ RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_m
 
 /* ---------------------------------------------------------------------------------------------
  * Introspection
+ *
+ * Example:
+ *     char chain[512];
+ *     rill_describe(s, chain, sizeof chain);
+ *     printf("%s\n", chain); // lines(max=8192 eol=lf) > buffered(16384) > tcp(fd=5 ...)
  */
 
 /** Layer kinds, as reported by rill_kind() and looked up by rill_find(). */
@@ -315,6 +358,17 @@ RILL_API int rill_fd(rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Transports
+ *
+ * Example:
+ *     rill_connect_opts o;
+ *     rill_connect_opts_init(&o);
+ *     o.timeout_ms = 2000;
+ *     rill_stream *s;
+ *     rill_error err;
+ *     if (rill_tcp_connect_addr("127.0.0.1", 8080, &o, &s, &err) != RILL_OK) {
+ *         fprintf(stderr, "%s\n", err.msg);
+ *         return 1;
+ *     }
  */
 
 /** Flag for constructors of decorators: rill_close() leaves the wrapped stream open. */
@@ -357,8 +411,8 @@ RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsig
 
 /**
  * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init().
- * Errors of the functions taking it: RILL_E_INVALID "tcp: rill_connect_opts not initialised with
- * rill_connect_opts_init()" for a bad size field.
+ * A bad size field makes the functions taking it fail with RILL_E_INVALID
+ * ("tcp: rill_connect_opts not initialised with rill_connect_opts_init() (size field 0x0)").
  */
 typedef struct rill_connect_opts {
     uint32_t size;        /**< set by rill_connect_opts_init(); do not change */
@@ -420,6 +474,17 @@ RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
 
 /* ---------------------------------------------------------------------------------------------
  * Context: DNS resolution (c-ares) and connecting by name
+ * Page: rill_ctx_new
+ *
+ * Example:
+ *     rill_ctx_opts o;
+ *     rill_ctx_opts_init(&o);
+ *     o.dns_servers = "127.0.0.1:5353";
+ *     rill_ctx *ctx;
+ *     rill_error err;
+ *     if (rill_ctx_new(&o, &ctx, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ *     // share ctx between threads; rill_ctx_free(ctx) at the end
  */
 
 /** Shared state for resolving and connecting: c-ares channel, DNS cache, defaults. Opaque. */
@@ -472,6 +537,19 @@ RILL_API RILL_NODISCARD rill_status rill_ctx_new(const rill_ctx_opts *opts, rill
  * they may be freed after it (their lookups go on until then).
  */
 RILL_API void rill_ctx_free(rill_ctx *ctx);
+
+/* ---------------------------------------------------------------------------------------------
+ * Resolving names
+ *
+ * Example:
+ *     rill_addr *a;
+ *     size_t n;
+ *     if (rill_resolve(ctx, "example.test", 443, 5000, &a, &n, &err) == RILL_OK) {
+ *         for (size_t i = 0; i < n; i++)
+ *             puts(a[i].text);
+ *         rill_addrs_free(a);
+ *     }
+ */
 
 /** One resolved address. */
 typedef struct rill_addr {
@@ -532,6 +610,19 @@ RILL_API RILL_NODISCARD rill_status rill_resolve_many(rill_ctx *ctx, const char 
 /** Free the address arrays of @p n results (the array itself stays the caller's). */
 RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n);
 
+/* ---------------------------------------------------------------------------------------------
+ * Connecting by name
+ *
+ * Example:
+ *     rill_connect_opts o;
+ *     rill_connect_opts_init(&o);
+ *     o.timeout_ms = 5000;  // DNS, every attempt and TLS together
+ *     o.tls = cfg;          // NULL for plain TCP
+ *     rill_stream *s;
+ *     if (rill_connect(ctx, "example.test", 443, &o, &s, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ */
+
 /** What a connect trace event reports. */
 typedef enum rill_connect_event_type {
     RILL_EV_RESOLVING = 1,  /**< host: the name being resolved */
@@ -582,6 +673,10 @@ typedef struct rill_connect_event {
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
                                                  const rill_connect_opts *opts, rill_stream **out,
                                                  rill_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting from an event loop
+ */
 
 /**
  * A connect in progress that the caller's event loop drives (rill_connect_start()). Opaque.
@@ -681,6 +776,16 @@ RILL_API void rill_connect_op_free(rill_connect_op *op);
 RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts,
                                                    rill_stream **out, rill_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Context statistics
+ *
+ * Example:
+ *     rill_ctx_stats st;
+ *     rill_ctx_get_stats(ctx, &st);
+ *     printf("%llu queries, %llu cache hits\n", (unsigned long long)st.queries,
+ *            (unsigned long long)st.cache_hits);
+ */
+
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
     uint64_t queries;         /**< lookups sent to c-ares: rill_connect() asks A and AAAA as
@@ -698,6 +803,16 @@ RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------
  * Listening
+ * Page: rill_listen
+ *
+ * Example:
+ *     rill_listener *l;
+ *     if (rill_listen("127.0.0.1", 0, NULL, &l, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ *     printf("port %u\n", rill_listener_port(l));
+ *     rill_stream *c;
+ *     while (rill_accept(l, RILL_TIMEOUT_NONE, &c, &err) == RILL_OK)
+ *         serve(c);         // rill_close(c) when done
  */
 
 /** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
@@ -751,6 +866,15 @@ RILL_API void rill_listener_free(rill_listener *l);
 
 /* ---------------------------------------------------------------------------------------------
  * Buffered decorator
+ *
+ * Example:
+ *     rill_stream *b;
+ *     if (rill_buffered_new(tcp, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0,
+ *                           &b) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));   // tcp is still the caller's
+ *     const void *head;
+ *     size_t avail;
+ *     rill_status st = rill_peek(b, 4, &head, &avail);
  */
 
 /** Default read and write buffer size of rill_buffered_new(). */
@@ -796,6 +920,16 @@ RILL_API size_t rill_shrink(rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Line decorator
+ *
+ * Example:
+ *     rill_stream *lines;
+ *     if (rill_lines_new(tcp, RILL_LINES_DEFAULT_MAX, RILL_EOL_CRLF, 0, &lines) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));
+ *     const char *line;
+ *     size_t len;
+ *     while (rill_read_line(lines, &line, &len) == RILL_OK)
+ *         printf("%.*s\n", (int)len, line);
+ *     rill_close(lines);   // closes tcp too
  */
 
 /** How lines end. */
@@ -866,6 +1000,11 @@ RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipp
 
 /* ---------------------------------------------------------------------------------------------
  * Big-endian integers
+ *
+ * Example:
+ *     uint32_t len;
+ *     if (rill_read_u32be(s, &len) == RILL_OK && len <= sizeof buf)
+ *         st = rill_read_full(s, buf, len, NULL);
  */
 
 /**
@@ -894,7 +1033,7 @@ RILL_API RILL_NODISCARD rill_status rill_write_u32be(rill_stream *s, uint32_t va
 RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t value);
 
 /* ---------------------------------------------------------------------------------------------
- * TLS (OpenSSL 3)
+ * TLS (OpenSSL 3): configuration
  *
  * Secure by default: a client verifies the peer's chain against the system trust store, the
  * validity dates, and the host name (DNS subjectAltName with RFC 6125 wildcard rules, or an IP
@@ -911,6 +1050,13 @@ RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t va
  * e.g. "tls: cannot load CA file /x.pem: no such file or directory".
  * Thread-safety: setters are not thread-safe (configure from one thread before sharing);
  * everything else on a config is.
+ *
+ * Example:
+ *     rill_tls_config *cfg;
+ *     if (rill_tls_config_new(&cfg, &err) != RILL_OK ||
+ *         rill_tls_config_set_ca_file(cfg, "/etc/myapp/ca.pem", &err) != RILL_OK ||
+ *         rill_tls_config_set_alpn(cfg, "http/1.1", &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
  */
 
 /** Protocol versions for rill_tls_config_set_versions() (the wire values). */
@@ -924,7 +1070,7 @@ typedef enum rill_tls_client_auth {
     RILL_TLS_CLIENT_AUTH_REQUIRE = 2   /**< ask and require a valid one */
 } rill_tls_client_auth;
 
-/** Flag for rill_tls_client()/rill_tls_server(): a peer EOF without close_notify is RILL_EOF
+/** Flag for rill_tls_client() and rill_tls_server(): a peer EOF without close_notify is RILL_EOF
  *  instead of RILL_E_TRUNCATED (for broken peers whose framing protects against truncation). */
 #define RILL_TLS_ALLOW_TRUNCATION 0x100u
 
@@ -1046,6 +1192,20 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifyname(rill_t
 RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg,
                                                                           rill_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * TLS streams
+ *
+ * Example:
+ *     rill_stream *tls;
+ *     if (rill_tls_client(tcp, cfg, "example.test", 0, &tls) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));
+ *     if (rill_tls_handshake(tls) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tls));
+ *     rill_tls_info info;
+ *     if (rill_tls_get_info(tls, &info) == RILL_OK)
+ *         printf("%s %s\n", info.version, info.cipher);
+ */
+
 /**
  * Start a TLS client over @p inner (any stream: a tcp or unix transport, an already-open plain
  * chain for STARTTLS, another TLS stream, a proxy tunnel). When @p inner is a bare tcp or unix
@@ -1118,6 +1278,18 @@ RILL_API RILL_NODISCARD rill_status rill_tls_get_info(rill_stream *s, rill_tls_i
 
 /** 1 if the topmost TLS layer of @p s resumed a session, 0 otherwise (or no TLS layer). */
 RILL_API int rill_tls_session_resumed(rill_stream *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * TLS sessions
+ *
+ * Example:
+ *     void *blob;
+ *     size_t len;
+ *     if (rill_tls_session_export(tls, &blob, &len) == RILL_OK) {
+ *         save(blob, len);       // secret: store it like a key
+ *         rill_free(blob);
+ *     }
+ */
 
 /**
  * Serialize the session of the topmost TLS client layer of @p s (after its handshake) so an

@@ -48,6 +48,30 @@
 extern "C" {
 #endif
 
+/* ---------------------------------------------------------------------------------------------
+ * Writing a layer
+ * Page: rill_stream_new
+ *
+ * A layer kind is one static const struct rill_stream_ops and a constructor that calls
+ * rill_stream_new(); the ops contracts are in the comment at the top of <rill/stream.h> and in
+ * rill(7)'s guide. Example:
+ *     struct upper { int unused; };
+ *     static rill_status upper_read(rill_stream *s, void *buf, size_t len, size_t *n)
+ *     {
+ *         rill_status st = rill_stream_read_inner(s, buf, len, n);
+ *         for (size_t i = 0; st == RILL_OK && i < *n; i++)
+ *             ((char *)buf)[i] = (char)toupper(((unsigned char *)buf)[i]);
+ *         return st;
+ *     }
+ *     static const struct rill_stream_ops upper_ops = {
+ *         .version = RILL_STREAM_OPS_VERSION, .name = "upper", .read = upper_read,
+ *     };
+ *     rill_status upper_new(rill_stream *inner, rill_stream **out)
+ *     {
+ *         return rill_stream_new(&upper_ops, sizeof(struct upper), inner, 0, out);
+ *     }
+ */
+
 /** Version of struct rill_stream_ops this header describes. */
 #define RILL_STREAM_OPS_VERSION 1
 

@@ -1219,6 +1219,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_t
  * The handshake runs on first I/O or in rill_tls_handshake(). @p flags: RILL_BORROW,
  * RILL_TLS_ALLOW_TRUNCATION.
  *
+ * For STARTTLS on a chain you have been reading lines through, rill_starttls() does the upgrade
+ * in one call; this is the low-level route (detach the plaintext layers first).
  * Refuses with RILL_E_PENDING_DATA when @p inner's chain holds unread bytes (plaintext
  * received before the upgrade: an injection hole, CVE-2011-0411), or when rill_pending() counts
  * an LF a RILL_EOL_ANY line reader still owes; the message names the layer. Layers above
@@ -1238,6 +1240,29 @@ RILL_API RILL_NODISCARD rill_status rill_tls_client(rill_stream *inner, rill_tls
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_server(rill_stream *inner, rill_tls_config *cfg,
                                                     unsigned flags, rill_stream **out);
+
+/**
+ * STARTTLS: upgrade the plaintext chain *top to TLS in place, as a client. The TLS layer goes
+ * under the line and buffered layers at the top of the chain (those that read ahead), so
+ * "lines > buffered > tcp" becomes "lines > buffered > tls > tcp" and *top is unchanged; when
+ * the top layer is not one of them (a bare tcp stream, a layer of your own), TLS goes on top
+ * and *top becomes the TLS layer. Nothing is closed, detached or freed, so no pointer the caller
+ * holds goes stale, and rill_close(*top) later closes the whole chain as before. Bytes written
+ * before the call are flushed first, as plaintext. The handshake runs on first I/O or in
+ * rill_tls_handshake(*top). @p servername and the config as for rill_tls_client(); @p flags: 0
+ * or RILL_TLS_ALLOW_TRUNCATION. A layer that borrowed its inner stream (RILL_BORROW) keeps
+ * that stream open on close: the TLS layer borrows it instead.
+ *
+ * rill_tls_client() over a detached transport stays the route for layer authors.
+ * Errors (the chain is then as it was, and rill_errmsg(*top) says why): RILL_E_PENDING_DATA
+ * when a layer holds bytes received before the upgrade ("rill_starttls: refusing to start TLS:
+ * 14 bytes received before the upgrade are still unread in lines(...)": plaintext that could
+ * have been injected, CVE-2011-0411; also an LF a RILL_EOL_ANY reader owes), RILL_E_INVALID
+ * (NULL, other flags, a bad server name), RILL_E_CLOSED (shut down for writing), errors of
+ * the flush, RILL_E_NOMEM, RILL_E_TLS.
+ */
+RILL_API RILL_NODISCARD rill_status rill_starttls(rill_stream **top, rill_tls_config *cfg,
+                                                  const char *servername, unsigned flags);
 
 /**
  * Run the handshake of the topmost TLS layer of @p s now, under the read timeout (0: one

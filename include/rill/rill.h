@@ -12,6 +12,9 @@
  *  - After an error on a stream, rill_errmsg() on that stream says what happened, e.g.
  *    "buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)". Functions that
  *    create a stream from nothing take an optional rill_error* that receives the same information.
+ *    A decorator constructor (rill_lines_new(inner, ..., &out), rill_tls_client(), ...) that
+ *    fails leaves *out untouched and the reason on inner, which stays the caller's, so a chain
+ *    built in one variable (rill_lines_new(s, ..., &s)) has one place to look: rill_errmsg(s).
  *  - errno means nothing after a rill call; the message and rill_error.sys_errno carry it.
  *  - A stream is used by one thread at a time. Different streams may be used from different
  *    threads at once without locking.
@@ -20,6 +23,7 @@
 #ifndef RILL_RILL_H
 #define RILL_RILL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -236,6 +240,28 @@ RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *b
  */
 RILL_API RILL_NODISCARD rill_status rill_write_str(rill_stream *s, const char *str,
                                                    size_t *nwritten);
+
+/** Largest text rill_write_fmt() formats, in bytes (without the terminating NUL). */
+#define RILL_WRITE_FMT_MAX 65536u
+
+/**
+ * Format like printf() and write all of the text, as rill_write_all(): for protocol lines,
+ * rill_write_fmt(s, NULL, "EHLO %s\r\n", name). The text is bounded: one longer than
+ * RILL_WRITE_FMT_MAX bytes is refused before anything is written. Up to 511 bytes are formatted
+ * on the stack; longer text in one allocation. @p nwritten (may be NULL) tells how far a call
+ * stopped by a wait or timeout got.
+ *
+ * Errors: RILL_E_INVALID (NULL format; "rill_write_fmt: the text is 70000 bytes, over the limit
+ * of 65536 (RILL_WRITE_FMT_MAX); nothing was written"; a format the C library cannot expand),
+ * RILL_E_NOMEM, and the errors of rill_write_all().
+ */
+RILL_API RILL_NODISCARD rill_status rill_write_fmt(rill_stream *s, size_t *nwritten,
+                                                   const char *fmt, ...) RILL_PRINTF(3, 4);
+
+/** rill_write_fmt() with a va_list. */
+RILL_API RILL_NODISCARD rill_status rill_write_vfmt(rill_stream *s, size_t *nwritten,
+                                                    const char *fmt, va_list ap)
+    RILL_PRINTF(3, 0);
 
 /**
  * Push bytes held by write buffers down the whole chain to the transport. Non-blocking mode may

@@ -184,6 +184,40 @@ START_TEST(test_one_place_to_look)
 }
 END_TEST
 
+/*
+ * The line rill_read_line hands out stays valid across writes and flushes on the same chain
+ * (lines > buffered > tcp): a reply can quote the request it answers.
+ */
+START_TEST(test_line_survives_reply)
+{
+    rill_stream *c = NULL, *srv = NULL, *s = NULL;
+    rt_tcp_pair(&c, &srv);
+    ck_assert_int_eq(rill_set_timeouts(srv, 5000, 5000), RILL_OK);
+    ck_assert_int_eq(rill_buffered_new(srv, 64, 16, 0, &s), RILL_OK);
+    ck_assert_int_eq(rill_lines_new(s, 512, RILL_EOL_CRLF, 0, &s), RILL_OK);
+    ck_assert_int_eq(rill_write_fmt(c, NULL, "GET /first\r\nGET /second\r\n"), RILL_OK);
+    const char *line = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_str_eq(line, "GET /first");
+    /* A reply larger than the write buffer, flushed, while the line is still in use. */
+    char pad[100];
+    memset(pad, '.', sizeof pad - 1);
+    pad[sizeof pad - 1] = '\0';
+    ck_assert_int_eq(rill_write_fmt(s, NULL, "200 %s %s\r\n", line, pad), RILL_OK);
+    ck_assert_int_eq(rill_flush(s), RILL_OK);
+    ck_assert_str_eq(line, "GET /first");
+    ck_assert_uint_eq(len, 10);
+    char *got = read_exactly(c, 4 + 10 + 1 + 99 + 2);
+    ck_assert_int_eq(strncmp(got, "200 GET /first ..", 17), 0);
+    free(got);
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_str_eq(line, "GET /second");
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+    ck_assert_int_eq(rill_close(c), RILL_OK);
+}
+END_TEST
+
 Suite *rill_test_suite(void)
 {
     Suite *suite = suite_create("write_fmt");
@@ -193,6 +227,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_over_limit);
     tcase_add_test(tc, test_invalid);
     tcase_add_test(tc, test_nomem);
+    tcase_add_test(tc, test_line_survives_reply);
     tcase_add_loop_test(tc, test_one_place_to_look, 0,
                         (int)(sizeof step_messages / sizeof step_messages[0]));
     suite_add_tcase(suite, tc);

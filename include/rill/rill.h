@@ -442,7 +442,12 @@ RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsig
  */
 typedef struct rill_connect_opts {
     uint32_t size;        /**< set by rill_connect_opts_init(); do not change */
-    int timeout_ms;       /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
+    /** Connect deadline in ms; default 30000; RILL_TIMEOUT_NONE for none. 0 means no waiting:
+     *  rill_tcp_connect_addr() and rill_unix_connect() then succeed only when the connection
+     *  is made within the call (a Unix socket; often loopback), else give RILL_E_TIMEOUT;
+     *  rill_connect() and rill_connect_start() refuse 0 with RILL_E_INVALID (use
+     *  rill_connect_start() for a connect that does not block). */
+    int timeout_ms;
     int read_timeout_ms;  /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
     int write_timeout_ms; /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
     int nodelay;          /**< TCP_NODELAY; default 1 */
@@ -621,7 +626,9 @@ typedef struct rill_resolve_result {
 /**
  * Resolve @p n names concurrently for @p port, at most opts.max_queries_in_flight of
  * rill_ctx_opts at a time (so a large batch does not flood the server into drops and retry
- * timeouts), all within one deadline @p timeout_ms. Cache, shared queries, numeric hosts and
+ * timeouts), all within one deadline @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: as in
+ * rill_resolve(), only what is known without asking: the call then returns RILL_E_TIMEOUT and
+ * the names that would need DNS have status RILL_E_TIMEOUT). Cache, shared queries, numeric hosts and
  * overrides behave as in rill_resolve(). Fills @p results[0..n-1] (caller-allocated).
  *
  * Returns RILL_OK when every name has an outcome (look at each result's status), RILL_E_TIMEOUT
@@ -992,8 +999,11 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
 
 /**
  * Read one line. On RILL_OK, *line points at the line without its ending, NUL-terminated, inside
- * the stream's buffer (valid until the next call on the stream), and *len is its length (a line
- * may contain NUL bytes; use *len). A last line without ending at end of stream is returned
+ * the line reader's buffer, and *len is its length (a line may contain NUL bytes; use *len).
+ * The pointer stays valid until the next read on the line stream (rill_read, rill_read_line,
+ * rill_read_line_copy, rill_skip_line), rill_shrink() or rill_close(); writes and flushes on
+ * the same chain (rill_write, rill_write_fmt, rill_flush), rill_pending() and rill_describe()
+ * leave it alone, so a reply can be written while the line is still in use. A last line without ending at end of stream is returned
  * with RILL_OK; the call after it returns RILL_EOF.
  *
  * Errors: RILL_E_LINE_TOO_LONG when no line ending comes within max_line bytes (nothing is

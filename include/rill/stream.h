@@ -29,7 +29,12 @@
  *  - pending: bytes this layer holds that a read could return without I/O, plus any byte it
  *    has claimed from the inner stream before reading it (the lines layer's owed LF). While it
  *    is non-zero, rill_close() of a borrowing layer reports RILL_E_PENDING_DATA and TLS
- *    refuses to start over the chain.
+ *    refuses to start over the chain. A message-oriented layer (TLS records, a framing
+ *    protocol) counts the payload bytes of whole messages it has decoded and not yet returned
+ *    (TLS: SSL_pending()); a message it holds only in part cannot be read without I/O and is
+ *    not counted (its bytes are ciphertext or framing, not data a plaintext reader would
+ *    take over); a layer that keeps such raw input across a detach or an upgrade must count
+ *    it instead, so the refusal above still protects it.
  *  - poll: set *fd, and adjust *events if this layer knows better, for the WANT the last call
  *    returned. Transports set *fd; decorators usually leave it NULL (the core asks the inner).
  *  - describe: write this layer's own part ("buffered(16384)") like snprintf; the core joins

@@ -22,25 +22,20 @@
  * here with every member added at the end of a struct; the assertions below catch a forgotten one.
  */
 #define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+/* A pointer member (data or function: one size on POSIX systems). */
+#define END_OF_PTR(type, field) (offsetof(type, field) + sizeof(void *))
 static const size_t connect_opts_ends[] = {
-    END_OF(rill_connect_opts, timeout_ms),
-    END_OF(rill_connect_opts, read_timeout_ms),
-    END_OF(rill_connect_opts, write_timeout_ms),
-    END_OF(rill_connect_opts, nodelay),
-    END_OF(rill_connect_opts, keepalive_idle_s),
-    END_OF(rill_connect_opts, family),
-    END_OF(rill_connect_opts, attempt_delay_ms),
-    END_OF(rill_connect_opts, max_in_flight),
-    END_OF(rill_connect_opts, on_event),
-    END_OF(rill_connect_opts, on_event_arg),
-    END_OF(rill_connect_opts, tls),
-    END_OF(rill_connect_opts, tls_servername),
-    END_OF(rill_connect_opts, tls_flags),
-    END_OF(rill_connect_opts, resolution_delay_ms),
+    END_OF(rill_connect_opts, timeout_ms),       END_OF(rill_connect_opts, read_timeout_ms),
+    END_OF(rill_connect_opts, write_timeout_ms), END_OF(rill_connect_opts, nodelay),
+    END_OF(rill_connect_opts, keepalive_idle_s), END_OF(rill_connect_opts, family),
+    END_OF(rill_connect_opts, attempt_delay_ms), END_OF(rill_connect_opts, max_in_flight),
+    END_OF_PTR(rill_connect_opts, on_event),     END_OF_PTR(rill_connect_opts, on_event_arg),
+    END_OF_PTR(rill_connect_opts, tls),          END_OF_PTR(rill_connect_opts, tls_servername),
+    END_OF(rill_connect_opts, tls_flags),        END_OF(rill_connect_opts, resolution_delay_ms),
 };
 static const size_t ctx_opts_ends[] = {
-    END_OF(rill_ctx_opts, dns_servers),
-    END_OF(rill_ctx_opts, overrides),
+    END_OF_PTR(rill_ctx_opts, dns_servers),
+    END_OF_PTR(rill_ctx_opts, overrides),
     END_OF(rill_ctx_opts, family),
     END_OF(rill_ctx_opts, cache_max_ttl_s),
     END_OF(rill_ctx_opts, negative_ttl_s),

@@ -49,6 +49,8 @@ static size_t n_items;
 static struct section sections[256];
 static size_t n_sections;
 static char *overview; /* the top comment of the first header */
+/* Types declared before the first section (rill_status, rill_error, ...): shown in rill(7). */
+static size_t preamble_first, preamble_count;
 
 _Noreturn static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -276,12 +278,16 @@ static void parse_header(const char *path, const char *include_name, int first_h
     char **lines = read_lines(path, &n);
     struct section *sec = NULL;
     char *doc = NULL;
+    struct item *define_item = NULL; /* the last documented #define and where it ended */
+    size_t define_end = 0;
     for (size_t i = 0; i < n;) {
         const char *l = lines[i];
         if (starts(l, "/* ---")) {
             char *c = take_comment(lines, n, &i);
             if (sec)
                 sec->count = n_items - sec->first;
+            else if (first_header)
+                preamble_count = n_items - preamble_first;
             sec = new_section(include_name, c);
             free(c);
             free(doc);
@@ -303,7 +309,7 @@ static void parse_header(const char *path, const char *include_name, int first_h
             free(c);
             continue;
         }
-        if (!sec) {
+        if (!sec && !starts(l, "typedef ")) {
             i++;
             continue;
         }
@@ -327,6 +333,7 @@ static void parse_header(const char *path, const char *include_name, int first_h
             continue;
         }
         if (starts(l, "typedef ") || starts(l, "struct ") || starts(l, "#define RILL_")) {
+            size_t first_line = i;
             struct buf b = { 0 };
             int depth = 0;
             for (; i < n; i++) {
@@ -340,12 +347,23 @@ static void parse_header(const char *path, const char *include_name, int first_h
                     break;
                 }
             }
-            if (doc || !starts(l, "#define")) {
+            if (!doc && define_item && first_line == define_end) {
+                /* an undocumented #define right after a documented one: the same group */
+                struct buf joined = { 0 };
+                buf_str(&joined, define_item->decl);
+                buf_str(&joined, b.p);
+                free(define_item->decl);
+                free(buf_take(&b));
+                define_item->decl = buf_take(&joined);
+                define_end = i;
+            } else if (doc || !starts(l, "#define")) {
                 struct item *it = &items[n_items++];
                 it->kind = ITEM_TYPE;
                 it->decl = buf_take(&b);
                 it->doc = doc;
                 doc = NULL;
+                define_item = starts(l, "#define") ? it : NULL;
+                define_end = i;
             } else {
                 free(buf_take(&b));
             }
@@ -866,7 +884,18 @@ static void write_overview(const char *outdir, const char *date, const char *ver
     fputs(".Sh NAME\n.Nm rill\n.Nd stackable network streams for C\n", f);
     fputs(".Sh DESCRIPTION\n", f);
     put_doc(f, overview ? overview : "");
-    fputs(".Pp\nThe functions are described on these pages, one per family:\n"
+    if (preamble_count) {
+        fputs(".Ss Types used throughout\n", f);
+        for (size_t i = preamble_first; i < preamble_first + preamble_count; i++) {
+            if (items[i].doc)
+                put_doc(f, items[i].doc);
+            put_literal(f, items[i].decl);
+        }
+        fputs(".Ss Pages\n", f);
+    } else {
+        fputs(".Pp\n", f);
+    }
+    fputs("The functions are described on these pages, one per family:\n"
           ".Bl -tag -width Ds\n",
           f);
     for (size_t s = 0; s < n_sections; s++) {

@@ -117,7 +117,7 @@ typedef struct rill_tls_config rill_tls_config;
  *     }
  */
 
-/*
+/**
  * Version of this header. CMake reads the project version from these three lines, so they are
  * the one place it is set. RILL_VERSION_NUMBER compares as an integer: 0x00MMmmpp.
  */

@@ -1295,7 +1295,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_server(rill_stream *inner, rill_tls
  * 14 bytes received before the upgrade are still unread in lines(...)": plaintext that could
  * have been injected, CVE-2011-0411; also an LF a RILL_EOL_ANY reader owes), RILL_E_INVALID
  * (NULL, other flags, a bad server name), RILL_E_CLOSED (shut down for writing), errors of
- * the flush, RILL_E_NOMEM, RILL_E_TLS.
+ * the flush, RILL_E_NOMEM, RILL_E_TLS. In non-blocking mode the flush may return
+ * RILL_WANT_WRITE: nothing has changed; call again when writable.
  */
 RILL_API RILL_NODISCARD rill_status rill_starttls(rill_stream **top, rill_tls_config *cfg,
                                                   const char *servername, unsigned flags);

@@ -718,7 +718,8 @@ static void write_family(const char *outdir, const struct section *sec, const ch
     }
     char title[160];
     snprintf(title, sizeof title, "%s", sec->title);
-    title[0] = (char)tolower((unsigned char)title[0]);
+    if (!isupper((unsigned char)title[1])) /* "Timeouts" -> "timeouts", "TLS" stays */
+        title[0] = (char)tolower((unsigned char)title[0]);
     fprintf(f, ".Nd %s\n", title);
     fputs(".Sh LIBRARY\nrill (-lrill; pkg-config --cflags --libs rill)\n", f);
     fputs(".Sh SYNOPSIS\n", f);

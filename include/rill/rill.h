@@ -107,7 +107,7 @@ typedef struct rill_tls_config rill_tls_config;
  */
 
 /* ---------------------------------------------------------------------------------------------
- * Library
+ * Library: version, status texts, allocator
  *
  * Check at start-up that the library loaded is one the program was built for. Example:
  *     if (!rill_version_check(RILL_VERSION_NUMBER)) {
@@ -504,7 +504,7 @@ RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
                                                       rill_stream **out, rill_error *err);
 
 /* ---------------------------------------------------------------------------------------------
- * Context: DNS resolution (c-ares) and connecting by name
+ * Context: the resolver (c-ares), its caches and defaults, shared by threads
  * Page: rill_ctx_new
  *
  * Example:

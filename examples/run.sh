@@ -295,7 +295,7 @@ expect smtp_peer out '^smtp_peer: C: QUIT \(over TLS\)$'
 
 run smtp_starttls_inject 1 "$bin/smtp_starttls" --cafile "$ca" 127.0.0.1 "$inject_port"
 expect smtp_starttls_inject err \
-    '^smtp_starttls: refusing the TLS upgrade: the server sent [0-9]+ bytes'
+    '^smtp_starttls: STARTTLS: rill_starttls: refusing to start TLS: [0-9]+ bytes received'
 say "smtp_starttls: EHLO, STARTTLS, EHLO and QUIT over TLS against smtp_peer;" \
     "an injected reply before TLS refused"
 

@@ -6,19 +6,19 @@
  *
  * The conversation (S: server, C: client):
  *
- *     S: 220 greeting (possibly several lines)     plain:  lines (CRLF, borrowing) > tcp
+ *     S: 220 greeting (possibly several lines)     plain:  lines (CRLF) > tcp
  *     C: EHLO        S: 250 ... STARTTLS
  *     C: STARTTLS    S: 220 go ahead
- *        -- close the borrowing line reader, start TLS over the same tcp stream --
+ *        -- rill_starttls(): TLS goes under the line reader, on the same tcp stream --
  *     C: EHLO        S: 250 ...                     TLS:    lines (CRLF) > tls > tcp
  *     C: QUIT        S: 221 bye
  *
  * The one subtle step is the upgrade. Anything the server sent after "220 go ahead" arrived in
  * plaintext, before any TLS, yet would be read as if it had come over TLS: a man in the middle
- * can inject replies there (CVE-2011-0411). rill refuses such an upgrade: closing the borrowing
- * line reader reports RILL_E_PENDING_DATA when it still holds unread bytes, and
- * rill_tls_client() refuses the same way. This client checks rill_pending() first, to name the
- * byte count, and exits with an error.
+ * can inject replies there (CVE-2011-0411). rill_starttls() refuses such an upgrade with
+ * RILL_E_PENDING_DATA, naming the byte count, and this client exits with that error. The call
+ * never closes or detaches a layer, so no pointer of ours can dangle, and every error of the
+ * conversation is read the same way: rill_errmsg() of the top stream.
  *
  * Exit status: 0 after a clean QUIT over TLS, 1 on any failure (one line on stderr), 2 for bad
  * usage.
@@ -128,8 +128,8 @@ int main(int argc, char **argv)
     rill_error err;
     rill_tls_config *cfg = NULL;
     rill_ctx *ctx = NULL;
-    rill_stream *tcp = NULL;   /* ours to close until the TLS chain takes it */
-    rill_stream *lines = NULL; /* the top of whichever chain we are talking through */
+    rill_stream *tcp = NULL;   /* ours to close until the line reader takes it */
+    rill_stream *lines = NULL; /* the top of the chain: lines > tcp, then lines > tls > tcp */
 
     if (rill_tls_config_new(&cfg, &err) != RILL_OK ||
         (cafile && rill_tls_config_set_ca_file(cfg, cafile, &err) != RILL_OK) ||
@@ -148,12 +148,11 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": %s\n", err.msg);
         goto out;
     }
-
-    /* RILL_BORROW: closing this reader later leaves tcp open for the TLS layer. */
-    if (rill_lines_new(tcp, MAX_LINE, RILL_EOL_CRLF, RILL_BORROW, &lines) != RILL_OK) {
+    if (rill_lines_new(tcp, MAX_LINE, RILL_EOL_CRLF, 0, &lines) != RILL_OK) {
         fprintf(stderr, PROG ": %s\n", rill_errmsg(tcp));
         goto out;
     }
+    tcp = NULL; /* the line reader owns it now */
     if (reply(lines, 220, NULL, NULL) != 0 || command(lines, "EHLO client.example") != 0 ||
         reply(lines, 250, "STARTTLS", &starttls) != 0)
         goto out;
@@ -165,40 +164,13 @@ int main(int argc, char **argv)
         goto out;
 
     /*
-     * The upgrade. Nothing may be left in the plain reader's buffer: such bytes came before
-     * the handshake, unauthenticated. rill_close() reports them too (RILL_E_PENDING_DATA), but
-     * rill_pending() lets us say how many there were.
+     * The upgrade, in place: TLS goes under the line reader, on the same socket. It is refused
+     * (RILL_E_PENDING_DATA) if the server sent anything after its 220 reply: such bytes came
+     * before the handshake, unauthenticated. Every error is on the top stream; the handshake
+     * would run on the first write anyway, running it here names its failure.
      */
-    size_t early = rill_pending(lines);
-    rill_status st = rill_close(lines);
-    lines = NULL;
-    if (early > 0 || st == RILL_E_PENDING_DATA) {
-        fprintf(stderr,
-                PROG ": refusing the TLS upgrade: the server sent %zu bytes after its 220 reply "
-                     "(%s; plaintext injection?)\n",
-                early, rill_strerror(RILL_E_PENDING_DATA));
-        goto out;
-    }
-    if (st != RILL_OK) {
-        fprintf(stderr, PROG ": closing the plain reader: %s\n", rill_strerror(st));
-        goto out;
-    }
-
-    /* TLS over the very same tcp stream; on success the TLS layer owns it. */
-    rill_stream *tls;
-    if (rill_tls_client(tcp, cfg, host, 0, &tls) != RILL_OK) {
-        fprintf(stderr, PROG ": %s\n", rill_errmsg(tcp));
-        goto out;
-    }
-    tcp = NULL;
-    if (rill_lines_new(tls, MAX_LINE, RILL_EOL_CRLF, 0, &lines) != RILL_OK) {
-        fprintf(stderr, PROG ": %s\n", rill_errmsg(tls));
-        rill_close(tls);
-        goto out;
-    }
-    /* The handshake would run on the first write anyway; running it here names its failure. */
-    if (rill_tls_handshake(lines) != RILL_OK) {
-        fprintf(stderr, PROG ": TLS handshake: %s\n", rill_errmsg(lines));
+    if (rill_starttls(&lines, cfg, host, 0) != RILL_OK || rill_tls_handshake(lines) != RILL_OK) {
+        fprintf(stderr, PROG ": STARTTLS: %s\n", rill_errmsg(lines));
         goto out;
     }
     rill_tls_info info;
@@ -213,8 +185,8 @@ int main(int argc, char **argv)
     status = 0;
 
 out:
-    rill_close(lines); /* after the upgrade this closes lines > tls > tcp */
-    rill_close(tcp);   /* still ours if we stopped before the upgrade (NULL is fine) */
+    rill_close(lines); /* the whole chain, before or after the upgrade */
+    rill_close(tcp);   /* still ours if the line reader never took it (NULL is fine) */
     rill_ctx_free(ctx);
     rill_tls_config_free(cfg);
     return status;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Install the Debian packages a build needs, only those that are missing (root only).
-# Usage: scripts/deps.sh [test|demo|bench]   (sourced or run)
+# Usage: scripts/deps.sh [test|demo|bench|package]   (sourced or run)
 set -euo pipefail
 
 rill_deps() {
@@ -9,8 +9,9 @@ rill_deps() {
     local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
     case $purpose in
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
-                     libuv1-dev) ;;
+                     libuv1-dev abigail-tools mandoc debhelper lintian man-db) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
+        package) pkgs+=(debhelper lintian man-db) ;;
     esac
     local missing=()
     for p in "${pkgs[@]}"; do

@@ -49,6 +49,7 @@ RILL_API void rill_ctx_opts_init(rill_ctx_opts *opts)
     if (!opts)
         return;
     memset(opts, 0, sizeof *opts);
+    opts->size = rilli_opts_size(sizeof *opts);
     opts->cache_max_ttl_s = 300;
     opts->negative_ttl_s = 5;
     opts->query_timeout_ms = 2000;
@@ -170,11 +171,11 @@ RILL_API rill_status rill_ctx_new(const rill_ctx_opts *opts, rill_ctx **out, ril
 {
     if (!out)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: out is NULL");
-    rill_ctx_opts defaults;
-    if (!opts) {
-        rill_ctx_opts_init(&defaults);
-        opts = &defaults;
-    }
+    rill_ctx_opts loaded;
+    rill_status lst = rilli_ctx_opts_load(opts, &loaded, err);
+    if (lst != RILL_OK)
+        return lst;
+    opts = &loaded;
     if (opts->family != 0 && opts->family != 4 && opts->family != 6)
         return rilli_error_set(err, RILL_E_INVALID, 0, "ctx: family %d is not 0, 4 or 6",
                                opts->family);

@@ -16,6 +16,16 @@ RILL_API const char *rill_version(void)
     return RILL_VERSION_STRING;
 }
 
+RILL_API unsigned rill_version_number(void)
+{
+    return RILL_VERSION_NUMBER;
+}
+
+RILL_API int rill_version_check(unsigned header_version)
+{
+    return (header_version >> 16) == RILL_VERSION_MAJOR && header_version <= RILL_VERSION_NUMBER;
+}
+
 RILL_API const char *rill_strerror(rill_status code)
 {
     switch (code) {

@@ -243,4 +243,17 @@ rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t por
                                    const rill_connect_opts *opts, rill_stream *tcp,
                                    rill_stream **out, rill_error *err);
 
+/*
+ * Option structs that grow (src/opts.c): rilli_opts_size() is what an _init function stores in
+ * the size member; the loaders fill @p out (this library's size, defaults for what the caller's
+ * struct lacks) from the caller's @p in (NULL: defaults) and refuse a bad size with
+ * RILL_E_INVALID naming @p kind.
+ */
+uint32_t rilli_opts_size(size_t size);
+rill_status rilli_connect_opts_load(const char *kind, const rill_connect_opts *in,
+                                    rill_connect_opts *out, rill_error *err);
+rill_status rilli_ctx_opts_load(const rill_ctx_opts *in, rill_ctx_opts *out, rill_error *err);
+rill_status rilli_listen_opts_load(const char *kind, const rill_listen_opts *in,
+                                   rill_listen_opts *out, rill_error *err);
+
 #endif /* RILL_INTERNAL_H */

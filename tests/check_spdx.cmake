@@ -26,7 +26,7 @@ foreach(f IN LISTS files)
   if(f STREQUAL "" OR NOT EXISTS "${SRC}/${f}")
     continue()
   endif()
-  if(f MATCHES "^(build|_build)[^/]*/|^\\.git/|^\\.cache/|^tests/fuzz/corpus/|^LICENSE$|^\\.reuse/|^abi/|^debian/(changelog|compat|source/format)$"
+  if(f MATCHES "^(build|_build)[^/]*/|^\\.git(/|$)|^\\.cache/|^tests/fuzz/corpus/|^LICENSE$|^\\.reuse/|^abi/|^debian/(changelog|compat|source/format)$"
      OR f MATCHES "/build[^/]*/|\\.(o|a|so|pyc)$")
     continue()
   endif()

@@ -1743,6 +1743,178 @@ START_TEST(test_starttls_pending_refused)
 END_TEST
 
 /*
+ * rill_starttls: the plain exchange through lines [> buffered] > tcp, then one call puts TLS
+ * under the caller's layers and the same top pointer talks TLS. The line reader does not borrow
+ * (the flag whose omission made the low-level route a use-after-free is not needed at all).
+ */
+START_TEST(test_starttls_in_place)
+{
+    int before = rt_count_fds();
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0) };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *top = tcp_connect(r->port), *ln = NULL;
+    size_t w;
+    if (_i == 1) {
+        rill_stream *b = NULL;
+        SOK(top, rill_buffered_new(top, 4096, 4096, 0, &b));
+        top = b;
+    }
+    SOK(top, rill_lines_new(top, 512, RILL_EOL_CRLF, 0, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w)); /* left buffered (_i == 1): flushed */
+    if (_i == 0)
+        SOK(ln, rill_flush(ln));
+    SOK(ln, read_line_eq(ln, "220 go ahead"));
+    rill_stream *kept = ln;
+    SOK(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0));
+    ck_assert_ptr_eq(ln, kept);
+    char desc[512];
+    rill_describe(ln, desc, sizeof desc);
+    const char *want = _i == 1 ? "> buffered(4096) > tls(" : "lines(max=512 eol=crlf) > tls(";
+    ck_assert_msg(strstr(desc, want) && strstr(desc, "> tcp("), "describe: %s", desc);
+    SOK(ln, rill_tls_handshake(ln));
+    SOK(ln, rill_write_str(ln, "HELLO\r\n", &w));
+    SOK(ln, rill_flush(ln));
+    SOK(ln, read_line_eq(ln, "250 hello over tls"));
+    rill_tls_info info;
+    get_info(ln, &info);
+    ck_assert_int_eq(info.verified, 1);
+    ck_assert_int_eq(rill_close(ln), RILL_OK); /* the whole chain, tls and tcp included */
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server handshake: %s", r->hs_msg[0]);
+    ck_assert_msg(r->end[0] == RILL_OK, "server: %s", r->end_msg[0]);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/* A bare tcp stream: TLS goes on top and the caller's pointer becomes the TLS layer. */
+START_TEST(test_starttls_bare_transport)
+{
+    int before = rt_count_fds();
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0) };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *tcp = tcp_connect(r->port), *ln = NULL;
+    size_t w;
+    char greeting[20] = "";
+    SOK(tcp, rill_read_full(tcp, greeting, 20, &w)); /* "220 plain greeting\r\n" */
+    ck_assert_int_eq(memcmp(greeting, "220 plain greeting\r\n", 20), 0);
+    SOK(tcp, rill_write_str(tcp, "STARTTLS\r\n", &w));
+    char goahead[14];
+    SOK(tcp, rill_read_full(tcp, goahead, sizeof goahead, &w));
+    rill_stream *top = tcp;
+    SOK(top, rill_starttls(&top, cfg, RT_CERTS_HOST, 0));
+    ck_assert_ptr_ne(top, tcp);
+    ck_assert_str_eq(rill_kind(top), "tls");
+    ck_assert_ptr_eq(rill_find(top, "tcp"), tcp);
+    SOK(top, rill_lines_new(top, 512, RILL_EOL_CRLF, 0, &ln));
+    SOK(ln, rill_write_str(ln, "HELLO\r\n", &w));
+    SOK(ln, read_line_eq(ln, "250 hello over tls"));
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    rsrv_join(r);
+    ck_assert_msg(r->end[0] == RILL_OK, "server: %s", r->end_msg[0]);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/* A borrowing line reader: after the upgrade, closing the top leaves tcp open for the caller. */
+START_TEST(test_starttls_borrowed)
+{
+    int before = rt_count_fds();
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0) };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *tcp = tcp_connect(r->port), *ln = NULL;
+    size_t w;
+    SOK(tcp, rill_lines_new(tcp, 512, RILL_EOL_CRLF, RILL_BORROW, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w));
+    SOK(ln, read_line_eq(ln, "220 go ahead"));
+    SOK(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0));
+    SOK(ln, rill_write_str(ln, "HELLO\r\n", &w));
+    SOK(ln, read_line_eq(ln, "250 hello over tls"));
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    ck_assert_int_eq(rt_fd_is_open(rill_fd(tcp)), 1);
+    ck_assert_int_eq(rill_close(tcp), RILL_OK);
+    rsrv_join(r);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/* Plaintext injected after the go-ahead: refused, the chain untouched and still the caller's. */
+START_TEST(test_starttls_in_place_pending_refused)
+{
+    int before = rt_count_fds();
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0), .inject = 1 };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *ln = tcp_connect(r->port), *tcp = ln;
+    size_t w;
+    SOK(ln, rill_lines_new(tcp, 512, RILL_EOL_CRLF, 0, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w));
+    SOK(ln, read_line_eq(ln, "220 go ahead"));
+    char before_desc[512], after_desc[512];
+    rill_describe(ln, before_desc, sizeof before_desc);
+    rill_stream *kept = ln;
+    rt_assert_error(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0), RILL_E_PENDING_DATA,
+                    "rill_starttls: refusing to start TLS: 14 bytes received before the upgrade "
+                    "are still unread in lines(max=512 eol=crlf");
+    ck_assert_ptr_eq(ln, kept);
+    rill_describe(ln, after_desc, sizeof after_desc);
+    ck_assert_str_eq(before_desc, after_desc);
+    ck_assert_ptr_null(rill_find(ln, "tls"));
+    /* The injected line is still there to read (and to log), as plaintext. */
+    SOK(ln, read_line_eq(ln, "250 injected"));
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    rsrv_join(r);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/* Arguments the call refuses, each leaving the chain as it was with the reason on it. */
+START_TEST(test_starttls_invalid)
+{
+    int before = rt_count_fds();
+    rill_stream *c = NULL, *srv = NULL, *ln = NULL;
+    rt_tcp_pair(&c, &srv);
+    SOK(c, rill_lines_new(c, 512, RILL_EOL_CRLF, 0, &ln));
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *none = NULL;
+    ck_assert_int_eq(rill_starttls(NULL, cfg, RT_CERTS_HOST, 0), RILL_E_INVALID);
+    ck_assert_int_eq(rill_starttls(&none, cfg, RT_CERTS_HOST, 0), RILL_E_INVALID);
+    rt_assert_error(ln, rill_starttls(&ln, NULL, RT_CERTS_HOST, 0), RILL_E_INVALID,
+                    "rill_starttls: config is NULL");
+    rt_assert_error(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, RILL_BORROW), RILL_E_INVALID,
+                    "rill_starttls: flags 0x1: only RILL_TLS_ALLOW_TRUNCATION is allowed");
+    /* rill_tls_client's own refusal reaches the top: the one place to look is the top. */
+    rt_assert_error(ln, rill_starttls(&ln, cfg, "*.wild.test", 0), RILL_E_INVALID, "lines: tls: ");
+    ck_assert_str_eq(rill_kind(ln), "lines");
+    ck_assert_ptr_eq(rill_stream_inner(ln), c);
+    SOK(ln, rill_shutdown(ln));
+    rt_assert_error(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0), RILL_E_CLOSED,
+                    "rill_starttls: the lines layer is shut down for writing");
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    ck_assert_int_eq(rill_close(srv), RILL_OK);
+    cfg_free(cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/*
  * Issue 10: a line reader in RILL_EOL_ANY mode returns "220 go ahead" at its CR and owes the
  * LF, which is still on its way. Upgrading then would feed that LF to the handshake: both
  * rill_tls_client over the reader and detaching the reader refuse, naming the owed LF.
@@ -3013,6 +3185,11 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_starttls);
     tcase_add_test(tc, test_starttls_pending_refused);
+    tcase_add_loop_test(tc, test_starttls_in_place, 0, 2);
+    tcase_add_test(tc, test_starttls_bare_transport);
+    tcase_add_test(tc, test_starttls_borrowed);
+    tcase_add_test(tc, test_starttls_in_place_pending_refused);
+    tcase_add_test(tc, test_starttls_invalid);
     tcase_add_test(tc, test_starttls_owed_lf_refused);
     tcase_add_test(tc, test_starttls_owed_lf_settled);
     tcase_add_loop_test(tc, test_tls_over_socketpair, 0, 2);

@@ -747,8 +747,7 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
                  ev->host, ev->count, ev->count == 1 ? "" : "es", (long long)ev->elapsed_ms);
         else
             note("%s answer for %s: %s (%lld ms)", ev->family == 6 ? "AAAA" : "A", ev->host,
-                 ev->message ? ev->message : rill_strerror(ev->status),
-                 (long long)ev->elapsed_ms);
+                 ev->message ? ev->message : rill_strerror(ev->status), (long long)ev->elapsed_ms);
         break;
     case RILL_EV_TLS_HANDSHAKE: note("TLS handshake with %s", ev->addr); break;
     case RILL_EV_TLS_DONE:
@@ -1152,15 +1151,14 @@ static int starttls_exchange(rill_stream *tcp, int64_t deadline)
     return RC_OK;
 }
 
-/* Start TLS over the plain @p *s (replaced by the TLS stream on success) and handshake. */
+/* Start TLS in place over the plain @p *s (then the TLS stream on top) and handshake. */
 static int starttls_upgrade(rill_stream **s, rill_tls_config *cfg, int64_t deadline)
 {
-    rill_stream *tls = NULL;
-    rill_status st = rill_tls_client(*s, cfg, opt.servername ? opt.servername : opt.host, 0, &tls);
+    rill_status st = rill_starttls(s, cfg, opt.servername ? opt.servername : opt.host, 0);
     if (st != RILL_OK)
         return fail(st == RILL_E_PENDING_DATA ? RC_TLS : RC_FAIL, "STARTTLS", "%s",
                     rill_errmsg(*s));
-    *s = tls;
+    rill_stream *tls = *s;
     int64_t left = deadline - now_ms();
     if (left <= 0)
         left = 1;

@@ -12,6 +12,9 @@
  *  - After an error on a stream, rill_errmsg() on that stream says what happened, e.g.
  *    "buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)". Functions that
  *    create a stream from nothing take an optional rill_error* that receives the same information.
+ *    A decorator constructor (rill_lines_new(inner, ..., &out), rill_tls_client(), ...) that
+ *    fails leaves *out untouched and the reason on inner, which stays the caller's, so a chain
+ *    built in one variable (rill_lines_new(s, ..., &s)) has one place to look: rill_errmsg(s).
  *  - errno means nothing after a rill call; the message and rill_error.sys_errno carry it.
  *  - A stream is used by one thread at a time. Different streams may be used from different
  *    threads at once without locking.
@@ -20,6 +23,7 @@
 #ifndef RILL_RILL_H
 #define RILL_RILL_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,12 +96,54 @@ struct rill_connect_event;
 /** A TLS configuration (trust, verification, versions, certificates). Opaque; see "TLS". */
 typedef struct rill_tls_config rill_tls_config;
 
-/* ---------------------------------------------------------------------------------------------
- * Library
+/*
+ * The man pages are made from this file and <rill/stream.h> by tools/mangen.c. Each section
+ * that opens with a comment line of dashes is one page, rill_<first function>(3), titled by the
+ * section's heading; the rest of that comment opens its DESCRIPTION, and an indented block
+ * after a line ending in "Example:" is its EXAMPLES ("Page: name" on its own line names the
+ * page otherwise). Each function's comment (summary, then Ownership:, Errors:, Thread-safety:)
+ * goes to DESCRIPTION, ERRORS and THREAD SAFETY; documented types and macros are shown as
+ * declared. A function added to a section needs nothing but its comment.
  */
 
-/** Version of the library as "MAJOR.MINOR.PATCH". Thread-safety: safe. */
+/* ---------------------------------------------------------------------------------------------
+ * Library: version, status texts, allocator
+ *
+ * Check at start-up that the library loaded is one the program was built for. Example:
+ *     if (!rill_version_check(RILL_VERSION_NUMBER)) {
+ *         fprintf(stderr, "rill %s is older than the %d.%d.%d this program needs\n",
+ *                 rill_version(), RILL_VERSION_MAJOR, RILL_VERSION_MINOR, RILL_VERSION_PATCH);
+ *         return 1;
+ *     }
+ */
+
+/**
+ * Version of this header. CMake reads the project version from these three lines, so they are
+ * the one place it is set. RILL_VERSION_NUMBER compares as an integer: 0x00MMmmpp.
+ */
+#define RILL_VERSION_MAJOR 0
+#define RILL_VERSION_MINOR 1
+#define RILL_VERSION_PATCH 0
+#define RILL_VERSION_NUMBER                                                                   \
+    ((RILL_VERSION_MAJOR << 16) | (RILL_VERSION_MINOR << 8) | RILL_VERSION_PATCH)
+
+/**
+ * Version of the library as "MAJOR.MINOR.PATCH": the library loaded at run time, which may be
+ * newer than the header a program was built with. Thread-safety: safe.
+ */
 RILL_API const char *rill_version(void);
+
+/** RILL_VERSION_NUMBER of the library loaded at run time. Thread-safety: safe. */
+RILL_API unsigned rill_version_number(void);
+
+/**
+ * Check that the library loaded at run time can serve a program built against the header of
+ * version @p header_version (pass RILL_VERSION_NUMBER): the same major version (for 0.x, the
+ * and the library is not older than the header. Returns 1 if so, 0 if not: a library older than
+ * its header lacks functions and option fields the program may use.
+ * Thread-safety: safe.
+ */
+RILL_API int rill_version_check(unsigned header_version);
 
 /** Short English text for a status, e.g. "connection refused". Never NULL. Thread-safe. */
 RILL_API const char *rill_strerror(rill_status code);
@@ -117,6 +163,11 @@ RILL_API void rill_set_allocator(void *(*alloc_fn)(size_t), void *(*realloc_fn)(
 
 /* ---------------------------------------------------------------------------------------------
  * Errors of a stream
+ *
+ * After a call on a stream fails, the stream says why: the message names each layer the error
+ * came through, the peer and the reason. Example:
+ *     if (rill_write_all(s, buf, len, NULL) != RILL_OK)
+ *         fprintf(stderr, "send: %s\n", rill_errmsg(s));
  */
 
 /**
@@ -132,6 +183,16 @@ RILL_API const rill_error *rill_last_error(const rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Reading and writing
+ *
+ * Example:
+ *     char buf[4096];
+ *     size_t n;
+ *     rill_status st;
+ *     while ((st = rill_read(s, buf, sizeof buf, &n)) == RILL_OK)
+ *         fwrite(buf, 1, n, stdout);
+ *     if (st != RILL_EOF)
+ *         fprintf(stderr, "%s\n", rill_errmsg(s));
+ *     st = rill_close(s);
  */
 
 /**
@@ -179,6 +240,28 @@ RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *b
  */
 RILL_API RILL_NODISCARD rill_status rill_write_str(rill_stream *s, const char *str,
                                                    size_t *nwritten);
+
+/** Largest text rill_write_fmt() formats, in bytes (without the terminating NUL). */
+#define RILL_WRITE_FMT_MAX 65536u
+
+/**
+ * Format like printf() and write all of the text, as rill_write_all(): for protocol lines,
+ * rill_write_fmt(s, NULL, "EHLO %s\r\n", name). The text is bounded: one longer than
+ * RILL_WRITE_FMT_MAX bytes is refused before anything is written. Up to 511 bytes are formatted
+ * on the stack; longer text in one allocation. @p nwritten (may be NULL) tells how far a call
+ * stopped by a wait or timeout got.
+ *
+ * Errors: RILL_E_INVALID (NULL format; "rill_write_fmt: the text is 70000 bytes, over the limit
+ * of 65536 (RILL_WRITE_FMT_MAX); nothing was written"; a format the C library cannot expand),
+ * RILL_E_NOMEM, and the errors of rill_write_all().
+ */
+RILL_API RILL_NODISCARD rill_status rill_write_fmt(rill_stream *s, size_t *nwritten,
+                                                   const char *fmt, ...) RILL_PRINTF(3, 4);
+
+/** rill_write_fmt() with a va_list. */
+RILL_API RILL_NODISCARD rill_status rill_write_vfmt(rill_stream *s, size_t *nwritten,
+                                                    const char *fmt, va_list ap)
+    RILL_PRINTF(3, 0);
 
 /**
  * Push bytes held by write buffers down the whole chain to the transport. Non-blocking mode may
@@ -237,6 +320,12 @@ RILL_API RILL_NODISCARD rill_status rill_poll_info(rill_stream *s, int *fd, shor
 
 /* ---------------------------------------------------------------------------------------------
  * Timeouts
+ *
+ * Example:
+ *     if (rill_set_timeouts(s, 5000, 5000) != RILL_OK)   // 5 s for each read and write
+ *         return 1;
+ *     if (rill_read_line(lines, &line, &len) == RILL_E_TIMEOUT)
+ *         puts("quiet peer");                             // the stream stays usable
  */
 
 /** Timeout value meaning "wait as long as it takes" (blocking mode, the default). */
@@ -258,6 +347,11 @@ RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_m
 
 /* ---------------------------------------------------------------------------------------------
  * Introspection
+ *
+ * Example:
+ *     char chain[512];
+ *     rill_describe(s, chain, sizeof chain);
+ *     printf("%s\n", chain); // lines(max=8192 eol=lf) > buffered(16384) > tcp(fd=5 ...)
  */
 
 /** Layer kinds, as reported by rill_kind() and looked up by rill_find(). */
@@ -293,6 +387,17 @@ RILL_API int rill_fd(rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Transports
+ *
+ * Example:
+ *     rill_connect_opts o;
+ *     rill_connect_opts_init(&o);
+ *     o.timeout_ms = 2000;
+ *     rill_stream *s;
+ *     rill_error err;
+ *     if (rill_tcp_connect_addr("127.0.0.1", 8080, &o, &s, &err) != RILL_OK) {
+ *         fprintf(stderr, "%s\n", err.msg);
+ *         return 1;
+ *     }
  */
 
 /** Flag for constructors of decorators: rill_close() leaves the wrapped stream open. */
@@ -320,12 +425,32 @@ RILL_API int rill_fd(rill_stream *s);
 RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsigned flags,
                                                 rill_stream **out, rill_error *err);
 
+/*
+ * Option structs (rill_connect_opts, rill_ctx_opts, rill_listen_opts) are allocated by the caller
+ * and grow at their end in later versions. Their first member, size, is set by their _init
+ * function to the size the program was compiled with (tagged so that an uninitialised struct is
+ * told apart); the library reads only that many bytes and gives the fields the program does not
+ * know their defaults. So: always call the _init function, then set fields; never copy a size
+ * from elsewhere. A struct from a newer header is accepted if the fields this library does not
+ * know are zero (their defaults), else refused with RILL_E_INVALID ("... needs a newer rill").
+ * Structs the library fills (rill_tls_info, rill_ctx_stats) keep a fixed size for a soname and
+ * grow into their reserved space; array elements (rill_addr, rill_resolve_result) and rill_error
+ * never change. See docs/abi.md.
+ */
+
 /**
- * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init();
- * fields added in later versions keep their defaults.
+ * Options for connecting and for accepted streams. Initialise with rill_connect_opts_init().
+ * A bad size field makes the functions taking it fail with RILL_E_INVALID
+ * ("tcp: rill_connect_opts not initialised with rill_connect_opts_init() (size field 0x0)").
  */
 typedef struct rill_connect_opts {
-    int timeout_ms;       /**< connect deadline; default 30000; RILL_TIMEOUT_NONE for none */
+    uint32_t size;        /**< set by rill_connect_opts_init(); do not change */
+    /** Connect deadline in ms; default 30000; RILL_TIMEOUT_NONE for none. 0 means no waiting:
+     *  rill_tcp_connect_addr() and rill_unix_connect() then succeed only when the connection
+     *  is made within the call (a Unix socket; often loopback), else give RILL_E_TIMEOUT;
+     *  rill_connect() and rill_connect_start() refuse 0 with RILL_E_INVALID (use
+     *  rill_connect_start() for a connect that does not block). */
+    int timeout_ms;
     int read_timeout_ms;  /**< read timeout of the new stream; default RILL_TIMEOUT_NONE */
     int write_timeout_ms; /**< write timeout of the new stream; default RILL_TIMEOUT_NONE */
     int nodelay;          /**< TCP_NODELAY; default 1 */
@@ -382,7 +507,18 @@ RILL_API RILL_NODISCARD rill_status rill_unix_connect(const char *path,
                                                       rill_stream **out, rill_error *err);
 
 /* ---------------------------------------------------------------------------------------------
- * Context: DNS resolution (c-ares) and connecting by name
+ * Context: the resolver (c-ares), its caches and defaults, shared by threads
+ * Page: rill_ctx_new
+ *
+ * Example:
+ *     rill_ctx_opts o;
+ *     rill_ctx_opts_init(&o);
+ *     o.dns_servers = "127.0.0.1:5353";
+ *     rill_ctx *ctx;
+ *     rill_error err;
+ *     if (rill_ctx_new(&o, &ctx, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ *     // share ctx between threads; rill_ctx_free(ctx) at the end
  */
 
 /** Shared state for resolving and connecting: c-ares channel, DNS cache, defaults. Opaque. */
@@ -390,6 +526,7 @@ typedef struct rill_ctx rill_ctx;
 
 /** Options for rill_ctx_new(). Initialise with rill_ctx_opts_init(). */
 typedef struct rill_ctx_opts {
+    uint32_t size; /**< set by rill_ctx_opts_init(); do not change */
     /** DNS servers as "127.0.0.1:5353,[::1]:5353" (port optional); NULL: /etc/resolv.conf. */
     const char *dns_servers;
     /** NULL-terminated list of static answers in curl's --resolve form "HOST:PORT:ADDR[,ADDR]"
@@ -435,6 +572,19 @@ RILL_API RILL_NODISCARD rill_status rill_ctx_new(const rill_ctx_opts *opts, rill
  */
 RILL_API void rill_ctx_free(rill_ctx *ctx);
 
+/* ---------------------------------------------------------------------------------------------
+ * Resolving names
+ *
+ * Example:
+ *     rill_addr *a;
+ *     size_t n;
+ *     if (rill_resolve(ctx, "example.test", 443, 5000, &a, &n, &err) == RILL_OK) {
+ *         for (size_t i = 0; i < n; i++)
+ *             puts(a[i].text);
+ *         rill_addrs_free(a);
+ *     }
+ */
+
 /** One resolved address. */
 typedef struct rill_addr {
     int family;           /**< 4 or 6 */
@@ -479,7 +629,9 @@ typedef struct rill_resolve_result {
 /**
  * Resolve @p n names concurrently for @p port, at most opts.max_queries_in_flight of
  * rill_ctx_opts at a time (so a large batch does not flood the server into drops and retry
- * timeouts), all within one deadline @p timeout_ms. Cache, shared queries, numeric hosts and
+ * timeouts), all within one deadline @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: as in
+ * rill_resolve(), only what is known without asking: the call then returns RILL_E_TIMEOUT and
+ * the names that would need DNS have status RILL_E_TIMEOUT). Cache, shared queries, numeric hosts and
  * overrides behave as in rill_resolve(). Fills @p results[0..n-1] (caller-allocated).
  *
  * Returns RILL_OK when every name has an outcome (look at each result's status), RILL_E_TIMEOUT
@@ -493,6 +645,19 @@ RILL_API RILL_NODISCARD rill_status rill_resolve_many(rill_ctx *ctx, const char 
 
 /** Free the address arrays of @p n results (the array itself stays the caller's). */
 RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n);
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting by name
+ *
+ * Example:
+ *     rill_connect_opts o;
+ *     rill_connect_opts_init(&o);
+ *     o.timeout_ms = 5000;  // DNS, every attempt and TLS together
+ *     o.tls = cfg;          // NULL for plain TCP
+ *     rill_stream *s;
+ *     if (rill_connect(ctx, "example.test", 443, &o, &s, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ */
 
 /** What a connect trace event reports. */
 typedef enum rill_connect_event_type {
@@ -544,6 +709,10 @@ typedef struct rill_connect_event {
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
                                                  const rill_connect_opts *opts, rill_stream **out,
                                                  rill_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Connecting from an event loop
+ */
 
 /**
  * A connect in progress that the caller's event loop drives (rill_connect_start()). Opaque.
@@ -643,6 +812,16 @@ RILL_API void rill_connect_op_free(rill_connect_op *op);
 RILL_API RILL_NODISCARD rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts,
                                                    rill_stream **out, rill_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Context statistics
+ *
+ * Example:
+ *     rill_ctx_stats st;
+ *     rill_ctx_get_stats(ctx, &st);
+ *     printf("%llu queries, %llu cache hits\n", (unsigned long long)st.queries,
+ *            (unsigned long long)st.cache_hits);
+ */
+
 /** Counters of a context, for tests and monitoring. */
 typedef struct rill_ctx_stats {
     uint64_t queries;         /**< lookups sent to c-ares: rill_connect() asks A and AAAA as
@@ -652,6 +831,7 @@ typedef struct rill_ctx_stats {
     uint64_t cache_entries;   /**< names in the DNS cache now, lookups in flight included
                                    (expired answers are freed before counting) */
     uint64_t cache_evictions; /**< answers dropped before expiry to stay within dns_cache_max */
+    uint64_t reserved[11];    /**< zero; counters added later take this space (fixed size) */
 } rill_ctx_stats;
 
 /** Read the counters of @p ctx. Thread-safe. */
@@ -659,14 +839,27 @@ RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------
  * Listening
+ * Page: rill_listen
+ *
+ * Example:
+ *     rill_listener *l;
+ *     if (rill_listen("127.0.0.1", 0, NULL, &l, &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
+ *     printf("port %u\n", rill_listener_port(l));
+ *     rill_stream *c;
+ *     while (rill_accept(l, RILL_TIMEOUT_NONE, &c, &err) == RILL_OK)
+ *         serve(c);         // rill_close(c) when done
  */
 
 /** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
 typedef struct rill_listen_opts {
+    uint32_t size;            /**< set by rill_listen_opts_init(); do not change */
     int backlog;              /**< listen(2) backlog; default 128 */
     int reuseaddr;            /**< SO_REUSEADDR; default 1 */
     int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
-    rill_connect_opts stream; /**< nodelay, keepalive, timeouts and tls for accepted streams */
+    /** nodelay, keepalive, timeouts and tls for accepted streams. It may grow: fields of
+     *  rill_listen_opts added later come after it, and the library finds them by stream.size. */
+    rill_connect_opts stream;
 } rill_listen_opts;
 
 /** Fill @p opts with the defaults listed in rill_listen_opts. */
@@ -709,6 +902,15 @@ RILL_API void rill_listener_free(rill_listener *l);
 
 /* ---------------------------------------------------------------------------------------------
  * Buffered decorator
+ *
+ * Example:
+ *     rill_stream *b;
+ *     if (rill_buffered_new(tcp, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0,
+ *                           &b) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));   // tcp is still the caller's
+ *     const void *head;
+ *     size_t avail;
+ *     rill_status st = rill_peek(b, 4, &head, &avail);
  */
 
 /** Default read and write buffer size of rill_buffered_new(). */
@@ -754,6 +956,16 @@ RILL_API size_t rill_shrink(rill_stream *s);
 
 /* ---------------------------------------------------------------------------------------------
  * Line decorator
+ *
+ * Example:
+ *     rill_stream *lines;
+ *     if (rill_lines_new(tcp, RILL_LINES_DEFAULT_MAX, RILL_EOL_CRLF, 0, &lines) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));
+ *     const char *line;
+ *     size_t len;
+ *     while (rill_read_line(lines, &line, &len) == RILL_OK)
+ *         printf("%.*s\n", (int)len, line);
+ *     rill_close(lines);   // closes tcp too
  */
 
 /** How lines end. */
@@ -790,8 +1002,11 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
 
 /**
  * Read one line. On RILL_OK, *line points at the line without its ending, NUL-terminated, inside
- * the stream's buffer (valid until the next call on the stream), and *len is its length (a line
- * may contain NUL bytes; use *len). A last line without ending at end of stream is returned
+ * the line reader's buffer, and *len is its length (a line may contain NUL bytes; use *len).
+ * The pointer stays valid until the next read on the line stream (rill_read, rill_read_line,
+ * rill_read_line_copy, rill_skip_line), rill_shrink() or rill_close(); writes and flushes on
+ * the same chain (rill_write, rill_write_fmt, rill_flush), rill_pending() and rill_describe()
+ * leave it alone, so a reply can be written while the line is still in use. A last line without ending at end of stream is returned
  * with RILL_OK; the call after it returns RILL_EOF.
  *
  * Errors: RILL_E_LINE_TOO_LONG when no line ending comes within max_line bytes (nothing is
@@ -824,6 +1039,11 @@ RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipp
 
 /* ---------------------------------------------------------------------------------------------
  * Big-endian integers
+ *
+ * Example:
+ *     uint32_t len;
+ *     if (rill_read_u32be(s, &len) == RILL_OK && len <= sizeof buf)
+ *         st = rill_read_full(s, buf, len, NULL);
  */
 
 /**
@@ -852,7 +1072,7 @@ RILL_API RILL_NODISCARD rill_status rill_write_u32be(rill_stream *s, uint32_t va
 RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t value);
 
 /* ---------------------------------------------------------------------------------------------
- * TLS (OpenSSL 3)
+ * TLS (OpenSSL 3): configuration
  *
  * Secure by default: a client verifies the peer's chain against the system trust store, the
  * validity dates, and the host name (DNS subjectAltName with RFC 6125 wildcard rules, or an IP
@@ -869,6 +1089,13 @@ RILL_API RILL_NODISCARD rill_status rill_write_u64be(rill_stream *s, uint64_t va
  * e.g. "tls: cannot load CA file /x.pem: no such file or directory".
  * Thread-safety: setters are not thread-safe (configure from one thread before sharing);
  * everything else on a config is.
+ *
+ * Example:
+ *     rill_tls_config *cfg;
+ *     if (rill_tls_config_new(&cfg, &err) != RILL_OK ||
+ *         rill_tls_config_set_ca_file(cfg, "/etc/myapp/ca.pem", &err) != RILL_OK ||
+ *         rill_tls_config_set_alpn(cfg, "http/1.1", &err) != RILL_OK)
+ *         errx(1, "%s", err.msg);
  */
 
 /** Protocol versions for rill_tls_config_set_versions() (the wire values). */
@@ -882,7 +1109,7 @@ typedef enum rill_tls_client_auth {
     RILL_TLS_CLIENT_AUTH_REQUIRE = 2   /**< ask and require a valid one */
 } rill_tls_client_auth;
 
-/** Flag for rill_tls_client()/rill_tls_server(): a peer EOF without close_notify is RILL_EOF
+/** Flag for rill_tls_client() and rill_tls_server(): a peer EOF without close_notify is RILL_EOF
  *  instead of RILL_E_TRUNCATED (for broken peers whose framing protects against truncation). */
 #define RILL_TLS_ALLOW_TRUNCATION 0x100u
 
@@ -1004,6 +1231,20 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifyname(rill_t
 RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg,
                                                                           rill_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * TLS streams
+ *
+ * Example:
+ *     rill_stream *tls;
+ *     if (rill_tls_client(tcp, cfg, "example.test", 0, &tls) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tcp));
+ *     if (rill_tls_handshake(tls) != RILL_OK)
+ *         errx(1, "%s", rill_errmsg(tls));
+ *     rill_tls_info info;
+ *     if (rill_tls_get_info(tls, &info) == RILL_OK)
+ *         printf("%s %s\n", info.version, info.cipher);
+ */
+
 /**
  * Start a TLS client over @p inner (any stream: a tcp or unix transport, an already-open plain
  * chain for STARTTLS, another TLS stream, a proxy tunnel). When @p inner is a bare tcp or unix
@@ -1017,6 +1258,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_insecure_noverifytime(rill_t
  * The handshake runs on first I/O or in rill_tls_handshake(). @p flags: RILL_BORROW,
  * RILL_TLS_ALLOW_TRUNCATION.
  *
+ * For STARTTLS on a chain you have been reading lines through, rill_starttls() does the upgrade
+ * in one call; this is the low-level route (detach the plaintext layers first).
  * Refuses with RILL_E_PENDING_DATA when @p inner's chain holds unread bytes (plaintext
  * received before the upgrade: an injection hole, CVE-2011-0411), or when rill_pending() counts
  * an LF a RILL_EOL_ANY line reader still owes; the message names the layer. Layers above
@@ -1036,6 +1279,30 @@ RILL_API RILL_NODISCARD rill_status rill_tls_client(rill_stream *inner, rill_tls
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_server(rill_stream *inner, rill_tls_config *cfg,
                                                     unsigned flags, rill_stream **out);
+
+/**
+ * STARTTLS: upgrade the plaintext chain *top to TLS in place, as a client. The TLS layer goes
+ * under the line and buffered layers at the top of the chain (those that read ahead), so
+ * "lines > buffered > tcp" becomes "lines > buffered > tls > tcp" and *top is unchanged; when
+ * the top layer is not one of them (a bare tcp stream, a layer of your own), TLS goes on top
+ * and *top becomes the TLS layer. Nothing is closed, detached or freed, so no pointer the caller
+ * holds goes stale, and rill_close(*top) later closes the whole chain as before. Bytes written
+ * before the call are flushed first, as plaintext. The handshake runs on first I/O or in
+ * rill_tls_handshake(*top). @p servername and the config as for rill_tls_client(); @p flags: 0
+ * or RILL_TLS_ALLOW_TRUNCATION. A layer that borrowed its inner stream (RILL_BORROW) keeps
+ * that stream open on close: the TLS layer borrows it instead.
+ *
+ * rill_tls_client() over a detached transport stays the route for layer authors.
+ * Errors (the chain is then as it was, and rill_errmsg(*top) says why): RILL_E_PENDING_DATA
+ * when a layer holds bytes received before the upgrade ("rill_starttls: refusing to start TLS:
+ * 14 bytes received before the upgrade are still unread in lines(...)": plaintext that could
+ * have been injected, CVE-2011-0411; also an LF a RILL_EOL_ANY reader owes), RILL_E_INVALID
+ * (NULL, other flags, a bad server name), RILL_E_CLOSED (shut down for writing), errors of
+ * the flush, RILL_E_NOMEM, RILL_E_TLS. In non-blocking mode the flush may return
+ * RILL_WANT_WRITE: nothing has changed; call again when writable.
+ */
+RILL_API RILL_NODISCARD rill_status rill_starttls(rill_stream **top, rill_tls_config *cfg,
+                                                  const char *servername, unsigned flags);
 
 /**
  * Run the handshake of the topmost TLS layer of @p s now, under the read timeout (0: one
@@ -1065,6 +1332,7 @@ typedef struct rill_tls_info {
     char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
     char not_after[32];    /**< validity end */
     char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
+    char reserved[512];    /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**
@@ -1075,6 +1343,18 @@ RILL_API RILL_NODISCARD rill_status rill_tls_get_info(rill_stream *s, rill_tls_i
 
 /** 1 if the topmost TLS layer of @p s resumed a session, 0 otherwise (or no TLS layer). */
 RILL_API int rill_tls_session_resumed(rill_stream *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * TLS sessions
+ *
+ * Example:
+ *     void *blob;
+ *     size_t len;
+ *     if (rill_tls_session_export(tls, &blob, &len) == RILL_OK) {
+ *         save(blob, len);       // secret: store it like a key
+ *         rill_free(blob);
+ *     }
+ */
 
 /**
  * Serialize the session of the topmost TLS client layer of @p s (after its handshake) so an

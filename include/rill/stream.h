@@ -29,7 +29,12 @@
  *  - pending: bytes this layer holds that a read could return without I/O, plus any byte it
  *    has claimed from the inner stream before reading it (the lines layer's owed LF). While it
  *    is non-zero, rill_close() of a borrowing layer reports RILL_E_PENDING_DATA and TLS
- *    refuses to start over the chain.
+ *    refuses to start over the chain. A message-oriented layer (TLS records, a framing
+ *    protocol) counts the payload bytes of whole messages it has decoded and not yet returned
+ *    (TLS: SSL_pending()); a message it holds only in part cannot be read without I/O and is
+ *    not counted (its bytes are ciphertext or framing, not data a plaintext reader would
+ *    take over); a layer that keeps such raw input across a detach or an upgrade must count
+ *    it instead, so the refusal above still protects it.
  *  - poll: set *fd, and adjust *events if this layer knows better, for the WANT the last call
  *    returned. Transports set *fd; decorators usually leave it NULL (the core asks the inner).
  *  - describe: write this layer's own part ("buffered(16384)") like snprintf; the core joins
@@ -47,6 +52,30 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Writing a layer
+ * Page: rill_stream_new
+ *
+ * A layer kind is one static const struct rill_stream_ops and a constructor that calls
+ * rill_stream_new(); the ops contracts are in the comment at the top of <rill/stream.h> and in
+ * rill(7)'s guide. Example:
+ *     struct upper { int unused; };
+ *     static rill_status upper_read(rill_stream *s, void *buf, size_t len, size_t *n)
+ *     {
+ *         rill_status st = rill_stream_read_inner(s, buf, len, n);
+ *         for (size_t i = 0; st == RILL_OK && i < *n; i++)
+ *             ((char *)buf)[i] = (char)toupper(((unsigned char *)buf)[i]);
+ *         return st;
+ *     }
+ *     static const struct rill_stream_ops upper_ops = {
+ *         .version = RILL_STREAM_OPS_VERSION, .name = "upper", .read = upper_read,
+ *     };
+ *     rill_status upper_new(rill_stream *inner, rill_stream **out)
+ *     {
+ *         return rill_stream_new(&upper_ops, sizeof(struct upper), inner, 0, out);
+ *     }
+ */
 
 /** Version of struct rill_stream_ops this header describes. */
 #define RILL_STREAM_OPS_VERSION 1

@@ -719,12 +719,12 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     if (!out)
         return rilli_error_set(err, RILL_E_INVALID, 0, "connect: op is NULL");
     *out = NULL;
-    rill_connect_opts defaults;
-    if (!opts) {
-        rill_connect_opts_init(&defaults);
-        opts = &defaults;
-    }
-    rill_status st = rilli_check_connect_opts("connect", opts, err);
+    rill_connect_opts loaded;
+    rill_status st = rilli_connect_opts_load("connect", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
+    st = rilli_check_connect_opts("connect", opts, err);
     if (st != RILL_OK)
         return st;
     if (opts->timeout_ms == 0)

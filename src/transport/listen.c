@@ -26,6 +26,7 @@ RILL_API void rill_listen_opts_init(rill_listen_opts *opts)
     if (!opts)
         return;
     memset(opts, 0, sizeof *opts);
+    opts->size = rilli_opts_size(sizeof *opts);
     opts->backlog = 128;
     opts->reuseaddr = 1;
     opts->v6only = 1;
@@ -103,11 +104,11 @@ RILL_API rill_status rill_listen(const char *addr, uint16_t port, const rill_lis
                                "address",
                                addr);
     }
-    rill_listen_opts defaults;
-    if (!opts) {
-        rill_listen_opts_init(&defaults);
-        opts = &defaults;
-    }
+    rill_listen_opts loaded;
+    rill_status st = rilli_listen_opts_load("tcp", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
     char display[80];
     rilli_sockaddr_format((struct sockaddr *)&ss, sl, display, sizeof display);
     return listen_on((struct sockaddr *)&ss, sl, display, opts, out, err);
@@ -123,11 +124,11 @@ RILL_API rill_status rill_listen_unix(const char *path, const rill_listen_opts *
     rill_status st = rilli_unix_addr(path, &sun, &sl, err);
     if (st != RILL_OK)
         return st;
-    rill_listen_opts defaults;
-    if (!opts) {
-        rill_listen_opts_init(&defaults);
-        opts = &defaults;
-    }
+    rill_listen_opts loaded;
+    st = rilli_listen_opts_load("unix", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
     st = listen_on((struct sockaddr *)&sun, sl, path, opts, out, err);
     if (st == RILL_OK && path[0] != '@') {
         (*out)->unlink_path = true;

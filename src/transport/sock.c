@@ -374,6 +374,7 @@ RILL_API void rill_connect_opts_init(rill_connect_opts *opts)
     if (!opts)
         return;
     memset(opts, 0, sizeof *opts);
+    opts->size = rilli_opts_size(sizeof *opts);
     opts->timeout_ms = 30000;
     opts->read_timeout_ms = RILL_TIMEOUT_NONE;
     opts->write_timeout_ms = RILL_TIMEOUT_NONE;

@@ -34,12 +34,12 @@ RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "tcp: \"%.64s\" is not a numeric IPv4 or IPv6 address", addr);
     }
-    rill_connect_opts defaults;
-    if (!opts) {
-        rill_connect_opts_init(&defaults);
-        opts = &defaults;
-    }
-    rill_status st = rilli_check_connect_opts("tcp", opts, err);
+    rill_connect_opts loaded;
+    rill_status st = rilli_connect_opts_load("tcp", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
+    st = rilli_check_connect_opts("tcp", opts, err);
     if (st != RILL_OK)
         return st;
     char display[80];
@@ -75,12 +75,12 @@ RILL_API rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts, rill_
         return rilli_error_set(err, RILL_E_INVALID, errno, "tcp: descriptor %d is not connected",
                                fd);
     }
-    rill_connect_opts defaults;
-    if (!opts) {
-        rill_connect_opts_init(&defaults);
-        opts = &defaults;
-    }
-    rill_status st = rilli_check_connect_opts("tcp", opts, err);
+    rill_connect_opts loaded;
+    rill_status st = rilli_connect_opts_load("tcp", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
+    st = rilli_check_connect_opts("tcp", opts, err);
     if (st != RILL_OK)
         return st;
     return rilli_sock_new_peer(&rilli_tcp_ops, fd, false, (struct sockaddr *)&ss, sl, false, opts,

@@ -27,11 +27,11 @@ RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts
     rill_status st = rilli_unix_addr(path, &sun, &sl, err);
     if (st != RILL_OK)
         return st;
-    rill_connect_opts defaults;
-    if (!opts) {
-        rill_connect_opts_init(&defaults);
-        opts = &defaults;
-    }
+    rill_connect_opts loaded;
+    st = rilli_connect_opts_load("unix", opts, &loaded, err);
+    if (st != RILL_OK)
+        return st;
+    opts = &loaded;
     st = rilli_check_connect_opts("unix", opts, err);
     if (st != RILL_OK)
         return st;

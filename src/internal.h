@@ -217,4 +217,13 @@ rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t por
                                    const rill_connect_opts *opts, rill_stream *tcp,
                                    rill_stream **out, rill_error *err);
 
+/*
+ * The connect machine's TLS layer to an https:// proxy: as rilli_tls_connect_wrap() for
+ * @p proxy_host with @p cfg, its sessions cached under keys of their own, never offered to a
+ * host reached through the proxy (nor the host's to the proxy).
+ */
+rill_status rilli_tls_proxy_wrap(rill_ctx *ctx, const char *proxy_host, uint16_t port,
+                                 rill_tls_config *cfg, rill_stream *tcp, rill_stream **out,
+                                 rill_error *err);
+
 #endif /* RILL_INTERNAL_H */

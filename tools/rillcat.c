@@ -755,6 +755,23 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
         if (ev->status == RILL_OK)
             note("TLS handshake done (%lld ms)", (long long)ev->elapsed_ms);
         break;
+    case RILL_EV_PROXY_TLS: note("TLS handshake with proxy %s (%s)", ev->host, ev->addr); break;
+    case RILL_EV_PROXY_TLS_DONE:
+        if (ev->status == RILL_OK)
+            note("TLS handshake with proxy done (%lld ms)", (long long)ev->elapsed_ms);
+        else
+            note("TLS handshake with proxy failed: %s", ev->message ? ev->message : "");
+        break;
+    case RILL_EV_PROXY_HANDSHAKE:
+        note("asking proxy %s for a tunnel to %s (%s)", ev->addr, ev->host,
+             ev->message ? ev->message : "");
+        break;
+    case RILL_EV_PROXY_DONE:
+        if (ev->status == RILL_OK)
+            note("proxy tunnel to %s open (%lld ms)", ev->host, (long long)ev->elapsed_ms);
+        else
+            note("proxy refused: %s", ev->message ? ev->message : rill_strerror(ev->status));
+        break;
     }
 }
 

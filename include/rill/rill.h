@@ -352,6 +352,28 @@ typedef struct rill_connect_opts {
     /** rill_connect(): when the A answer comes first, how long to wait for the AAAA answer
      *  before connecting with IPv4 (RFC 8305 Resolution Delay); default 50; 0: go at once. */
     int resolution_delay_ms;
+    /** rill_connect(): reach the host through this proxy, a URL as rill_proxy_parse() reads it
+     *  ("http://[user:pass@]proxy:3128", https://, socks5://, socks5h://); copied. The race
+     *  and its DNS are the proxy's (with socks5:// the host is first resolved by rill and the
+     *  proxy given an address); then TLS to an https:// proxy, the CONNECT or SOCKS5
+     *  handshake, then opts->tls to the host over the tunnel, all within timeout_ms. The stream
+     *  is "tls > http-connect > [tls >] tcp" or "socks5 > tcp". Default NULL: no proxy. */
+    const char *proxy;
+    /** rill_connect(): with proxy NULL, take the proxy from the environment as
+     *  rill_proxy_from_env() does (https_proxy first when opts->tls is set); default 0 */
+    int proxy_from_env;
+    /** Credentials for the proxy, replacing those of the URL; copied; default NULL */
+    const char *proxy_user;
+    const char *proxy_password; /**< with proxy_user */
+    /** Trust and settings for TLS to an https:// proxy, verified with the proxy's own name;
+     *  referenced; default NULL: a config with the defaults (system trust store) */
+    rill_tls_config *proxy_tls;
+    /** Hosts reached directly, in rill_proxy_bypass() form; copied. With proxy_from_env, the
+     *  environment's no_proxy applies as well. Default NULL */
+    const char *no_proxy;
+    /** http(s) proxies: extra CONNECT header lines "Name: value", NULL-terminated; copied;
+     *  default NULL */
+    const char *const *proxy_headers;
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -504,7 +526,13 @@ typedef enum rill_connect_event_type {
     RILL_EV_ANSWER,         /**< family, count (status, message on failure): one family's
                                  answer arrived (from DNS, the cache, /etc/hosts or an override) */
     RILL_EV_TLS_HANDSHAKE,  /**< addr: the TLS handshake starts on the winner */
-    RILL_EV_TLS_DONE        /**< addr (status, message on failure): the handshake ended */
+    RILL_EV_TLS_DONE,       /**< addr (status, message on failure): the handshake ended */
+    RILL_EV_PROXY_TLS,      /**< host, addr: the TLS handshake with an https:// proxy starts */
+    RILL_EV_PROXY_TLS_DONE, /**< host, addr (status, message on failure): it ended */
+    RILL_EV_PROXY_HANDSHAKE, /**< host: the target; addr: the proxy; message: "CONNECT" or
+                                  "SOCKS5": the proxy is asked for the tunnel */
+    RILL_EV_PROXY_DONE       /**< as PROXY_HANDSHAKE (status, message on failure): the tunnel
+                                  is open, or the proxy refused */
 } rill_connect_event_type;
 
 /** A connect trace event (see rill_connect_opts.on_event). */

@@ -34,7 +34,10 @@ enum rilli_http_result rilli_http_reply_parse(const unsigned char *buf, size_t l
         (len > plen + 1 && buf[plen + 1] != ' ')) {
         char got[40];
         const unsigned char *eol = memchr(buf, '\n', len);
-        printable(got, sizeof got, buf, eol ? (size_t)(eol - buf) : len);
+        size_t n = eol ? (size_t)(eol - buf) : len;
+        if (n > 0 && buf[n - 1] == '\r')
+            n--;
+        printable(got, sizeof got, buf, n);
         snprintf(r->problem, sizeof r->problem, "not an HTTP reply: \"%s\"", got);
         return RILLI_HTTP_BAD;
     }
@@ -138,13 +141,12 @@ static rill_status connect_parse(rill_stream *s, struct rilli_tunnel *t, size_t 
         return rill_stream_error(s, RILL_E_PROXY,
                                  "proxy authentication required: proxy %s answered %d %s to "
                                  "CONNECT %s%s%s:%u%s",
-                                 t->via, r.status, r.reason, v6 ? "[" : "", t->host,
-                                 v6 ? "]" : "", t->port,
-                                 t->user ? " (the credentials were refused)" : "");
+                                 t->via, r.status, r.reason, v6 ? "[" : "", t->host, v6 ? "]" : "",
+                                 t->port, t->user ? " (the credentials were refused)" : "");
     if (r.status < 200 || r.status > 299)
         return rill_stream_error(s, RILL_E_PROXY, "proxy %s answered %d %s to CONNECT %s%s%s:%u",
-                                 t->via, r.status, r.reason, v6 ? "[" : "", t->host,
-                                 v6 ? "]" : "", t->port);
+                                 t->via, r.status, r.reason, v6 ? "[" : "", t->host, v6 ? "]" : "",
+                                 t->port);
     *consumed = r.header_len;
     t->open = true;
     return RILL_OK;

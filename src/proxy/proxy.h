@@ -35,7 +35,7 @@ struct rilli_tunnel {
     char via[96];  /* the proxy, for describe and messages: "127.0.0.1:3128" */
     char *user;    /* NULL: no credentials */
     char *password;
-    char *headers; /* http-connect: extra header lines, each ending in CRLF ("" none) */
+    char *headers;      /* http-connect: extra header lines, each ending in CRLF ("" none) */
     unsigned char *out; /* the message being sent */
     size_t out_len, out_off;
     unsigned char *in; /* reply bytes; after the handshake, tunnel bytes that came with it */
@@ -43,8 +43,8 @@ struct rilli_tunnel {
     size_t reply_max; /* bound of the reply held at once */
     int step;         /* the protocol's own stage */
     bool started;
-    bool open;           /* the tunnel is open */
-    rill_status failed;  /* the handshake's error, repeated to later calls */
+    bool open;          /* the tunnel is open */
+    rill_status failed; /* the handshake's error, repeated to later calls */
     char failed_msg[RILL_ERRMSG_MAX];
 };
 
@@ -79,10 +79,10 @@ bool rilli_is_tunnel(const rill_stream *s);
 enum rilli_http_result { RILLI_HTTP_NEED, RILLI_HTTP_DONE, RILLI_HTTP_BAD };
 
 struct rilli_http_reply {
-    int status;          /* 100 .. 999 */
-    char reason[80];     /* printable, possibly cut */
-    size_t header_len;   /* bytes of the status line and headers, the empty line included */
-    char problem[96];    /* RILLI_HTTP_BAD: what is wrong */
+    int status;        /* 100 .. 999 */
+    char reason[80];   /* printable, possibly cut */
+    size_t header_len; /* bytes of the status line and headers, the empty line included */
+    char problem[96];  /* RILLI_HTTP_BAD: what is wrong */
 };
 
 /* Parse the reply in @p buf[0..len): a complete header block, more bytes needed, or bad. */
@@ -94,9 +94,9 @@ enum rilli_http_result rilli_http_reply_parse(const unsigned char *buf, size_t l
 enum rilli_socks_result { RILLI_SOCKS_NEED, RILLI_SOCKS_DONE, RILLI_SOCKS_BAD };
 
 struct rilli_socks_reply {
-    int code;           /* REP of the connect reply (0 success), or the method / auth status */
-    size_t len;         /* bytes of the whole reply */
-    char problem[96];   /* RILLI_SOCKS_BAD: what is wrong */
+    int code;         /* REP of the connect reply (0 success), or the method / auth status */
+    size_t len;       /* bytes of the whole reply */
+    char problem[96]; /* RILLI_SOCKS_BAD: what is wrong */
 };
 
 /* The method selection (stage 0), the username/password status (1), the connect reply (2). */

@@ -104,10 +104,10 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ul = colon ? (size_t)(colon - p) : (size_t)(at - p);
         if (!decode(out->user, sizeof out->user, p, ul, &why))
-            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: user name in %.100s: %s",
-                                   url, why);
-        if (colon && !decode(out->password, sizeof out->password, colon + 1,
-                             (size_t)(at - colon - 1), &why))
+            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: user name in %.100s: %s", url,
+                                   why);
+        if (colon &&
+            !decode(out->password, sizeof out->password, colon + 1, (size_t)(at - colon - 1), &why))
             return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: password: %s", why);
         alen -= (size_t)(at + 1 - p);
         p = at + 1;
@@ -117,8 +117,10 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
     if (alen > 0 && p[0] == '[') {
         const char *close = memchr(p, ']', alen);
         if (!close)
-            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: no ']' after IPv6 address in "
-                                   "%.100s", url);
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "proxy: no ']' after IPv6 address in "
+                                   "%.100s",
+                                   url);
         host = p + 1;
         hlen = (size_t)(close - host);
         size_t rest = alen - (size_t)(close + 1 - p);
@@ -272,8 +274,8 @@ static const char *env_either(const char *lower, const char *upper, const char *
     return v && *v ? v : NULL;
 }
 
-RILL_API rill_status rill_proxy_from_env(const char *host, uint16_t port, int tls,
-                                         rill_proxy *out, int *found, rill_error *err)
+RILL_API rill_status rill_proxy_from_env(const char *host, uint16_t port, int tls, rill_proxy *out,
+                                         int *found, rill_error *err)
 {
     if (!host || !out || !found)
         return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: host, out or found is NULL");

@@ -146,14 +146,13 @@ static rill_status socks_parse(rill_stream *s, struct rilli_tunnel *t, size_t *c
             return rilli_tunnel_queue(s, t, msg, n);
         }
         if (r.code == METHOD_USER)
-            return rill_stream_error(s, RILL_E_PROXY,
-                                     "proxy %s requires a username and password", t->via);
+            return rill_stream_error(s, RILL_E_PROXY, "proxy %s requires a username and password",
+                                     t->via);
         if (r.code == METHOD_REFUSED)
             return rill_stream_error(s, RILL_E_PROXY,
                                      "proxy %s accepts none of the authentication methods "
                                      "offered (%s)",
-                                     t->via,
-                                     t->user ? "none, username/password" : "none");
+                                     t->via, t->user ? "none, username/password" : "none");
         return rill_stream_error(s, RILL_E_PROTOCOL,
                                  "proxy %s chose authentication method 0x%02x, which was not "
                                  "offered",
@@ -162,8 +161,8 @@ static rill_status socks_parse(rill_stream *s, struct rilli_tunnel *t, size_t *c
     if (t->step == 1) {
         if (r.code != 0)
             return rill_stream_error(s, RILL_E_PROXY,
-                                     "proxy %s rejected the username/password (status %d)",
-                                     t->via, r.code);
+                                     "proxy %s rejected the username/password (status %d)", t->via,
+                                     r.code);
         return send_request(s, t);
     }
     if (r.code != 0) {

@@ -32,8 +32,7 @@ static char *dup_str(const char *s)
     return c;
 }
 
-rill_status rilli_tunnel_queue(rill_stream *s, struct rilli_tunnel *t, const void *data,
-                               size_t len)
+rill_status rilli_tunnel_queue(rill_stream *s, struct rilli_tunnel *t, const void *data, size_t len)
 {
     unsigned char *p = rilli_malloc(len ? len : 1);
     if (!p)
@@ -69,8 +68,8 @@ static rill_status handshake(rill_stream *s, struct rilli_tunnel *t)
     for (;;) {
         while (t->out_off < t->out_len) {
             size_t n = 0;
-            rill_status st = rill_stream_write_inner(s, t->out + t->out_off,
-                                                     t->out_len - t->out_off, &n);
+            rill_status st =
+                rill_stream_write_inner(s, t->out + t->out_off, t->out_len - t->out_off, &n);
             if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
                 return st;
             if (st != RILL_OK)
@@ -203,7 +202,9 @@ size_t rilli_tunnel_describe(const rill_stream *s, char *buf, size_t len)
     bool v6 = strchr(t->host, ':') != NULL;
     return rilli_snprintf(buf, len, "%s(%s%s%s:%u via %s%s)", rilli_ops(s)->name, v6 ? "[" : "",
                           t->host, v6 ? "]" : "", t->port, t->via,
-                          t->failed ? " failed" : t->open ? "" : " handshake");
+                          t->failed ? " failed"
+                          : t->open ? ""
+                                    : " handshake");
 }
 
 /* The proxy's address from the tcp transport at the bottom: "a > b" gives b. */

@@ -11,10 +11,14 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "certs.h"
@@ -826,6 +830,222 @@ START_TEST(test_many_connects_no_leak)
 }
 END_TEST
 
+/* ---- rillcat ---- */
+
+struct rc_run {
+    int status; /* exit status, or -1 */
+    char out[4096];
+    size_t out_len;
+    char err[8192];
+};
+
+/*
+ * Run rillcat with @p args and @p env ("NAME=value" each; the proxy variables are cleared
+ * first), @p in on stdin, which stays open until @p expect_out bytes came out (or 10 s):
+ * many proxies end a tunnel when the client half-closes, which would cut the answer short.
+ * Waits at most 20 s.
+ */
+static void run_rillcat_ex(const char *const *args, const char *const *env, const void *in,
+                           size_t in_len, size_t expect_out, struct rc_run *r)
+{
+    const char *dir = getenv("RILL_TEST_BINARY_DIR");
+    ck_assert_msg(dir != NULL, "RILL_TEST_BINARY_DIR is not set (run through ctest)");
+    char path[4096], tmp[64], out_path[96], err_path[96];
+    snprintf(path, sizeof path, "%s/tools/rillcat", dir);
+    rt_mkdtemp(tmp, sizeof tmp);
+    snprintf(out_path, sizeof out_path, "%s/out", tmp);
+    snprintf(err_path, sizeof err_path, "%s/err", tmp);
+    int inp[2];
+    ck_assert_int_eq(pipe2(inp, O_CLOEXEC), 0);
+    char *argv[32];
+    size_t n = 0;
+    argv[n++] = "rillcat";
+    for (size_t i = 0; args[i]; i++)
+        argv[n++] = (char *)(uintptr_t)args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (size_t i = 0; i < 6; i++)
+            unsetenv(env_names[i]);
+        for (size_t i = 0; env && env[i]; i++)
+            putenv((char *)(uintptr_t)env[i]);
+        int fout = open(out_path, O_WRONLY | O_CREAT, 0600),
+            ferr = open(err_path, O_WRONLY | O_CREAT, 0600);
+        if (fout < 0 || ferr < 0 || dup2(inp[0], 0) < 0 || dup2(fout, 1) < 0 || dup2(ferr, 2) < 0)
+            _exit(126);
+        execv(path, argv);
+        _exit(127);
+    }
+    close(inp[0]);
+    ck_assert(write(inp[1], in, in_len) == (ssize_t)in_len);
+    for (int i = 0; i < 1000 && expect_out > 0; i++) {
+        struct stat st;
+        if (stat(out_path, &st) == 0 && (size_t)st.st_size >= expect_out)
+            break;
+        usleep(10000);
+    }
+    close(inp[1]);
+    int wst = 0;
+    r->status = -1;
+    for (int i = 0; i < 2000; i++) {
+        if (waitpid(pid, &wst, WNOHANG) == pid) {
+            r->status = WIFEXITED(wst) ? WEXITSTATUS(wst) : -1;
+            break;
+        }
+        usleep(10000);
+    }
+    if (r->status == -1 && waitpid(pid, &wst, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &wst, 0);
+    }
+    size_t len = 0;
+    char *o = rt_file_read(out_path, &len);
+    r->out_len = len < sizeof r->out ? len : sizeof r->out;
+    memcpy(r->out, o, r->out_len);
+    free(o);
+    char *e = rt_file_read(err_path, &len);
+    snprintf(r->err, sizeof r->err, "%s", e);
+    free(e);
+    rt_rmdir(tmp);
+}
+
+static void run_rillcat(const char *const *args, const char *const *env, const void *in,
+                        size_t in_len, struct rc_run *r)
+{
+    run_rillcat_ex(args, env, in, in_len, 0, r);
+}
+
+/* What the origin answers in RT_ORIGIN_BANNER mode to a 5-byte upload and download. */
+static void transfer_request(unsigned char req[21])
+{
+    memset(req, 0, 21);
+    req[7] = 5;
+    req[15] = 5;
+    memcpy(req + 16, "abcde", 5);
+}
+
+START_TEST(test_rillcat_through_proxies)
+{
+    rt_watchdog(60, "rillcat through proxies");
+    need(tp, "tinyproxy");
+    need(ms, "microsocks");
+    need(https_px, "stunnel");
+    rt_origin *plain = rt_origin_start(RT_ORIGIN_BANNER);
+    char port[8], proxy[96], env1[128];
+    snprintf(port, sizeof port, "%u", rt_origin_port(plain));
+    unsigned char req[21];
+    transfer_request(req);
+    struct rc_run r;
+    /* --proxy, -v shows the steps */
+    url(proxy, sizeof proxy, "http", NULL, tp);
+    const char *a1[] = { "-v", "--proxy", proxy, "127.0.0.1", port, NULL };
+    run_rillcat_ex(a1, NULL, req, sizeof req, 19, &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_uint_eq(r.out_len, 6 + 8 + 5);
+    ck_assert_int_eq(memcmp(r.out, "HELLO\n", 6), 0);
+    ck_assert_msg(strstr(r.err, "asking proxy 127.0.0.1:") && strstr(r.err, "(CONNECT)") &&
+                      strstr(r.err, "proxy tunnel to 127.0.0.1 open") &&
+                      strstr(r.err, "http-connect(127.0.0.1:"),
+                  "%s", r.err);
+    /* all_proxy from the environment: socks5h */
+    url(proxy, sizeof proxy, "socks5h", NULL, ms);
+    snprintf(env1, sizeof env1, "all_proxy=%s", proxy);
+    const char *e2[] = { env1, NULL };
+    const char *a2[] = { "-v", "127.0.0.1", port, NULL };
+    run_rillcat_ex(a2, e2, req, sizeof req, 19, &r);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "socks5(127.0.0.1:"), "exit %d: %s", r.status,
+                  r.err);
+    ck_assert_uint_eq(r.out_len, 6 + 8 + 5);
+    /* https_proxy is for TLS only: without --tls a dead https_proxy is not used... */
+    const char *e3[] = { "https_proxy=http://127.0.0.1:9", NULL };
+    run_rillcat(a2, e3, req, sizeof req, &r);
+    ck_assert_msg(r.status == 0 && !strstr(r.err, "proxy"), "exit %d: %s", r.status, r.err);
+    /* ...and NO_PROXY (CIDR) and --noproxy bypass all_proxy. */
+    const char *e4[] = { "all_proxy=http://127.0.0.1:9", "NO_PROXY=127.0.0.0/8", NULL };
+    run_rillcat(a2, e4, req, sizeof req, &r);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "no proxy for 127.0.0.1 (no_proxy)"),
+                  "exit %d: %s", r.status, r.err);
+    const char *a5[] = { "-v",        "--noproxy", "*", "--proxy", "http://127.0.0.1:9",
+                         "127.0.0.1", port,        NULL };
+    run_rillcat(a5, NULL, req, sizeof req, &r);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "no proxy for 127.0.0.1 (--noproxy)"),
+                  "exit %d: %s", r.status, r.err);
+    rt_origin_stop(plain);
+
+    /* An HTTPS proxy (--proxy-cacert) to a TLS origin, the origin verified by its own name. */
+    rt_origin *tls = rt_origin_start(RT_ORIGIN_TLS);
+    snprintf(port, sizeof port, "%u", rt_origin_port(tls));
+    url(proxy, sizeof proxy, "https", NULL, https_px);
+    const rt_certs *c = rt_certs_get();
+    const char *a6[] = { "-v",        "--proxy",  proxy, "--proxy-cacert", c->ca,
+                         "--tls",     "--cafile", c->ca, "--servername",   RT_CERTS_HOST,
+                         "127.0.0.1", port,       NULL };
+    run_rillcat_ex(a6, NULL, req, 16 + 5, 13, &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_uint_eq(r.out_len, 8 + 5);
+    ck_assert_msg(strstr(r.err, "TLS handshake with proxy done") &&
+                      strstr(r.err, "http-connect(127.0.0.1:") && strstr(r.err, "> tls("),
+                  "%s", r.err);
+    /* Without --proxy-cacert the proxy's certificate is checked against the system store. */
+    const char *a7[] = { "--proxy",      proxy,         "--tls",     "--cafile", c->ca,
+                         "--servername", RT_CERTS_HOST, "127.0.0.1", port,       NULL };
+    run_rillcat(a7, NULL, req, 16 + 5, &r);
+    ck_assert_msg(r.status == 60 && strstr(r.err, "certificate verify failed"), "exit %d: %s",
+                  r.status, r.err);
+    rt_origin_stop(tls);
+}
+END_TEST
+
+START_TEST(test_rillcat_exit_codes)
+{
+    rt_watchdog(60, "rillcat exit codes");
+    need(tp_auth, "tinyproxy");
+    need(ms_auth, "microsocks");
+    rt_dns *dns = rt_dns_start();
+    rt_badproxy *silent = rt_badproxy_start(RT_BAD_SILENT);
+    rill_listener *l = NULL;
+    ck_assert_int_eq(rill_listen("127.0.0.1", 0, NULL, &l, NULL), RILL_OK);
+    char dead[64], auth[64], socks[96], quiet[64];
+    snprintf(dead, sizeof dead, "http://127.0.0.1:%u", rill_listener_port(l));
+    rill_listener_free(l);
+    url(auth, sizeof auth, "http", NULL, tp_auth);
+    url(socks, sizeof socks, "socks5h", NULL, ms_auth);
+    snprintf(quiet, sizeof quiet, "http://127.0.0.1:%u", rt_badproxy_port(silent));
+    struct {
+        const char *args[12];
+        int rc;
+        const char *needle;
+    } cases[] = {
+        { { "--dns-server", rt_dns_servers(dns), "--proxy", "http://" RT_DNS_MISSING ":3128",
+            "127.0.0.1", "443", NULL },
+          5,
+          "proxy http://" RT_DNS_MISSING ":3128: resolve:" },
+        { { "--proxy", dead, "127.0.0.1", "443", NULL }, 7, "connection refused" },
+        { { "--proxy", auth, "127.0.0.1", "443", NULL }, 56, "proxy authentication required" },
+        { { "--proxy", auth, "--proxy-user", "alice:nope", "127.0.0.1", "443", NULL },
+          56,
+          "answered 401" },
+        { { "--proxy", socks, "--proxy-user", "bob:nope", "127.0.0.1", "443", NULL },
+          97,
+          "rejected the username/password" },
+        { { "--proxy", quiet, "--connect-timeout", "300", "127.0.0.1", "443", NULL },
+          28,
+          "timed out after 300 ms waiting for the CONNECT answer" },
+        { { "--proxy", "gopher://x", "127.0.0.1", "443", NULL }, 2, "unsupported scheme" },
+        { { "--proxy-user", "nocolon", "127.0.0.1", "443", NULL }, 2, "USER:PASSWORD" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct rc_run r;
+        run_rillcat(cases[i].args, NULL, "", 0, &r);
+        ck_assert_msg(r.status == cases[i].rc && strstr(r.err, cases[i].needle),
+                      "case %zu: exit %d (wanted %d): %s", i, r.status, cases[i].rc, r.err);
+    }
+    rt_badproxy_stop(silent);
+    rt_dns_stop(dns);
+}
+END_TEST
+
 Suite *rill_test_suite(void)
 {
     char why[256];
@@ -875,6 +1095,13 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_bypass_table, 0, (int)(sizeof bypasses / sizeof bypasses[0]));
     tcase_add_loop_test(tc, test_env_table, 0, (int)(sizeof envs / sizeof envs[0]));
     tcase_add_test(tc, test_env_bad_url_and_connect);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("rillcat");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_rillcat_through_proxies);
+    tcase_add_test(tc, test_rillcat_exit_codes);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("leaks");

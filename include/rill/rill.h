@@ -566,7 +566,10 @@ typedef struct rill_connect_event {
  * when every address failed, naming each and, when a lookup failed, what each family's lookup
  * did: "connect: example.test:8443: 127.0.0.1: connection refused; ::1: connection refused";
  * RILL_E_TIMEOUT naming the phase ("timed out after 1000 ms resolving (A: no answer, AAAA: no
- * answer)"); TLS errors as rill_tls_handshake(); RILL_E_IO (EMFILE, ...).
+ * answer)"); TLS errors as rill_tls_handshake(); RILL_E_IO (EMFILE, ...). Through a proxy
+ * (opts->proxy): the race's errors prefixed with the proxy ("proxy http://p.test:3128: connect:
+ * ..."), RILL_E_PROXY and RILL_E_PROTOCOL from its handshake (see rill_tunnel_handshake()),
+ * RILL_E_INVALID for a proxy URL that does not parse; the message names the proxy.
  * Thread-safety: safe on a shared context; on_event runs on the calling thread.
  */
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
@@ -603,8 +606,9 @@ typedef struct rill_connect_op rill_connect_op;
  *
  * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished;
  * a finished op holds no descriptor any more).
- * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts
- * (tls_servername) and @p host are copied. on_event runs inside rill_connect_step() (and in
+ * @p opts is copied; opts->tls and opts->proxy_tls are referenced until the op is freed; the
+ * strings in @p opts (tls_servername, proxy, proxy_user, proxy_password, no_proxy,
+ * proxy_headers) and @p host are copied. With proxy_from_env the environment is read here. on_event runs inside rill_connect_step() (and in
  * this call), on the calling thread; it must not call the op's functions or free it.
  * Errors (nothing is left to free then): RILL_E_INVALID (host, port, options; a timeout_ms of
  * 0), RILL_E_NOMEM, RILL_E_IO (no descriptor for the op). Failures of the connect itself come

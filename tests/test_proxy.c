@@ -538,8 +538,64 @@ START_TEST(test_proxy_name_not_resolved)
     st = rill_connect(ctx, RT_DNS_MISSING, 443, &opts, &s, &err);
     rt_assert_err(&err, st, RILL_E_DNS, "resolve: " RT_DNS_MISSING ":");
     ck_assert_msg(strncmp(err.msg, "resolve: ", 9) == 0, "%s", err.msg);
+    /* ...and one that resolves (through dnsmasq, not at once): the proxy gets the address. */
+    rt_origin *o = rt_origin_start(RT_ORIGIN_PLAIN);
+    rt_trace tr;
+    rt_trace_attach(&tr, &opts);
+    st = rill_connect(ctx, RT_DNS_V4, rt_origin_port(o), &opts, &s, &err);
+    ck_assert_msg(st == RILL_OK, "%s", err.msg);
+    char d[256], want[64];
+    rill_describe(s, d, sizeof d);
+    snprintf(want, sizeof want, "socks5(127.0.0.1:%u via", rt_origin_port(o));
+    ck_assert_msg(strstr(d, want), "%s", d);
+    char t[2048];
+    rt_trace_text(&tr, t, sizeof t);
+    ck_assert_msg(strstr(t, "RESOLVING(" RT_DNS_V4) && strstr(t, "RESOLVING(127.0.0.1"), "%s", t);
+    rt_transfer_check(s, 1000, 1000);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+    rt_origin_stop(o);
     rill_ctx_free(ctx);
     rt_dns_stop(dns);
+}
+END_TEST
+
+/* Freeing an op in the middle of the proxy's handshake leaves nothing behind. */
+START_TEST(test_cancel_in_proxy_phase)
+{
+    rt_badproxy *b = rt_badproxy_start(RT_BAD_SILENT);
+    need(https_px, "stunnel");
+    char u[128];
+    if (_i)
+        url(u, sizeof u, "https", NULL, https_px);
+    else
+        snprintf(u, sizeof u, "http://127.0.0.1:%u", rt_badproxy_port(b));
+    rill_connect_opts opts = proxy_opts(u);
+    opts.proxy_tls = rt_client_tls();
+    rt_trace tr;
+    rt_trace_attach(&tr, &opts);
+    int fds = rt_count_fds();
+    rt_counting_on();
+    rill_connect_op *op = NULL;
+    rill_error err;
+    ck_assert_int_eq(rill_connect_start(NULL, "127.0.0.1", 9, &opts, &op, &err), RILL_OK);
+    rill_connect_event_type until = _i ? RILL_EV_PROXY_TLS : RILL_EV_PROXY_HANDSHAKE;
+    for (int i = 0; i < 100 && rt_trace_find(&tr, until, 0, 0) < 0; i++) {
+        int fd = -1, timeout = -1;
+        short ev = 0;
+        ck_assert_int_eq(rill_connect_poll_info(op, &fd, &ev, &timeout), RILL_OK);
+        struct pollfd p = { .fd = fd, .events = ev };
+        (void)poll(&p, fd >= 0 ? 1 : 0, 50);
+        rill_stream *s = NULL;
+        rill_status st = rill_connect_step(op, &s, &err);
+        ck_assert_msg(st == RILL_WANT_READ || st == RILL_WANT_WRITE, "%s", err.msg);
+    }
+    ck_assert_int_ge(rt_trace_find(&tr, until, 0, 0), 0);
+    rill_connect_op_free(op);
+    size_t live = rt_live_bytes;
+    rt_counting_off();
+    ck_assert_msg(live == 0, "%zu bytes left", live);
+    ck_assert_int_eq(rt_count_fds(), fds);
+    rt_badproxy_stop(b);
 }
 END_TEST
 
@@ -1087,6 +1143,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_bad_proxy, 0, (int)(sizeof bads / sizeof bads[0]));
     tcase_add_test(tc, test_tunnel_bytes_in_reply_segment);
     tcase_add_test(tc, test_proxy_name_not_resolved);
+    tcase_add_loop_test(tc, test_cancel_in_proxy_phase, 0, 2);
     tcase_add_test(tc, test_invalid);
     suite_add_tcase(s, tc);
 

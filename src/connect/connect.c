@@ -822,10 +822,8 @@ static rill_status start_tunnel(rill_connect_op *op, rill_error *err)
     struct proxy_state *px = op->px;
     rill_tunnel_opts to;
     rill_tunnel_opts_init(&to);
-    const char *user = op->opts.proxy_user ? op->opts.proxy_user : px->url.user;
-    const char *pass = op->opts.proxy_user ? op->opts.proxy_password : px->url.password;
-    to.user = user && user[0] ? user : NULL;
-    to.password = pass;
+    to.user = px->url.user[0] ? px->url.user : NULL;
+    to.password = px->url.password;
     to.proxy_name = px->via;
     bool http = px->url.scheme == RILL_PROXY_HTTP || px->url.scheme == RILL_PROXY_HTTPS;
     to.headers = http ? px->header_list : NULL;
@@ -985,6 +983,20 @@ static rill_status proxy_setup(rill_connect_op *op, const rill_proxy *proxy,
         return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
     op->px = px;
     px->url = *proxy;
+    if (opts->proxy_user) { /* the options' credentials replace the URL's */
+        const char *pass = opts->proxy_password ? opts->proxy_password : "";
+        if (strlen(opts->proxy_user) >= sizeof px->url.user ||
+            strlen(pass) >= sizeof px->url.password)
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "connect: proxy_user or proxy_password longer than 255 "
+                                   "bytes");
+        snprintf(px->url.user, sizeof px->url.user, "%s", opts->proxy_user);
+        snprintf(px->url.password, sizeof px->url.password, "%s", pass);
+    }
+    /* What the op keeps of the proxy options is in px now (copied or referenced). */
+    op->opts.proxy = op->opts.proxy_user = op->opts.proxy_password = op->opts.no_proxy = NULL;
+    op->opts.proxy_headers = NULL;
+    op->opts.proxy_tls = NULL;
     px->family = family;
     px->origin_port = op->port;
     snprintf(px->via, sizeof px->via, "%.60s:%u", proxy->host, proxy->port);

@@ -17,8 +17,11 @@ static const struct rill_stream_ops http_connect_ops;
 static void printable(char *dst, size_t cap, const unsigned char *src, size_t len)
 {
     size_t i = 0;
-    for (; i < len && i + 1 < cap; i++)
-        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? (char)src[i] : '?';
+    for (; i < len && i + 1 < cap; i++) {
+        dst[i] = '?';
+        if (src[i] >= 0x20 && src[i] < 0x7f)
+            dst[i] = (char)src[i];
+    }
     dst[i] = '\0';
 }
 
@@ -93,8 +96,12 @@ static size_t base64(char *dst, const unsigned char *src, size_t len)
             v |= src[i + 2];
         dst[o++] = b64[(v >> 18) & 63];
         dst[o++] = b64[(v >> 12) & 63];
-        dst[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-        dst[o++] = i + 2 < len ? b64[v & 63] : '=';
+        dst[o++] = b64[(v >> 6) & 63];
+        dst[o++] = b64[v & 63];
+        if (i + 2 >= len)
+            dst[o - 1] = '=';
+        if (i + 1 >= len)
+            dst[o - 2] = '=';
     }
     dst[o] = '\0';
     return o;

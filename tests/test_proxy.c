@@ -458,6 +458,7 @@ static const struct bad_case bads[] = {
     { RT_BAD_SOCKS_GARBAGE, "socks5h", RILL_E_PROTOCOL, "not a SOCKS5 proxy (version byte 0x48)" },
     { RT_BAD_SOCKS_BADREP, "socks5h", RILL_E_PROXY, "unknown reply code (reply 9)" },
     { RT_BAD_SILENT, "socks5h", RILL_E_TIMEOUT, "in the SOCKS5 handshake with proxy" },
+    { RT_BAD_SILENT, "https", RILL_E_TIMEOUT, "in the TLS handshake with proxy" },
 };
 
 START_TEST(test_bad_proxy)
@@ -480,6 +481,29 @@ START_TEST(test_bad_proxy)
         usleep(10000); /* its thread closes its end */
     ck_assert_int_eq(rt_count_fds(), fds);
     rt_badproxy_stop(b);
+}
+END_TEST
+
+/* An HTTPS proxy is verified with its own name and config: the system store does not know
+ * the test root, and a config that trusts it for another name still refuses. */
+START_TEST(test_https_proxy_verified)
+{
+    need(https_px, "stunnel");
+    char u[128];
+    snprintf(u, sizeof u, "https://localhost:%u", rt_daemon_port(https_px));
+    rill_connect_opts opts = proxy_opts(u);
+    int fds = rt_count_fds();
+    rill_stream *s = NULL;
+    rill_error err;
+    rill_status st = rill_connect(NULL, "127.0.0.1", 443, &opts, &s, &err);
+    rt_assert_err(&err, st, RILL_E_TLS_VERIFY, "certificate verify failed");
+    ck_assert_msg(strstr(err.msg, "via proxy 127.0.0.1:") || strstr(err.msg, "via proxy [::1]:"),
+                  "%s", err.msg);
+    /* The origin's config (which trusts the root) is not used for the proxy. */
+    opts.tls = rt_client_tls();
+    st = rill_connect(NULL, "127.0.0.1", 443, &opts, &s, &err);
+    rt_assert_err(&err, st, RILL_E_TLS_VERIFY, "certificate verify failed");
+    ck_assert_int_eq(rt_count_fds(), fds);
 }
 END_TEST
 
@@ -1141,6 +1165,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_failures, 0, (int)(sizeof fails / sizeof fails[0]));
     tcase_add_loop_test(tc, test_bad_proxy, 0, (int)(sizeof bads / sizeof bads[0]));
     tcase_add_test(tc, test_tunnel_bytes_in_reply_segment);
+    tcase_add_test(tc, test_https_proxy_verified);
     tcase_add_test(tc, test_proxy_name_not_resolved);
     tcase_add_loop_test(tc, test_cancel_in_proxy_phase, 0, 2);
     tcase_add_test(tc, test_invalid);

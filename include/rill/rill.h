@@ -560,7 +560,8 @@ typedef struct rill_connect_event {
  * NULL for numeric hosts and localhost (see rill_resolve()). This is a loop over
  * rill_connect_start() and rill_connect_step(): the same machine an event loop drives.
  *
- * Ownership: *out receives a new "tcp" stream ("tls > tcp" with opts->tls) on RILL_OK.
+ * Ownership: *out receives a new "tcp" stream ("tls > tcp" with opts->tls; through a proxy
+ * "[tls >] http-connect > [tls >] tcp" or "[tls >] socks5 > tcp") on RILL_OK.
  * Errors: RILL_E_INVALID (arguments, timeout_ms 0); RILL_E_DNS when no address came of any
  * family ("resolve: example.test: no such name (NXDOMAIN)"); RILL_E_REFUSED / RILL_E_CONNECT
  * when every address failed, naming each and, when a lookup failed, what each family's lookup

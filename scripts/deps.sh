@@ -9,7 +9,8 @@ rill_deps() {
     local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
     case $purpose in
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
-                     libuv1-dev abigail-tools mandoc debhelper lintian man-db) ;;
+                     libuv1-dev abigail-tools mandoc debhelper lintian man-db tinyproxy
+                     microsocks stunnel4) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
         package) pkgs+=(debhelper lintian man-db) ;;
     esac

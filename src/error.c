@@ -49,6 +49,7 @@ RILL_API const char *rill_strerror(rill_status code)
     case RILL_E_PENDING_DATA: return "unread data pending";
     case RILL_E_PROTOCOL: return "malformed input";
     case RILL_E_UNSUPPORTED: return "operation not supported";
+    case RILL_E_PROXY: return "proxy refused the tunnel";
     }
     return "unknown status";
 }

@@ -138,6 +138,8 @@ rill_status rilli_sock_new(const struct rill_stream_ops *ops, int fd, bool accep
 rill_status rilli_sock_new_peer(const struct rill_stream_ops *ops, int fd, bool accepted,
                                 const struct sockaddr *peer, unsigned peer_len, bool nonblock,
                                 const rill_connect_opts *opts, rill_stream **out, rill_error *err);
+/* The peer address of tcp stream @p s ("127.0.0.1:3128"), "" when not known. */
+void rilli_sock_peer_text(const rill_stream *s, char *buf, size_t cap);
 rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n);
 rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n);
 rill_status rilli_sock_shutdown(rill_stream *s);
@@ -255,5 +257,14 @@ rill_status rilli_connect_opts_load(const char *kind, const rill_connect_opts *i
 rill_status rilli_ctx_opts_load(const rill_ctx_opts *in, rill_ctx_opts *out, rill_error *err);
 rill_status rilli_listen_opts_load(const char *kind, const rill_listen_opts *in,
                                    rill_listen_opts *out, rill_error *err);
+
+/*
+ * The connect machine's TLS layer to an https:// proxy: as rilli_tls_connect_wrap() for
+ * @p proxy_host with @p cfg, its sessions cached under keys of their own, never offered to a
+ * host reached through the proxy (nor the host's to the proxy).
+ */
+rill_status rilli_tls_proxy_wrap(rill_ctx *ctx, const char *proxy_host, uint16_t port,
+                                 rill_tls_config *cfg, rill_stream *tcp, rill_stream **out,
+                                 rill_error *err);
 
 #endif /* RILL_INTERNAL_H */

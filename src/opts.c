@@ -25,13 +25,17 @@
 /* A pointer member (data or function: one size on POSIX systems). */
 #define END_OF_PTR(type, field) (offsetof(type, field) + sizeof(void *))
 static const size_t connect_opts_ends[] = {
-    END_OF(rill_connect_opts, timeout_ms),       END_OF(rill_connect_opts, read_timeout_ms),
-    END_OF(rill_connect_opts, write_timeout_ms), END_OF(rill_connect_opts, nodelay),
-    END_OF(rill_connect_opts, keepalive_idle_s), END_OF(rill_connect_opts, family),
-    END_OF(rill_connect_opts, attempt_delay_ms), END_OF(rill_connect_opts, max_in_flight),
-    END_OF_PTR(rill_connect_opts, on_event),     END_OF_PTR(rill_connect_opts, on_event_arg),
-    END_OF_PTR(rill_connect_opts, tls),          END_OF_PTR(rill_connect_opts, tls_servername),
-    END_OF(rill_connect_opts, tls_flags),        END_OF(rill_connect_opts, resolution_delay_ms),
+    END_OF(rill_connect_opts, timeout_ms),        END_OF(rill_connect_opts, read_timeout_ms),
+    END_OF(rill_connect_opts, write_timeout_ms),  END_OF(rill_connect_opts, nodelay),
+    END_OF(rill_connect_opts, keepalive_idle_s),  END_OF(rill_connect_opts, family),
+    END_OF(rill_connect_opts, attempt_delay_ms),  END_OF(rill_connect_opts, max_in_flight),
+    END_OF_PTR(rill_connect_opts, on_event),      END_OF_PTR(rill_connect_opts, on_event_arg),
+    END_OF_PTR(rill_connect_opts, tls),           END_OF_PTR(rill_connect_opts, tls_servername),
+    END_OF(rill_connect_opts, tls_flags),         END_OF(rill_connect_opts, resolution_delay_ms),
+    END_OF_PTR(rill_connect_opts, proxy),         END_OF(rill_connect_opts, proxy_from_env),
+    END_OF_PTR(rill_connect_opts, proxy_user),    END_OF_PTR(rill_connect_opts, proxy_password),
+    END_OF_PTR(rill_connect_opts, proxy_tls),     END_OF_PTR(rill_connect_opts, no_proxy),
+    END_OF_PTR(rill_connect_opts, proxy_headers),
 };
 static const size_t ctx_opts_ends[] = {
     END_OF_PTR(rill_ctx_opts, dns_servers),
@@ -49,7 +53,7 @@ static const size_t ctx_opts_ends[] = {
 static const size_t listen_opts_tail_ends[] = { 0 };
 
 #define ROUND_UP(n, align) (((n) + (align)-1) / (align) * (align))
-_Static_assert(ROUND_UP(END_OF(rill_connect_opts, resolution_delay_ms),
+_Static_assert(ROUND_UP(END_OF_PTR(rill_connect_opts, proxy_headers),
                         _Alignof(rill_connect_opts)) == sizeof(rill_connect_opts),
                "a member was added to rill_connect_opts: list it in connect_opts_ends");
 _Static_assert(ROUND_UP(END_OF(rill_ctx_opts, dns_cache_max), _Alignof(rill_ctx_opts)) ==

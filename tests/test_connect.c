@@ -96,6 +96,7 @@ static const char *type_name(rill_connect_event_type t)
     case RILL_EV_ANSWER: return "ANSWER";
     case RILL_EV_TLS_HANDSHAKE: return "TLS_HANDSHAKE";
     case RILL_EV_TLS_DONE: return "TLS_DONE";
+    default: return "PROXY";
     }
     return "?";
 }

@@ -42,13 +42,15 @@ enum {
     RC_OK = 0,
     RC_FAIL = 1,        /* anything else: out of memory, stdout unwritable, ... */
     RC_USAGE = 2,       /* bad command line */
+    RC_PROXY_DNS = 5,   /* the proxy's name not resolved */
     RC_RESOLVE = 6,     /* name not resolved */
     RC_CONNECT = 7,     /* connect failed: refused, unreachable */
     RC_TIMEOUT = 28,    /* a deadline passed, in any phase */
     RC_TLS = 35,        /* TLS handshake failed */
     RC_RECV = 56,       /* receive failure: reset, truncated TLS, error after the handshake */
     RC_LOCAL_CERT = 58, /* local certificate, key, CA or CRL file problem */
-    RC_VERIFY = 60      /* peer certificate or host name verification failed */
+    RC_VERIFY = 60,     /* peer certificate or host name verification failed */
+    RC_PROXY = 97       /* SOCKS5 proxy refused (reply code, authentication) */
 };
 
 #define MAX_PINS     16
@@ -76,6 +78,7 @@ struct options {
     const char *resolves[MAX_RESOLVES + 1];
     size_t nresolves;
     int max_conns; /* -l -k: connections served at once; more are closed at once */
+    const char *proxy, *proxy_user, *proxy_cacert, *noproxy;
 };
 
 static struct options opt;
@@ -271,11 +274,27 @@ static int help(void)
         "\n"
         "Exit status: 0 clean end; 1 other failure (also stdout unwritable: its reader is gone);\n"
         "2 bad usage (also an empty HOST, a PORT that is not just digits in range, an empty or\n"
-        "too long --unix PATH); 6 name not resolved; 7 connect failed; 28 timeout; 35 TLS\n"
+        "too long --unix PATH, a --proxy URL that does not parse); 5 proxy name not resolved;\n"
+        "6 name not resolved; 7 connect failed (also to the proxy); 28 timeout; 35 TLS\n"
         "handshake failed; 56 receive failure (reset, truncated TLS); 58 local certificate, key,\n"
-        "CA or CRL file problem; 60 peer certificate or host name verification failed.\n";
+        "CA or CRL file problem; 60 peer certificate or host name verification failed; 56 also:\n"
+        "the HTTP proxy answered CONNECT with a status that is not 2xx; 97 the SOCKS5 proxy\n"
+        "refused (reply code, authentication).\n";
+    static const char proxy_text[] =
+        "\n"
+        "Proxies:\n"
+        "  --proxy URL              connect through a proxy: http://, https://, socks5:// (rill\n"
+        "                           resolves HOST), socks5h:// (the proxy does); user:pass@ in\n"
+        "                           the URL. Default: https_proxy/HTTPS_PROXY with --tls or\n"
+        "                           --starttls, then all_proxy/ALL_PROXY\n"
+        "  --proxy-user USER:PASS   credentials for the proxy (Basic, or SOCKS5 user/password)\n"
+        "  --proxy-cacert FILE      trust for an https:// proxy (default: the system store)\n"
+        "  --noproxy LIST           hosts reached directly (default: no_proxy/NO_PROXY): names\n"
+        "                           and their subdomains, \"*\", NAME:PORT, addresses, CIDR "
+        "ranges\n";
     int rc = put_out(usage_text, strlen(usage_text));
-    return rc == RC_OK ? put_out(text, strlen(text)) : rc;
+    rc = rc == RC_OK ? put_out(text, strlen(text)) : rc;
+    return rc == RC_OK ? put_out(proxy_text, strlen(proxy_text)) : rc;
 }
 
 /* ---- exit codes from statuses ---- */
@@ -364,6 +383,10 @@ enum {
     OPT_ECHO,
     OPT_CRLF,
     OPT_MAX_CONNS,
+    OPT_PROXY,
+    OPT_PROXY_USER,
+    OPT_PROXY_CACERT,
+    OPT_NOPROXY,
     OPT_VERSION,
     OPT_HELP,
     OPT_DEMO
@@ -391,6 +414,10 @@ static const struct option long_options[] = {
     { "echo", no_argument, NULL, OPT_ECHO },
     { "crlf", no_argument, NULL, OPT_CRLF },
     { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+    { "proxy", required_argument, NULL, OPT_PROXY },
+    { "proxy-user", required_argument, NULL, OPT_PROXY_USER },
+    { "proxy-cacert", required_argument, NULL, OPT_PROXY_CACERT },
+    { "noproxy", required_argument, NULL, OPT_NOPROXY },
     { "version", no_argument, NULL, OPT_VERSION },
     { "help", no_argument, NULL, OPT_HELP },
     { "demo", no_argument, NULL, OPT_DEMO },
@@ -464,6 +491,10 @@ static enum parse_result parse_args(int argc, char **argv)
             *(c == OPT_TIMEOUT ? &opt.timeout_ms : &opt.connect_timeout_ms) = (int)v;
             break;
         case OPT_DNS_SERVER: opt.dns_servers = optarg; break;
+        case OPT_PROXY: opt.proxy = optarg; break;
+        case OPT_PROXY_USER: opt.proxy_user = optarg; break;
+        case OPT_PROXY_CACERT: opt.proxy_cacert = optarg; break;
+        case OPT_NOPROXY: opt.noproxy = optarg; break;
         case OPT_RESOLVE:
             if (opt.nresolves == MAX_RESOLVES) {
                 usage_error("at most %d --resolve options", MAX_RESOLVES);
@@ -603,6 +634,16 @@ static enum parse_result parse_args(int argc, char **argv)
     }
     if (opt.unix_path && (opt.dns_servers || opt.nresolves || opt.family)) {
         usage_error("--dns-server, --resolve, -4 and -6 do not apply to --unix");
+        return PARSE_USAGE;
+    }
+    if ((opt.listen || opt.unix_path) &&
+        (opt.proxy || opt.proxy_user || opt.proxy_cacert || opt.noproxy)) {
+        usage_error("--proxy, --proxy-user, --proxy-cacert and --noproxy are for connecting to "
+                    "HOST PORT");
+        return PARSE_USAGE;
+    }
+    if (opt.proxy_user && !strchr(opt.proxy_user, ':')) {
+        usage_error("--proxy-user takes USER:PASSWORD");
         return PARSE_USAGE;
     }
     if (opt.unix_path && opt.tls && !opt.listen && !opt.servername && !opt.insecure) {
@@ -753,6 +794,23 @@ static void on_connect_event(void *arg, const struct rill_connect_event *ev)
     case RILL_EV_TLS_DONE:
         if (ev->status == RILL_OK)
             note("TLS handshake done (%lld ms)", (long long)ev->elapsed_ms);
+        break;
+    case RILL_EV_PROXY_TLS: note("TLS handshake with proxy %s (%s)", ev->host, ev->addr); break;
+    case RILL_EV_PROXY_TLS_DONE:
+        if (ev->status == RILL_OK)
+            note("TLS handshake with proxy done (%lld ms)", (long long)ev->elapsed_ms);
+        else
+            note("TLS handshake with proxy failed: %s", ev->message ? ev->message : "");
+        break;
+    case RILL_EV_PROXY_HANDSHAKE:
+        note("asking proxy %s for a tunnel to %s (%s)", ev->addr, ev->host,
+             ev->message ? ev->message : "");
+        break;
+    case RILL_EV_PROXY_DONE:
+        if (ev->status == RILL_OK)
+            note("proxy tunnel to %s open (%lld ms)", ev->host, (long long)ev->elapsed_ms);
+        else
+            note("proxy refused: %s", ev->message ? ev->message : rill_strerror(ev->status));
         break;
     }
 }
@@ -1203,6 +1261,71 @@ static int make_ctx(rill_ctx **ctx)
     return fail(st == RILL_E_DNS ? RC_RESOLVE : RC_FAIL, "resolver", "%s", err.msg);
 }
 
+static const char *env_either(const char *lower, const char *upper)
+{
+    const char *v = getenv(lower);
+    if (!v || !*v)
+        v = getenv(upper);
+    return v && *v ? v : NULL;
+}
+
+/*
+ * The proxy for this connect, as curl picks it: --proxy, else https_proxy/HTTPS_PROXY when TLS
+ * is asked for (--tls, --starttls), then all_proxy/ALL_PROXY; --noproxy, else
+ * no_proxy/NO_PROXY, names the hosts reached directly. Sets *scheme (0: no proxy).
+ */
+static int choose_proxy(rill_connect_opts *copts, rill_proxy_scheme *scheme, char *user,
+                        size_t ulen)
+{
+    *scheme = 0;
+    const char *url = opt.proxy;
+    const char *from = "--proxy";
+    if (!url && (opt.tls || opt.starttls)) {
+        url = env_either("https_proxy", "HTTPS_PROXY");
+        from = getenv("https_proxy") && *getenv("https_proxy") ? "https_proxy" : "HTTPS_PROXY";
+    }
+    if (!url) {
+        url = env_either("all_proxy", "ALL_PROXY");
+        from = getenv("all_proxy") && *getenv("all_proxy") ? "all_proxy" : "ALL_PROXY";
+    }
+    const char *no = opt.noproxy ? opt.noproxy : env_either("no_proxy", "NO_PROXY");
+    if (!url)
+        return RC_OK;
+    if (rill_proxy_bypass(no, opt.host, (uint16_t)opt.port)) {
+        note("no proxy for %s (%s)", opt.host, opt.noproxy ? "--noproxy" : "no_proxy");
+        return RC_OK;
+    }
+    rill_proxy p;
+    rill_error err;
+    if (rill_proxy_parse(url, &p, &err) != RILL_OK)
+        return usage_error("%s: %s", from, err.msg);
+    *scheme = p.scheme;
+    copts->proxy = url;
+    if (opt.proxy_user) {
+        const char *colon = strchr(opt.proxy_user, ':');
+        snprintf(user, ulen, "%.*s", (int)(colon - opt.proxy_user), opt.proxy_user);
+        copts->proxy_user = user;
+        copts->proxy_password = colon + 1;
+    }
+    note("proxy %s:%u (%s, from %s)", p.host, p.port, url, from);
+    return RC_OK;
+}
+
+/* Exit status of a connect through a proxy that failed; -1 when the general rules apply. */
+static int proxy_rc(rill_status st, const char *msg, rill_proxy_scheme scheme)
+{
+    bool socks = scheme == RILL_PROXY_SOCKS5 || scheme == RILL_PROXY_SOCKS5H;
+    bool reaching_proxy = strncmp(msg, "proxy ", 6) == 0;
+    switch (st) {
+    case RILL_E_PROXY:
+    case RILL_E_PROTOCOL: return socks ? RC_PROXY : RC_RECV;
+    case RILL_E_DNS: return reaching_proxy ? RC_PROXY_DNS : RC_RESOLVE;
+    case RILL_E_REFUSED:
+    case RILL_E_CONNECT: return reaching_proxy ? RC_CONNECT : -1;
+    default: return -1;
+    }
+}
+
 static int run_client(void)
 {
     int rc;
@@ -1222,6 +1345,21 @@ static int run_client(void)
     if (!opt.starttls) {
         copts.tls = cfg;
         copts.tls_servername = opt.servername;
+    }
+    rill_proxy_scheme scheme = 0;
+    char proxy_user[256];
+    rill_tls_config *proxy_cfg = NULL;
+    if (!opt.unix_path && (rc = choose_proxy(&copts, &scheme, proxy_user, sizeof proxy_user)))
+        return rc;
+    if (scheme == RILL_PROXY_HTTPS && opt.proxy_cacert) {
+        rill_error perr;
+        if (rill_tls_config_new(&proxy_cfg, &perr) != RILL_OK ||
+            rill_tls_config_set_ca_file(proxy_cfg, opt.proxy_cacert, &perr) != RILL_OK) {
+            rill_tls_config_free(proxy_cfg);
+            rill_tls_config_free(cfg);
+            return fail(RC_LOCAL_CERT, "--proxy-cacert", "%s", perr.msg);
+        }
+        copts.proxy_tls = proxy_cfg;
     }
     rill_error err;
     rill_status st;
@@ -1246,6 +1384,11 @@ static int run_client(void)
                 goto out;
         }
         st = connect_by_steps(ctx, opt.host, (uint16_t)opt.port, &copts, &s, &err);
+        int prc = st != RILL_OK && scheme ? proxy_rc(st, err.msg, scheme) : -1;
+        if (prc >= 0) {
+            rc = fail(prc, "proxy", "%s", err.msg);
+            goto out;
+        }
         if (st != RILL_OK) {
             rc = connect_rc(st, tr.tcp_up);
             const char *what = rc == RC_RESOLVE ? "resolve"
@@ -1271,6 +1414,7 @@ out:
     close_quietly(s, 1000);
     rill_ctx_free(ctx);
     rill_tls_config_free(cfg);
+    rill_tls_config_free(proxy_cfg);
     return rc;
 }
 

@@ -68,7 +68,8 @@ typedef enum rill_status {
     RILL_E_LINE_TOO_LONG = -13, /**< line longer than the line reader's limit; nothing consumed */
     RILL_E_PENDING_DATA = -14,  /**< refused: a layer still holds unread or unwritten bytes */
     RILL_E_PROTOCOL = -15,   /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
-    RILL_E_UNSUPPORTED = -16 /**< operation not supported by this stream or platform */
+    RILL_E_UNSUPPORTED = -16, /**< operation not supported by this stream or platform */
+    RILL_E_PROXY = -17 /**< the proxy refused the tunnel (HTTP status, SOCKS reply, credentials) */
 } rill_status;
 
 /** Size of the message buffer in rill_error; longer messages are truncated. */
@@ -361,6 +362,8 @@ RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_m
 #define RILL_LAYER_BUFFERED "buffered"
 #define RILL_LAYER_LINES    "lines"
 #define RILL_LAYER_TLS      "tls"
+#define RILL_LAYER_HTTP_CONNECT "http-connect"
+#define RILL_LAYER_SOCKS5       "socks5"
 
 /**
  * Write a description of the chain into @p buf (always NUL-terminated when len > 0), e.g.
@@ -477,6 +480,28 @@ typedef struct rill_connect_opts {
     /** rill_connect(): when the A answer comes first, how long to wait for the AAAA answer
      *  before connecting with IPv4 (RFC 8305 Resolution Delay); default 50; 0: go at once. */
     int resolution_delay_ms;
+    /** rill_connect(): reach the host through this proxy, a URL as rill_proxy_parse() reads it
+     *  ("http://[user:pass@]proxy:3128", https://, socks5://, socks5h://); copied. The race
+     *  and its DNS are the proxy's (with socks5:// the host is first resolved by rill and the
+     *  proxy given an address); then TLS to an https:// proxy, the CONNECT or SOCKS5
+     *  handshake, then opts->tls to the host over the tunnel, all within timeout_ms. The stream
+     *  is "tls > http-connect > [tls >] tcp" or "socks5 > tcp". Default NULL: no proxy. */
+    const char *proxy;
+    /** rill_connect(): with proxy NULL, take the proxy from the environment as
+     *  rill_proxy_from_env() does (https_proxy first when opts->tls is set); default 0 */
+    int proxy_from_env;
+    /** Credentials for the proxy, replacing those of the URL; copied; default NULL */
+    const char *proxy_user;
+    const char *proxy_password; /**< with proxy_user */
+    /** Trust and settings for TLS to an https:// proxy, verified with the proxy's own name;
+     *  referenced; default NULL: a config with the defaults (system trust store) */
+    rill_tls_config *proxy_tls;
+    /** Hosts reached directly, in rill_proxy_bypass() form; copied. With proxy_from_env, the
+     *  environment's no_proxy applies as well. Default NULL */
+    const char *no_proxy;
+    /** http(s) proxies: extra CONNECT header lines "Name: value", NULL-terminated; copied;
+     *  default NULL */
+    const char *const *proxy_headers;
 } rill_connect_opts;
 
 /** Fill @p opts with the defaults listed in rill_connect_opts. */
@@ -669,7 +694,13 @@ typedef enum rill_connect_event_type {
     RILL_EV_ANSWER,         /**< family, count (status, message on failure): one family's
                                  answer arrived (from DNS, the cache, /etc/hosts or an override) */
     RILL_EV_TLS_HANDSHAKE,  /**< addr: the TLS handshake starts on the winner */
-    RILL_EV_TLS_DONE        /**< addr (status, message on failure): the handshake ended */
+    RILL_EV_TLS_DONE,       /**< addr (status, message on failure): the handshake ended */
+    RILL_EV_PROXY_TLS,      /**< host, addr: the TLS handshake with an https:// proxy starts */
+    RILL_EV_PROXY_TLS_DONE, /**< host, addr (status, message on failure): it ended */
+    RILL_EV_PROXY_HANDSHAKE, /**< host: the target; addr: the proxy; message: "CONNECT" or
+                                  "SOCKS5": the proxy is asked for the tunnel */
+    RILL_EV_PROXY_DONE       /**< as PROXY_HANDSHAKE (status, message on failure): the tunnel
+                                  is open, or the proxy refused */
 } rill_connect_event_type;
 
 /** A connect trace event (see rill_connect_opts.on_event). */
@@ -697,13 +728,17 @@ typedef struct rill_connect_event {
  * NULL for numeric hosts and localhost (see rill_resolve()). This is a loop over
  * rill_connect_start() and rill_connect_step(): the same machine an event loop drives.
  *
- * Ownership: *out receives a new "tcp" stream ("tls > tcp" with opts->tls) on RILL_OK.
+ * Ownership: *out receives a new "tcp" stream ("tls > tcp" with opts->tls; through a proxy
+ * "[tls >] http-connect > [tls >] tcp" or "[tls >] socks5 > tcp") on RILL_OK.
  * Errors: RILL_E_INVALID (arguments, timeout_ms 0); RILL_E_DNS when no address came of any
  * family ("resolve: example.test: no such name (NXDOMAIN)"); RILL_E_REFUSED / RILL_E_CONNECT
  * when every address failed, naming each and, when a lookup failed, what each family's lookup
  * did: "connect: example.test:8443: 127.0.0.1: connection refused; ::1: connection refused";
  * RILL_E_TIMEOUT naming the phase ("timed out after 1000 ms resolving (A: no answer, AAAA: no
- * answer)"); TLS errors as rill_tls_handshake(); RILL_E_IO (EMFILE, ...).
+ * answer)"); TLS errors as rill_tls_handshake(); RILL_E_IO (EMFILE, ...). Through a proxy
+ * (opts->proxy): the race's errors prefixed with the proxy ("proxy http://p.test:3128: connect:
+ * ..."), RILL_E_PROXY and RILL_E_PROTOCOL from its handshake (see rill_tunnel_handshake()),
+ * RILL_E_INVALID for a proxy URL that does not parse; the message names the proxy.
  * Thread-safety: safe on a shared context; on_event runs on the calling thread.
  */
 RILL_API RILL_NODISCARD rill_status rill_connect(rill_ctx *ctx, const char *host, uint16_t port,
@@ -744,8 +779,9 @@ typedef struct rill_connect_op rill_connect_op;
  *
  * Ownership: *op is the caller's, freed with rill_connect_op_free() (also after it finished;
  * a finished op holds no descriptor any more).
- * @p opts is copied; opts->tls is referenced until the op is freed; the strings in @p opts
- * (tls_servername) and @p host are copied. on_event runs inside rill_connect_step() (and in
+ * @p opts is copied; opts->tls and opts->proxy_tls are referenced until the op is freed; the
+ * strings in @p opts (tls_servername, proxy, proxy_user, proxy_password, no_proxy,
+ * proxy_headers) and @p host are copied. With proxy_from_env the environment is read here. on_event runs inside rill_connect_step() (and in
  * this call), on the calling thread; it must not call the op's functions or free it.
  * Errors (nothing is left to free then): RILL_E_INVALID (host, port, options; a timeout_ms of
  * 0), RILL_E_NOMEM, RILL_E_IO (no descriptor for the op). Failures of the connect itself come
@@ -1036,6 +1072,131 @@ RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *bu
  * Returns RILL_EOF if the stream ends first.
  */
 RILL_API RILL_NODISCARD rill_status rill_skip_line(rill_stream *s, size_t *skipped);
+
+/* ---------------------------------------------------------------------------------------------
+ * Proxy tunnels
+ *
+ * A proxy is a layer: "http-connect" (HTTP CONNECT, RFC 9110 section 9.3.6) or "socks5"
+ * (RFC 1928, username/password per RFC 1929) over a stream to the proxy, which after its
+ * handshake carries the bytes of the target connection. TLS to the target goes on top
+ * (rill_tls_client() over the tunnel), TLS to an HTTPS proxy below:
+ * "tls > http-connect > tls > tcp". rill_connect() builds these chains from a proxy URL (see
+ * rill_connect_opts.proxy); the functions here are for chains built by hand.
+ */
+
+/** Options of a tunnel layer. Initialise with rill_tunnel_opts_init(). */
+typedef struct rill_tunnel_opts {
+    const char *user;     /**< credentials: Basic Proxy-Authorization for http-connect, RFC 1929
+                               for socks5 (each at most 255 bytes); NULL: none */
+    const char *password; /**< with user; NULL is "" */
+    /** http-connect: extra request header lines "Name: value" (no CR/LF), NULL-terminated;
+     *  default NULL */
+    const char *const *headers;
+    /** The proxy's name in describe and messages; default NULL: the peer address of the tcp
+     *  transport below, else "proxy" */
+    const char *proxy_name;
+    /** Most bytes of reply the layer holds while it waits for the end of the proxy's header
+     *  block (http-connect); default 16384, 64 .. 1 MiB */
+    size_t max_reply;
+} rill_tunnel_opts;
+
+/** Fill @p opts with the defaults listed in rill_tunnel_opts. */
+RILL_API void rill_tunnel_opts_init(rill_tunnel_opts *opts);
+
+/**
+ * Wrap @p inner (a stream to an HTTP proxy) in a layer that asks the proxy with
+ * "CONNECT host:port HTTP/1.1" (Host header, Basic Proxy-Authorization with opts->user, the extra
+ * headers) for a tunnel to @p host (a name or an IP literal; IPv6 is sent in brackets) and
+ * @p port. The handshake runs on the first I/O or in rill_tunnel_handshake(), under the
+ * stream's timeouts (0: non-blocking steps that return RILL_WANT_*; rill_poll_info() says what
+ * to wait for). Bytes the proxy sends after its header block are the target's and come out of
+ * the first reads; rill_pending() counts them (a TLS client over the layer refuses to start
+ * while any are held). rill_describe(): "http-connect(example.test:443 via 127.0.0.1:3128)".
+ *
+ * Ownership as for rill_buffered_new(); @p host and @p opts are copied (@p opts may be NULL).
+ * Errors: RILL_E_INVALID (NULL, bad host, port 0, CR/LF or no ':' in a header, credentials too
+ * long), RILL_E_NOMEM. Handshake errors: see rill_tunnel_handshake().
+ * Thread-safety: as every stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_http_connect_new(rill_stream *inner, const char *host,
+                                                          uint16_t port,
+                                                          const rill_tunnel_opts *opts,
+                                                          unsigned flags, rill_stream **out);
+
+/**
+ * Wrap @p inner (a stream to a SOCKS5 proxy) in a layer that asks the proxy for a connection to
+ * @p host and @p port: an IP literal is sent as an address, a name as a name that the proxy
+ * resolves (curl's socks5h; resolve first, e.g. with rill_resolve(), and pass the address for
+ * curl's socks5). Offers no authentication, and username/password when opts->user is set.
+ * Otherwise as rill_http_connect_new(); describe: "socks5(example.test:443 via 127.0.0.1:1080)".
+ */
+RILL_API RILL_NODISCARD rill_status rill_socks5_new(rill_stream *inner, const char *host,
+                                                    uint16_t port, const rill_tunnel_opts *opts,
+                                                    unsigned flags, rill_stream **out);
+
+/**
+ * Run the handshake of the topmost tunnel layer of @p s now, under its read timeout (0: one
+ * non-blocking step, RILL_WANT_* until done). RILL_OK once the tunnel is open.
+ * Errors: RILL_E_PROXY when the proxy refuses, naming the proxy and its answer:
+ * "http-connect: proxy 127.0.0.1:3128 answered 403 Forbidden to CONNECT example.test:443",
+ * "http-connect: proxy authentication required: ... answered 407 ...",
+ * "socks5: proxy 127.0.0.1:1080: connection refused by destination host (reply 5)",
+ * "socks5: proxy 127.0.0.1:1080 rejected the username/password"; RILL_E_PROTOCOL for a reply
+ * that is not the protocol's, a header block over max_reply ("reply header block longer than
+ * 16384 bytes"), or a proxy that closed the connection before its reply was complete;
+ * RILL_E_TIMEOUT; errors of the stream below; RILL_E_INVALID without a tunnel layer. A failed
+ * handshake repeats its error to every later call.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tunnel_handshake(rill_stream *s);
+
+/** Proxy kinds of a proxy URL. */
+typedef enum rill_proxy_scheme {
+    RILL_PROXY_HTTP = 1, /**< http:// : CONNECT over TCP (default port 1080, as curl) */
+    RILL_PROXY_HTTPS,    /**< https:// : CONNECT over TLS to the proxy (default port 443) */
+    RILL_PROXY_SOCKS5,   /**< socks5:// : rill resolves the target (default port 1080) */
+    RILL_PROXY_SOCKS5H   /**< socks5h:// : the proxy resolves the target (default port 1080) */
+} rill_proxy_scheme;
+
+/** A parsed proxy URL. Strings are percent-decoded and NUL-terminated. */
+typedef struct rill_proxy {
+    rill_proxy_scheme scheme;
+    char host[256]; /**< name or IP literal (IPv6 without brackets) */
+    uint16_t port;
+    char user[256];     /**< "" when the URL has none */
+    char password[256]; /**< "" when the URL has none */
+} rill_proxy;
+
+/**
+ * Parse a proxy URL "[scheme://][user[:password]@]host[:port][/]": schemes http, https, socks5,
+ * socks5h (any case; none means http, as curl); IPv6 hosts in brackets; %XX escapes in user and
+ * password. Errors: RILL_E_INVALID naming the problem ("proxy: unsupported scheme \"ftp\"",
+ * "proxy: bad port", ...). @p err may be NULL. Thread-safety: safe.
+ */
+RILL_API RILL_NODISCARD rill_status rill_proxy_parse(const char *url, rill_proxy *out,
+                                                     rill_error *err);
+
+/**
+ * Whether @p host and @p port match a no_proxy list @p list (curl's NO_PROXY form): entries
+ * separated by commas or spaces; "*" matches everything; a name matches itself and its
+ * subdomains (a leading dot is ignored: ".example.test" and "example.test" both match
+ * "a.example.test" and "example.test"); "name:port" and "[v6]:port" match that port only; an IP
+ * literal or CIDR range ("10.0.0.0/8", "fe80::/10", "::1") matches IP literal hosts in it. Case
+ * and a trailing dot are ignored. Returns 1 on a match, 0 otherwise (also for NULL).
+ * Thread-safety: safe.
+ */
+RILL_API int rill_proxy_bypass(const char *list, const char *host, uint16_t port);
+
+/**
+ * The proxy the environment gives for a connection to @p host and @p port, as curl reads it:
+ * with @p tls non-zero https_proxy then HTTPS_PROXY, then (in any case) all_proxy then
+ * ALL_PROXY; none when no_proxy (else NO_PROXY) matches (rill_proxy_bypass()). Sets *found to 1
+ * and fills @p out when a proxy applies, *found 0 otherwise.
+ * Errors: RILL_E_INVALID when the variable's URL does not parse (the message names the
+ * variable). Thread-safety: reads the environment (getenv): not safe against concurrent setenv.
+ */
+RILL_API RILL_NODISCARD rill_status rill_proxy_from_env(const char *host, uint16_t port, int tls,
+                                                        rill_proxy *out, int *found,
+                                                        rill_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Big-endian integers

@@ -23,13 +23,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proxy/proxy.h"
 #include "resolver/resolver.h"
 
 #define MAX_IN_FLIGHT_CAP 16
 #define MIN_ATTEMPT_DELAY 10                      /* RFC 8305 section 5: never below 10 ms */
 #define MAX_WAIT_FDS      (MAX_IN_FLIGHT_CAP + 2) /* attempts, the resolver's and our eventfd */
 
-enum phase { PH_RACE, PH_TLS, PH_DONE };
+enum phase { PH_RACE, PH_PROXY, PH_TLS, PH_DONE };
+
+struct proxy_state; /* a connect through a proxy (the proxy phase, at the end of this file) */
 
 /* One family's lookup and the addresses it gave: [0] is IPv6 (AAAA), [1] IPv4 (A). */
 struct fam {
@@ -54,8 +57,6 @@ struct rill_connect_op {
     rill_ctx *ctx;
     char *host;
     uint16_t port;
-    bool literal; /* host is an IP address: literal_ip */
-    struct rilli_ip literal_ip;
     rill_connect_opts opts; /* tls_servername points at servername */
     char *servername;
     int64_t start_ms;
@@ -79,9 +80,18 @@ struct rill_connect_op {
     size_t nregistered;
     rill_status setup_failed; /* poll_info could not set up epfd: the next step says so */
     rill_status result;
-    bool delivered; /* a step has returned the outcome */
-    rill_error err; /* the failure, repeated to later steps */
+    bool delivered;         /* a step has returned the outcome */
+    rill_error err;         /* the failure, repeated to later steps */
+    struct proxy_state *px; /* NULL: no proxy */
 };
+
+static rill_status proxy_won(rill_connect_op *op, rill_stream *tcp, rill_error *err);
+static rill_status proxy_step(rill_connect_op *op, rill_error *err);
+static rill_status proxy_timed_out(rill_connect_op *op, rill_error *err);
+static rill_status proxy_origin_resolved(rill_connect_op *op, rill_error *err);
+static bool proxy_resolving_origin(const rill_connect_op *op);
+static void proxy_note_failure(rill_connect_op *op);
+static void proxy_free(rill_connect_op *op);
 
 /* ---- events and messages ---- */
 
@@ -187,6 +197,8 @@ static rill_status finish(rill_connect_op *op, rill_status st, rill_error *err)
     quiet_epoll(op);
     op->phase = PH_DONE;
     op->result = st;
+    if (st < 0 && op->px)
+        proxy_note_failure(op);
     if (err && st < 0)
         *err = op->err;
     return st;
@@ -258,7 +270,7 @@ static size_t wanted_fds(rill_connect_op *op, struct pollfd *fds, int *dns_timeo
 {
     size_t n = 0;
     *dns_timeout = -1;
-    if (op->phase == PH_TLS) {
+    if (op->phase == PH_TLS || op->phase == PH_PROXY) {
         int fd = -1;
         short events = POLLIN;
         if (rill_poll_info(op->stream, &fd, &events) == RILL_OK && fd >= 0)
@@ -496,6 +508,8 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
         return finish(op, st, err);
     }
     emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, winner_family(op));
+    if (op->px)
+        return proxy_won(op, s, err);
     if (!op->opts.tls) {
         op->stream = s;
         return finish(op, RILL_OK, err);
@@ -533,6 +547,8 @@ static rill_status tls_step(rill_connect_op *op, rill_error *err)
 /* Everything failed or the deadline passed: say what each family and address did. */
 static rill_status give_up(rill_connect_op *op, bool timed_out, rill_error *err)
 {
+    if (timed_out && op->phase == PH_PROXY)
+        return proxy_timed_out(op, err);
     char dns[200];
     lookups_text(op, dns, sizeof dns);
     bool any_addr = op->fam[0].count + op->fam[1].count > 0;
@@ -637,6 +653,7 @@ static void op_free(rill_connect_op *op)
     if (op->epfd >= 0)
         close(op->epfd);
     rill_close(op->stream);
+    proxy_free(op);
     rill_tls_config_free(op->opts.tls);
     rilli_free(op->fam[0].addrs);
     rilli_free(op->fam[1].addrs);
@@ -660,8 +677,8 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
 {
     const struct rilli_ip *ips = NULL;
     size_t count = 0;
-    const struct rilli_ip ip = op->literal_ip;
-    if (op->literal) {
+    struct rilli_ip ip;
+    if (rilli_ip_parse(op->host, &ip)) { /* op->host: the proxy's, when there is one */
         /* An IP literal is its own answer, of its own family alone. */
         ips = &ip;
         count = 1;
@@ -712,6 +729,327 @@ static rill_status begin(rill_connect_op *op, rill_error *err)
     return dns_step(op, err); /* an answer that came in between */
 }
 
+/* ---- the proxy phase ----
+ *
+ * With a proxy, the race above connects to the proxy (its name resolved instead of the host's;
+ * for socks5:// the host's name is resolved first, through the same lookups, and the proxy is
+ * given the address). Then PH_PROXY: TLS to an https:// proxy (its own name, config and session
+ * cache keys), the CONNECT or SOCKS5 handshake, and on an open tunnel the host's TLS (PH_TLS)
+ * over it, all under the op's one deadline. op->host and op->port name the proxy until the
+ * tunnel is open, then the host again, so later messages and events speak of the host.
+ */
+
+enum proxy_stage { PXS_TLS, PXS_TUNNEL };
+
+struct proxy_state {
+    rill_proxy url;
+    char *origin_host; /* the host, while op->host names the proxy */
+    uint16_t origin_port;
+    char target[256]; /* what the proxy is asked for: the host, or its address (socks5://) */
+    bool origin_dns;  /* socks5://: the host's name is being resolved */
+    bool reached;     /* the race to the proxy is won */
+    int family;       /* the family setting, for the proxy's own lookups */
+    enum proxy_stage stage;
+    rill_tls_config *tls; /* for an https:// proxy */
+    char via[80];         /* "127.0.0.1:3128", the proxy's address once reached */
+    char *headers;        /* copies of opts->proxy_headers, NUL-separated */
+    const char **header_list;
+};
+
+static bool proxy_resolving_origin(const rill_connect_op *op)
+{
+    return op->px && op->px->origin_dns;
+}
+
+static const char *scheme_name(rill_proxy_scheme s)
+{
+    switch (s) {
+    case RILL_PROXY_HTTP: return "http";
+    case RILL_PROXY_HTTPS: return "https";
+    case RILL_PROXY_SOCKS5: return "socks5";
+    case RILL_PROXY_SOCKS5H: return "socks5h";
+    }
+    return "?";
+}
+
+static void emit_px(const rill_connect_op *op, rill_connect_event_type type, const char *host,
+                    rill_status status, const char *message)
+{
+    if (!op->opts.on_event)
+        return;
+    rill_connect_event ev = {
+        type, host, rilli_addr_text(op->winner), 0, status, message, elapsed(op), winner_family(op)
+    };
+    op->opts.on_event(op->opts.on_event_arg, &ev);
+}
+
+static void proxy_free(rill_connect_op *op)
+{
+    struct proxy_state *px = op->px;
+    if (!px)
+        return;
+    rilli_free(px->origin_host);
+    rill_tls_config_free(px->tls);
+    rilli_free(px->headers);
+    rilli_free(px->header_list);
+    rilli_free(px);
+    op->px = NULL;
+}
+
+/* The race to the proxy failed: say that it was the proxy that could not be reached. */
+static void proxy_note_failure(rill_connect_op *op)
+{
+    struct proxy_state *px = op->px;
+    if (px->reached || px->origin_dns)
+        return;
+    char msg[RILL_ERRMSG_MAX];
+    bool v6 = strchr(px->url.host, ':') != NULL;
+    rilli_snprintf(msg, sizeof msg, "proxy %s://%s%.100s%s:%u: %s", scheme_name(px->url.scheme),
+                   v6 ? "[" : "", px->url.host, v6 ? "]" : "", px->url.port, op->err.msg);
+    memcpy(op->err.msg, msg, sizeof msg);
+}
+
+static rill_status proxy_fail(rill_connect_op *op, rill_error *err, rill_status st)
+{
+    rill_error why;
+    rilli_error_from_stream(&why, op->stream);
+    rill_close(op->stream);
+    op->stream = NULL;
+    bool v6 = strchr(op->px->origin_host, ':') != NULL;
+    return fail(op, err, st, why.sys_errno, "connect: %s%.100s%s:%u via proxy %s: %s",
+                v6 ? "[" : "", op->px->origin_host, v6 ? "]" : "", op->px->origin_port, op->px->via,
+                why.msg);
+}
+
+/* Put the tunnel layer on op->stream and start its handshake. */
+static rill_status start_tunnel(rill_connect_op *op, rill_error *err)
+{
+    struct proxy_state *px = op->px;
+    rill_tunnel_opts to;
+    rill_tunnel_opts_init(&to);
+    to.user = px->url.user[0] ? px->url.user : NULL;
+    to.password = px->url.password;
+    to.proxy_name = px->via;
+    bool http = px->url.scheme == RILL_PROXY_HTTP || px->url.scheme == RILL_PROXY_HTTPS;
+    to.headers = http ? px->header_list : NULL;
+    rill_stream *t = NULL;
+    rill_status st =
+        http ? rill_http_connect_new(op->stream, px->target, px->origin_port, &to, 0, &t)
+             : rill_socks5_new(op->stream, px->target, px->origin_port, &to, 0, &t);
+    if (st != RILL_OK)
+        return proxy_fail(op, err, st);
+    op->stream = t;
+    px->stage = PXS_TUNNEL;
+    emit_px(op, RILL_EV_PROXY_HANDSHAKE, px->origin_host, RILL_OK, http ? "CONNECT" : "SOCKS5");
+    return RILL_OK;
+}
+
+/* The race to the proxy is won: @p tcp goes to the proxy. */
+static rill_status proxy_won(rill_connect_op *op, rill_stream *tcp, rill_error *err)
+{
+    struct proxy_state *px = op->px;
+    px->reached = true;
+    snprintf(px->via, sizeof px->via, "%s", rilli_addr_text(op->winner));
+    op->stream = tcp;
+    op->phase = PH_PROXY;
+    rill_status st = rill_set_timeouts(tcp, 0, 0); /* the handshakes run in steps */
+    if (st != RILL_OK)
+        return proxy_fail(op, err, st);
+    if (px->url.scheme != RILL_PROXY_HTTPS)
+        return start_tunnel(op, err);
+    rill_stream *tls = NULL;
+    st = rilli_tls_proxy_wrap(op->ctx, px->url.host, px->url.port, px->tls, tcp, &tls, &op->err);
+    if (st != RILL_OK)
+        return proxy_fail(op, err, st);
+    op->stream = tls;
+    px->stage = PXS_TLS;
+    emit_px(op, RILL_EV_PROXY_TLS, px->url.host, RILL_OK, NULL);
+    return RILL_OK;
+}
+
+static rill_status proxy_step(rill_connect_op *op, rill_error *err)
+{
+    struct proxy_state *px = op->px;
+    rill_status st;
+    if (px->stage == PXS_TLS) {
+        st = rill_tls_handshake(op->stream);
+        if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+            return st;
+        emit_px(op, RILL_EV_PROXY_TLS_DONE, px->url.host, st,
+                st == RILL_OK ? NULL : rill_errmsg(op->stream));
+        if (st != RILL_OK)
+            return proxy_fail(op, err, st);
+        st = start_tunnel(op, err);
+        if (st != RILL_OK)
+            return st;
+    }
+    st = rill_tunnel_handshake(op->stream);
+    if (st == RILL_WANT_READ || st == RILL_WANT_WRITE)
+        return st;
+    emit_px(op, RILL_EV_PROXY_DONE, px->origin_host, st,
+            st == RILL_OK ? NULL : rill_errmsg(op->stream));
+    if (st != RILL_OK)
+        return proxy_fail(op, err, st);
+    /* The tunnel is open: from here on the op speaks of the host. */
+    rilli_free(op->host);
+    op->host = px->origin_host;
+    px->origin_host = NULL;
+    op->port = px->origin_port;
+    if (!op->opts.tls) {
+        st = rill_set_timeouts(op->stream, op->opts.read_timeout_ms, op->opts.write_timeout_ms);
+        return finish(op, st, err);
+    }
+    rill_stream *tls = NULL;
+    st = rilli_tls_connect_wrap(op->ctx, op->host, op->port, &op->opts, op->stream, &tls, &op->err);
+    if (st != RILL_OK) {
+        rill_close(op->stream);
+        op->stream = NULL;
+        return finish(op, st, err);
+    }
+    op->stream = tls;
+    op->phase = PH_TLS;
+    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, winner_family(op));
+    return RILL_OK;
+}
+
+static rill_status proxy_timed_out(rill_connect_op *op, rill_error *err)
+{
+    struct proxy_state *px = op->px;
+    bool http = px->url.scheme == RILL_PROXY_HTTP || px->url.scheme == RILL_PROXY_HTTPS;
+    const char *what = px->stage == PXS_TLS ? "in the TLS handshake with"
+                       : http               ? "waiting for the CONNECT answer of"
+                                            : "in the SOCKS5 handshake with";
+    rill_close(op->stream);
+    op->stream = NULL;
+    bool v6 = strchr(px->origin_host, ':') != NULL;
+    return fail(op, err, RILL_E_TIMEOUT, 0,
+                "connect: %s%.100s%s:%u: timed out after %d ms %s proxy %s", v6 ? "[" : "",
+                px->origin_host, v6 ? "]" : "", px->origin_port, op->opts.timeout_ms, what,
+                px->via);
+}
+
+/* socks5://: once the host's name has an address to use, race to the proxy instead. */
+static rill_status proxy_origin_resolved(rill_connect_op *op, rill_error *err)
+{
+    struct proxy_state *px = op->px;
+    int64_t wake = -1;
+    if (!can_connect(op, rilli_now_ms(), &wake))
+        return dns_pending(op) ? RILL_OK : give_up(op, false, err);
+    struct fam *f = next_family(op);
+    ip_text(rilli_addr_text(&f->addrs[f->next]), px->target, sizeof px->target);
+    drop_lookups(op);
+    for (int i = 0; i < 2; i++) {
+        rilli_free(op->fam[i].addrs);
+        op->fam[i] = (struct fam){ .family = i == 0 ? 6 : 4,
+                                   .wanted = i == 0 ? px->family != 4 : px->family != 6 };
+    }
+    char *proxy_host = copy_str(px->url.host);
+    if (!proxy_host)
+        return fail(op, err, RILL_E_NOMEM, 0, "connect: out of memory");
+    px->origin_host = op->host;
+    op->host = proxy_host;
+    op->port = px->url.port;
+    px->origin_dns = false;
+    emit(op, RILL_EV_RESOLVING, NULL, 0, RILL_OK, NULL, 0);
+    return begin(op, err);
+}
+
+/* Which proxy, if any, serves @p host:@p port under @p opts. */
+static rill_status proxy_choose(const char *host, uint16_t port, const rill_connect_opts *opts,
+                                rill_proxy *proxy, bool *use, rill_error *err)
+{
+    *use = false;
+    if (opts->no_proxy && rill_proxy_bypass(opts->no_proxy, host, port))
+        return RILL_OK;
+    if (opts->proxy) {
+        rill_status st = rill_proxy_parse(opts->proxy, proxy, err);
+        if (st != RILL_OK)
+            return st;
+        const char *no = getenv("no_proxy");
+        if (!no || !*no)
+            no = getenv("NO_PROXY");
+        *use = !(opts->proxy_from_env && no && rill_proxy_bypass(no, host, port));
+        return RILL_OK;
+    }
+    if (!opts->proxy_from_env)
+        return RILL_OK;
+    int found = 0;
+    rill_status st = rill_proxy_from_env(host, port, opts->tls != NULL, proxy, &found, err);
+    *use = found != 0;
+    return st;
+}
+
+/* Make op go through @p proxy: copies what the op needs of opts. */
+static rill_status proxy_setup(rill_connect_op *op, const rill_proxy *proxy,
+                               const rill_connect_opts *opts, int family, rill_error *err)
+{
+    struct proxy_state *px = rilli_calloc(1, sizeof *px);
+    if (!px)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
+    op->px = px;
+    px->url = *proxy;
+    if (opts->proxy_user) { /* the options' credentials replace the URL's */
+        const char *pass = opts->proxy_password ? opts->proxy_password : "";
+        if (strlen(opts->proxy_user) >= sizeof px->url.user ||
+            strlen(pass) >= sizeof px->url.password)
+            return rilli_error_set(err, RILL_E_INVALID, 0,
+                                   "connect: proxy_user or proxy_password longer than 255 "
+                                   "bytes");
+        snprintf(px->url.user, sizeof px->url.user, "%s", opts->proxy_user);
+        snprintf(px->url.password, sizeof px->url.password, "%s", pass);
+    }
+    /* What the op keeps of the proxy options is in px now (copied or referenced). */
+    op->opts.proxy = op->opts.proxy_user = op->opts.proxy_password = op->opts.no_proxy = NULL;
+    op->opts.proxy_headers = NULL;
+    op->opts.proxy_tls = NULL;
+    px->family = family;
+    px->origin_port = op->port;
+    snprintf(px->via, sizeof px->via, "%.60s:%u", proxy->host, proxy->port);
+    size_t hl = 0, hn = 0;
+    for (const char *const *h = opts->proxy_headers; h && *h; h++, hn++)
+        hl += strlen(*h) + 1;
+    px->headers = rilli_malloc(hl + 1);
+    px->header_list = rilli_calloc(hn + 1, sizeof *px->header_list);
+    if (!px->headers || !px->header_list)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
+    size_t at = 0, i = 0;
+    for (const char *const *h = opts->proxy_headers; h && *h; h++) {
+        size_t k = strlen(*h) + 1;
+        memcpy(px->headers + at, *h, k);
+        px->header_list[i++] = px->headers + at;
+        at += k;
+    }
+    if (proxy->scheme == RILL_PROXY_HTTPS) {
+        if (opts->proxy_tls) {
+            rilli_tls_config_ref(opts->proxy_tls);
+            px->tls = opts->proxy_tls;
+        } else {
+            rill_status st = rill_tls_config_new(&px->tls, err);
+            if (st != RILL_OK)
+                return st;
+        }
+    }
+    struct rilli_ip ip;
+    snprintf(px->target, sizeof px->target, "%s", op->host);
+    if (proxy->scheme == RILL_PROXY_SOCKS5 && !rilli_ip_parse(op->host, &ip)) {
+        px->origin_dns = true; /* the race starts on the host's name; see proxy_origin_resolved */
+        return RILL_OK;
+    }
+    char *proxy_host = copy_str(proxy->host);
+    if (!proxy_host)
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
+    px->origin_host = op->host;
+    op->host = proxy_host;
+    op->port = proxy->port;
+    return RILL_OK;
+}
+
+static bool needs_ctx(const char *name)
+{
+    struct rilli_ip ip;
+    return !rilli_ip_parse(name, &ip) && !rilli_is_localhost(name);
+}
+
 RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_t port,
                                         const rill_connect_opts *opts, rill_connect_op **out,
                                         rill_error *err)
@@ -739,17 +1077,26 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
                                "connect: resolution_delay_ms %d is negative",
                                opts->resolution_delay_ms);
     struct rilli_ip ip;
-    bool literal = rilli_ip_parse(host, &ip); /* parsed once: the numeric fast path */
+    bool literal = rilli_ip_parse(host, &ip); /* a numeric host skips the name checks */
     if (!literal || port == 0) {
         st = rilli_host_check(host, port, err);
         if (st != RILL_OK)
             return st;
     }
-    if (!ctx && !literal && !rilli_is_localhost(host))
+    rill_proxy proxy;
+    bool use_proxy = false;
+    st = proxy_choose(host, port, opts, &proxy, &use_proxy, err);
+    if (st != RILL_OK)
+        return st;
+    const char *to_resolve = !use_proxy                          ? host
+                             : proxy.scheme != RILL_PROXY_SOCKS5 ? proxy.host
+                             : needs_ctx(host)                   ? host
+                                                                 : proxy.host;
+    if (!ctx && needs_ctx(to_resolve))
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "connect: \"%.100s\" is a name and no context was given to "
                                "resolve it",
-                               host);
+                               to_resolve);
     rill_connect_op *op = rilli_calloc(1, sizeof *op);
     if (!op)
         return rilli_error_set(err, RILL_E_NOMEM, 0, "connect: out of memory");
@@ -757,9 +1104,6 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     if (ctx)
         rilli_ctx_ref(ctx);
     op->port = port;
-    op->literal = literal;
-    if (literal)
-        op->literal_ip = ip;
     op->opts = *opts;
     op->wakefd = op->epfd = -1;
     op->start_ms = rilli_now_ms();
@@ -777,13 +1121,17 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
         op->opts.tls = opts->tls;
     }
     int family = opts->family ? opts->family : ctx ? rilli_ctx_family(ctx) : 0;
+    if (use_proxy && (st = proxy_setup(op, &proxy, opts, family, err)) != RILL_OK) {
+        op_free(op);
+        return st;
+    }
     op->fam[0] = (struct fam){ .family = 6, .wanted = family != 4 };
     op->fam[1] = (struct fam){ .family = 4, .wanted = family != 6 };
     emit(op, RILL_EV_RESOLVING, NULL, 0, RILL_OK, NULL, 0);
     /* What is known at once (an IP literal, an override, the cache) starts connecting now; the
      * outcome, a failure included, is the first step's to report. */
     st = begin(op, NULL);
-    if (st == RILL_OK && op->phase == PH_RACE)
+    if (st == RILL_OK && op->phase == PH_RACE && !proxy_resolving_origin(op))
         (void)race_step(op, NULL);
     *out = op;
     return RILL_OK;
@@ -854,8 +1202,12 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
     rill_status st = RILL_OK;
     if (op->phase == PH_RACE && dns_pending(op))
         st = dns_step(op, err);
-    if (st == RILL_OK && op->phase == PH_RACE)
+    if (st == RILL_OK && op->phase == PH_RACE && proxy_resolving_origin(op))
+        st = proxy_origin_resolved(op, err);
+    if (st == RILL_OK && op->phase == PH_RACE && !proxy_resolving_origin(op))
         st = race_step(op, err);
+    if (st == RILL_OK && op->phase == PH_PROXY)
+        st = proxy_step(op, err);
     if (st == RILL_OK && op->phase == PH_TLS)
         st = tls_step(op, err);
     if (op->phase == PH_DONE) {
@@ -870,7 +1222,7 @@ RILL_API rill_status rill_connect_step(rill_connect_op *op, rill_stream **out, r
         op->delivered = true;
         return give_up(op, true, err);
     }
-    if (op->phase == PH_TLS)
+    if (op->phase == PH_TLS || op->phase == PH_PROXY)
         return st; /* the handshake's own WANT */
     return RILL_WANT_READ;
 }

@@ -217,6 +217,14 @@ static void local_text(int fd, char *buf, size_t cap)
         rilli_sockaddr_format((struct sockaddr *)&local, len, buf, cap);
 }
 
+void rilli_sock_peer_text(const rill_stream *s, char *buf, size_t cap)
+{
+    const struct rilli_sock *sk = rilli_state(s);
+    buf[0] = '\0';
+    if (!sk->is_unix && sk->peer_len > 0)
+        rilli_sockaddr_format((const struct sockaddr *)&sk->peer, sk->peer_len, buf, cap);
+}
+
 /* Both ends as messages show them: "local > peer" (connected) or "local < peer" (accepted). */
 static void sock_where(const rill_stream *s, char *buf, size_t cap)
 {

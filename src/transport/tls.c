@@ -1186,14 +1186,17 @@ RILL_API void rill_free(void *p)
 /* ---- the session cache of a rill_ctx ---- */
 
 /* Use @p cache for this client: offer a session cached for its name, @p port and config. */
-static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t port)
+/* @p role keeps the sessions of an https:// proxy apart from those of the hosts reached
+ * through it ("" for a host, "proxy|" for a proxy), whatever names and ports they share. */
+static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t port,
+                      const char *role)
 {
     t->port = port;
     t->cache = cache;
     if (!cache)
         return;
     rilli_sess_cache_ref(cache); /* the stream may outlive its context */
-    snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
+    snprintf(t->cache_key, sizeof t->cache_key, "%s%s:%u#%llu", role, t->servername, port,
              (unsigned long long)t->cfg->id);
     SSL_SESSION *sess = rilli_sess_cache_get(cache, t->cache_key);
     if (sess) {
@@ -1215,7 +1218,7 @@ RILL_API rill_status rill_tls_use_session_cache(rill_stream *s, rill_ctx *ctx, u
         return rilli_api_error(s, RILL_E_INVALID,
                                "rill_tls_use_session_cache: needs a context, a port and a TLS "
                                "client with a server name (sessions are kept per name and port)");
-    use_cache(t, rilli_ctx_sessions(ctx), port);
+    use_cache(t, rilli_ctx_sessions(ctx), port, "");
     return RILL_OK;
 }
 
@@ -1228,7 +1231,20 @@ rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t por
     rill_status st = rill_tls_client(tcp, opts->tls, name, opts->tls_flags, &tls);
     if (st != RILL_OK)
         return rilli_error_from_stream(err, tcp);
-    use_cache(rilli_state(tls), rilli_ctx_sessions(ctx), port);
+    use_cache(rilli_state(tls), rilli_ctx_sessions(ctx), port, "");
+    *out = tls;
+    return RILL_OK;
+}
+
+rill_status rilli_tls_proxy_wrap(rill_ctx *ctx, const char *proxy_host, uint16_t port,
+                                 rill_tls_config *cfg, rill_stream *tcp, rill_stream **out,
+                                 rill_error *err)
+{
+    rill_stream *tls = NULL;
+    rill_status st = rill_tls_client(tcp, cfg, proxy_host, 0, &tls);
+    if (st != RILL_OK)
+        return rilli_error_from_stream(err, tcp);
+    use_cache(rilli_state(tls), rilli_ctx_sessions(ctx), port, "proxy|");
     *out = tls;
     return RILL_OK;
 }

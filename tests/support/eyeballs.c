@@ -53,6 +53,10 @@ const char *rt_event_name(rill_connect_event_type type)
     case RILL_EV_ANSWER: return "ANSWER";
     case RILL_EV_TLS_HANDSHAKE: return "TLS_HANDSHAKE";
     case RILL_EV_TLS_DONE: return "TLS_DONE";
+    case RILL_EV_PROXY_TLS: return "PROXY_TLS";
+    case RILL_EV_PROXY_TLS_DONE: return "PROXY_TLS_DONE";
+    case RILL_EV_PROXY_HANDSHAKE: return "PROXY_HANDSHAKE";
+    case RILL_EV_PROXY_DONE: return "PROXY_DONE";
     }
     return "?";
 }

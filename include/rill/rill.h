@@ -655,6 +655,66 @@ typedef struct rill_ctx_stats {
 RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------
+ * Timers for event loops
+ *
+ * A non-blocking stream never times out by itself: the loop that drives it keeps its deadlines
+ * (a TLS handshake that must finish, a connection idle too long, a shutdown grace period).
+ * rill_timers is a small min-heap for that: one deadline per key (any non-NULL pointer of the
+ * caller's, typically its per-connection struct), set, moved and removed in O(log n), with the
+ * time until the earliest one as a poll()/epoll_wait() timeout. Deadlines are milliseconds on
+ * the clock of rill_now_ms() (or any clock the caller uses consistently). Deadlines that are
+ * equal expire in the order they were set. See "Serving from an event loop" in docs/guide.md.
+ *
+ * Thread-safety: a rill_timers is used by one thread at a time (the loop's); no global state.
+ */
+
+/** A set of deadlines keyed by caller pointers. Opaque. */
+typedef struct rill_timers rill_timers;
+
+/**
+ * Create an empty timer set.
+ * Ownership: free *out with rill_timers_free(). Errors: RILL_E_INVALID (NULL out), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_timers_new(rill_timers **out);
+
+/** Free the set (the keys are the caller's and are not touched). NULL is accepted. */
+RILL_API void rill_timers_free(rill_timers *t);
+
+/**
+ * Set the deadline of @p key to @p deadline_ms: adds the key, or moves its deadline (earlier or
+ * later) if it has one. The set does not own @p key; remove it before freeing what it points to.
+ * Errors: RILL_E_INVALID (NULL t or key), RILL_E_NOMEM (a new key could not be stored; the set
+ * is unchanged).
+ */
+RILL_API RILL_NODISCARD rill_status rill_timers_set(rill_timers *t, void *key,
+                                                    int64_t deadline_ms);
+
+/** Remove the deadline of @p key. Returns 1 if it had one, 0 if not (or NULL arguments). */
+RILL_API int rill_timers_remove(rill_timers *t, const void *key);
+
+/** 1 and *deadline_ms (may be NULL) if @p key has a deadline, 0 if not. */
+RILL_API int rill_timers_get(const rill_timers *t, const void *key, int64_t *deadline_ms);
+
+/** Number of keys with a deadline (0 for NULL). */
+RILL_API size_t rill_timers_count(const rill_timers *t);
+
+/**
+ * Milliseconds from @p now_ms until the earliest deadline, as a poll() timeout: -1 when the set
+ * is empty (wait without limit), 0 when a deadline has passed, at most INT_MAX.
+ */
+RILL_API int rill_timers_timeout(const rill_timers *t, int64_t now_ms);
+
+/**
+ * Take out one key whose deadline is at or before @p now_ms (the earliest first) and return it;
+ * NULL when none is due. Call it in a loop after each wait: `while ((k = rill_timers_expire(t,
+ * now)))`. A key may be set again while handling it.
+ */
+RILL_API void *rill_timers_expire(rill_timers *t, int64_t now_ms);
+
+/** The monotonic clock in milliseconds (CLOCK_MONOTONIC), the clock rill's own deadlines use. */
+RILL_API int64_t rill_now_ms(void);
+
+/* ---------------------------------------------------------------------------------------------
  * Listening
  */
 

@@ -686,8 +686,7 @@ RILL_API void rill_timers_free(rill_timers *t);
  * Errors: RILL_E_INVALID (NULL t or key), RILL_E_NOMEM (a new key could not be stored; the set
  * is unchanged).
  */
-RILL_API RILL_NODISCARD rill_status rill_timers_set(rill_timers *t, void *key,
-                                                    int64_t deadline_ms);
+RILL_API RILL_NODISCARD rill_status rill_timers_set(rill_timers *t, void *key, int64_t deadline_ms);
 
 /** Remove the deadline of @p key. Returns 1 if it had one, 0 if not (or NULL arguments). */
 RILL_API int rill_timers_remove(rill_timers *t, const void *key);
@@ -724,6 +723,10 @@ typedef struct rill_listen_opts {
     int reuseaddr;            /**< SO_REUSEADDR; default 1 */
     int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
     rill_connect_opts stream; /**< nodelay, keepalive, timeouts and tls for accepted streams */
+    /** SO_REUSEPORT (TCP only): several listeners (threads or processes, each with its own
+     *  rill_listen()) bind the same address and port, and the kernel spreads new connections
+     *  over them. All of them must set it; default 0. Refused for Unix listeners. */
+    int reuseport;
 } rill_listen_opts;
 
 /** Fill @p opts with the defaults listed in rill_listen_opts. */
@@ -731,8 +734,11 @@ RILL_API void rill_listen_opts_init(rill_listen_opts *opts);
 
 /**
  * Listen on TCP @p addr (numeric; NULL means 127.0.0.1) and @p port (0 picks a free port; see
- * rill_listener_port()). Ownership: caller frees *out with rill_listener_free().
- * Errors: RILL_E_INVALID, RILL_E_IO (address in use, EMFILE, ...), RILL_E_NOMEM.
+ * rill_listener_port()). The listening socket is non-blocking: rill_accept() with timeout 0
+ * never waits, so an event loop polls rill_listener_fd() for POLLIN and accepts until
+ * RILL_WANT_READ. Ownership: caller frees *out with rill_listener_free().
+ * Errors: RILL_E_INVALID, RILL_E_IO (address in use, also when another listener on the port
+ * lacks reuseport; EMFILE, ...), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
                                                 const rill_listen_opts *opts, rill_listener **out,
@@ -741,7 +747,8 @@ RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
 /**
  * Listen on a Unix-domain socket at @p path ('@' prefix: Linux abstract name). An existing
  * socket file at @p path is not removed: the call fails with RILL_E_IO (address in use).
- * The file is unlinked by rill_listener_free().
+ * The file is unlinked by rill_listener_free(). opts->reuseport is refused with
+ * RILL_E_UNSUPPORTED ("unix: reuseport is for TCP listeners").
  */
 RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path, const rill_listen_opts *opts,
                                                      rill_listener **out, rill_error *err);
@@ -749,7 +756,10 @@ RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path, const ril
 /**
  * Accept one connection, waiting at most @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: return
  * RILL_WANT_READ at once if none is queued). The new stream is a "tcp" or "unix" transport with
- * the options given to rill_listen().
+ * the options given to rill_listen() ("tls > tcp" with opts.stream.tls; give it read and write
+ * timeouts 0 there and its handshake runs in non-blocking steps, see rill_tls_handshake()).
+ * A connection the peer aborted while it was queued is skipped. Stop accepting (graceful
+ * shutdown) by freeing the listener: connections still queued are then reset.
  * Errors: RILL_E_TIMEOUT, RILL_E_IO (EMFILE, ...), RILL_E_NOMEM, RILL_E_INVALID.
  */
 RILL_API RILL_NODISCARD rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream **out,
@@ -1179,7 +1189,6 @@ RILL_API RILL_NODISCARD rill_status rill_tls_use_session_cache(rill_stream *s, r
 
 /** Free memory that rill allocated for the caller (session blobs). NULL is accepted. */
 RILL_API void rill_free(void *p);
-
 
 #ifdef __cplusplus
 }

@@ -46,7 +46,8 @@
  *    connection is gone, printing
  *        epoll_server: stopped: 2000 connections (2000 closed by the client, 0 idle,
  *        0 handshake timeouts, 0 cut at shutdown, 0 errors), 10000 lines acknowledged
- *  - SIGUSR1 prints a snapshot: connections open, descriptors open, heap bytes in use (glibc).
+ *  - SIGUSR1 prints a snapshot: connections open (and how many in their handshake), lines
+ *    acknowledged, descriptors open, heap bytes in use (glibc).
  *
  * Exit status 0 after a graceful shutdown, 1 on a start-up error, 2 for bad usage.
  */
@@ -90,7 +91,9 @@ struct conn {
     uint32_t events; /* registered with epoll */
     enum conn_state state;
     enum end_reason reason;
-    bool ready; /* on the ready list */
+    bool ready;        /* on the ready list */
+    bool notified;     /* close_notify sent */
+    bool error_queued; /* the last reply held is an error, not an acknowledgement */
     struct conn *next_ready;
     struct conn *prev, *next; /* all connections */
     uint64_t id;
@@ -109,6 +112,7 @@ struct server {
     struct conn *all;
     struct conn *ready;
     size_t open;
+    size_t handshaking; /* of them, still in their handshake */
     uint64_t accepted;
     uint64_t ended[END_COUNT];
     uint64_t lines;
@@ -194,6 +198,8 @@ static void conn_free(struct server *sv, struct conn *c)
     /* Every closing message was sent (or given up on) before: close without waiting. */
     (void)rill_close(c->s);
     sv->ended[c->reason]++;
+    if (c->state == HANDSHAKE)
+        sv->handshaking--;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -232,6 +238,8 @@ static rill_status flush_out(struct server *sv, struct conn *c)
         for (size_t i = c->out_off; i < c->out_off + n; i++)
             sv->lines += c->out[i] == '\n';
         c->out_off += n;
+        if (c->error_queued && c->out_off == c->out_len)
+            sv->lines--; /* that LF ended the error message */
     }
     c->out_len = c->out_off = 0;
     return RILL_OK;
@@ -266,6 +274,7 @@ static bool step(struct server *sv, struct conn *c)
             return false;
         }
         c->state = OPEN;
+        sv->handshaking--;
         set_deadline(sv, c, sv->idle_ms);
     }
     if (c->state == OPEN) {
@@ -292,6 +301,7 @@ static bool step(struct server *sv, struct conn *c)
             if (st == RILL_E_LINE_TOO_LONG) {
                 static const char msg[] = "error: line too long\n";
                 queue_reply(c, msg, sizeof msg - 1);
+                c->error_queued = true;
                 begin_close(sv, c, END_ERROR);
             } else if (st == RILL_EOF) {
                 begin_close(sv, c, END_PEER);
@@ -328,12 +338,13 @@ static bool step(struct server *sv, struct conn *c)
             watch_wanted(sv, c);
             return true;
         }
-        if (st == RILL_OK)
+        if (st == RILL_OK) {
             c->state = LINGER;
-        else
+            c->notified = true;
+        } else
             fail(sv, c, c->reason == END_PEER ? END_ERROR : c->reason, rill_errmsg(c->s));
     }
-    if (c->state == LINGER && c->reason != END_ERROR) {
+    if (c->state == LINGER && c->notified) {
         /* Read what the client still sends (discarded) until it closes too. */
         for (;;) {
             char sink[4096];
@@ -418,6 +429,7 @@ static void on_listener(struct server *sv)
             sv->all->prev = c;
         sv->all = c;
         sv->open++;
+        sv->handshaking++;
         set_deadline(sv, c, sv->handshake_ms);
         (void)step(sv, c);
     }
@@ -452,9 +464,9 @@ static void print_stats(struct server *sv)
     struct mallinfo2 mi = mallinfo2();
     heap = (long long)mi.uordblks;
 #endif
-    printf(PROG ": stats: %zu connections open, %" PRIu64 " accepted, %" PRIu64
+    printf(PROG ": stats: %zu connections open, %zu in handshake, %" PRIu64 " accepted, %" PRIu64
                 " lines acknowledged, %d descriptors open, heap %lld bytes\n",
-           sv->open, sv->accepted, sv->lines, count_fds(), heap);
+           sv->open, sv->handshaking, sv->accepted, sv->lines, count_fds(), heap);
     fflush(stdout);
 }
 

@@ -8,17 +8,17 @@
 #                                        then run as above in a temporary WORKDIR (the ctest)
 #
 # Builds: https_get, smtp_starttls, smtp_peer, mtls_client, poll_clients, epoll_clients,
-# epoll_server, line_clients with `cc ... $(pkg-config --cflags --libs rill)`, uv_client adding libuv (Debian's libuv1-dev);
-# https_get once more with `pkg-config --static` and librill.a; count_layer and uv_client
-# through CMake find_package(rill) (examples/CMakeLists.txt).
+# epoll_server, line_clients with `cc ... $(pkg-config --cflags --libs rill)`, uv_client
+# adding libuv (Debian's libuv1-dev); https_get once more with `pkg-config --static` and
+# librill.a; count_layer and uv_client through CMake find_package(rill) (examples/CMakeLists.txt).
 # Peers, all on 127.0.0.1 with ports chosen by the kernel: `openssl s_server -WWW` serving
 # files from WORKDIR/www, `openssl s_server -www` requiring a client certificate,
 # `openssl s_server -rev` (reverses each line) for epoll_clients and uv_client, smtp_peer
 # (plain, and one that injects a reply before TLS); and dnsmasq (Debian's dnsmasq-base) on a
 # free port it is given, answering examples.rill.test with ::1 and 127.0.0.1. epoll_server
 # is checked with openssl s_client, gnutls-cli (Debian's gnutls-bin) and line_clients.
-# Certificates: a throwaway CA, a server certificate for localhost, examples.rill.test and 127.0.0.1, and a
-# client certificate.
+# Certificates: a throwaway CA, a server certificate for localhost, examples.rill.test and
+# 127.0.0.1, and a client certificate.
 # Exits non-zero, naming the check and showing the program's output, on the first failure.
 set -euo pipefail
 

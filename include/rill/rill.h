@@ -1021,6 +1021,7 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_passphrase_cb(rill_tls_c
 /**
  * Certificate chain (leaf first, then intermediates) and private key in PEM files: the client
  * certificate for mutual TLS, or a server's certificate. The key must match the certificate.
+ * The chain is sent as given: it is not completed from the config's trust store.
  * Errors: RILL_E_TLS ("tls: cannot load key /k.pem: bad decrypt", "key does not match ...").
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg,

@@ -565,8 +565,7 @@ static void *server_main(void *arg)
                 step_raw(sv, p);
             }
         }
-        void *k;
-        while ((k = rill_timers_expire(sv->timers, rill_now_ms())) != NULL)
+        if (rill_timers_expire(sv->timers, rill_now_ms()) != NULL)
             bench_die("a connection's deadline passed: the benchmark is stuck");
     }
     sv->cpu = thread_cpu() - c0;
@@ -642,7 +641,7 @@ static void client_open(const struct bench *b, uint16_t port, SSL_SESSION *sess,
         ssl_die("SSL_set_session");
     if (SSL_connect(c->ssl) != 1)
         ssl_die("client SSL_connect");
-    char line[64], want[64], got[64];
+    char line[64], want[64], got[64] = "";
     int len = snprintf(line, sizeof line, "hello %" PRIu64 "\n", n);
     size_t w = 0;
     if (SSL_write_ex(c->ssl, line, (size_t)len, &w) != 1 || w != (size_t)len)
@@ -675,12 +674,12 @@ static void client_close(struct cconn *c)
 
 struct client_job {
     const struct bench *b;
-    uint16_t port;
     size_t count;
-    bool resume;
     size_t resumed;
     struct server *wait_idle; /* memory run: keep the connections open until measured */
     int cpu;
+    uint16_t port;
+    bool resume;
 };
 
 static void *client_main(void *arg)
@@ -728,8 +727,12 @@ static double run(const struct bench *b, enum backend be, bool resume, size_t n,
     struct client_job jobs[CLIENTS];
     double t0 = bench_now();
     for (int i = 0; i < CLIENTS; i++) {
-        jobs[i] =
-            (struct client_job){ b, sv.port, n / CLIENTS, resume, 0, idle_target ? &sv : NULL, 1 };
+        jobs[i] = (struct client_job){ .b = b,
+                                       .count = n / CLIENTS,
+                                       .wait_idle = idle_target ? &sv : NULL,
+                                       .cpu = 1,
+                                       .port = sv.port,
+                                       .resume = resume };
         if (pthread_create(&ct[i], NULL, client_main, &jobs[i]) != 0)
             bench_die("pthread_create failed");
     }
@@ -798,7 +801,7 @@ int main(int argc, char **argv)
         default: usage();
         }
     }
-    if (optind != argc || b.reps > MAX_REPS || b.reps < 1 || b.conns < CLIENTS * 2 ||
+    if (optind != argc || b.reps > MAX_REPS || b.reps < 1 || b.conns < (size_t)CLIENTS * 2 ||
         b.idle < CLIENTS)
         usage();
     bench_pin(1);
@@ -807,7 +810,7 @@ int main(int argc, char **argv)
 
     /* Warm-up, untimed: the first use of each config loads and caches what stays. */
     for (int be = 0; be < 2; be++)
-        (void)run(&b, (enum backend)be, true, 2 * CLIENTS, 0, NULL, NULL);
+        (void)run(&b, (enum backend)be, true, (size_t)2 * CLIENTS, 0, NULL, NULL);
 
     enum { V_RAW_FULL, V_RILL_FULL, V_RAW_RES, V_RILL_RES, NV };
     static double rate[NV][MAX_REPS], cpu[NV][MAX_REPS];

@@ -642,9 +642,10 @@ int main(int argc, char **argv)
     status = 0;
 out:
     rill_listener_free(sv.listener);
-    while (sv.all) {
-        sv.all->reason = END_ERROR;
-        conn_free(&sv, sv.all);
+    for (struct conn *c = sv.all, *next; c; c = next) {
+        next = c->next;
+        c->reason = END_ERROR;
+        conn_free(&sv, c);
     }
     rill_timers_free(sv.timers);
     rill_tls_config_free(cfg);

@@ -322,6 +322,8 @@ int main(int argc, char **argv)
     const char *args[2] = { NULL, NULL };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!a)
+            usage();
         if (!strcmp(a, "--until-closed")) {
             r.until_closed = true;
         } else if (!strcmp(a, "--cafile") && v) {

@@ -65,7 +65,9 @@ static proc spawn(const char *tag, const char *const *argv)
         int e = open(p.err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
             _exit(126);
-        execv(path, (char *const *)(uintptr_t)argv);
+        char *const *args; /* execv's type; it does not change them */
+        memcpy(&args, &argv, sizeof args);
+        execv(path, args);
         _exit(127);
     }
     return p;
@@ -112,7 +114,7 @@ static const char *wait_line(const proc *p, const char *prefix, int timeout_ms)
             ck_abort_msg("no line \"%s\" from pid %d within %d ms; stderr: %.2000s", prefix,
                          (int)p->pid, timeout_ms, err);
         }
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
+        struct timespec ts = { 0, 10L * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
 }
@@ -137,7 +139,7 @@ static int wait_exit(proc *p, int timeout_ms)
             ck_abort_msg("pid %d did not exit within %d ms; stderr: %.2000s", (int)p->pid,
                          timeout_ms, err);
         }
-        struct timespec ts = { 0, 5 * 1000 * 1000 };
+        struct timespec ts = { 0, 5L * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
 }
@@ -168,7 +170,7 @@ static proc server_start(const char *handshake_ms, const char *idle_ms, const ch
                            idle_ms,        "--grace-ms",     grace_ms,      NULL };
     proc p = spawn("server", argv);
     const char *where = wait_line(&p, "epoll_server: listening on 127.0.0.1:", 10000);
-    server_port = (uint16_t)atoi(where);
+    server_port = (uint16_t)strtol(where, NULL, 10);
     ck_assert_int_gt(server_port, 0);
     return p;
 }
@@ -193,16 +195,16 @@ static int server_fds(proc *p, int open)
                 break;
             }
             ck_assert_msg(rill_now_ms() < end, "no stats after SIGUSR1");
-            struct timespec ts = { 0, 5 * 1000 * 1000 };
+            struct timespec ts = { 0, 5L * 1000 * 1000 };
             nanosleep(&ts, NULL);
         }
         if (strstr(last, want)) {
             const char *d = strstr(last, " lines acknowledged, ");
             ck_assert_ptr_nonnull(d);
-            return atoi(d + strlen(" lines acknowledged, "));
+            return (int)strtol(d + strlen(" lines acknowledged, "), NULL, 10);
         }
         ck_assert_msg(rill_now_ms() < end, "stats \"%s\" never said \"%s\"", last, want);
-        struct timespec ts = { 0, 50 * 1000 * 1000 };
+        struct timespec ts = { 0, 50L * 1000 * 1000 };
         nanosleep(&ts, NULL);
     }
 }
@@ -258,10 +260,10 @@ START_TEST(test_slowloris)
     const char *res = wait_line(&cl, "line_clients: 300/300 ok in ", 1);
     const char *slow = strstr(res, "slowest ");
     ck_assert_ptr_nonnull(slow);
-    int slowest = atoi(slow + 8);
+    int slowest = (int)strtol(slow + 8, NULL, 10);
     ck_assert_msg(slowest < 2500, "a client took %d ms: it waited for the slow peers", slowest);
     const char *cut = wait_line(&cl, "line_clients: loris: 50/50 cut after ", 1);
-    int lo = atoi(cut), hi = atoi(strstr(cut, "..") + 2);
+    int lo = (int)strtol(cut, NULL, 10), hi = (int)strtol(strstr(cut, "..") + 2, NULL, 10);
     ck_assert_msg(lo >= 2400 && hi < 10000, "slow peers cut after %d..%d ms, deadline 2500", lo,
                   hi);
     ck_assert_int_eq(kill(sv.pid, SIGTERM), 0);

@@ -92,7 +92,7 @@ START_TEST(test_timeout_range)
     ck_assert_ptr_eq(rill_timers_expire(t, -5), &keys[0]);
     /* The clock helper is monotonic and in milliseconds. */
     int64_t a = rill_now_ms();
-    struct timespec ts = { 0, 20 * 1000 * 1000 };
+    struct timespec ts = { 0, 20L * 1000 * 1000 };
     nanosleep(&ts, NULL);
     int64_t b = rill_now_ms();
     ck_assert_msg(b - a >= 19 && b - a < 5000, "rill_now_ms advanced %lld ms over a 20 ms sleep",

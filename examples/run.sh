@@ -7,17 +7,18 @@
 #   examples/run.sh --install BUILDDIR   first `cmake --install BUILDDIR` to a temporary prefix,
 #                                        then run as above in a temporary WORKDIR (the ctest)
 #
-# Builds: https_get, smtp_starttls, smtp_peer, mtls_client, poll_clients, epoll_clients with
-# `cc ... $(pkg-config --cflags --libs rill)`, uv_client adding libuv (Debian's libuv1-dev);
-# https_get once more with `pkg-config --static` and librill.a; count_layer and uv_client
-# through CMake find_package(rill) (examples/CMakeLists.txt).
+# Builds: https_get, smtp_starttls, smtp_peer, mtls_client, poll_clients, epoll_clients,
+# epoll_server, line_clients with `cc ... $(pkg-config --cflags --libs rill)`, uv_client
+# adding libuv (Debian's libuv1-dev); https_get once more with `pkg-config --static` and
+# librill.a; count_layer and uv_client through CMake find_package(rill) (examples/CMakeLists.txt).
 # Peers, all on 127.0.0.1 with ports chosen by the kernel: `openssl s_server -WWW` serving
 # files from WORKDIR/www, `openssl s_server -www` requiring a client certificate,
 # `openssl s_server -rev` (reverses each line) for epoll_clients and uv_client, smtp_peer
 # (plain, and one that injects a reply before TLS); and dnsmasq (Debian's dnsmasq-base) on a
-# free port it is given, answering examples.rill.test with ::1 and 127.0.0.1. Certificates: a
-# throwaway CA, a server certificate for localhost, examples.rill.test and 127.0.0.1, and a
-# client certificate.
+# free port it is given, answering examples.rill.test with ::1 and 127.0.0.1. epoll_server
+# is checked with openssl s_client, gnutls-cli (Debian's gnutls-bin) and line_clients.
+# Certificates: a throwaway CA, a server certificate for localhost, examples.rill.test and
+# 127.0.0.1, and a client certificate.
 # Exits non-zero, naming the check and showing the program's output, on the first failure.
 set -euo pipefail
 
@@ -55,7 +56,7 @@ work=$(cd "$2" && pwd)
 bin=$work/bin
 mkdir -p "$bin"
 
-for tool in ${CC:-cc} pkg-config cmake openssl timeout; do
+for tool in ${CC:-cc} pkg-config cmake openssl timeout gnutls-cli; do
     command -v "$tool" >/dev/null || die "$tool is needed and not found"
 done
 
@@ -69,7 +70,8 @@ libdir=$(pkg-config --variable=libdir rill)
 cc=${CC:-cc}
 cflags="-std=c11 -Wall -Wextra -Werror"
 
-for ex in https_get smtp_starttls smtp_peer mtls_client poll_clients epoll_clients; do
+for ex in https_get smtp_starttls smtp_peer mtls_client poll_clients epoll_clients epoll_server \
+    line_clients; do
     # shellcheck disable=SC2046,SC2086  # word splitting of the flags is intended
     $cc $cflags "$src/$ex.c" -o "$bin/$ex" $(pkg-config --cflags --libs rill) \
         -Wl,-rpath,"$libdir" || die "building $ex with pkg-config"
@@ -79,7 +81,7 @@ pkg-config --exists libuv ||
 # shellcheck disable=SC2046,SC2086
 $cc $cflags "$src/uv_client.c" -o "$bin/uv_client" $(pkg-config --cflags --libs rill libuv) \
     -Wl,-rpath,"$libdir" || die "building uv_client with pkg-config rill libuv"
-say "built 7 examples with pkg-config --cflags --libs rill (uv_client: and libuv)"
+say "built 9 examples with pkg-config --cflags --libs rill (uv_client: and libuv)"
 
 # Static: librill.a by name (-l:), its dependencies from Requires.private via --static.
 static_libs=$(pkg-config --static --libs rill | sed -E 's/(^| )-lrill( |$)/\1-l:librill.a\2/')
@@ -386,5 +388,49 @@ expect uv_client_untrusted err '^uv_client: connection [01]: tls: certificate ve
 expect uv_client_untrusted out '^uv_client: 0/2 ok in [0-9]+ ms$'
 say "uv_client: 10 TLS connections by localhost and by name on libuv handles," \
     "an untrusted server refused"
+
+# ---- epoll_server: the line server, against openssl s_client, gnutls-cli and line_clients ----
+
+# Idle connections end after 1 s (with close_notify), which is also how s_client and gnutls-cli
+# are told the conversation is over; slow handshakes are cut after 1.5 s.
+"$bin/epoll_server" --cert "$certs/server.pem" --key "$certs/server.key" --idle-ms 1000 \
+    --handshake-ms 1500 --grace-ms 2000 >"$work/epoll_server.out" 2>"$work/epoll_server.err" &
+server_pid=$!
+pids+=("$server_pid")
+line_port=$(wait_port "$work/epoll_server.out" "epoll_server: listening on 127\\.0\\.0\\.1" \
+    "$server_pid") || die "epoll_server did not start"
+
+# FNV-1a 64 of "hello" and of "world". ($1, $2: the arguments after the script.)
+# shellcheck disable=SC2016
+run server_s_client 0 bash -c '(printf "hello\nworld\n"; sleep 3) |
+    openssl s_client -connect "127.0.0.1:$1" -servername localhost -CAfile "$2" \
+        -verify_return_error -quiet' - "$line_port" "$ca"
+expect server_s_client out '^1 a430d84680aabd0b$'
+expect server_s_client out '^2 4f59ff5e730c8af3$'
+# shellcheck disable=SC2016
+run server_gnutls 0 bash -c '(printf "hello\n"; sleep 3) |
+    gnutls-cli --x509cafile "$2" --port "$1" localhost' - "$line_port" "$ca"
+expect server_gnutls out '^1 a430d84680aabd0b$'
+expect server_gnutls out 'Peer has closed the GnuTLS connection'
+# 100 at a time, so that no real client waits 1.5 s for its handshake on a busy machine.
+run line_clients 0 "$bin/line_clients" --cafile "$ca" --count 1000 --window 100 --loris 20 \
+    127.0.0.1 "$line_port"
+expect line_clients out '^line_clients: 1000/1000 ok in [0-9]+ ms, 5000 lines acknowledged, '
+expect line_clients out '^line_clients: loris: 20/20 cut after [0-9]+\.\.[0-9]+ ms$'
+run line_clients_untrusted 1 "$bin/line_clients" --count 2 127.0.0.1 "$line_port"
+expect line_clients_untrusted err \
+    '^line_clients: connection [01]: lines: tls: certificate verify failed'
+kill -TERM "$server_pid"
+rc=0
+timeout 20 tail --pid="$server_pid" -f /dev/null || rc=$?
+wait "$server_pid" || rc=$?
+checks=$((checks + 1))
+[ "$rc" = 0 ] || { show epoll_server; die "epoll_server: exit status $rc after SIGTERM"; }
+expect epoll_server out '^epoll_server: stopping: 0 connections open, grace 2000 ms$'
+ended='1000 closed by the client, 2 idle, 20 handshake timeouts, 0 cut at shutdown, 2 errors'
+expect epoll_server out \
+    "^epoll_server: stopped: 1024 connections \\($ended\\), 5003 lines acknowledged\$"
+say "epoll_server: answered openssl s_client, gnutls-cli and 1000 line_clients (20 slow peers" \
+    "cut at the handshake deadline), stopped on SIGTERM"
 
 say "all $checks checks passed"

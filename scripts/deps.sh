@@ -8,9 +8,10 @@ rill_deps() {
     local purpose=${1:-test}
     local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
     case $purpose in
+        # gnutls-bin: gnutls-cli, a second TLS stack against examples/epoll_server (run.sh)
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
                      libuv1-dev abigail-tools mandoc debhelper lintian man-db tinyproxy
-                     microsocks stunnel4) ;;
+                     microsocks stunnel4 gnutls-bin) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
         package) pkgs+=(debhelper lintian man-db) ;;
     esac

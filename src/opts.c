@@ -50,7 +50,10 @@ static const size_t ctx_opts_ends[] = {
     END_OF(rill_ctx_opts, dns_cache_max),
 };
 /* Members after stream, if any, are listed here by their end minus the end of stream. */
-static const size_t listen_opts_tail_ends[] = { 0 };
+static const size_t listen_opts_tail_ends[] = {
+    0,
+    END_OF(rill_listen_opts, reuseport) - END_OF(rill_listen_opts, stream),
+};
 
 #define ROUND_UP(n, align) (((n) + (align)-1) / (align) * (align))
 _Static_assert(ROUND_UP(END_OF_PTR(rill_connect_opts, proxy_headers),
@@ -59,7 +62,8 @@ _Static_assert(ROUND_UP(END_OF_PTR(rill_connect_opts, proxy_headers),
 _Static_assert(ROUND_UP(END_OF(rill_ctx_opts, dns_cache_max), _Alignof(rill_ctx_opts)) ==
                    sizeof(rill_ctx_opts),
                "a member was added to rill_ctx_opts: list it in ctx_opts_ends");
-_Static_assert(END_OF(rill_listen_opts, stream) == sizeof(rill_listen_opts),
+_Static_assert(ROUND_UP(END_OF(rill_listen_opts, reuseport), _Alignof(rill_listen_opts)) ==
+                   sizeof(rill_listen_opts),
                "a member was added to rill_listen_opts: list it in listen_opts_tail_ends");
 
 static bool size_known(size_t size, const size_t *ends, size_t n, size_t align)
@@ -190,7 +194,8 @@ rill_status rilli_listen_opts_load(const char *kind, const rill_listen_opts *in,
     if (head + stream_size > size ||
         (tail <= sizeof *out - tail_at &&
          !size_known(tail, listen_opts_tail_ends,
-                     sizeof listen_opts_tail_ends / sizeof listen_opts_tail_ends[0], 1)))
+                     sizeof listen_opts_tail_ends / sizeof listen_opts_tail_ends[0],
+                     _Alignof(rill_listen_opts))))
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "%s: rill_listen_opts not initialised with rill_listen_opts_init() "
                                "(size %zu, stream size %zu)",

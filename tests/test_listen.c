@@ -170,6 +170,99 @@ START_TEST(test_port_in_use)
 }
 END_TEST
 
+/* SO_REUSEPORT: two listeners on one port, and the kernel spreads connections over both; a
+ * third listener without the option is refused; a Unix listener refuses the option. */
+START_TEST(test_reuseport)
+{
+    int fds0 = rt_count_fds();
+    rill_listen_opts o;
+    rill_listen_opts_init(&o);
+    ck_assert_int_eq(o.reuseport, 0);
+    rill_listener *plain = listen_ok("127.0.0.1", 0, &o);
+    ck_assert_int_eq(rt_sockopt_int(rill_listener_fd(plain), SOL_SOCKET, SO_REUSEPORT), 0);
+    rill_listener_free(plain);
+
+    o.reuseport = 1;
+    rill_listener *a = listen_ok("127.0.0.1", 0, &o);
+    uint16_t port = rill_listener_port(a);
+    rill_listener *b = listen_ok("127.0.0.1", port, &o);
+    ck_assert_int_eq(rill_listener_port(b), port);
+    ck_assert_int_eq(rt_sockopt_int(rill_listener_fd(b), SOL_SOCKET, SO_REUSEPORT), 1);
+
+    rill_listen_opts no;
+    rill_listen_opts_init(&no);
+    rill_listener *c = NULL;
+    rill_error err;
+    rill_status st = rill_listen("127.0.0.1", port, &no, &c, &err);
+    rt_assert_err(&err, st, RILL_E_IO, "address already in use");
+    ck_assert_ptr_null(c);
+
+    /* 64 connections: the kernel picks a listener by a hash of each 4-tuple, so both get some
+     * (all 64 on one side would happen with probability 2^-63). */
+    enum { N = 64 };
+    int raw[N];
+    for (int i = 0; i < N; i++)
+        raw[i] = raw_connect(port);
+    int got[2] = { 0, 0 };
+    rill_listener *ls[2] = { a, b };
+    for (int side = 0; side < 2; side++) {
+        for (;;) {
+            rill_stream *s = NULL;
+            st = rill_accept(ls[side], 0, &s, &err);
+            if (st == RILL_WANT_READ)
+                break;
+            ck_assert_msg(st == RILL_OK, "accept: %s", err.msg);
+            got[side]++;
+            rill_close(s);
+        }
+    }
+    ck_assert_msg(got[0] > 0 && got[1] > 0 && got[0] + got[1] == N,
+                  "accepted %d and %d of %d connections", got[0], got[1], N);
+    for (int i = 0; i < N; i++)
+        close(raw[i]);
+    rill_listener_free(a);
+    rill_listener_free(b);
+
+    char dir[32], path[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/sock", dir);
+    memset(&err, 0, sizeof err);
+    st = rill_listen_unix(path, &o, &c, &err);
+    rt_assert_err(&err, st, RILL_E_UNSUPPORTED, "unix: reuseport is for TCP listeners");
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(access(path, F_OK), -1);
+    rt_rmdir(dir);
+    ck_assert_int_eq(rt_count_fds(), fds0);
+}
+END_TEST
+
+/* Stopping accepting for a graceful shutdown: freeing the listener resets connections still
+ * queued, while one accepted before stays open and usable. */
+START_TEST(test_stop_accepting)
+{
+    int fds0 = rt_count_fds();
+    rill_listener *l = listen_ok("127.0.0.1", 0, NULL);
+    uint16_t port = rill_listener_port(l);
+    rill_error err;
+    rill_stream *c1 = NULL, *c2 = NULL, *s1 = NULL;
+    ck_assert_int_eq(rill_tcp_connect_addr("127.0.0.1", port, NULL, &c1, &err), RILL_OK);
+    ck_assert_int_eq(rill_accept(l, 2000, &s1, &err), RILL_OK);
+    ck_assert_int_eq(rill_tcp_connect_addr("127.0.0.1", port, NULL, &c2, &err), RILL_OK);
+    rill_listener_free(l);
+
+    ck_assert_int_eq(rill_set_timeouts(c2, 2000, 2000), RILL_OK);
+    char b;
+    size_t n = 0;
+    rt_assert_error(c2, rill_read(c2, &b, 1, &n), RILL_E_RESET, "connection reset by peer");
+    rt_transfer(c1, s1, 1000, 7);
+    rt_transfer(s1, c1, 1000, 8);
+    rill_close(c1);
+    rill_close(c2);
+    rill_close(s1);
+    ck_assert_int_eq(rt_count_fds(), fds0);
+}
+END_TEST
+
 /* A port whose last connection is in TIME_WAIT on the server side: SO_REUSEADDR lets a new
  * listener bind it at once, without it the bind fails. */
 START_TEST(test_reuseaddr_time_wait)
@@ -558,6 +651,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_listen_opts_defaults);
     tcase_add_loop_test(tc, test_port_in_use, 0, 2);
     tcase_add_test(tc, test_reuseaddr_time_wait);
+    tcase_add_test(tc, test_reuseport);
     tcase_add_test(tc, test_ipv6);
     suite_add_tcase(s, tc);
 
@@ -568,6 +662,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_accept_waits, 0, 2);
     tcase_add_test(tc, test_accepted_inherit_opts);
     tcase_add_test(tc, test_accept_emfile);
+    tcase_add_test(tc, test_stop_accepting);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("arguments");

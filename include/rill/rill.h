@@ -874,6 +874,66 @@ typedef struct rill_ctx_stats {
 RILL_API void rill_ctx_get_stats(rill_ctx *ctx, rill_ctx_stats *stats);
 
 /* ---------------------------------------------------------------------------------------------
+ * Timers for event loops
+ *
+ * A non-blocking stream never times out by itself: the loop that drives it keeps its deadlines
+ * (a TLS handshake that must finish, a connection idle too long, a shutdown grace period).
+ * rill_timers is a small min-heap for that: one deadline per key (any non-NULL pointer of the
+ * caller's, typically its per-connection struct), set, moved and removed in O(log n), with the
+ * time until the earliest one as the timeout of poll() or epoll_wait(). Deadlines are
+ * milliseconds on the clock of rill_now_ms() (or any clock the caller uses consistently).
+ * Deadlines that are equal expire in the order they were set. See "Serving from an event loop"
+ * in docs/guide.md.
+ *
+ * Thread-safety: a rill_timers is used by one thread at a time (the loop's); no global state.
+ */
+
+/** A set of deadlines keyed by caller pointers. Opaque. */
+typedef struct rill_timers rill_timers;
+
+/**
+ * Create an empty timer set.
+ * Ownership: free *out with rill_timers_free(). Errors: RILL_E_INVALID (NULL out), RILL_E_NOMEM.
+ */
+RILL_API RILL_NODISCARD rill_status rill_timers_new(rill_timers **out);
+
+/** Free the set (the keys are the caller's and are not touched). NULL is accepted. */
+RILL_API void rill_timers_free(rill_timers *t);
+
+/**
+ * Set the deadline of @p key to @p deadline_ms: adds the key, or moves its deadline (earlier or
+ * later) if it has one. The set does not own @p key; remove it before freeing what it points to.
+ * Errors: RILL_E_INVALID (NULL t or key), RILL_E_NOMEM (a new key could not be stored; the set
+ * is unchanged).
+ */
+RILL_API RILL_NODISCARD rill_status rill_timers_set(rill_timers *t, void *key, int64_t deadline_ms);
+
+/** Remove the deadline of @p key. Returns 1 if it had one, 0 if not (or NULL arguments). */
+RILL_API int rill_timers_remove(rill_timers *t, const void *key);
+
+/** 1 and *deadline_ms (may be NULL) if @p key has a deadline, 0 if not. */
+RILL_API int rill_timers_get(const rill_timers *t, const void *key, int64_t *deadline_ms);
+
+/** Number of keys with a deadline (0 for NULL). */
+RILL_API size_t rill_timers_count(const rill_timers *t);
+
+/**
+ * Milliseconds from @p now_ms until the earliest deadline, as a poll() timeout: -1 when the set
+ * is empty (wait without limit), 0 when a deadline has passed, at most INT_MAX.
+ */
+RILL_API int rill_timers_timeout(const rill_timers *t, int64_t now_ms);
+
+/**
+ * Take out one key whose deadline is at or before @p now_ms (the earliest first) and return it;
+ * NULL when none is due. Call it in a loop after each wait: `while ((k = rill_timers_expire(t,
+ * now)))`. A key may be set again while handling it.
+ */
+RILL_API void *rill_timers_expire(rill_timers *t, int64_t now_ms);
+
+/** The monotonic clock in milliseconds (CLOCK_MONOTONIC), the clock rill's own deadlines use. */
+RILL_API int64_t rill_now_ms(void);
+
+/* ---------------------------------------------------------------------------------------------
  * Listening
  * Page: rill_listen
  *
@@ -896,6 +956,10 @@ typedef struct rill_listen_opts {
     /** nodelay, keepalive, timeouts and tls for accepted streams. It may grow: fields of
      *  rill_listen_opts added later come after it, and the library finds them by stream.size. */
     rill_connect_opts stream;
+    /** SO_REUSEPORT (TCP only): several listeners (threads or processes, each with its own
+     *  rill_listen()) bind the same address and port, and the kernel spreads new connections
+     *  over them. All of them must set it; default 0. Refused for Unix listeners. */
+    int reuseport;
 } rill_listen_opts;
 
 /** Fill @p opts with the defaults listed in rill_listen_opts. */
@@ -903,8 +967,11 @@ RILL_API void rill_listen_opts_init(rill_listen_opts *opts);
 
 /**
  * Listen on TCP @p addr (numeric; NULL means 127.0.0.1) and @p port (0 picks a free port; see
- * rill_listener_port()). Ownership: caller frees *out with rill_listener_free().
- * Errors: RILL_E_INVALID, RILL_E_IO (address in use, EMFILE, ...), RILL_E_NOMEM.
+ * rill_listener_port()). The listening socket is non-blocking: rill_accept() with timeout 0
+ * never waits, so an event loop polls rill_listener_fd() for POLLIN and accepts until
+ * RILL_WANT_READ. Ownership: caller frees *out with rill_listener_free().
+ * Errors: RILL_E_INVALID, RILL_E_IO (address in use, also when another listener on the port
+ * lacks reuseport; EMFILE, ...), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
                                                 const rill_listen_opts *opts, rill_listener **out,
@@ -913,7 +980,8 @@ RILL_API RILL_NODISCARD rill_status rill_listen(const char *addr, uint16_t port,
 /**
  * Listen on a Unix-domain socket at @p path ('@' prefix: Linux abstract name). An existing
  * socket file at @p path is not removed: the call fails with RILL_E_IO (address in use).
- * The file is unlinked by rill_listener_free().
+ * The file is unlinked by rill_listener_free(). opts->reuseport is refused with
+ * RILL_E_UNSUPPORTED ("unix: reuseport is for TCP listeners").
  */
 RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path, const rill_listen_opts *opts,
                                                      rill_listener **out, rill_error *err);
@@ -921,7 +989,10 @@ RILL_API RILL_NODISCARD rill_status rill_listen_unix(const char *path, const ril
 /**
  * Accept one connection, waiting at most @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: return
  * RILL_WANT_READ at once if none is queued). The new stream is a "tcp" or "unix" transport with
- * the options given to rill_listen().
+ * the options given to rill_listen() ("tls > tcp" with opts.stream.tls; give it read and write
+ * timeouts 0 there and its handshake runs in non-blocking steps, see rill_tls_handshake()).
+ * A connection the peer aborted while it was queued is skipped. Stop accepting (graceful
+ * shutdown) by freeing the listener: connections still queued are then reset.
  * Errors: RILL_E_TIMEOUT, RILL_E_IO (EMFILE, ...), RILL_E_NOMEM, RILL_E_INVALID.
  */
 RILL_API RILL_NODISCARD rill_status rill_accept(rill_listener *l, int timeout_ms, rill_stream **out,
@@ -1342,6 +1413,7 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_passphrase_cb(rill_tls_c
 /**
  * Certificate chain (leaf first, then intermediates) and private key in PEM files: the client
  * certificate for mutual TLS, or a server's certificate. The key must match the certificate.
+ * The chain is sent as given: it is not completed from the config's trust store.
  * Errors: RILL_E_TLS ("tls: cannot load key /k.pem: bad decrypt", "key does not match ...").
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg,
@@ -1563,7 +1635,6 @@ RILL_API RILL_NODISCARD rill_status rill_tls_use_session_cache(rill_stream *s, r
 
 /** Free memory that rill allocated for the caller (session blobs). NULL is accepted. */
 RILL_API void rill_free(void *p);
-
 
 #ifdef __cplusplus
 }

@@ -40,6 +40,8 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     rill_status st = rilli_check_connect_opts(kind, &opts->stream, err);
     if (st != RILL_OK)
         return st;
+    if (sa->sa_family == AF_UNIX && opts->reuseport)
+        return rilli_error_set(err, RILL_E_UNSUPPORTED, 0, "unix: reuseport is for TCP listeners");
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
         return rilli_error_set(err, RILL_E_IO, errno,
@@ -49,6 +51,12 @@ static rill_status listen_on(const struct sockaddr *sa, unsigned sl, const char 
     int on = 1, v6only = opts->v6only ? 1 : 0;
     if (sa->sa_family != AF_UNIX && opts->reuseaddr)
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (sa->sa_family != AF_UNIX && opts->reuseport &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) < 0) {
+        st = rilli_error_set(err, RILL_E_IO, errno, "%s: cannot set SO_REUSEPORT for %s", kind,
+                             display);
+        goto fail;
+    }
     if (sa->sa_family == AF_INET6)
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
     if (bind(fd, sa, sl) < 0) {

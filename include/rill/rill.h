@@ -656,8 +656,8 @@ typedef struct rill_resolve_result {
  * rill_ctx_opts at a time (so a large batch does not flood the server into drops and retry
  * timeouts), all within one deadline @p timeout_ms (RILL_TIMEOUT_NONE: no limit; 0: as in
  * rill_resolve(), only what is known without asking: the call then returns RILL_E_TIMEOUT and
- * the names that would need DNS have status RILL_E_TIMEOUT). Cache, shared queries, numeric hosts and
- * overrides behave as in rill_resolve(). Fills @p results[0..n-1] (caller-allocated).
+ * the names that would need DNS have status RILL_E_TIMEOUT). Cache, shared queries, numeric
+ * hosts and overrides behave as in rill_resolve(). Fills @p results[0..n-1] (caller-allocated).
  *
  * Returns RILL_OK when every name has an outcome (look at each result's status), RILL_E_TIMEOUT
  * when the deadline passed first (the names left have status RILL_E_TIMEOUT), RILL_E_INVALID for
@@ -781,8 +781,9 @@ typedef struct rill_connect_op rill_connect_op;
  * a finished op holds no descriptor any more).
  * @p opts is copied; opts->tls and opts->proxy_tls are referenced until the op is freed; the
  * strings in @p opts (tls_servername, proxy, proxy_user, proxy_password, no_proxy,
- * proxy_headers) and @p host are copied. With proxy_from_env the environment is read here. on_event runs inside rill_connect_step() (and in
- * this call), on the calling thread; it must not call the op's functions or free it.
+ * proxy_headers) and @p host are copied. With proxy_from_env the environment is read here.
+ * on_event runs inside rill_connect_step() (and in this call), on the calling thread; it must
+ * not call the op's functions or free it.
  * Errors (nothing is left to free then): RILL_E_INVALID (host, port, options; a timeout_ms of
  * 0), RILL_E_NOMEM, RILL_E_IO (no descriptor for the op). Failures of the connect itself come
  * from rill_connect_step().
@@ -1113,8 +1114,8 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * The pointer stays valid until the next read on the line stream (rill_read, rill_read_line,
  * rill_read_line_copy, rill_skip_line), rill_shrink() or rill_close(); writes and flushes on
  * the same chain (rill_write, rill_write_fmt, rill_flush), rill_pending() and rill_describe()
- * leave it alone, so a reply can be written while the line is still in use. A last line without ending at end of stream is returned
- * with RILL_OK; the call after it returns RILL_EOF.
+ * leave it alone, so a reply can be written while the line is still in use. A last line
+ * without ending at end of stream is returned with RILL_OK; the call after it returns RILL_EOF.
  *
  * Errors: RILL_E_LINE_TOO_LONG when no line ending comes within max_line bytes (nothing is
  * consumed: the bytes stay readable with rill_read(), or skip them with rill_skip_line());

@@ -317,11 +317,17 @@ static void refuse(struct tls *t, const char *fmt, ...)
 /* A peer-supplied name, made printable for a message. */
 static void printable(const char *in, size_t inlen, char *out, size_t len)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < inlen && k + 4 < len; i++)
-        out[k++] = in[i] > 0x20 && in[i] < 0x7f && in[i] != '"' ? in[i] : '?';
-    if (inlen > 0 && k + 4 >= len)
-        out[k++] = '.', out[k++] = '.', out[k++] = '.';
+    size_t k = 0, i = 0;
+    for (; i < inlen && k + 4 < len; i++) {
+        char c = in[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"')
+            c = '?';
+        out[k++] = c;
+    }
+    if (i < inlen) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
     out[k] = '\0';
 }
 

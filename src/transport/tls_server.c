@@ -261,13 +261,35 @@ out:
     return st;
 }
 
+/* What a source is made of, borrowed: the setters' arguments, or a stored source. */
+struct spec {
+    enum rilli_tls_source_kind kind;
+    int type;
+    const char *name, *path, *key_path;
+    const void *mem, *key_mem;
+    size_t mem_len, key_mem_len;
+};
+
+static struct spec spec_of(const struct rilli_tls_source *src)
+{
+    return (struct spec){ .kind = src->kind,
+                          .type = src->type,
+                          .name = src->name,
+                          .path = src->path,
+                          .key_path = src->key_path,
+                          .mem = src->mem,
+                          .key_mem = src->key_mem,
+                          .mem_len = src->mem_len,
+                          .key_mem_len = src->key_mem_len };
+}
+
 static bool is_cert_source(const struct rilli_tls_source *src)
 {
     return src->kind == RILLI_SRC_CERT_FILE || src->kind == RILLI_SRC_CERT_MEM;
 }
 
 /* Read one certificate source into @p out. */
-static rill_status read_source(rill_tls_config *cfg, const struct rilli_tls_source *src, bool fresh,
+static rill_status read_source(rill_tls_config *cfg, const struct spec *src, bool fresh,
                                struct rilli_tls_pair *out, rill_error *err)
 {
     BIO *c = NULL, *k = NULL;
@@ -331,8 +353,7 @@ static char *dup_str(const char *s)
 }
 
 /* Append a source: copies of everything, signatures of the files as they are now. */
-static rill_status push_source(rill_tls_config *cfg, const struct rilli_tls_source *tmpl,
-                               rill_error *err)
+static rill_status push_source(rill_tls_config *cfg, const struct spec *tmpl, rill_error *err)
 {
     struct rilli_tls_source *grown =
         rilli_realloc(cfg->sources, (cfg->nsources + 1) * sizeof *cfg->sources);
@@ -363,9 +384,7 @@ static rill_status push_source(rill_tls_config *cfg, const struct rilli_tls_sour
 rill_status rilli_tls_add_source(rill_tls_config *cfg, enum rilli_tls_source_kind kind,
                                  const char *path, const void *mem, size_t len, rill_error *err)
 {
-    struct rilli_tls_source tmpl = { .kind = kind, .path = (char *)(uintptr_t)path };
-    tmpl.mem = (unsigned char *)(uintptr_t)mem;
-    tmpl.mem_len = len;
+    struct spec tmpl = { .kind = kind, .path = path, .mem = mem, .mem_len = len };
     return push_source(cfg, &tmpl, err);
 }
 
@@ -401,7 +420,7 @@ static bool entry_name_ok(const char *name)
 }
 
 static rill_status add_cert(rill_tls_config *cfg, const char *fn, const char *name,
-                            const struct rilli_tls_source *tmpl, rill_error *err)
+                            const struct spec *tmpl, rill_error *err)
 {
     rill_status st = rilli_tls_check_cfg(cfg, fn, err);
     if (st != RILL_OK)
@@ -433,8 +452,8 @@ static rill_status add_cert(rill_tls_config *cfg, const char *fn, const char *na
             break;
         }
     }
-    struct rilli_tls_source src = *tmpl;
-    src.name = (char *)(uintptr_t)name;
+    struct spec src = *tmpl;
+    src.name = name;
     src.type = type;
     if ((st = push_source(cfg, &src, err)) != RILL_OK)
         return st;
@@ -448,9 +467,7 @@ RILL_API rill_status rill_tls_config_add_cert_file(rill_tls_config *cfg, const c
 {
     if (!cert_path || !key_path)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key path is NULL");
-    struct rilli_tls_source src = { .kind = RILLI_SRC_CERT_FILE };
-    src.path = (char *)(uintptr_t)cert_path;
-    src.key_path = (char *)(uintptr_t)key_path;
+    struct spec src = { .kind = RILLI_SRC_CERT_FILE, .path = cert_path, .key_path = key_path };
     return add_cert(cfg, "add_cert_file", name, &src, err);
 }
 
@@ -459,9 +476,7 @@ RILL_API rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg, const c
 {
     if (!cert_path || !key_path)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key path is NULL");
-    struct rilli_tls_source src = { .kind = RILLI_SRC_CERT_FILE };
-    src.path = (char *)(uintptr_t)cert_path;
-    src.key_path = (char *)(uintptr_t)key_path;
+    struct spec src = { .kind = RILLI_SRC_CERT_FILE, .path = cert_path, .key_path = key_path };
     return add_cert(cfg, "set_cert_file", NULL, &src, err);
 }
 
@@ -472,11 +487,11 @@ static rill_status add_cert_mem(rill_tls_config *cfg, const char *fn, const char
     if (!cert_pem || !key_pem || cert_len == 0 || key_len == 0 || cert_len > INT32_MAX ||
         key_len > INT32_MAX)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key PEM is empty");
-    struct rilli_tls_source src = { .kind = RILLI_SRC_CERT_MEM };
-    src.mem = (unsigned char *)(uintptr_t)cert_pem;
-    src.mem_len = cert_len;
-    src.key_mem = (unsigned char *)(uintptr_t)key_pem;
-    src.key_mem_len = key_len;
+    struct spec src = { .kind = RILLI_SRC_CERT_MEM,
+                        .mem = cert_pem,
+                        .mem_len = cert_len,
+                        .key_mem = key_pem,
+                        .key_mem_len = key_len };
     return add_cert(cfg, fn, name, &src, err);
 }
 
@@ -613,7 +628,8 @@ static rill_status reload_locked(rill_tls_config *cfg, rill_error *err)
         if (!is_cert_source(src))
             continue;
         struct rilli_tls_pair pair = { 0 };
-        st = read_source(cfg, src, true, &pair, &why);
+        struct spec sp = spec_of(src);
+        st = read_source(cfg, &sp, true, &pair, &why);
         if (st == RILL_OK)
             st = certs_put(fresh, src->name, &pair, &why);
         pair_clear(&pair);
@@ -779,8 +795,9 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
     pthread_mutex_unlock(&cfg->ticket_lock);
     if (index < 0)
         return 0; /* sealing: no ticket; opening: unknown key, a full handshake */
+    static char digest[] = "SHA256";
     OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)(uintptr_t) "SHA256", 0),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
         OSSL_PARAM_construct_end(),
     };
     int ret = -1;

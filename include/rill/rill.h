@@ -952,7 +952,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_passphrase_cb(rill_tls_c
 /**
  * Certificate chain (leaf first, then intermediates) and private key in PEM files: the client
  * certificate for mutual TLS, or a server's (default) certificate; as
- * rill_tls_config_add_cert_file() with name NULL. The key must match the certificate.
+ * rill_tls_config_add_cert_file() with name NULL. The key must match the certificate. The
+ * chain is sent as the file gives it (never completed from the trust store).
  * Errors: RILL_E_TLS ("tls: cannot load key /k.pem: bad decrypt", "key does not match ...").
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg,

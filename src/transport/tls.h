@@ -115,6 +115,7 @@ struct rill_tls_config {
     bool ticket_keys_from_app;
     struct rilli_ticket_key ticket_keys[RILLI_TLS_TICKET_KEYS]; /* [0] encrypts */
     size_t nticket_keys;
+    EVP_CIPHER *ticket_cipher; /* AES-256-CBC, fetched once (an implicit fetch per ticket costs) */
     unsigned char pins[RILLI_TLS_MAX_PINS][RILLI_SHA256_LEN];
     size_t npins;
     rill_tls_passphrase_fn pass_cb;

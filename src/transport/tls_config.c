@@ -193,8 +193,10 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
         SSL_CTX_set_security_level(c, MIN_SECURITY_LEVEL);
     SSL_CTX_set_options(c, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* NO_AUTO_CHAIN: send the chain as configured. Completing it from the trust store would
+     * search the system store (a directory of hashed files) on every handshake. */
     SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_default_passwd_cb(c, passphrase_cb);
     SSL_CTX_set_default_passwd_cb_userdata(c, cfg);
     rilli_tls_ctx_callbacks(c, cfg);

@@ -801,14 +801,14 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
         OSSL_PARAM_construct_end(),
     };
     int ret = -1;
+    const EVP_CIPHER *cbc = cfg->ticket_cipher ? cfg->ticket_cipher : EVP_aes_256_cbc();
     if (enc) {
         memcpy(name, key.name, 16);
-        if (RAND_bytes(iv, 16) == 1 &&
-            EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) == 1 &&
+        if (RAND_bytes(iv, 16) == 1 && EVP_EncryptInit_ex(cctx, cbc, NULL, key.aes, iv) == 1 &&
             EVP_MAC_init(hctx, key.hmac, sizeof key.hmac, params) == 1)
             ret = 1;
     } else if (EVP_MAC_init(hctx, key.hmac, sizeof key.hmac, params) == 1 &&
-               EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, key.aes, iv) == 1) {
+               EVP_DecryptInit_ex(cctx, cbc, NULL, key.aes, iv) == 1) {
         ret = index == 0 ? 1 : 2; /* 2: opened with an older key, send a fresh ticket */
     }
     OPENSSL_cleanse(&key, sizeof key);
@@ -869,6 +869,8 @@ RILL_API rill_status rill_tls_config_set_ticket_keys(rill_tls_config *cfg, const
 void rilli_tls_server_ctx_init(rill_tls_config *cfg)
 {
     cfg->ticket_lifetime_s = DEFAULT_TICKET_LIFETIME_S;
+    cfg->ticket_cipher = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL); /* NULL: fetched per use */
+    ERR_clear_error();
     SSL_CTX_set_tlsext_ticket_key_evp_cb(cfg->ctx, ticket_cb);
 }
 
@@ -891,4 +893,6 @@ void rilli_tls_server_free(rill_tls_config *cfg)
     rilli_free(cfg->sources);
     cfg->sources = NULL;
     OPENSSL_cleanse(cfg->ticket_keys, sizeof cfg->ticket_keys);
+    EVP_CIPHER_free(cfg->ticket_cipher);
+    cfg->ticket_cipher = NULL;
 }

@@ -690,14 +690,15 @@ static rill_tls_config *files_cfg(struct files *f)
     return cfg;
 }
 
-static void expect_pin(uint16_t port, rill_tls_config *ccfg, const char *pin)
-{
-    struct hello h;
-    rill_hello(port, ccfg, RT_CERTS_HOST, NULL, 0, 0, &h);
-    HELLO_OK(&h);
-    ck_assert_msg(strcmp(h.info.spki_sha256, pin) == 0, "served %s, expected %s",
-                  h.info.spki_sha256, pin);
-}
+/* A handshake must succeed and get the certificate with @p pin (asserted at the caller). */
+#define expect_pin(port, ccfg, pin)                                                         \
+    do {                                                                                    \
+        struct hello ep_h_;                                                                 \
+        rill_hello((port), (ccfg), RT_CERTS_HOST, NULL, 0, 0, &ep_h_);                      \
+        HELLO_OK(&ep_h_);                                                                   \
+        ck_assert_msg(strcmp(ep_h_.info.spki_sha256, (pin)) == 0, "served %s, expected %s", \
+                      ep_h_.info.spki_sha256, (pin));                                       \
+    } while (0)
 
 /* A reload swaps the certificate for new handshakes; a connection made before keeps its own. */
 START_TEST(test_reload_swaps)
@@ -822,7 +823,13 @@ static void on_reload(void *arg, const rill_error *outcome)
     pthread_mutex_unlock(&o->lock);
 }
 
-/* Check-on-handshake: a changed file is read at the next handshake after the interval. */
+/*
+ * Check-on-handshake: a changed file is read at the first handshake after the interval (1 s
+ * here: long enough that a handshake right after another is surely inside it, under valgrind
+ * too).
+ */
+#define CHECK_MS 1000
+
 START_TEST(test_reload_on_handshake)
 {
     int fds = rt_count_fds();
@@ -830,35 +837,38 @@ START_TEST(test_reload_on_handshake)
     files_init(&f, &C->good);
     rill_tls_config *scfg = files_cfg(&f);
     struct outcomes oc = { .lock = PTHREAD_MUTEX_INITIALIZER };
-    CK(rill_tls_config_set_reload_check(scfg, 50, on_reload, &oc, &E));
+    CK(rill_tls_config_set_reload_check(scfg, CHECK_MS, on_reload, &oc, &E));
     struct srv *sv = srv_start(scfg, 1);
     rill_tls_config *ccfg = client_cfg();
     expect_pin(sv->port, ccfg, C->good.pin);
-    ck_assert_int_eq(oc.ok + oc.failed, 0); /* nothing changed: nothing read */
 
     install(&f, &GOOD2);
-    usleep(60000);
+    usleep((CHECK_MS + 50) * 1000);
     expect_pin(sv->port, ccfg, GOOD2.pin);
     ck_assert_int_eq(oc.ok, 1);
     ck_assert_msg(strstr(oc.last, "reloaded 1 certificate"), "%s", oc.last);
 
-    /* Rate-limited: a change within the interval waits for it. */
+    /* Rate-limited: a change right after a check waits for the next one. */
     install(&f, &C->good);
     expect_pin(sv->port, ccfg, GOOD2.pin);
-    usleep(60000);
+    usleep((CHECK_MS + 50) * 1000);
     expect_pin(sv->port, ccfg, C->good.pin);
     ck_assert_int_eq(oc.ok, 2);
 
     /* A broken file: reported once, the last good pair stays. */
     break_files(&f, HALF_LEAF);
-    usleep(60000);
+    usleep((CHECK_MS + 50) * 1000);
     expect_pin(sv->port, ccfg, C->good.pin);
-    usleep(60000);
+    usleep((CHECK_MS + 50) * 1000);
     expect_pin(sv->port, ccfg, C->good.pin);
     ck_assert_int_eq(oc.failed, 1);
+    ck_assert_int_eq(oc.ok, 2);
     ck_assert_msg(strstr(oc.last, "reload failed, keeping the certificates in use: cannot load "
                                   "certificate"),
                   "%s", oc.last);
+    /* Unchanged files are not read again: no more outcomes. */
+    expect_pin(sv->port, ccfg, C->good.pin);
+    ck_assert_int_eq(oc.ok + oc.failed, 3);
     srv_stop(sv);
     rill_tls_config_free(scfg);
     rill_tls_config_free(ccfg);
@@ -906,7 +916,7 @@ END_TEST
  * mismatched pair) and reloads run on handshakes and from here. Every handshake sees the old or
  * the new certificate, never an error.
  */
-#define ROT_CLIENTS 6
+#define ROT_CLIENTS 50
 
 struct rot {
     uint16_t port;
@@ -981,6 +991,67 @@ START_TEST(test_rotation_under_load)
     rill_tls_config_free(r.ccfg);
     rt_rmdir(f.dir);
     ck_assert_int_eq(rt_count_fds(), fds);
+}
+END_TEST
+
+/*
+ * Every allocation rill makes while building a server config (entries from files and memory,
+ * a CA file) and reloading it fails once, in turn: each failure is RILL_E_NOMEM with an "out
+ * of memory" message and nothing leaked, a failed reload keeps the set in use, and in the end
+ * the whole sequence works.
+ */
+START_TEST(test_alloc_failures_config)
+{
+    struct files f;
+    files_init(&f, &C->good);
+    size_t cert_len = 0, key_len = 0;
+    char *cert_pem = rt_file_read(C->wildcard.chain, &cert_len);
+    char *key_pem = rt_file_read(C->wildcard.key, &key_len);
+    int done = 0;
+    long k;
+    for (k = 0; k < 400 && !done; k++) {
+        rt_counting_on();
+        rt_allocs_left = k;
+        rill_tls_config *cfg = NULL;
+        rill_error err = { 0 };
+        int reloading = 0;
+        rill_status st = rill_tls_config_new(&cfg, &err);
+        if (st == RILL_OK)
+            st = rill_tls_config_set_cert_file(cfg, f.cert, f.key, &err);
+        if (st == RILL_OK)
+            st = rill_tls_config_add_cert_file(cfg, "other.example", C->wrong.chain, C->wrong.key,
+                                               &err);
+        if (st == RILL_OK)
+            st = rill_tls_config_add_cert_mem(cfg, "*.wild.rill.test", cert_pem, cert_len, key_pem,
+                                              key_len, &err);
+        if (st == RILL_OK)
+            st = rill_tls_config_set_ca_file(cfg, C->ca, &err);
+        if (st == RILL_OK) {
+            reloading = 1;
+            st = rill_tls_config_reload(cfg, &err);
+        }
+        done = st == RILL_OK && rt_allocs_left > 0;
+        rt_allocs_left = -1;
+        if (reloading && st != RILL_OK) {
+            /* The failed reload changed nothing; the next one works. */
+            ck_assert_msg(strstr(err.msg, "reload failed, keeping the certificates in use"), "%s",
+                          err.msg);
+            rill_error again;
+            ck_assert_int_eq(rill_tls_config_reload(cfg, &again), RILL_OK);
+        }
+        rill_tls_config_free(cfg);
+        size_t live = rt_live_bytes;
+        rt_counting_off();
+        ck_assert_msg(st == RILL_OK || st == RILL_E_NOMEM, "allocation %ld failing gave %s: %s", k,
+                      rill_strerror(st), err.msg);
+        ck_assert_msg(st == RILL_OK || strstr(err.msg, "out of memory"),
+                      "allocation %ld: message \"%s\" does not say so", k, err.msg);
+        ck_assert_msg(live == 0, "allocation %ld failing leaked %zu bytes (%s)", k, live, err.msg);
+    }
+    ck_assert_msg(done, "no run succeeded within %ld allocations", k);
+    free(cert_pem);
+    free(key_pem);
+    rt_rmdir(f.dir);
 }
 END_TEST
 
@@ -1187,6 +1258,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_reload_on_handshake);
     tcase_add_test(tc, test_reload_trust);
     tcase_add_test(tc, test_rotation_under_load);
+    tcase_add_test(tc, test_alloc_failures_config);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("tickets");

@@ -352,14 +352,9 @@ static char *dup_str(const char *s)
     return s ? dup_mem(s, strlen(s) + 1) : NULL;
 }
 
-/* Append a source: copies of everything, signatures of the files as they are now. */
-static rill_status push_source(rill_tls_config *cfg, const struct spec *tmpl, rill_error *err)
+/* A stored source from @p tmpl: copies of everything, signatures of the files as they are. */
+static bool make_source(const struct spec *tmpl, struct rilli_tls_source *out)
 {
-    struct rilli_tls_source *grown =
-        rilli_realloc(cfg->sources, (cfg->nsources + 1) * sizeof *cfg->sources);
-    if (!grown)
-        return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
-    cfg->sources = grown;
     struct rilli_tls_source src = { .kind = tmpl->kind, .type = tmpl->type };
     bool ok = (!tmpl->name || (src.name = dup_str(tmpl->name))) &&
               (!tmpl->path || (src.path = dup_str(tmpl->path))) &&
@@ -368,7 +363,7 @@ static rill_status push_source(rill_tls_config *cfg, const struct spec *tmpl, ri
               (!tmpl->key_mem || (src.key_mem = dup_mem(tmpl->key_mem, tmpl->key_mem_len)));
     if (!ok) {
         source_clear(&src);
-        return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
+        return false;
     }
     src.mem_len = tmpl->mem_len;
     src.key_mem_len = tmpl->key_mem_len;
@@ -377,6 +372,25 @@ static rill_status push_source(rill_tls_config *cfg, const struct spec *tmpl, ri
         file_sig(src.path, &src.sig);
         file_sig(src.key_path, &src.key_sig);
     }
+    *out = src;
+    return true;
+}
+
+/* Room for one more source. */
+static bool reserve_source(rill_tls_config *cfg)
+{
+    struct rilli_tls_source *grown =
+        rilli_realloc(cfg->sources, (cfg->nsources + 1) * sizeof *cfg->sources);
+    if (grown)
+        cfg->sources = grown;
+    return grown != NULL;
+}
+
+static rill_status push_source(rill_tls_config *cfg, const struct spec *tmpl, rill_error *err)
+{
+    struct rilli_tls_source src;
+    if (!reserve_source(cfg) || !make_source(tmpl, &src))
+        return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
     cfg->sources[cfg->nsources++] = src;
     return RILL_OK;
 }
@@ -433,30 +447,35 @@ static rill_status add_cert(rill_tls_config *cfg, const char *fn, const char *na
     struct rilli_tls_pair pair = { 0 };
     if ((st = read_source(cfg, tmpl, false, &pair, err)) != RILL_OK)
         return st;
-    if (!cfg->certs && !(cfg->certs = certs_new())) {
+    /* Everything that can fail first, so a failed call leaves the config as it was. */
+    struct spec spec = *tmpl;
+    spec.name = name;
+    spec.type = pair.type;
+    struct rilli_tls_source src;
+    if (!make_source(&spec, &src)) {
         pair_clear(&pair);
         return rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory for a certificate");
     }
-    int type = pair.type;
-    st = certs_put(cfg->certs, name, &pair, err);
+    if (!reserve_source(cfg) || (!cfg->certs && !(cfg->certs = certs_new())))
+        st = rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory for a certificate");
+    else
+        st = certs_put(cfg->certs, name, &pair, err);
     pair_clear(&pair);
-    if (st != RILL_OK)
+    if (st != RILL_OK) {
+        source_clear(&src);
         return st;
+    }
     /* The source this pair replaces is read no more: its files may be gone by the reload. */
     for (size_t i = 0; i < cfg->nsources; i++) {
         struct rilli_tls_source *old = &cfg->sources[i];
-        if (is_cert_source(old) && old->type == type && same_name(old->name, name)) {
+        if (is_cert_source(old) && old->type == spec.type && same_name(old->name, name)) {
             source_clear(old);
             memmove(old, old + 1, (cfg->nsources - i - 1) * sizeof *old);
             cfg->nsources--;
             break;
         }
     }
-    struct spec src = *tmpl;
-    src.name = name;
-    src.type = type;
-    if ((st = push_source(cfg, &src, err)) != RILL_OK)
-        return st;
+    cfg->sources[cfg->nsources++] = src;
     cfg->has_cert = true;
     return RILL_OK;
 }

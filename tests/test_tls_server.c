@@ -1139,6 +1139,11 @@ START_TEST(test_tickets_rotate)
     rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 1, &first);
     HELLO_OK(&first);
     ck_assert_int_eq(resumes(sv->port, ccfg, &first), 1);
+    struct rec r = srv_last(sv, 2);
+    ck_assert_int_eq(r.info.resumed, 1);
+    ck_assert_str_eq(r.info.cert_entry, ""); /* no certificate was sent */
+    ck_assert_str_eq(r.info.cert_subject, "");
+    ck_assert_str_eq(srv_last(sv, 1).info.cert_entry, "(default)");
     usleep(1200000); /* the key that sealed it is now the previous one */
     ck_assert_int_eq(resumes(sv->port, ccfg, &first), 1);
     srv_stop(sv);

@@ -1137,8 +1137,9 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     if (!t->handshake_done)
         return RILL_OK;
     info->resumed = SSL_session_reused(t->ssl);
+    /* A resumed session sends no certificate: then there is none to name. */
     X509 *mine = t->entry ? SSL_get_certificate(t->ssl) : NULL;
-    if (t->server && t->entry)
+    if (t->server && mine)
         snprintf(info->cert_entry, sizeof info->cert_entry, "%s",
                  t->entry->name ? t->entry->name : "(default)");
     if (mine) {

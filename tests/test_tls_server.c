@@ -56,9 +56,12 @@ static const char extra_script[] =
     "    $O dgst -sha256 -binary | $O base64 -A > $1.pin\n"
     "}\n"
     "leaf rsa rsa:2048\n"
-    "leaf good2 'ec -pkeyopt ec_paramgen_curve:P-256'\n";
+    "leaf good2 'ec -pkeyopt ec_paramgen_curve:P-256'\n"
+    "leaf ed25519 ed25519\n"
+    "leaf ed448 ed448\n"
+    "leaf rsapss 'rsa-pss -pkeyopt rsa_keygen_bits:2048'\n";
 
-static rt_leaf RSA, GOOD2;
+static rt_leaf RSA, GOOD2, ED25519, ED448, RSAPSS;
 static char extra_why[512];
 
 static void set_extra_leaf(rt_leaf *leaf, const char *name)
@@ -86,6 +89,9 @@ static void make_extra_certs(void)
         snprintf(extra_why, sizeof extra_why, "extra certificates: script status %d", rc);
     set_extra_leaf(&RSA, "rsa");
     set_extra_leaf(&GOOD2, "good2");
+    set_extra_leaf(&ED25519, "ed25519");
+    set_extra_leaf(&ED448, "ed448");
+    set_extra_leaf(&RSAPSS, "rsapss");
 }
 
 /* ---- the server: a listener and threads that wrap each connection with the current config */
@@ -268,6 +274,16 @@ static rill_tls_config *client_cfg(void)
 
 #define HELLO_OK(h) \
     ck_assert_msg((h)->st == RILL_OK, "client: %s: %s", rill_strerror((h)->st), (h)->msg)
+
+/* A handshake must succeed and get the certificate with @p pin (asserted at the caller). */
+#define expect_pin(port, ccfg, pin)                                                         \
+    do {                                                                                    \
+        struct hello ep_h_;                                                                 \
+        rill_hello((port), (ccfg), RT_CERTS_HOST, NULL, 0, 0, &ep_h_);                      \
+        HELLO_OK(&ep_h_);                                                                   \
+        ck_assert_msg(strcmp(ep_h_.info.spki_sha256, (pin)) == 0, "served %s, expected %s", \
+                      ep_h_.info.spki_sha256, (pin));                                       \
+    } while (0)
 
 /* ---- command-line clients ---- */
 
@@ -587,6 +603,47 @@ START_TEST(test_sni_rsa_tls12)
 }
 END_TEST
 
+/* Up to four key types per name, each served to the client that asks for it; a fifth fails. */
+START_TEST(test_sni_four_key_types)
+{
+    rill_tls_config *scfg = NULL;
+    CK(rill_tls_config_new(&scfg, &E));
+    CK(rill_tls_config_add_cert_file(scfg, "good.rill.test", C->good.chain, C->good.key, &E));
+    CK(rill_tls_config_add_cert_file(scfg, "good.rill.test", RSA.chain, RSA.key, &E));
+    CK(rill_tls_config_add_cert_file(scfg, "good.rill.test", ED25519.chain, ED25519.key, &E));
+    CK(rill_tls_config_add_cert_file(scfg, "good.rill.test", ED448.chain, ED448.key, &E));
+    rill_status st =
+        rill_tls_config_add_cert_file(scfg, "good.rill.test", RSAPSS.chain, RSAPSS.key, &E);
+    rt_assert_err(&E, st, RILL_E_INVALID,
+                  "tls: more than 4 key types for the certificates of good.rill.test");
+    /* The same type again replaces the certificate: still four types. */
+    CK(rill_tls_config_add_cert_file(scfg, "good.rill.test", GOOD2.chain, GOOD2.key, &E));
+    struct srv *sv = srv_start(scfg, 1);
+    static char out[65536];
+    static const struct {
+        const char *sigalg, *type;
+    } cases[] = {
+        { "ed25519", "Ed25519" },
+        { "ed448", "Ed448" },
+        { "ecdsa_secp256r1_sha256", "ECDSA" },
+        { "rsa_pss_rsae_sha256", "RSA" },
+    };
+    for (int i = 0; i < N(cases); i++) {
+        int rc = s_client(sv->port, "good.rill.test", "-sigalgs", cases[i].sigalg, out, sizeof out);
+        ck_assert_msg(rc == 0, "s_client -sigalgs %s: %d: %s", cases[i].sigalg, rc, out);
+        struct rec r = srv_last(sv, i + 1);
+        ck_assert_str_eq(r.info.cert_key_type, cases[i].type);
+        ck_assert_str_eq(r.info.cert_entry, "good.rill.test");
+    }
+    /* The replaced ECDSA certificate is good2's. */
+    rill_tls_config *ccfg = client_cfg();
+    expect_pin(sv->port, ccfg, GOOD2.pin);
+    srv_stop(sv);
+    rill_tls_config_free(scfg);
+    rill_tls_config_free(ccfg);
+}
+END_TEST
+
 /* Setter errors: code and message. */
 START_TEST(test_sni_config_errors)
 {
@@ -689,16 +746,6 @@ static rill_tls_config *files_cfg(struct files *f)
     CK(rill_tls_config_set_cert_file(cfg, f->cert, f->key, &E));
     return cfg;
 }
-
-/* A handshake must succeed and get the certificate with @p pin (asserted at the caller). */
-#define expect_pin(port, ccfg, pin)                                                         \
-    do {                                                                                    \
-        struct hello ep_h_;                                                                 \
-        rill_hello((port), (ccfg), RT_CERTS_HOST, NULL, 0, 0, &ep_h_);                      \
-        HELLO_OK(&ep_h_);                                                                   \
-        ck_assert_msg(strcmp(ep_h_.info.spki_sha256, (pin)) == 0, "served %s, expected %s", \
-                      ep_h_.info.spki_sha256, (pin));                                       \
-    } while (0)
 
 /* A reload swaps the certificate for new handshakes; a connection made before keeps its own. */
 START_TEST(test_reload_swaps)
@@ -903,6 +950,35 @@ START_TEST(test_reload_trust)
     rt_assert_err(&E, st, RILL_E_TLS, "keeping the certificates in use: cannot load CA file");
     rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 0, &h);
     HELLO_OK(&h);
+    srv_stop(sv);
+    rill_tls_config_free(scfg);
+    rill_tls_config_free(ccfg);
+
+    /* A CRL file that no longer parses: the CRLs in use (revoking "revoked") stay. */
+    char crl[64];
+    snprintf(crl, sizeof crl, "%s/crl.pem", f.dir);
+    copy_file(C->crl, crl);
+    install(&f, &C->revoked);
+    scfg = files_cfg(&f);
+    sv = srv_start(scfg, 1);
+    ccfg = client_cfg();
+    CK(rill_tls_config_set_crl_file(ccfg, crl, &E));
+    rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 0, &h);
+    ck_assert_int_eq(h.st, RILL_E_TLS_VERIFY);
+    ck_assert_msg(strstr(h.msg, "certificate revoked"), "%s", h.msg);
+    rt_file_write(crl, "-----BEGIN X509 CRL-----\nMII", 28);
+    st = rill_tls_config_reload(ccfg, &E);
+    rt_assert_err(&E, st, RILL_E_TLS,
+                  "keeping the certificates in use: cannot load CRLs from /tmp/rill-test-");
+    rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 0, &h);
+    ck_assert_int_eq(h.st, RILL_E_TLS_VERIFY);
+    ck_assert_msg(strstr(h.msg, "certificate revoked"), "%s", h.msg);
+    /* Restored, it loads again, and the CRL check stays on in the new store. */
+    copy_file(C->crl, crl);
+    CK(rill_tls_config_reload(ccfg, &E));
+    rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 0, &h);
+    ck_assert_int_eq(h.st, RILL_E_TLS_VERIFY);
+    ck_assert_msg(strstr(h.msg, "certificate revoked"), "%s", h.msg);
     srv_stop(sv);
     rill_tls_config_free(scfg);
     rill_tls_config_free(ccfg);
@@ -1252,6 +1328,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_sni_unknown_name);
     tcase_add_loop_test(tc, test_sni_key_types, 0, N(sigalg_cases));
     tcase_add_test(tc, test_sni_rsa_tls12);
+    tcase_add_test(tc, test_sni_four_key_types);
     tcase_add_test(tc, test_sni_config_errors);
     suite_add_tcase(s, tc);
 

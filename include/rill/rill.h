@@ -980,7 +980,9 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_mem(rill_tls_config
  * Errors: RILL_E_INVALID (NULL paths, a name that is no host name or "*." wildcard, a fifth key
  * type, frozen config), RILL_E_TLS ("tls: cannot load certificate /c.pem: no start line",
  * "private key /k.pem does not match the certificate /c.pem", "chain of /c.pem ends in a broken
- * certificate"), RILL_E_NOMEM.
+ * certificate"), RILL_E_NOMEM; a failed call leaves the config as it was.
+ * Ownership: @p name and the paths are copied; the files are read now and at each reload.
+ * Thread-safety: a setter (configure from one thread before sharing).
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_add_cert_file(rill_tls_config *cfg,
                                                                   const char *name,
@@ -1039,6 +1041,8 @@ typedef void (*rill_tls_reload_fn)(void *arg, const rill_error *outcome);
  * set and is tried again when a file changes again). @p cb (may be NULL) hears each outcome.
  * 0 turns it off (the default). A check that another thread is running is not waited for.
  * Errors: RILL_E_INVALID (negative interval, frozen config).
+ * Thread-safety: a setter; @p cb runs in whichever thread starts the stream that checks, one
+ * call at a time.
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_reload_check(rill_tls_config *cfg,
                                                                      int interval_ms,

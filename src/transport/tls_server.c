@@ -707,18 +707,17 @@ static void maybe_reload(rill_tls_config *cfg)
         return;
     if (pthread_mutex_trylock(&cfg->reload_lock) != 0)
         return;
-    rill_error outcome;
-    bool reloaded = false;
-    if (now >= cfg->next_check_ms) {
+    if (now >= __atomic_load_n(&cfg->next_check_ms, __ATOMIC_RELAXED)) {
         __atomic_store_n(&cfg->next_check_ms, now + cfg->reload_interval_ms, __ATOMIC_RELEASE);
+        rill_error outcome;
         if (files_changed(cfg)) {
             reload_locked(cfg, &outcome);
-            reloaded = true;
+            /* Under the lock: outcomes are told one at a time, in order. */
+            if (cfg->reload_cb)
+                cfg->reload_cb(cfg->reload_arg, &outcome);
         }
     }
     pthread_mutex_unlock(&cfg->reload_lock);
-    if (reloaded && cfg->reload_cb)
-        cfg->reload_cb(cfg->reload_arg, &outcome);
 }
 
 struct rilli_tls_certs *rilli_tls_certs_get(rill_tls_config *cfg)

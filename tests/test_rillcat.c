@@ -1689,12 +1689,11 @@ START_TEST(listen_sni_entries)
     rc_proc *srv = rc_start(server, false);
     uint16_t port = rc_listen_port(srv);
     static const struct {
-        const char *name, *want_v;
+        const char *name, *entry;
     } cases[] = {
-        { "other.example", "* certificate served: CN=other.example,O=rill tests (ECDSA, entry "
-                           "other.example)" },
-        { "a.wild.rill.test", "(ECDSA, entry *.wild.rill.test)" },
-        { RT_CERTS_HOST, "(ECDSA, entry (default))" },
+        { "other.example", "other.example" },
+        { "a.wild.rill.test", "*.wild.rill.test" },
+        { RT_CERTS_HOST, "(default)" },
     };
     const char *pins[] = { C->wrong.pin, C->wildcard.pin, C->good.pin };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -1706,8 +1705,11 @@ START_TEST(listen_sni_entries)
         snprintf(sni_line, sizeof sni_line, "* SNI from the client: %s\n", cases[i].name);
         ck_assert_msg(rc_wait_for(srv, true, sni_line, 10000), "-v lacks \"%s\": %s", sni_line,
                       srv->err);
-        ck_assert_msg(rc_wait_for(srv, true, cases[i].want_v, 10000), "-v lacks \"%s\": %s",
-                      cases[i].want_v, srv->err);
+        char served[200];
+        snprintf(served, sizeof served, "* certificate served: entry %s, ECDSA key %s\n",
+                 cases[i].entry, pins[i]);
+        ck_assert_msg(rc_wait_for(srv, true, served, 10000), "-v lacks \"%s\": %s", served,
+                      srv->err);
     }
     rc_kill(srv);
     rc_free(srv);

@@ -787,9 +787,9 @@ static void note_chain(rill_stream *s)
     }
     if (info.is_server) {
         note("SNI from the client: %s", info.servername[0] ? info.servername : "(none)");
-        if (info.cert_subject[0])
-            note("certificate served: %s (%s, entry %s)", info.cert_subject, info.cert_key_type,
-                 info.cert_entry);
+        if (info.cert_type[0])
+            note("certificate served: entry %s, %s key %s", info.cert_entry, info.cert_type,
+                 info.cert_spki);
     }
 }
 

@@ -938,8 +938,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_security_level(rill_tls_
  * without ALPN when none matches (rill_tls_info.alpn is then ""), or refuses the client under
  * rill_tls_config_set_alpn_policy(RILL_TLS_ALPN_REQUIRE).
  */
-RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg,
-                                                             const char *list, rill_error *err);
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *list,
+                                                             rill_error *err);
 
 /**
  * Passphrase for encrypted private keys: @p cb writes at most @p size bytes into @p buf and
@@ -1182,26 +1182,24 @@ RILL_API RILL_NODISCARD rill_status rill_tls_handshake(rill_stream *s);
 
 /** What a TLS layer knows about its connection (rill_tls_get_info()). Strings are "" if unknown. */
 typedef struct rill_tls_info {
-    int handshake_done;   /**< 1 once the handshake completed */
-    int is_server;        /**< 1 for rill_tls_server() streams */
-    int resumed;          /**< 1 if the session was resumed (abbreviated handshake) */
-    int verified;         /**< 1 if the peer certificate was verified (chain and name) */
-    char version[16];     /**< "TLSv1.3" */
-    char cipher[64];      /**< "TLS_AES_256_GCM_SHA384" */
-    char alpn[64];        /**< the protocol agreed, "" when none */
-    char servername[256]; /**< client: the name verified; server: the SNI the client sent */
-    char subject[256];    /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
-    char issuer[256];     /**< peer certificate issuer */
-    char sans[512];       /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
-    char not_before[32];  /**< validity start, "2026-11-24T10:00:00Z" */
-    char not_after[32];   /**< validity end */
-    char spki_sha256[64]; /**< "sha256//BASE64" of the public key, the form pins take */
-
-    /* The certificate this side sent (a server's; a client's in mutual TLS). */
-    char cert_entry[256];   /**< server: the entry that served, its name ("*.example.com") or
-                                 "(default)"; "" when none was needed (a resumed session) */
-    char cert_subject[256]; /**< subject of the certificate sent, RFC 2253 */
-    char cert_key_type[16]; /**< its key type: "ECDSA", "RSA", "RSA-PSS", "Ed25519", "Ed448" */
+    int handshake_done;    /**< 1 once the handshake completed */
+    int is_server;         /**< 1 for rill_tls_server() streams */
+    int resumed;           /**< 1 if the session was resumed (abbreviated handshake) */
+    int verified;          /**< 1 if the peer certificate was verified (chain and name) */
+    char version[16];      /**< "TLSv1.3" */
+    char cipher[64];       /**< "TLS_AES_256_GCM_SHA384" */
+    char alpn[64];         /**< the protocol agreed, "" when none */
+    char servername[256];  /**< client: the name verified; server: the SNI the client sent */
+    char subject[256];     /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
+    char issuer[256];      /**< peer certificate issuer */
+    char sans[512];        /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
+    char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
+    char not_after[32];    /**< validity end */
+    char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
+    char cert_entry[256];  /**< server: entry that served ("*.a.test", "(default)"; "" resumed) */
+    char cert_type[16];    /**< key of the certificate this side sent: "ECDSA", "RSA", "Ed25519" */
+    char cert_spki[64];    /**< "sha256//BASE64" of that certificate's public key; "" if none */
+    char reserved[176];    /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**

@@ -1118,6 +1118,11 @@ static void format_time(const ASN1_TIME *at, char *buf, size_t len)
         strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+#if UINTPTR_MAX == 0xffffffffffffffffu
+/* A struct the caller allocates: it keeps its size; new facts take the reserved space. */
+_Static_assert(sizeof(rill_tls_info) == 2080, "rill_tls_info has a fixed size: use reserved");
+#endif
+
 RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
 {
     if (!info)
@@ -1143,9 +1148,8 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
         snprintf(info->cert_entry, sizeof info->cert_entry, "%s",
                  t->entry->name ? t->entry->name : "(default)");
     if (mine) {
-        name_oneline(X509_get_subject_name(mine), info->cert_subject, sizeof info->cert_subject);
-        snprintf(info->cert_key_type, sizeof info->cert_key_type, "%s",
-                 rilli_tls_key_type_name(mine));
+        snprintf(info->cert_type, sizeof info->cert_type, "%s", rilli_tls_key_type_name(mine));
+        rilli_tls_spki(mine, info->cert_spki, sizeof info->cert_spki, NULL);
     }
     snprintf(info->version, sizeof info->version, "%s", SSL_get_version(t->ssl));
     snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(t->ssl));

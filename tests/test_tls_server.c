@@ -30,6 +30,9 @@
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* I/O timeouts of both ends, in ms: valgrind slows a handshake down many times. */
+#define IO_MS (rt_on_valgrind() ? 30000 : 5000)
+
 static const rt_certs *C;
 static rill_error E;
 
@@ -144,7 +147,7 @@ static void *srv_main(void *arg)
             continue;
         if (st != RILL_OK)
             break;
-        if (rill_set_timeouts(tcp, 5000, 5000) != RILL_OK ||
+        if (rill_set_timeouts(tcp, IO_MS, IO_MS) != RILL_OK ||
             rill_tls_server(tcp, __atomic_load_n(&sv->cfg, __ATOMIC_ACQUIRE), 0, &s) != RILL_OK) {
             rill_close(tcp);
             continue;
@@ -191,7 +194,7 @@ static void srv_stop(struct srv *sv)
 /* Wait until the server has recorded @p n handshakes; the last one's record. */
 static struct rec srv_last(struct srv *sv, int n)
 {
-    int64_t end = rt_now_us() + 5000000;
+    int64_t end = rt_now_us() + (int64_t)IO_MS * 1000;
     struct rec r;
     for (;;) {
         pthread_mutex_lock(&sv->lock);
@@ -227,7 +230,7 @@ static void rill_hello(uint16_t port, rill_tls_config *cfg, const char *name, co
     memset(h, 0, sizeof *h);
     rill_connect_opts o;
     rill_connect_opts_init(&o);
-    o.read_timeout_ms = o.write_timeout_ms = 5000;
+    o.read_timeout_ms = o.write_timeout_ms = IO_MS;
     rill_stream *tcp = NULL, *s = NULL;
     rill_error err;
     h->st = rill_tcp_connect_addr("127.0.0.1", port, &o, &tcp, &err);
@@ -761,7 +764,7 @@ START_TEST(test_reload_swaps)
     /* A connection in progress: handshake done, still talking across the reload. */
     rill_connect_opts o;
     rill_connect_opts_init(&o);
-    o.read_timeout_ms = o.write_timeout_ms = 5000;
+    o.read_timeout_ms = o.write_timeout_ms = IO_MS;
     rill_stream *tcp = NULL, *old = NULL;
     CK(rill_tcp_connect_addr("127.0.0.1", sv->port, &o, &tcp, &E));
     ck_assert_int_eq(rill_tls_client(tcp, ccfg, RT_CERTS_HOST, 0, &old), RILL_OK);
@@ -1041,10 +1044,16 @@ START_TEST(test_rotation_under_load)
     pthread_t th[ROT_CLIENTS];
     for (int i = 0; i < ROT_CLIENTS; i++)
         ck_assert_int_eq(pthread_create(&th[i], NULL, rot_client, &r), 0);
-    int rounds = rt_on_valgrind() ? 6 : 30;
-    for (int i = 0; i < rounds; i++) {
+    /* At least 30 flips, and on until handshakes have seen both (valgrind: slower flips). */
+    int pause_ms = rt_on_valgrind() ? 300 : 20;
+    int64_t end = rt_now_us() + 20000000;
+    for (int i = 0; i < 30 || !(__atomic_load_n(&r.seen[0], __ATOMIC_RELAXED) &&
+                                __atomic_load_n(&r.seen[1], __ATOMIC_RELAXED));
+         i++) {
+        if (rt_now_us() > end)
+            break;
         const rt_leaf *next = i % 2 ? &C->good : &GOOD2;
-        usleep(20000);
+        usleep((useconds_t)pause_ms * 1000);
         install(&f, next);
         if (i % 3 == 0) {
             rill_error err;

@@ -1626,6 +1626,186 @@ START_TEST(listen_max_conns)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * -l --tls with --sni entries and --reload
+ */
+
+/* A verified rill TLS client to 127.0.0.1:@p port for @p name; the served key's pin in @p pin. */
+static rill_status sni_hello(uint16_t port, const char *name, int verify_name, char *pin,
+                             size_t len, char *msg, size_t msglen)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = NULL;
+    rill_error err;
+    CK(rill_tls_config_new(&cfg, &err));
+    CK(rill_tls_config_set_ca_file(cfg, C->ca, &err));
+    if (!verify_name)
+        CK(rill_tls_config_insecure_noverifyname(cfg, &err));
+    rill_connect_opts o;
+    rill_connect_opts_init(&o);
+    o.read_timeout_ms = o.write_timeout_ms = 10000;
+    rill_stream *tcp = NULL, *s = NULL;
+    CK(rill_tcp_connect_addr("127.0.0.1", port, &o, &tcp, &err));
+    CK(rill_tls_client(tcp, cfg, name, 0, &s));
+    rill_status st = rill_tls_handshake(s);
+    rill_tls_info info;
+    if (st == RILL_OK)
+        st = rill_tls_get_info(s, &info);
+    if (st == RILL_OK)
+        snprintf(pin, len, "%s", info.spki_sha256);
+    snprintf(msg, msglen, "%s", rill_errmsg(s));
+    rill_close(s);
+    rill_tls_config_free(cfg);
+    return st;
+}
+
+START_TEST(listen_sni_entries)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",
+                             "-k",
+                             "-v",
+                             "--echo",
+                             "--tls",
+                             "--cert",
+                             C->good.chain,
+                             "--key",
+                             C->good.key,
+                             "--sni",
+                             "other.example",
+                             "--cert",
+                             C->wrong.chain,
+                             "--key",
+                             C->wrong.key,
+                             "--sni",
+                             "*.wild.rill.test",
+                             "--cert",
+                             C->wildcard.chain,
+                             "--key",
+                             C->wildcard.key,
+                             "127.0.0.1",
+                             "0",
+                             NULL };
+    rc_proc *srv = rc_start(server, false);
+    uint16_t port = rc_listen_port(srv);
+    static const struct {
+        const char *name, *entry;
+    } cases[] = {
+        { "other.example", "other.example" },
+        { "a.wild.rill.test", "*.wild.rill.test" },
+        { RT_CERTS_HOST, "(default)" },
+    };
+    const char *pins[] = { C->wrong.pin, C->wildcard.pin, C->good.pin };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char pin[64] = "", msg[RILL_ERRMSG_MAX];
+        rill_status st = sni_hello(port, cases[i].name, 1, pin, sizeof pin, msg, sizeof msg);
+        ck_assert_msg(st == RILL_OK, "%s: %s; server: %s", cases[i].name, msg, srv->err);
+        ck_assert_str_eq(pin, pins[i]);
+        char sni_line[128];
+        snprintf(sni_line, sizeof sni_line, "* SNI from the client: %s\n", cases[i].name);
+        ck_assert_msg(rc_wait_for(srv, true, sni_line, 10000), "-v lacks \"%s\": %s", sni_line,
+                      srv->err);
+        char served[200];
+        snprintf(served, sizeof served, "* certificate served: entry %s, ECDSA key %s\n",
+                 cases[i].entry, pins[i]);
+        ck_assert_msg(rc_wait_for(srv, true, served, 10000), "-v lacks \"%s\": %s", served,
+                      srv->err);
+    }
+    rc_kill(srv);
+    rc_free(srv);
+}
+END_TEST
+
+static void copy_to(const char *from, const char *to)
+{
+    size_t len = 0;
+    char *data = rt_file_read(from, &len);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tmp", to);
+    rt_file_write(tmp, data, len);
+    ck_assert_int_eq(rename(tmp, to), 0);
+    free(data);
+}
+
+/* --reload: a changed pair is served after the next check; a bad file keeps the last good one. */
+START_TEST(listen_reload)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], cert[64], key[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(key, sizeof key, "%s/key.pem", dir);
+    copy_to(C->good.chain, cert);
+    copy_to(C->good.key, key);
+    const char *server[] = { "-l", "-k",    "--echo", "-v",       "--tls", "--cert",
+                             cert, "--key", key,      "--reload", "0",     NULL };
+    rc_proc *srv = rc_start(server, false);
+    uint16_t port = rc_listen_port(srv);
+    char pin[64], msg[RILL_ERRMSG_MAX];
+    ck_assert_int_eq(sni_hello(port, RT_CERTS_HOST, 0, pin, sizeof pin, msg, sizeof msg), RILL_OK);
+    ck_assert_str_eq(pin, C->good.pin);
+
+    copy_to(C->wrong.chain, cert);
+    copy_to(C->wrong.key, key);
+    usleep(1100 * 1000); /* --reload looks at most once a second */
+    ck_assert_int_eq(sni_hello(port, RT_CERTS_HOST, 0, pin, sizeof pin, msg, sizeof msg), RILL_OK);
+    ck_assert_msg(strcmp(pin, C->wrong.pin) == 0, "not reloaded; server: %s", srv->err);
+    ck_assert_msg(rc_wait_for(srv, true, "* --reload: tls: reloaded 1 certificate", 10000), "%s",
+                  srv->err);
+
+    /* Half a certificate (a copy still being written): the last good pair stays, and why. */
+    size_t len = 0;
+    char *chain = rt_file_read(C->good.chain, &len);
+    rt_file_write(cert, chain, len / 4);
+    free(chain);
+    usleep(1100 * 1000);
+    ck_assert_int_eq(sni_hello(port, RT_CERTS_HOST, 0, pin, sizeof pin, msg, sizeof msg), RILL_OK);
+    ck_assert_str_eq(pin, C->wrong.pin);
+    const char *warning = "rillcat: warning: --reload: tls: reload failed, keeping the "
+                          "certificates in use: cannot load certificate";
+    ck_assert_msg(rc_wait_for(srv, true, warning, 10000), "stderr lacks the warning: %s", srv->err);
+    ck_assert_msg(strstr(srv->err, cert), "the warning does not name the file: %s", srv->err);
+    ck_assert_msg(rc_running(srv), "the server ended: %s", srv->err);
+    rc_kill(srv);
+    rc_free(srv);
+    rt_rmdir(dir);
+}
+END_TEST
+
+static const struct {
+    const char *args[14];
+    int code;
+    const char *message;
+} sni_usage_cases[] = {
+    { { "--sni", "a.test", "127.0.0.1", "1", NULL }, 2, "--sni works only with -l --tls" },
+    { { "-l", "--reload", "0", NULL }, 2, "--reload works only with -l --tls" },
+    { { "-l", "--tls", "--cert", "C", "--sni", "a.test", "0", NULL },
+      2,
+      "--sni a.test needs --cert (and --key) after it" },
+    { { "-l", "--tls", "--cert", "C", "--key", "K", "--sni", "a b", "--cert", "C", "0", NULL },
+      2,
+      "certificate name \"a b\" is not a host name" },
+    { { "-l", "--tls", "--cert", "C", "--key", "K", "--sni", "a.test", "--cert",
+        "/nonexistent/x.pem", "0", NULL },
+      58,
+      "rillcat: --sni: tls: cannot open certificate /nonexistent/x.pem" },
+};
+
+START_TEST(listen_sni_usage)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *args[14];
+    for (size_t i = 0; i < 14; i++) {
+        const char *a = sni_usage_cases[_i].args[i];
+        args[i] = a && strcmp(a, "C") == 0   ? C->good.chain
+                  : a && strcmp(a, "K") == 0 ? C->good.key
+                                             : a;
+    }
+    rc_proc *p = rc_expect(args, NULL, sni_usage_cases[_i].code, sni_usage_cases[_i].message);
+    rc_free(p);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -1686,6 +1866,14 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, listen_once);
     tcase_add_test(tc, listen_keep_stdout_reader_gone);
     tcase_add_test(tc, listen_max_conns);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("tls_server");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, listen_sni_entries);
+    tcase_add_test(tc, listen_reload);
+    tcase_add_loop_test(tc, listen_sni_usage, 0,
+                        (int)(sizeof sni_usage_cases / sizeof sni_usage_cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }

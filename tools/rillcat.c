@@ -55,14 +55,21 @@ enum {
 
 #define MAX_PINS     16
 #define MAX_RESOLVES 16
+#define MAX_SNI      64   /* -l --tls: --sni entries */
+#define RELOAD_MS    1000 /* --reload: look at the files at most this often (at handshakes) */
 #define IO_CHUNK     65536
 #define LINE_MAX_LEN 8192
 #define MAX_CONNS    100 /* -l -k: connections served at once unless --max-conns says otherwise */
 /* The longest --unix path the kernel takes (sun_path less its terminating NUL). */
 #define UNIX_PATH_MAX_LEN (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
+/* -l --tls --sni NAME: the certificate for clients asking for NAME. */
+struct sni_entry {
+    const char *name, *cert, *key;
+};
+
 struct options {
-    bool listen, keep, echo, tls, insecure, verbose, crlf;
+    bool listen, keep, echo, tls, insecure, verbose, crlf, reload;
     int family; /* 0, 4 or 6 */
     const char *host;
     unsigned port;
@@ -79,6 +86,8 @@ struct options {
     size_t nresolves;
     int max_conns; /* -l -k: connections served at once; more are closed at once */
     const char *proxy, *proxy_user, *proxy_cacert, *noproxy;
+    struct sni_entry sni[MAX_SNI];
+    size_t nsni;
 };
 
 static struct options opt;
@@ -240,6 +249,12 @@ static int help(void)
         "  --crlfile FILE           check revocation against the CRLs in FILE (whole chain)\n"
         "  --cert FILE  --key FILE  client certificate, or the server's certificate with\n"
         "                           -l --tls (--key defaults to --cert)\n"
+        "  --sni NAME --cert FILE --key FILE  with -l --tls: the certificate for clients asking\n"
+        "                           for NAME (exact, or *.suffix); repeatable; the --cert/--key\n"
+        "                           before any --sni is the default\n"
+        "  --reload                 with -l --tls: re-read changed certificate and key files\n"
+        "                           (checked at handshakes, at most once a second); a bad file\n"
+        "                           keeps the last good pair and is reported on stderr\n"
         "  --servername NAME        SNI and the name verified (default HOST; IP literals are\n"
         "                           verified against IP SANs)\n"
         "  --alpn LIST              comma-separated protocols\n"
@@ -387,6 +402,8 @@ enum {
     OPT_PROXY_USER,
     OPT_PROXY_CACERT,
     OPT_NOPROXY,
+    OPT_SNI,
+    OPT_RELOAD,
     OPT_VERSION,
     OPT_HELP,
     OPT_DEMO
@@ -418,6 +435,8 @@ static const struct option long_options[] = {
     { "proxy-user", required_argument, NULL, OPT_PROXY_USER },
     { "proxy-cacert", required_argument, NULL, OPT_PROXY_CACERT },
     { "noproxy", required_argument, NULL, OPT_NOPROXY },
+    { "sni", required_argument, NULL, OPT_SNI },
+    { "reload", no_argument, NULL, OPT_RELOAD },
     { "version", no_argument, NULL, OPT_VERSION },
     { "help", no_argument, NULL, OPT_HELP },
     { "demo", no_argument, NULL, OPT_DEMO },
@@ -453,8 +472,23 @@ static enum parse_result parse_args(int argc, char **argv)
         case OPT_CAFILE: opt.cafile = optarg; break;
         case OPT_CAPATH: opt.capath = optarg; break;
         case OPT_CRLFILE: opt.crlfile = optarg; break;
-        case OPT_CERT: opt.cert = optarg; break;
-        case OPT_KEY: opt.key = optarg; break;
+        case OPT_CERT:
+        case OPT_KEY: {
+            /* After --sni NAME, --cert and --key belong to that name's entry. */
+            struct sni_entry *e = opt.nsni ? &opt.sni[opt.nsni - 1] : NULL;
+            const char **slot =
+                c == OPT_CERT ? (e ? &e->cert : &opt.cert) : (e ? &e->key : &opt.key);
+            *slot = optarg; /* the last one given wins, as for other options */
+            break;
+        }
+        case OPT_SNI:
+            if (opt.nsni == MAX_SNI) {
+                usage_error("at most %d --sni options", MAX_SNI);
+                return PARSE_USAGE;
+            }
+            opt.sni[opt.nsni++] = (struct sni_entry){ .name = optarg };
+            break;
+        case OPT_RELOAD: opt.reload = true; break;
         case OPT_SERVERNAME: opt.servername = optarg; break;
         case OPT_ALPN: opt.alpn = optarg; break;
         case OPT_PIN:
@@ -628,6 +662,16 @@ static enum parse_result parse_args(int argc, char **argv)
         usage_error("-l --tls needs --cert (and --key)");
         return PARSE_USAGE;
     }
+    if ((opt.nsni || opt.reload) && !(opt.listen && opt.tls)) {
+        usage_error("%s works only with -l --tls", opt.nsni ? "--sni" : "--reload");
+        return PARSE_USAGE;
+    }
+    for (size_t i = 0; i < opt.nsni; i++) {
+        if (!opt.sni[i].cert) {
+            usage_error("--sni %s needs --cert (and --key) after it", opt.sni[i].name);
+            return PARSE_USAGE;
+        }
+    }
     if (opt.listen && (opt.dns_servers || opt.nresolves || opt.servername || opt.npins)) {
         usage_error("--dns-server, --resolve, --servername and --pin are for connecting");
         return PARSE_USAGE;
@@ -672,6 +716,21 @@ static int setter_rc(rill_status st)
     return st == RILL_E_NOMEM ? RC_FAIL : RC_LOCAL_CERT;
 }
 
+/* --reload: what a check found, on stderr (a failure always, a swap with -v). */
+static void on_reload(void *arg, const rill_error *outcome)
+{
+    (void)arg;
+    if (outcome->code == RILL_OK) {
+        note("--reload: %s", outcome->msg);
+        return;
+    }
+    pthread_mutex_lock(&out_lock);
+    put_err("rillcat: warning: --reload: ");
+    put_err(outcome->msg);
+    put_err("\n");
+    pthread_mutex_unlock(&out_lock);
+}
+
 static int make_tls_config(bool server, rill_tls_config **out)
 {
     rill_error err;
@@ -709,6 +768,16 @@ static int make_tls_config(bool server, rill_tls_config **out)
         if (rc == RC_USAGE)
             rc = RC_LOCAL_CERT;
     }
+    for (size_t i = 0; server && i < opt.nsni; i++) {
+        const struct sni_entry *e = &opt.sni[i];
+        SET("--sni",
+            rill_tls_config_add_cert_file(cfg, e->name, e->cert, e->key ? e->key : e->cert, &err));
+        /* A bad name is bad usage; a file that does not load is a certificate problem. */
+        if (rc == RC_USAGE && strstr(err.msg, "is not a host name") == NULL)
+            rc = RC_LOCAL_CERT;
+    }
+    if (server && opt.reload)
+        SET("--reload", rill_tls_config_set_reload_check(cfg, RELOAD_MS, on_reload, NULL, &err));
     if (server && (opt.cafile || opt.capath))
         SET("--cafile", rill_tls_config_set_verify_client(cfg, RILL_TLS_CLIENT_AUTH_REQUIRE, &err));
     if (!server && opt.insecure)
@@ -757,8 +826,12 @@ static void note_chain(rill_stream *s)
     } else {
         note("peer certificate: none");
     }
-    if (info.is_server && info.servername[0])
-        note("SNI from the client: %s", info.servername);
+    if (info.is_server) {
+        note("SNI from the client: %s", info.servername[0] ? info.servername : "(none)");
+        if (info.cert_type[0])
+            note("certificate served: entry %s, %s key %s", info.cert_entry, info.cert_type,
+                 info.cert_spki);
+    }
 }
 
 struct trace {

@@ -1398,10 +1398,11 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_security_level(rill_tls_
 /**
  * ALPN protocols as a comma-separated list in preference order, e.g. "h2,http/1.1". A client
  * offers them; a server picks the first of its own list that the client offers, and answers
- * without ALPN when none matches (rill_tls_info.alpn is then "").
+ * without ALPN when none matches (rill_tls_info.alpn is then ""), or refuses the client under
+ * rill_tls_config_set_alpn_policy(RILL_TLS_ALPN_REQUIRE).
  */
-RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg,
-                                                             const char *list, rill_error *err);
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *list,
+                                                             rill_error *err);
 
 /**
  * Passphrase for encrypted private keys: @p cb writes at most @p size bytes into @p buf and
@@ -1413,8 +1414,9 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_passphrase_cb(rill_tls_c
                                                                       void *arg, rill_error *err);
 /**
  * Certificate chain (leaf first, then intermediates) and private key in PEM files: the client
- * certificate for mutual TLS, or a server's certificate. The key must match the certificate.
- * The chain is sent as given: it is not completed from the config's trust store.
+ * certificate for mutual TLS, or a server's (default) certificate; as
+ * rill_tls_config_add_cert_file() with name NULL. The key must match the certificate. The
+ * chain is sent as the file gives it (never completed from the trust store).
  * Errors: RILL_E_TLS ("tls: cannot load key /k.pem: bad decrypt", "key does not match ...").
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg,
@@ -1427,6 +1429,137 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_cert_mem(rill_tls_config
                                                                  size_t cert_len,
                                                                  const void *key_pem,
                                                                  size_t key_len, rill_error *err);
+/**
+ * Server: add a certificate chain and key (PEM files) for the clients whose SNI is @p name: an
+ * exact host name ("api.example.com") or a wildcard for one more label ("*.example.com" matches
+ * "a.example.com", not "example.com" or "a.b.example.com"); names compare case-insensitively,
+ * and an exact entry wins over a wildcard. @p name NULL adds to the default, served to clients
+ * without SNI and (under RILL_TLS_SNI_DEFAULT) to names no entry matches;
+ * rill_tls_config_set_cert_file() is this call with NULL. Call it again with the same name and a
+ * key of another type (an ECDSA and an RSA certificate) to let each client get the one it can
+ * verify (its signature_algorithms decide; ECDSA first when it takes both); a key of a type the
+ * name already has replaces that certificate. At most 4 key types per name. The files are
+ * remembered for rill_tls_config_reload().
+ * Errors: RILL_E_INVALID (NULL paths, a name that is no host name or "*." wildcard, a fifth key
+ * type, frozen config), RILL_E_TLS ("tls: cannot load certificate /c.pem: no start line",
+ * "private key /k.pem does not match the certificate /c.pem", "chain of /c.pem ends in a broken
+ * certificate"), RILL_E_NOMEM; a failed call leaves the config as it was.
+ * Ownership: @p name and the paths are copied; the files are read now and at each reload.
+ * Thread-safety: a setter (configure from one thread before sharing).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_add_cert_file(rill_tls_config *cfg,
+                                                                  const char *name,
+                                                                  const char *cert_path,
+                                                                  const char *key_path,
+                                                                  rill_error *err);
+/** As rill_tls_config_add_cert_file() from PEM in memory (copied; a reload parses it again). */
+RILL_API RILL_NODISCARD rill_status
+rill_tls_config_add_cert_mem(rill_tls_config *cfg, const char *name, const void *cert_pem,
+                             size_t cert_len, const void *key_pem, size_t key_len, rill_error *err);
+
+/** Server: what a client gets whose SNI matches no certificate entry. */
+typedef enum rill_tls_sni_policy {
+    RILL_TLS_SNI_DEFAULT = 0, /**< the default certificate (the default policy) */
+    RILL_TLS_SNI_REFUSE = 1   /**< an unrecognized_name alert: the handshake fails */
+} rill_tls_sni_policy;
+
+/**
+ * Server: set the policy for SNI names that match no entry (rill_tls_config_add_cert_file()).
+ * A client that sends no SNI gets the default certificate under either policy; with no default
+ * it is refused with unrecognized_name too. The server's stream then fails with RILL_E_TLS
+ * "handshake failed: refused: no certificate for server name \"x.test\" ...".
+ * Errors: RILL_E_INVALID (unknown policy, frozen config).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_sni_policy(rill_tls_config *cfg,
+                                                                   rill_tls_sni_policy policy,
+                                                                   rill_error *err);
+
+/**
+ * Read every certificate, key, CA and CRL file of @p cfg again and swap the result in for new
+ * handshakes (connections made before keep what they started with); memory PEM is parsed again.
+ * All or nothing: when a file is missing, does not parse (a PEM still being written), holds a
+ * key that does not match its certificate, or holds an expired certificate, the certificates
+ * and trust in use stay, and the call fails with RILL_E_TLS and the reason, e.g. "tls: reload
+ * failed, keeping the certificates in use: certificate /c.pem expired on 2001-01-01T00:00:00Z".
+ * Works on a config in use (that is its point); an encrypted key asks the passphrase callback
+ * again. A CA directory is read by OpenSSL as needed and needs no reload.
+ * Errors: RILL_E_INVALID (NULL), RILL_E_TLS, RILL_E_NOMEM.
+ * Thread-safety: thread-safe, also against handshakes running on the config; reloads of one
+ * config run one at a time.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_reload(rill_tls_config *cfg, rill_error *err);
+
+/**
+ * Outcome of an automatic reload (rill_tls_config_set_reload_check()): @p outcome->code is
+ * RILL_OK with a message naming what was read, or the error of rill_tls_config_reload(). Runs
+ * in the thread whose handshake noticed the change; it must not call rill_tls_config_reload().
+ */
+typedef void (*rill_tls_reload_fn)(void *arg, const rill_error *outcome);
+
+/**
+ * Check-on-handshake reloading: when a stream starts with @p cfg (rill_tls_server(),
+ * rill_tls_client(), an accept with opts.tls) and at least @p interval_ms have passed since the
+ * last check, compare each file's device, inode, size, mtime and ctime with what was read, and
+ * reload as rill_tls_config_reload() when one changed (a failed reload keeps the last good
+ * set and is tried again when a file changes again). @p cb (may be NULL) hears each outcome.
+ * 0 turns it off (the default). A check that another thread is running is not waited for.
+ * Errors: RILL_E_INVALID (negative interval, frozen config).
+ * Thread-safety: a setter; @p cb runs in whichever thread starts the stream that checks, one
+ * call at a time.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_reload_check(rill_tls_config *cfg,
+                                                                     int interval_ms,
+                                                                     rill_tls_reload_fn cb,
+                                                                     void *arg, rill_error *err);
+
+/** Length of one session ticket key for rill_tls_config_set_ticket_keys(): a 16-byte name,
+ *  a 32-byte AES-256 key and a 32-byte HMAC-SHA256 key. */
+#define RILL_TLS_TICKET_KEY_LEN 80
+
+/**
+ * Server: session tickets (stateless resumption, TLS 1.2 and 1.3) are on by default, sealed with
+ * a random key that rill replaces every @p seconds (default 3600); a ticket sealed with the key
+ * before stays accepted for one more period (and gets a fresh ticket), so a session resumes for
+ * up to two periods (the lifetime sent with it). 0 turns tickets off: resumption then uses the
+ * server's session-ID cache (1024 sessions per config, the oldest dropped first, TLS 1.2 and
+ * 1.3). At most 604800 (7 days, RFC 8446).
+ * Errors: RILL_E_INVALID (over 7 days, frozen config).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ticket_lifetime(rill_tls_config *cfg,
+                                                                        unsigned seconds,
+                                                                        rill_error *err);
+
+/**
+ * Server: use @p len / RILL_TLS_TICKET_KEY_LEN (1 to 4) ticket keys from the application
+ * instead of rill's own: the first seals new tickets, all of them open tickets (one opened with
+ * another than the first is renewed). Processes or configs given the same keys resume each
+ * other's sessions; to rotate, call again with the new key first and the old ones after; a
+ * ticket sealed with a key no longer given means a full handshake. The keys are copied; make
+ * them with a CSPRNG and keep them secret (anyone with them can decrypt sessions).
+ * Errors: RILL_E_INVALID (NULL, a length that is not 1 to 4 keys, tickets turned off).
+ * Thread-safety: thread-safe, also on a config in use.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ticket_keys(rill_tls_config *cfg,
+                                                                    const void *keys, size_t len,
+                                                                    rill_error *err);
+
+/** Server: what happens when a client offers ALPN protocols and none is in the server's list. */
+typedef enum rill_tls_alpn_policy {
+    RILL_TLS_ALPN_OPTIONAL = 0, /**< go on without ALPN (rill_tls_info.alpn ""): the default */
+    RILL_TLS_ALPN_REQUIRE = 1   /**< refuse with a no_application_protocol alert (RFC 7301) */
+} rill_tls_alpn_policy;
+
+/**
+ * Server: set the policy for clients whose ALPN list shares no protocol with the list set
+ * with rill_tls_config_set_alpn(). A client that offers no ALPN is served under either policy.
+ * A refused handshake fails on the server with RILL_E_TLS "handshake failed: refused: no
+ * application protocol in common: the client offers \"x\", this server speaks \"h2\"".
+ * Errors: RILL_E_INVALID (unknown policy, frozen config).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn_policy(rill_tls_config *cfg,
+                                                                    rill_tls_alpn_policy policy,
+                                                                    rill_error *err);
+
 /** Server: whether to ask for and require a client certificate, verified against the CAs of
  *  this config (rill_tls_config_set_ca_*; the system store if none). */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
@@ -1566,7 +1699,10 @@ typedef struct rill_tls_info {
     char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
     char not_after[32];    /**< validity end */
     char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
-    char reserved[512];    /**< zero; facts added later take this space (fixed size) */
+    char cert_entry[256];  /**< server: entry that served ("*.a.test", "(default)"; "" resumed) */
+    char cert_type[16];    /**< key of the certificate this side sent: "ECDSA", "RSA", "Ed25519" */
+    char cert_spki[64];    /**< "sha256//BASE64" of that certificate's public key; "" if none */
+    char reserved[176];    /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**

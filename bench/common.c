@@ -165,6 +165,20 @@ double bench_paired_ratio(const double *a, const double *b, size_t n)
     return bench_median(r, n);
 }
 
+void bench_paired_range(const double *a, const double *b, size_t n, double *lo, double *hi)
+{
+    *lo = *hi = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] <= 0 || b[i] <= 0) {
+            *lo = *hi = -1;
+            return;
+        }
+        double r = a[i] / b[i];
+        *lo = *lo < 0 || r < *lo ? r : *lo;
+        *hi = r > *hi ? r : *hi;
+    }
+}
+
 uint64_t bench_parse_count(const char *arg, const char *what)
 {
     char *end;
@@ -188,10 +202,12 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
                        const struct bench_row *rows, size_t n)
 {
     printf("\n%s\n", title);
-    printf("%-44s %11s %11s %9s %7s %s\n", "name", unit, "median", ratio_label, "goal", "result");
+    printf("%-44s %11s %11s %9s %7s %-6s %s\n", "name", unit, "median", ratio_label, "goal",
+           "result", "ratio min-max");
     for (size_t i = 0; i < n; i++) {
         const struct bench_row *r = &rows[i];
         char best[24] = "-", med[24] = "-", ratio[16] = "-", goal[16] = "", verdict[8] = "";
+        char range[40] = "";
         if (r->best >= 0)
             snprintf(best, sizeof best, "%.1f", r->best);
         if (r->median >= 0)
@@ -202,7 +218,10 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
             snprintf(goal, sizeof goal, ">=%.2f", r->goal);
             snprintf(verdict, sizeof verdict, "%s", r->ratio >= r->goal ? "PASS" : "MISS");
         }
-        printf("%-44s %11s %11s %9s %7s %s\n", r->name, best, med, ratio, goal, verdict);
+        if (r->lo > 0 && r->hi > 0)
+            snprintf(range, sizeof range, "%.3f-%.3f", r->lo, r->hi);
+        printf("%-44s %11s %11s %9s %7s %-6s %s\n", r->name, best, med, ratio, goal, verdict,
+               range);
     }
     fflush(stdout);
 }

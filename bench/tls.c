@@ -33,11 +33,14 @@
  * ratios are medians of per-round ratios (bench_paired_ratio), as in bench_throughput.
  *
  * usage: bench_tls [-s bytes] [-r reps] [-c chunk] [-n handshakes] [-m idle-conns] [-C suite]
- *                  [-T] [-H] [-M] [-P] [-v]
+ *                  [-T] [-H] [-M] [-P] [-R] [-O v] [-v]
  *   defaults: 256 MiB per throughput run, 11 rounds, 64 KiB chunks, 200 connections per
  *   handshake run, 200 idle connections, TLS_AES_256_GCM_SHA384
  *   -T/-H/-M  run only the throughput / handshake / memory part (combinable)
  *   -P  do not pin the measured thread and its peer to different CPUs   -v  print every run
+ *   -R  RSA-2048 certificates (CA and leaf) instead of EC P-256
+ *   -O v  run only throughput variant v (1 raw, 2 rill tcp, 3 rill fd, 4 raw default modes;
+ *         for profilers such as callgrind --toggle-collect=run_send; ratios are then void)
  */
 #include "common.h"
 
@@ -160,6 +163,8 @@ struct config {
     size_t idle;
     const char *suite;
     bool run_tput, run_hs, run_mem;
+    bool rsa; /* RSA-2048 certificates instead of EC P-256 */
+    int only; /* run only this throughput variant (for profilers), -1: all */
 };
 
 struct bench {
@@ -197,20 +202,21 @@ static void make_certs(struct bench *b)
     snprintf(b->cert, sizeof b->cert, "%s/leaf.pem", b->dir);
     snprintf(b->key, sizeof b->key, "%s/leaf.key", b->dir);
     char cmd[1400];
+    const char *key = b->cfg.rsa ? "rsa:2048" : "ec -pkeyopt ec_paramgen_curve:P-256";
     snprintf(cmd, sizeof cmd,
              "cd '%s' && exec >/dev/null 2>&1 && "
-             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "openssl req -x509 -newkey %s -nodes "
              "-keyout ca.key -out ca.pem -days 2 -subj '/CN=rill bench CA' "
              "-addext basicConstraints=critical,CA:TRUE "
              "-addext keyUsage=critical,keyCertSign,cRLSign && "
-             "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+             "openssl req -new -newkey %s -nodes "
              "-keyout leaf.key -out leaf.csr -subj '/CN=" SERVER_NAME "' && "
              "printf 'subjectAltName=DNS:" SERVER_NAME ",IP:127.0.0.1\\n"
              "basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
              "extendedKeyUsage=serverAuth\\n' > leaf.ext && "
              "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 "
              "-extfile leaf.ext -out leaf.pem",
-             b->dir);
+             b->dir, key, key);
     if (system(cmd) != 0)
         bench_die("making certificates with the openssl command failed (in %s)", b->dir);
 }
@@ -514,7 +520,9 @@ static void *tput_peer_main(void *arg)
 }
 
 /* MB/s (10^6 bytes per second) received by this thread; *cpu_us: its CPU microseconds per MB. */
-static double run_recv(struct bench *b, enum tvariant v, double *cpu_us)
+__attribute__((noinline)) /* a function of its own for callgrind --toggle-collect */
+static double
+run_recv(struct bench *b, enum tvariant v, double *cpu_us)
 {
     struct tput_peer p = { b, true, 0 };
     pthread_t t;
@@ -540,7 +548,9 @@ static double run_recv(struct bench *b, enum tvariant v, double *cpu_us)
 }
 
 /* MB/s sent by this thread, until the peer has read the last byte; *cpu_us as run_recv(). */
-static double run_send(struct bench *b, enum tvariant v, double *cpu_us)
+__attribute__((noinline)) /* as run_recv */
+static double
+run_send(struct bench *b, enum tvariant v, double *cpu_us)
 {
     struct tput_peer p = { b, false, 0 };
     pthread_t t;
@@ -574,6 +584,10 @@ static void bench_throughput(struct bench *b)
     for (size_t r = 0; r < reps; r++) {
         for (int k = 0; k < TVARIANTS; k++) {
             enum tvariant v = (enum tvariant)(r % 2 ? TVARIANTS - 1 - k : k);
+            if (b->cfg.only >= 0 && (int)v != b->cfg.only) {
+                fig[0][v][r] = fig[1][v][r] = cpu[0][v][r] = cpu[1][v][r] = 1;
+                continue;
+            }
             fig[0][v][r] = run_recv(b, v, &cpu[0][v][r]);
             fig[1][v][r] = run_send(b, v, &cpu[1][v][r]);
             if (bench_verbose)
@@ -587,6 +601,8 @@ static void bench_throughput(struct bench *b)
     static const char *const dir_name[2] = { "recv", "send" };
     static const char *const raw_op[2] = { "SSL_read_ex", "SSL_write_ex" };
     struct bench_row rows[2 * TVARIANTS], cpu_rows[2 * TVARIANTS];
+    memset(rows, 0, sizeof rows);
+    memset(cpu_rows, 0, sizeof cpu_rows);
     size_t nrows = 0;
     for (int d = 0; d < 2; d++) {
         double ratio[TVARIANTS], cpu_ratio[TVARIANTS];
@@ -802,6 +818,8 @@ static void bench_handshakes(struct bench *b)
         "resumed: rill session_export/import (info)",
     };
     struct bench_row rows[HVARIANTS], cpu_rows[HVARIANTS];
+    memset(rows, 0, sizeof rows);
+    memset(cpu_rows, 0, sizeof cpu_rows);
     for (int v = 0; v < HVARIANTS; v++) {
         int base = hs_resumes((enum hvariant)v) ? H_RAW_RESUMED : H_RAW_FULL;
         struct bench_row *row = &rows[v], *crow = &cpu_rows[v];
@@ -809,7 +827,11 @@ static void bench_handshakes(struct bench *b)
         snprintf(crow->name, sizeof crow->name, "%s", names[v]);
         row->ratio = v == base ? -1 : bench_paired_ratio(rate[v], rate[base], reps);
         crow->ratio = v == base ? -1 : bench_paired_ratio(cpu[v], cpu[base], reps);
-        row->goal = v == H_RILL_FULL || v == H_RILL_RESUMED ? 0.95 : 0;
+        if (v != base) {
+            bench_paired_range(rate[v], rate[base], reps, &row->lo, &row->hi);
+            bench_paired_range(cpu[v], cpu[base], reps, &crow->lo, &crow->hi);
+        }
+        row->goal = v == H_RILL_FULL || v == H_RILL_RESUMED ? 0.98 : 0;
         crow->goal = 0;
     }
     for (int v = 0; v < HVARIANTS; v++) { /* after the ratios: bench_median() sorts in place */
@@ -820,10 +842,10 @@ static void bench_handshakes(struct bench *b)
     }
     char title[300];
     snprintf(title, sizeof title,
-             "bench_tls handshakes: loopback TCP, %s %s, EC P-256 chain verified with SNI and "
+             "bench_tls handshakes: loopback TCP, %s %s, %s chain verified with SNI and "
              "DNS name; per connection: connect, handshake, 1-byte read, close; %zu per run, "
              "best and median of %zu runs",
-             b->version, b->cipher, b->cfg.handshakes, reps);
+             b->version, b->cipher, b->cfg.rsa ? "RSA-2048" : "EC P-256", b->cfg.handshakes, reps);
     bench_print_table(title, "conn/s", "vs raw", rows, HVARIANTS);
     snprintf(title, sizeof title,
              "bench_tls handshakes: client thread CPU time per connection "
@@ -933,7 +955,7 @@ static void bench_memory(struct bench *b)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_tls [-s bytes] [-r reps] [-c chunk] [-n handshakes] "
-                    "[-m idle-conns] [-C tls13-suite] [-T] [-H] [-M] [-P] [-v]\n");
+                    "[-m idle-conns] [-C tls13-suite] [-T] [-H] [-M] [-P] [-R] [-O v] [-v]\n");
     exit(2);
 }
 
@@ -948,11 +970,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN); /* raw SSL_shutdown writes with write(2) to a peer that may be gone */
 
     struct bench b = { .cfg = { 256u * 1024 * 1024, 11, 65536, 200, 200, "TLS_AES_256_GCM_SHA384",
-                                false, false, false } };
+                                false, false, false, false, -1 } };
     int opt;
-    while ((opt = getopt(argc, argv, "s:r:c:n:m:C:THMPv")) != -1) {
+    while ((opt = getopt(argc, argv, "s:r:c:n:m:C:O:THMPRv")) != -1) {
         switch (opt) {
         case 'P': bench_pinning = 0; break;
+        case 'R': b.cfg.rsa = true; break;
+        case 'O': b.cfg.only = (int)bench_parse_count(optarg, "variant") - 1; break;
         case 'v': bench_verbose = 1; break;
         case 's': b.cfg.bytes = bench_parse_count(optarg, "size"); break;
         case 'r': b.cfg.reps = (size_t)bench_parse_count(optarg, "reps"); break;

@@ -2032,6 +2032,56 @@ START_TEST(test_bulk_tcp)
 }
 END_TEST
 
+/*
+ * One rill_write carries many records: blocking and under a deadline, a 200 kB write goes out in
+ * one call (it was cut at one 16 KiB record, so a large write walked the chain per record), over
+ * the socket fast path and over the stream BIO; the peer checks every byte.
+ */
+START_TEST(test_write_many_records)
+{
+    int deadline = _i % 2, over_fd = _i / 2;
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0), *cfg = cfg_client(0);
+    struct rsrv *r = NULL;
+    rill_stream *c = NULL;
+    if (over_fd) {
+        int fds[2];
+        rt_socketpair(fds);
+        rill_stream *cs = NULL, *ss = NULL, *stls = NULL;
+        CK(rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &cs, &E));
+        CK(rill_fd_new(fds[1], fds[1], RILL_FD_OWN, &ss, &E));
+        SOK(ss, rill_set_timeouts(ss, 10000, 10000));
+        SOK(ss, rill_tls_server(ss, scfg, 0, &stls));
+        r = rsrv_start_stream(stls, serve_bulk, NULL);
+        SOK(cs, rill_tls_client(cs, cfg, RT_CERTS_HOST, 0, &c));
+    } else {
+        r = rsrv_start(scfg, serve_bulk, 1, NULL);
+        c = tls_client_on(r->port, cfg, RT_CERTS_HOST, 0);
+    }
+    if (deadline)
+        SOK(c, rill_set_timeouts(c, 10000, 10000));
+    size_t len = 200000, n = 0;
+    unsigned char *data = malloc(len);
+    ck_assert_ptr_nonnull(data);
+    rt_fill_pattern(data, len, 5);
+    char head[32], want[32], got[32];
+    snprintf(head, sizeof head, "BULK %zu\n", len);
+    snprintf(want, sizeof want, "%016llx\n", (unsigned long long)rt_checksum(0, data, len));
+    SOK(c, rill_write_str(c, head, &n));
+    SOK(c, rill_write(c, data, len, &n));
+    ck_assert_uint_eq(n, len);
+    SOK(c, rill_flush(c));
+    SOK(c, rill_read_full(c, got, 17, &n));
+    ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of %zu bytes differs", len);
+    rev_close(c);
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server: %s", r->hs_msg[0]);
+    rsrv_free(r);
+    free(data);
+    cfg_free(cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
 /* ============================================================================================
  * Ends of the stream
  */
@@ -2361,7 +2411,7 @@ START_TEST(test_nonblocking_bulk)
     int hl = snprintf(head, sizeof head, "BULK %zu\n", len);
     int64_t end = rt_now_us() + 20000000;
     int wants = 0;
-    size_t off = 0, n;
+    size_t off = 0, n, most = 0;
     rill_status st;
     while (off < (size_t)hl) {
         st = rill_write(c, head + off, (size_t)hl - off, &n);
@@ -2378,6 +2428,7 @@ START_TEST(test_nonblocking_bulk)
         if (st == RILL_OK) {
             ck_assert_uint_ge(n, 1);
             ck_assert_uint_le(n, chunk);
+            most = n > most ? n : most;
             off += n;
         } else {
             nb_wait(c, st, end, &wants);
@@ -2397,7 +2448,8 @@ START_TEST(test_nonblocking_bulk)
     }
     ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of %zu bytes written non-blocking differs",
                   len);
-    ck_assert_int_ge(wants, 1); /* 1 MB cannot go out without waiting once */
+    ck_assert_int_ge(wants, 1);     /* 1 MB cannot go out without waiting once */
+    ck_assert_uint_gt(most, 16384); /* a write is not cut at one record */
     SOK(c, rill_set_timeouts(c, 10000, 10000));
     rev_close(c);
     rsrv_join(r);
@@ -3059,6 +3111,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_tls_over_socketpair, 0, 2);
     tcase_add_test(tc, test_tls_over_tls);
     tcase_add_loop_test(tc, test_bulk_tcp, 0, 2);
+    tcase_add_loop_test(tc, test_write_many_records, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("ends");

@@ -26,7 +26,7 @@
 
 #include "tls.h"
 
-#define WRITE_CHUNK 16384 /* one record: what a non-blocking write hands OpenSSL at once */
+#define WRITE_CHUNK 16384 /* one record: the most a write left pending can hold */
 
 struct tls {
     SSL *ssl;
@@ -411,10 +411,15 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     return st;
 }
 
-/* Prepare for an SSL call: no stale errors from this thread, no stale BIO outcome. */
+/*
+ * Prepare for an SSL call: no stale errors from this thread, no stale BIO outcome. rill leaves
+ * the queue empty after every failure it reports, so it is normally empty here: peeking is a
+ * fraction of the cost of clearing it (which walks all of its slots, on every record).
+ */
 static void call_start(struct tls *t)
 {
-    ERR_clear_error();
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
     t->io_status = RILL_OK;
     t->io_eof = false;
 }
@@ -587,26 +592,47 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
         st = finish_pending_write(s, t);
     if (st != RILL_OK)
         return st;
-    size_t chunk = len > WRITE_CHUNK ? WRITE_CHUNK : len; /* one record per call anyway */
-    call_start(t);
-    int r = SSL_write_ex(t->ssl, buf, chunk, n);
-    if (r == 1)
-        return RILL_OK;
-    *n = 0;
-    st = ssl_failure(s, t, r);
-    if (!is_want(st))
-        return st;
     /*
-     * OpenSSL has encrypted a record of these bytes and must be called again with the same
-     * bytes to send it. Keep a copy and report them accepted, so the caller is free to go on
-     * with other data; the next write, flush or read sends the record first.
+     * One call carries every record of the write (a 64 KiB write is four records, not four
+     * walks down the chain). OpenSSL is handed the whole rest each time: with partial writes it
+     * returns after each record, and with SSL_MODE_RELEASE_BUFFERS it frees its record buffer
+     * only after the record that ends what it was handed, so once per call, not per record.
      */
-    if (!t->wpend && !(t->wpend = rilli_malloc(WRITE_CHUNK)))
-        return rill_stream_error(s, RILL_E_NOMEM, "out of memory for a pending record");
-    memcpy(t->wpend, buf, chunk);
-    t->wpend_len = chunk;
-    t->wpend_off = 0;
-    *n = chunk;
+    const unsigned char *p = buf;
+    size_t done = 0;
+    *n = 0;
+    while (done < len) {
+        size_t w = 0;
+        call_start(t);
+        int r = SSL_write_ex(t->ssl, p + done, len - done, &w);
+        if (r == 1) {
+            done += w;
+            continue;
+        }
+        st = ssl_failure(s, t, r);
+        if (!is_want(st)) {
+            /* What went out before stays written; the failure is kept for the next call. */
+            *n = done;
+            return done ? RILL_OK : st;
+        }
+        /*
+         * OpenSSL has encrypted a record of the next bytes and must be called again with the
+         * same bytes to send it. Keep a copy and report them accepted, so the caller is free to
+         * go on with other data; the next write, flush or read sends the record first.
+         */
+        size_t chunk = len - done > WRITE_CHUNK ? WRITE_CHUNK : len - done;
+        if (!t->wpend && !(t->wpend = rilli_malloc(WRITE_CHUNK))) {
+            *n = done;
+            return done ? RILL_OK
+                        : rill_stream_error(s, RILL_E_NOMEM, "out of memory for a pending record");
+        }
+        memcpy(t->wpend, p + done, chunk);
+        t->wpend_len = chunk;
+        t->wpend_off = 0;
+        done += chunk;
+        break;
+    }
+    *n = done;
     return RILL_OK;
 }
 

@@ -28,7 +28,13 @@ struct rill_stream {
     bool shut_wr;
     bool closing;     /* rill_close is flushing it: its closing message may go out now */
     rill_status want; /* the WANT the last public call returned, for rill_poll_info */
-    rill_error err;
+    /*
+     * The last error: allocated when the first error happens, so an idle stream does not carry
+     * a message buffer. lost_code is the code of an error whose record could not be allocated
+     * (rill_errmsg then gives a fixed out-of-memory text).
+     */
+    rill_status lost_code;
+    rill_error *err;
     max_align_t state_block[];
 };
 
@@ -70,8 +76,15 @@ rill_status rilli_error_vset(rill_error *err, rill_status code, int errnum, cons
 rill_status rilli_api_error(rill_stream *s, rill_status code, const char *fmt, ...)
     RILL_PRINTF(3, 4);
 
-/* The error slot of @p s, for layers that set sys_errno or API-level messages themselves. */
+/*
+ * The error slot of @p s, for layers that set sys_errno or API-level messages themselves:
+ * allocated on first use. When that allocation fails it is a per-thread scratch record, and
+ * @p s keeps only the code given to rilli_stream_errslot_done().
+ */
 rill_error *rilli_stream_errslot(rill_stream *s);
+
+/* Free the layer block @p s (and its error record) without closing anything. */
+void rilli_stream_free(rill_stream *s);
 
 /*
  * Descriptor I/O shared by the fd, tcp and unix transports. Sockets use recv/send with

@@ -815,7 +815,7 @@ static const char *servername_check(const char *name, char *out, size_t len, boo
 static void discard(rill_stream *s)
 {
     tls_close(s);
-    rilli_free(s);
+    rilli_stream_free(s);
 }
 
 static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char *servername,

@@ -8,6 +8,12 @@
  * terminator overwritten by a NUL. The partial line at the end is moved to the front only when
  * the free tail gets too small for an efficient read.
  *
+ * The buffer is not held while idle: when a line handed out leaves nothing buffered and the fill
+ * that brought it did not fill the free tail (the inner stream had no more), the line is moved
+ * to the front and the block shrunk around it (it must stay valid until the next call), and the
+ * next fill grows it back. A stream of lines keeps its buffer; a connection that waits for the
+ * next request holds only its last line.
+ *
  * Invariant: buf[start .. scan) holds no line ending (and, in CRLF mode, no CR at all), so a
  * search resumes at scan. Errors consume nothing: the same bytes stay readable with rill_read()
  * or can be dropped with rill_skip_line().
@@ -46,6 +52,8 @@ struct lines {
     rill_eol eol;
     char *buf; /* cap + 1 bytes: the extra one holds the NUL after a last line at EOF */
     size_t cap;
+    bool small;      /* buf was shrunk to the last line handed out (idle) */
+    bool fill_short; /* the last fill did not fill the free tail: the inner stream had no more */
     size_t start;    /* first unconsumed byte */
     size_t end;      /* end of the buffered bytes */
     size_t scan;     /* where the next search resumes; see the invariant above */
@@ -184,6 +192,40 @@ static rill_status scan_error(rill_stream *s, const struct lines *st, enum scan_
                              r == SCAN_BARE_CR ? "CR" : "LF", f->len);
 }
 
+/* Longest last line the buffer is shrunk around when idle; a longer one keeps the buffer. */
+#define LINES_IDLE_KEEP 4096
+
+/*
+ * The line just handed out (@p *line, @p len bytes and its NUL) emptied the buffer at the end
+ * of a burst: move it to the front and shrink the block around it, so an idle stream holds the
+ * line, not the buffer. The line is the caller's until the next call, hence the move; NULL
+ * @p line (a copied line, a raw read) frees the block outright.
+ */
+static LINES_NOINLINE void release_idle(struct lines *st, const char **line, size_t len)
+{
+    if (!line) {
+        rilli_free(st->buf);
+        st->buf = NULL;
+        st->small = false;
+    } else {
+        if (len >= LINES_IDLE_KEEP)
+            return;
+        memmove(st->buf, *line, len + 1);
+        char *small = rilli_realloc(st->buf, len + 1);
+        if (small)
+            st->buf = small; /* else the block keeps its size, the line is at its front */
+        *line = st->buf;
+        st->small = true;
+    }
+    st->start = st->end = st->scan = 0;
+}
+
+/* Whether the buffer is empty at the end of a burst (see release_idle). */
+static inline bool idle_now(const struct lines *st)
+{
+    return st->start == st->end && st->fill_short;
+}
+
 static inline rill_status deliver(rill_stream *s, struct lines *st, const struct line_req *req,
                                   const struct line_at *f)
 {
@@ -206,6 +248,8 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
     st->start += f->len + f->term;
     st->scan = st->start;
     st->swallow_lf = f->swallow;
+    if (idle_now(st))
+        release_idle(st, req->copy ? NULL : req->line, f->len);
     return RILL_OK;
 }
 
@@ -215,12 +259,16 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
  */
 static rill_status fill(rill_stream *s, struct lines *st)
 {
-    if (!st->buf) {
-        st->buf = rilli_malloc(st->cap + 1);
-        if (!st->buf) {
+    if (!st->buf || st->small) {
+        /* Nothing is buffered when it is small: the last line it holds has been handed out. */
+        char *grown = rilli_malloc(st->cap + 1);
+        if (!grown) {
             return rill_stream_error(s, RILL_E_NOMEM, "out of memory (%zu-byte line buffer)",
                                      st->cap + 1);
         }
+        rilli_free(st->buf);
+        st->buf = grown;
+        st->small = false;
         st->start = st->end = st->scan = 0;
     }
     if (st->start == st->end) {
@@ -243,6 +291,7 @@ static rill_status fill(rill_stream *s, struct lines *st)
         return rc;
     }
     st->end += got;
+    st->fill_short = got < st->cap - at;
     if (st->swallow_lf) {
         st->swallow_lf = false;
         if (st->start == at && st->buf[at] == '\n') {
@@ -352,6 +401,8 @@ static rill_status lines_read(rill_stream *s, void *buf, size_t len, size_t *n)
         if (st->scan < st->start)
             st->scan = st->start;
         *n = k;
+        if (idle_now(st))
+            release_idle(st, NULL, 0);
         return RILL_OK;
     }
     for (;;) {
@@ -405,10 +456,12 @@ static size_t lines_shrink(rill_stream *s)
     struct lines *st = rilli_state(s);
     if (!st->buf || st->start != st->end)
         return 0;
+    size_t held = st->small ? 0 : st->cap + 1; /* a shrunk block holds only the last line */
     rilli_free(st->buf);
     st->buf = NULL;
+    st->small = false;
     st->start = st->end = st->scan = 0;
-    return st->cap + 1;
+    return held;
 }
 
 static const struct rill_stream_ops lines_ops = {
@@ -508,6 +561,8 @@ RILL_API rill_status rill_read_line(rill_stream *s, const char **line, size_t *l
                 *line = first;
                 *len = (size_t)(lf - first);
                 st->start = st->scan = (size_t)(lf - st->buf) + 1;
+                if (idle_now(st))
+                    release_idle(st, line, *len);
                 return RILL_OK;
             }
             st->scan = lim;

@@ -46,11 +46,9 @@ struct tls {
     /* The first certificate verification failure, recorded by the verify callback. */
     int vfy_err;
     int vfy_depth;
-    char vfy_subject[128];
-    char vfy_names[160];
-    bool pin_checked;  /* the verify callback looked at the leaf's key */
-    bool pin_ok;       /* ... and it matched a pin */
-    char pin_seen[64]; /* the leaf key's pin, as the verify callback computed it */
+    struct vfy_text *vfy; /* its texts: allocated when there is something to say */
+    bool pin_checked;     /* the verify callback looked at the leaf's key */
+    bool pin_ok;          /* ... and it matched a pin */
     /* A record OpenSSL has encrypted but not yet sent (non-blocking writes). */
     unsigned char *wpend;
     size_t wpend_len;
@@ -58,11 +56,35 @@ struct tls {
     bool push_stuck; /* a read found that record stuck: it waits for POLLOUT as well */
     /* rill_connect's session cache. */
     struct rilli_sess_cache *cache;
-    char cache_key[300];
-    char servername[256]; /* as verified: no IPv6 brackets, no trailing dot */
+    char *cache_key;  /* allocated with the cache */
+    char *servername; /* as verified: no IPv6 brackets, no trailing dot; "" (static) if none */
     bool servername_is_ip;
     uint16_t port; /* the peer's port for exported sessions; 0: not known */
 };
+
+/*
+ * What a failed verification names (subject, names, the pin seen): kept out of the layer's
+ * state, which an idle connection holds, and allocated only when verification has something to
+ * report. Fixed-size texts, so the verify callback fills them without further allocation.
+ */
+struct vfy_text {
+    char subject[128];
+    char names[160];
+    char pin_seen[64]; /* the leaf key's pin, as the verify callback computed it */
+};
+
+static char no_name[1]; /* the servername of a layer without one; never written */
+
+/* The verification texts of @p t, allocated on first use; NULL when memory is short. */
+static struct vfy_text *vfy_text(struct tls *t)
+{
+    if (!t->vfy)
+        t->vfy = rilli_calloc(1, sizeof *t->vfy);
+    return t->vfy;
+}
+
+/* Longest server name (253) plus IPv6 brackets and a trailing dot, with its NUL. */
+#define SERVERNAME_MAX 256
 
 static const struct rill_stream_ops tls_ops;
 
@@ -244,8 +266,11 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         !t->pin_checked) {
         /* Refuse a key that matches no pin inside the handshake, so the peer gets an alert. */
         t->pin_checked = true;
-        t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), t->pin_seen,
-                                sizeof t->pin_seen);
+        struct vfy_text *v = vfy_text(t);
+        char pin[sizeof v->pin_seen];
+        t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), pin, sizeof pin);
+        if (!t->pin_ok && v)
+            memcpy(v->pin_seen, pin, sizeof pin);
         if (!t->pin_ok) {
             X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
             ok = 0;
@@ -255,9 +280,10 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         t->vfy_err = X509_STORE_CTX_get_error(x);
         t->vfy_depth = X509_STORE_CTX_get_error_depth(x);
         X509 *cert = X509_STORE_CTX_get_current_cert(x);
-        if (cert) {
-            name_oneline(X509_get_subject_name(cert), t->vfy_subject, sizeof t->vfy_subject);
-            name_list(cert, false, t->vfy_names, sizeof t->vfy_names);
+        struct vfy_text *v = cert ? vfy_text(t) : NULL;
+        if (v) {
+            name_oneline(X509_get_subject_name(cert), v->subject, sizeof v->subject);
+            name_list(cert, false, v->names, sizeof v->names);
         }
     }
     return ok;
@@ -303,18 +329,19 @@ static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin);
 static rill_status verify_failure(rill_stream *s, struct tls *t, long res)
 {
     int e = t->vfy_err ? t->vfy_err : (int)res;
-    if (e == X509_V_ERR_APPLICATION_VERIFICATION && t->pin_seen[0])
-        return pin_failure(s, t, t->pin_seen);
+    const struct vfy_text *v = t->vfy;
+    const char *names = v && v->names[0] ? v->names : "no DNS or IP name (CN is not used)";
+    if (e == X509_V_ERR_APPLICATION_VERIFICATION && v && v->pin_seen[0])
+        return pin_failure(s, t, v->pin_seen);
     const char *why = X509_verify_cert_error_string(e);
     if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        return rill_stream_error(
-            s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
-            e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
-            t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)", t->servername);
+        return rill_stream_error(s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
+                                 e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
+                                 names, t->servername);
     }
     return rill_stream_error(s, RILL_E_TLS_VERIFY,
                              "certificate verify failed: %s (depth %d, subject %s)", why,
-                             t->vfy_depth, t->vfy_subject[0] ? t->vfy_subject : "unknown");
+                             t->vfy_depth, v && v->subject[0] ? v->subject : "unknown");
 }
 
 static bool version_refused(unsigned long e)
@@ -499,12 +526,12 @@ static rill_status check_resumed(rill_stream *s, struct tls *t)
     ERR_clear_error();
     if (ok == 1)
         return RILL_OK;
-    name_list(leaf, false, t->vfy_names, sizeof t->vfy_names);
+    char names[sizeof t->vfy->names];
+    name_list(leaf, false, names, sizeof names);
     return t->fatal = rill_stream_error(
                s, RILL_E_TLS_VERIFY, "%s mismatch: resumed session's certificate is for %s, not %s",
                t->servername_is_ip ? "IP address" : "hostname",
-               t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)",
-               t->servername);
+               names[0] ? names : "no DNS or IP name (CN is not used)", t->servername);
 }
 
 static rill_status handshake_step(rill_stream *s, struct tls *t)
@@ -706,6 +733,13 @@ static void tls_close(rill_stream *s)
     t->wpend = NULL;
     rilli_sess_cache_free(t->cache);
     t->cache = NULL;
+    rilli_free(t->cache_key);
+    t->cache_key = NULL;
+    rilli_free(t->vfy);
+    t->vfy = NULL;
+    if (t->servername != no_name)
+        rilli_free(t->servername);
+    t->servername = no_name;
     rill_tls_config_free(t->cfg);
     t->cfg = NULL;
 }
@@ -845,7 +879,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
                                "tls: a server name is needed to verify the peer (or use "
                                "rill_tls_config_insecure_noverifyname)");
     }
-    char name[sizeof((struct tls *)0)->servername];
+    char name[SERVERNAME_MAX];
     bool name_is_ip = false;
     const char *bad = NULL;
     if (servername && strlen(servername) >= sizeof name)
@@ -874,12 +908,21 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         return st;
     struct tls *t = rilli_state(s);
     t->self = s;
+    t->servername = no_name;
     t->server = server;
     t->allow_truncation = (flags & RILL_TLS_ALLOW_TRUNCATION) != 0;
     const struct rill_stream_ops *iops = rilli_ops(inner);
     t->fast = iops == &rilli_tcp_ops || iops == &rilli_unix_ops;
     ERR_clear_error();
-    t->ssl = SSL_new(cfg->ctx);
+    if (servername) {
+        size_t nlen = strlen(name) + 1;
+        char *copy = rilli_malloc(nlen);
+        if (copy) {
+            memcpy(copy, name, nlen);
+            t->servername = copy;
+        }
+    }
+    t->ssl = servername && t->servername == no_name ? NULL : SSL_new(cfg->ctx);
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (!bio) {
         ERR_clear_error();
@@ -906,7 +949,6 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         SSL_set_verify(t->ssl, cfg->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
         if (servername) {
             bool ip = name_is_ip;
-            snprintf(t->servername, sizeof t->servername, "%s", name);
             t->servername_is_ip = ip;
             if (!ip)
                 ok = SSL_set_tlsext_host_name(t->ssl, t->servername) == 1;
@@ -1189,12 +1231,16 @@ RILL_API void rill_free(void *p)
 static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t port)
 {
     t->port = port;
-    t->cache = cache;
     if (!cache)
         return;
+    /* name ":" port "#" config id */
+    size_t klen = strlen(t->servername) + 1 + 5 + 1 + 20 + 1;
+    t->cache_key = rilli_malloc(klen);
+    if (!t->cache_key)
+        return; /* no room for the key: this connection goes without the cache */
+    snprintf(t->cache_key, klen, "%s:%u#%llu", t->servername, port, (unsigned long long)t->cfg->id);
+    t->cache = cache;
     rilli_sess_cache_ref(cache); /* the stream may outlive its context */
-    snprintf(t->cache_key, sizeof t->cache_key, "%s:%u#%llu", t->servername, port,
-             (unsigned long long)t->cfg->id);
     SSL_SESSION *sess = rilli_sess_cache_get(cache, t->cache_key);
     if (sess) {
         (void)SSL_set_session(t->ssl, sess); /* takes its own reference */

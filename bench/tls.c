@@ -17,9 +17,11 @@
  *              raw SSL_set_session(the previous connection's session) against rill_connect with a
  *              shared rill_ctx (its session cache), and rill_tls_session_export/import for
  *              information. Also the client thread's CPU time per connection.
- *  memory      heap bytes per idle client connection after the handshake and a 1-byte read:
- *              OpenSSL's allocations (CRYPTO_set_mem_functions) plus rill's (rill_set_allocator)
- *              made on this thread, summed over many open connections and divided.
+ *  memory      heap bytes per idle client connection after the handshake and one request/response
+ *              line (raw SSL against `tcp > tls > buffered > lines`, without rill_shrink), with
+ *              each layer's share: OpenSSL's allocations (CRYPTO_set_mem_functions) plus rill's
+ *              (rill_set_allocator) made on this thread, summed over many open connections and
+ *              divided.
  *
  * The raw client mirrors what rill sets on its SSL_CTX and SSL: the same modes
  * (SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER),
@@ -861,7 +863,10 @@ struct mem_server {
     size_t count;
 };
 
-/* Accept and keep @p count connections, then wait for each to be closed. */
+/*
+ * Accept and keep @p count connections, each answering one request line ("ping\n") with one
+ * response line ("pong\n"); then wait for each to be closed.
+ */
 static void *mem_server_main(void *arg)
 {
     struct mem_server *m = arg;
@@ -870,12 +875,17 @@ static void *mem_server_main(void *arg)
     int *fds = calloc(m->count, sizeof *fds);
     if (!ssl || !fds)
         bench_die("out of memory");
+    unsigned char buf[64];
     for (size_t i = 0; i < m->count; i++) {
         fds[i] = bench_accept(m->b->listen_fd);
         ssl[i] = server_accept(m->b->server, fds[i]);
-        server_write_all(ssl[i], "m", 1);
+        size_t got = 0, n;
+        while (got < 5 && SSL_read_ex(ssl[i], buf + got, 5 - got, &n) == 1)
+            got += n;
+        if (got != 5 || memcmp(buf, "ping\n", 5) != 0)
+            bench_die("memory run: the server did not get the request");
+        server_write_all(ssl[i], "pong\n", 5);
     }
-    unsigned char buf[64];
     for (size_t i = 0; i < m->count; i++) {
         (void)server_drain(ssl[i], buf, sizeof buf);
         SSL_free(ssl[i]);
@@ -886,11 +896,67 @@ static void *mem_server_main(void *arg)
     return NULL;
 }
 
+/* What the memory part reports per connection, in counted bytes. */
+enum mem_step { M_TCP, M_TLS, M_HANDSHAKE, M_BUFFERED, M_LINES, M_TRAFFIC, M_IDLE, M_SHRUNK, M_N };
+
+/* A raw client: handshake, request, response; the response read whole (5 bytes). */
+static void mem_raw_one(struct bench *b, struct client *c)
+{
+    c->fd = bench_connect(b->port);
+    c->ssl = raw_connect(b->raw, c->fd, NULL);
+    client_write_all(c, "ping\n", 5);
+    unsigned char buf[8];
+    size_t got = 0;
+    while (got < 5)
+        got += client_read(c, buf + got, 5 - got);
+    if (memcmp(buf, "pong\n", 5) != 0)
+        bench_die("memory run: wrong response");
+}
+
+/* A rill client `tcp > tls > buffered > lines`, counting each step's bytes into @p step. */
+static void mem_rill_one(struct bench *b, struct client *c, double step[M_N])
+{
+    rill_error err;
+    rill_stream *tcp = NULL, *tls = NULL, *buf = NULL, *top = NULL;
+    size_t at = live_now();
+#define STEP(k)                               \
+    do {                                      \
+        size_t now_ = live_now();             \
+        step[k] += (double)now_ - (double)at; \
+        at = now_;                            \
+    } while (0)
+    if (rill_tcp_connect_addr("127.0.0.1", b->port, NULL, &tcp, &err) != RILL_OK)
+        bench_die("rill_tcp_connect_addr: %s", err.msg);
+    STEP(M_TCP);
+    bench_check(rill_tls_client(tcp, b->tls, SERVER_NAME, 0, &tls), "rill_tls_client", tcp);
+    STEP(M_TLS);
+    bench_check(rill_tls_handshake(tls), "rill_tls_handshake", tls);
+    STEP(M_HANDSHAKE);
+    bench_check(
+        rill_buffered_new(tls, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0, &buf),
+        "rill_buffered_new", tls);
+    STEP(M_BUFFERED);
+    bench_check(rill_lines_new(buf, RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, 0, &top), "rill_lines_new",
+                buf);
+    STEP(M_LINES);
+    bench_check(rill_write_all(top, "ping\n", 5, NULL), "rill_write_all", top);
+    bench_check(rill_flush(top), "rill_flush", top);
+    const char *line;
+    size_t len;
+    bench_check(rill_read_line(top, &line, &len), "rill_read_line", top);
+    if (len != 4 || memcmp(line, "pong", 4) != 0)
+        bench_die("memory run: wrong response line");
+    STEP(M_TRAFFIC);
+#undef STEP
+    c->s = top;
+}
+
 /*
- * Open @p n connections (raw, or rill `tcp > tls > buffered`), each after its handshake and a
- * 1-byte read; out[0] = counted bytes per connection then, out[1] = after rill_shrink().
+ * Open @p n connections (raw, or rill `tcp > tls > buffered > lines`), each idle after its
+ * handshake and one request/response. Per connection: step[M_IDLE] = counted bytes then,
+ * step[M_SHRUNK] = after rill_shrink() (rill only), and for rill each step's share.
  */
-static void mem_run(struct bench *b, bool raw, size_t n, double out[2])
+static void mem_run(struct bench *b, bool raw, size_t n, double step[M_N])
 {
     struct mem_server m = { b, n };
     pthread_t t;
@@ -899,19 +965,15 @@ static void mem_run(struct bench *b, bool raw, size_t n, double out[2])
     struct client *c = calloc(n, sizeof *c);
     if (!c)
         bench_die("out of memory");
+    memset(step, 0, M_N * sizeof *step);
     counting = true;
     size_t before = live_now();
     for (size_t i = 0; i < n; i++) {
         c[i].fd = -1;
-        if (raw) {
-            c[i].fd = bench_connect(b->port);
-            c[i].ssl = raw_connect(b->raw, c[i].fd, NULL);
-        } else {
-            rill_open(b, false, &c[i]);
-        }
-        unsigned char byte;
-        if (client_read(&c[i], &byte, 1) != 1)
-            bench_die("memory run: no byte from the server");
+        if (raw)
+            mem_raw_one(b, &c[i]);
+        else
+            mem_rill_one(b, &c[i], step);
     }
     size_t open = live_now();
     for (size_t i = 0; !raw && i < n; i++)
@@ -922,13 +984,15 @@ static void mem_run(struct bench *b, bool raw, size_t n, double out[2])
         client_close(&c[i]);
     pthread_join(t, NULL);
     free(c);
-    out[0] = (double)(open - before) / (double)n;
-    out[1] = (double)(shrunk - before) / (double)n;
+    for (int k = 0; k < M_N; k++)
+        step[k] /= (double)n;
+    step[M_IDLE] = (double)(open - before) / (double)n;
+    step[M_SHRUNK] = (double)(shrunk - before) / (double)n;
 }
 
 static void bench_memory(struct bench *b)
 {
-    double raw[2], rill[2];
+    double raw[M_N], rill[M_N];
     /* One connection each first: what the first use allocates for good (the trust store loaded
      * when rill's config freezes, OpenSSL's per-thread and algorithm caches) is not per
      * connection. */
@@ -936,19 +1000,32 @@ static void bench_memory(struct bench *b)
     mem_run(b, false, 1, rill);
     mem_run(b, true, b->cfg.idle, raw);
     mem_run(b, false, b->cfg.idle, rill);
-    double ratio = rill[1] / raw[0];
-    printf("\nbench_tls memory: heap bytes per idle client connection after the handshake and a "
-           "1-byte read, %zu connections each;\ncounted: OpenSSL's allocations "
+    double ratio = rill[M_IDLE] / raw[M_IDLE];
+    printf("\nbench_tls memory: heap bytes per idle client connection after the handshake and one "
+           "request/response line, %zu connections each;\ncounted: OpenSSL's allocations "
            "(CRYPTO_set_mem_functions) and rill's (rill_set_allocator) on the client thread, "
            "requested sizes\n(malloc's own overhead not counted). Both clients use "
            "SSL_MODE_RELEASE_BUFFERS (rill sets it), so idle SSLs hold no record buffers.\n",
            b->cfg.idle);
-    printf("%-44s %11s %13s %9s %7s %s\n", "name", "bytes/conn", "after shrink", "vs raw", "goal",
+    printf("%-48s %11s %13s %9s %7s %s\n", "name", "bytes/conn", "after shrink", "vs raw", "goal",
            "result");
-    printf("%-44s %11.0f %13s %9s %7s\n", "raw SSL_set_fd, one SSL_CTX", raw[0], "-", "-", "");
-    printf("%-44s %11.0f %13.0f %9.3f %7s %s\n", "rill tcp > tls > buffered(16384)", rill[0],
-           rill[1], ratio, "<=1.10", ratio <= 1.10 ? "PASS" : "MISS");
-    printf("vs raw: rill after rill_shrink() / raw\n");
+    printf("%-48s %11.0f %13s %9s %7s\n", "raw SSL_set_fd, one SSL_CTX", raw[M_IDLE], "-", "-", "");
+    printf("%-48s %11.0f %13.0f %9.3f %7s %s\n", "rill tcp > tls > buffered(16384) > lines(8192)",
+           rill[M_IDLE], rill[M_SHRUNK], ratio, "<=1.05", ratio <= 1.05 ? "PASS" : "MISS");
+    printf("vs raw: rill without rill_shrink() / raw. Per layer (bytes each step added, rill's "
+           "layer blocks and what OpenSSL allocated in it):\n");
+    static const char *const names[M_TRAFFIC + 1] = {
+        "tcp: rill_tcp_connect_addr",
+        "tls: rill_tls_client (SSL_new)",
+        "tls: handshake (session, peer cert)",
+        "buffered: rill_buffered_new",
+        "lines: rill_lines_new",
+        "request/response (TLS 1.3 tickets arrive)",
+    };
+    for (int k = 0; k <= M_TRAFFIC; k++)
+        printf("  %-46s %11.0f\n", names[k], rill[k]);
+    printf("  %-46s %11.0f (rill's own: layer blocks, texts, kept line)\n", "rill over raw",
+           rill[M_IDLE] - raw[M_IDLE]);
     fflush(stdout);
 }
 

@@ -809,6 +809,85 @@ RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **
 RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap,
                                                         size_t *len);
 
+/** One line handed out by rill_read_lines(): NUL-terminated in place; len excludes the ending. */
+typedef struct rill_line {
+    const char *data;
+    size_t len;
+} rill_line;
+
+/**
+ * Read up to @p max lines at once, zero-copy: waits (under the read timeout) for the first
+ * whole line exactly as rill_read_line() does, then hands out every further whole line already
+ * buffered, up to @p max, without I/O. Each line is NUL-terminated in place and valid until the
+ * next call on @p s (any call that reads, rill_shrink() or rill_close()). The limit and the
+ * ending mode apply to every line as in rill_read_line(), and no byte is lost: a later line
+ * that would fail (too long, bare CR or LF in RILL_EOL_CRLF mode) ends the batch before it and
+ * is reported by the next call, with nothing consumed. *count receives the number of lines
+ * (0 unless RILL_OK).
+ *
+ * Ownership: the lines point into the layer's buffer; the caller owns @p lines.
+ * Errors: as rill_read_line() (RILL_EOF, RILL_WANT_*, RILL_E_TIMEOUT, RILL_E_LINE_TOO_LONG,
+ * RILL_E_PROTOCOL, errors of the inner stream); RILL_E_INVALID for a NULL @p lines or
+ * @p count, @p max 0, or a stream that is not a line stream.
+ * Thread-safety: as any call on a stream (one thread at a time).
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_lines(rill_stream *s, rill_line *lines, size_t max,
+                                                    size_t *count);
+
+/** Lines a rill_line_iter takes per rill_read_lines() call. */
+#define RILL_LINE_ITER_BATCH 64
+
+/**
+ * A line iterator in the caller's memory: rill_line_iter_next() hands out the lines of one
+ * rill_read_lines() batch from an inline function (no library call per line), and calls the
+ * library only when the batch is used up. Set it up with rill_line_iter_init(). While it holds
+ * lines of a batch (rill_line_iter_held() > 0) those lines are already consumed from the
+ * stream: other reads on the stream would skip them, so finish the batch first.
+ */
+typedef struct rill_line_iter {
+    rill_stream *s;
+    size_t next;
+    size_t count;
+    rill_line lines[RILL_LINE_ITER_BATCH];
+} rill_line_iter;
+
+/** Start iterating over the lines of line stream @p s. Ownership: @p s stays the caller's. */
+static inline void rill_line_iter_init(rill_line_iter *it, rill_stream *s)
+{
+    it->s = s;
+    it->next = it->count = 0;
+}
+
+/** Lines of the current batch not yet handed out by rill_line_iter_next(). */
+static inline size_t rill_line_iter_held(const rill_line_iter *it)
+{
+    return it->count - it->next;
+}
+
+/**
+ * The next batch (rill_line_iter_next() calls it when the batch is used up): its first line in
+ * *line and *len. Errors: as rill_read_lines(); RILL_E_INVALID for NULL @p line or @p len.
+ * Thread-safety: as any call on the stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_line_iter_fill(rill_line_iter *it, const char **line,
+                                                        size_t *len);
+
+/**
+ * The next line, like rill_read_line() (same statuses, limit and guarantees; a line is valid
+ * until the call that reads the next batch), served inline from the current batch.
+ */
+RILL_NODISCARD static inline rill_status rill_line_iter_next(rill_line_iter *it, const char **line,
+                                                             size_t *len)
+{
+    if (it->next < it->count) {
+        const rill_line *l = &it->lines[it->next++];
+        *line = l->data;
+        *len = l->len;
+        return RILL_OK;
+    }
+    return rill_line_iter_fill(it, line, len);
+}
+
 /**
  * Discard input up to and including the next line ending, however long the line is (the way
  * to move past RILL_E_LINE_TOO_LONG or RILL_E_PROTOCOL). *skipped (may be NULL) receives the
@@ -937,8 +1016,8 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_security_level(rill_tls_
  * offers them; a server picks the first of its own list that the client offers, and answers
  * without ALPN when none matches (rill_tls_info.alpn is then "").
  */
-RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg,
-                                                             const char *list, rill_error *err);
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_alpn(rill_tls_config *cfg, const char *list,
+                                                             rill_error *err);
 
 /**
  * Passphrase for encrypted private keys: @p cb writes at most @p size bytes into @p buf and
@@ -1048,20 +1127,20 @@ RILL_API RILL_NODISCARD rill_status rill_tls_handshake(rill_stream *s);
 
 /** What a TLS layer knows about its connection (rill_tls_get_info()). Strings are "" if unknown. */
 typedef struct rill_tls_info {
-    int handshake_done;    /**< 1 once the handshake completed */
-    int is_server;         /**< 1 for rill_tls_server() streams */
-    int resumed;           /**< 1 if the session was resumed (abbreviated handshake) */
-    int verified;          /**< 1 if the peer certificate was verified (chain and name) */
-    char version[16];      /**< "TLSv1.3" */
-    char cipher[64];       /**< "TLS_AES_256_GCM_SHA384" */
-    char alpn[64];         /**< the protocol agreed, "" when none */
-    char servername[256];  /**< client: the name verified; server: the SNI the client sent */
-    char subject[256];     /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
-    char issuer[256];      /**< peer certificate issuer */
-    char sans[512];        /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
-    char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
-    char not_after[32];    /**< validity end */
-    char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
+    int handshake_done;   /**< 1 once the handshake completed */
+    int is_server;        /**< 1 for rill_tls_server() streams */
+    int resumed;          /**< 1 if the session was resumed (abbreviated handshake) */
+    int verified;         /**< 1 if the peer certificate was verified (chain and name) */
+    char version[16];     /**< "TLSv1.3" */
+    char cipher[64];      /**< "TLS_AES_256_GCM_SHA384" */
+    char alpn[64];        /**< the protocol agreed, "" when none */
+    char servername[256]; /**< client: the name verified; server: the SNI the client sent */
+    char subject[256];    /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
+    char issuer[256];     /**< peer certificate issuer */
+    char sans[512];       /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
+    char not_before[32];  /**< validity start, "2026-11-24T10:00:00Z" */
+    char not_after[32];   /**< validity end */
+    char spki_sha256[64]; /**< "sha256//BASE64" of the public key, the form pins take */
 } rill_tls_info;
 
 /**
@@ -1119,7 +1198,6 @@ RILL_API RILL_NODISCARD rill_status rill_tls_use_session_cache(rill_stream *s, r
 
 /** Free memory that rill allocated for the caller (session blobs). NULL is accepted. */
 RILL_API void rill_free(void *p);
-
 
 #ifdef __cplusplus
 }

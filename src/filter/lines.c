@@ -226,6 +226,17 @@ static inline bool idle_now(const struct lines *st)
     return st->start == st->end && st->fill_short;
 }
 
+/* Hand out the line @p f in place (NUL-terminated) and consume it; no idle release. */
+static inline const char *take_in_place(struct lines *st, const struct line_at *f)
+{
+    char *line = st->buf + st->start;
+    line[f->len] = '\0';
+    st->start += f->len + f->term;
+    st->scan = st->start;
+    st->swallow_lf = f->swallow;
+    return line;
+}
+
 static inline rill_status deliver(rill_stream *s, struct lines *st, const struct line_req *req,
                                   const struct line_at *f)
 {
@@ -601,4 +612,90 @@ RILL_API rill_status rill_skip_line(rill_stream *s, size_t *skipped)
         *skipped = st->skipped;
     st->skipped = 0;
     return rc;
+}
+
+/*
+ * After the first line of a batch: every further whole line already buffered, up to @p max in
+ * all, without I/O and without moving the buffer (the lines handed out point into it). A line
+ * that would fail stops the batch before it: the next call reports it, nothing consumed.
+ */
+static size_t batch_rest(struct lines *st, rill_line *lines, size_t n, size_t max)
+{
+    if (st->eol == RILL_EOL_LF) {
+        /* The splitter loop itself: the limit bounds each search, as scan_line() does. */
+        char *base = st->buf;
+        size_t start = st->start, end = st->end, room = st->max_line + 1;
+        while (n < max && start < end) {
+            size_t lim = end - start < room ? end : start + room;
+            char *lf = memchr(base + start, '\n', lim - start);
+            if (!lf) {
+                st->scan = lim; /* searched: the next call resumes there */
+                break;
+            }
+            *lf = '\0';
+            lines[n].data = base + start;
+            lines[n].len = (size_t)(lf - (base + start));
+            n++;
+            start = (size_t)(lf - base) + 1;
+            st->scan = start;
+        }
+        st->start = start;
+        return n;
+    }
+    while (n < max && st->end > st->start) {
+        struct line_at f;
+        if (scan_line(st, &f) != SCAN_FOUND)
+            break;
+        lines[n].data = take_in_place(st, &f);
+        lines[n].len = f.len;
+        n++;
+    }
+    return n;
+}
+
+RILL_API rill_status rill_read_lines(rill_stream *s, rill_line *lines, size_t max, size_t *count)
+{
+    if (count)
+        *count = 0;
+    if (!s)
+        return RILL_E_INVALID;
+    struct lines *st = lines_of(s, "rill_read_lines");
+    if (!st)
+        return RILL_E_INVALID;
+    if (!lines || !count || max == 0)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_lines: %s",
+                               !lines   ? "lines is NULL"
+                               : !count ? "count is NULL"
+                                        : "max is 0");
+    /* The first line as rill_read_line() gets it: waiting, errors, the last line at EOF. */
+    const char *first = NULL;
+    size_t len = 0;
+    struct line_req req = { &first, NULL, 0, &len };
+    rill_status rc = read_line_req(s, st, &req);
+    if (rc != RILL_OK)
+        return rc;
+    lines[0].data = first;
+    lines[0].len = len;
+    /* A first line that emptied the buffer may have been moved into a small block. */
+    *count = st->small || !st->buf ? 1 : batch_rest(st, lines, 1, max);
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_line_iter_fill(rill_line_iter *it, const char **line, size_t *len)
+{
+    if (!it)
+        return RILL_E_INVALID;
+    it->next = it->count = 0;
+    if (!line || !len)
+        return rilli_api_error(it->s, RILL_E_INVALID, "rill_line_iter_next: line or len is NULL");
+    rill_status rc = rill_read_lines(it->s, it->lines, RILL_LINE_ITER_BATCH, &it->count);
+    if (rc != RILL_OK) {
+        *line = NULL;
+        *len = 0;
+        return rc;
+    }
+    *line = it->lines[0].data;
+    *len = it->lines[0].len;
+    it->next = 1;
+    return RILL_OK;
 }

@@ -306,3 +306,42 @@ unsigned long long bench_proc_net_counter(const char *path, const char *section,
     fclose(f);
     return result;
 }
+
+/* ---- certificates for the TLS benchmarks ---- */
+
+void bench_make_certs(char *dir, size_t dir_len, const char *name, int rsa)
+{
+    snprintf(dir, dir_len, "/tmp/bench_tls.XXXXXX");
+    if (!mkdtemp(dir))
+        bench_die("mkdtemp: %s", strerror(errno));
+    char cmd[1600];
+    const char *key = rsa ? "rsa:2048" : "ec -pkeyopt ec_paramgen_curve:P-256";
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec >/dev/null 2>&1 && "
+             "openssl req -x509 -newkey %s -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj '/CN=rill bench CA' "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign && "
+             "openssl req -new -newkey %s -nodes "
+             "-keyout leaf.key -out leaf.csr -subj '/CN=%s' && "
+             "printf 'subjectAltName=DNS:%s,IP:127.0.0.1\\n"
+             "basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+             "extendedKeyUsage=serverAuth\\n' > leaf.ext && "
+             "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 "
+             "-extfile leaf.ext -out leaf.pem",
+             dir, key, key, name, name);
+    if (system(cmd) != 0)
+        bench_die("making certificates with the openssl command failed (in %s)", dir);
+}
+
+void bench_remove_certs(const char *dir)
+{
+    static const char *const files[] = { "ca.pem",   "ca.key",   "leaf.pem",
+                                         "leaf.key", "leaf.csr", "leaf.ext" };
+    char path[128];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}

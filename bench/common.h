@@ -100,4 +100,13 @@ size_t bench_live_bytes(void);
  */
 unsigned long long bench_proc_net_counter(const char *path, const char *section, const char *name);
 
+/*
+ * Certificates for a TLS benchmark, made with the openssl command in a fresh temporary directory
+ * (@p dir, at least 64 bytes): ca.pem (a CA) and leaf.pem / leaf.key for DNS:@p name and
+ * IP:127.0.0.1, EC P-256 or, with @p rsa, RSA-2048. Exits on failure. bench_remove_certs()
+ * deletes them and the directory.
+ */
+void bench_make_certs(char *dir, size_t dir_len, const char *name, int rsa);
+void bench_remove_certs(const char *dir);
+
 #endif

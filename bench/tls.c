@@ -197,42 +197,15 @@ static void ssl_die(const char *what)
 
 static void make_certs(struct bench *b)
 {
-    snprintf(b->dir, sizeof b->dir, "/tmp/bench_tls.XXXXXX");
-    if (!mkdtemp(b->dir))
-        bench_die("mkdtemp: %s", strerror(errno));
+    bench_make_certs(b->dir, sizeof b->dir, SERVER_NAME, b->cfg.rsa);
     snprintf(b->ca, sizeof b->ca, "%s/ca.pem", b->dir);
     snprintf(b->cert, sizeof b->cert, "%s/leaf.pem", b->dir);
     snprintf(b->key, sizeof b->key, "%s/leaf.key", b->dir);
-    char cmd[1400];
-    const char *key = b->cfg.rsa ? "rsa:2048" : "ec -pkeyopt ec_paramgen_curve:P-256";
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && exec >/dev/null 2>&1 && "
-             "openssl req -x509 -newkey %s -nodes "
-             "-keyout ca.key -out ca.pem -days 2 -subj '/CN=rill bench CA' "
-             "-addext basicConstraints=critical,CA:TRUE "
-             "-addext keyUsage=critical,keyCertSign,cRLSign && "
-             "openssl req -new -newkey %s -nodes "
-             "-keyout leaf.key -out leaf.csr -subj '/CN=" SERVER_NAME "' && "
-             "printf 'subjectAltName=DNS:" SERVER_NAME ",IP:127.0.0.1\\n"
-             "basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
-             "extendedKeyUsage=serverAuth\\n' > leaf.ext && "
-             "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 "
-             "-extfile leaf.ext -out leaf.pem",
-             b->dir, key, key);
-    if (system(cmd) != 0)
-        bench_die("making certificates with the openssl command failed (in %s)", b->dir);
 }
 
 static void remove_certs(const struct bench *b)
 {
-    static const char *const files[] = { "ca.pem",   "ca.key",   "leaf.pem",
-                                         "leaf.key", "leaf.csr", "leaf.ext" };
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", b->dir, files[i]);
-        unlink(path);
-    }
-    rmdir(b->dir);
+    bench_remove_certs(b->dir);
 }
 
 /* What rill_tls_config_new() sets on its SSL_CTX, for the raw client (see tls_config.c). */

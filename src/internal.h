@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "rill/rill.h"
 #include "rill/stream.h"
@@ -96,6 +97,11 @@ rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, const char *wher
                           size_t len, size_t *n);
 rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, const char *where, const void *buf,
                            size_t len, size_t *n);
+/* A gather write on a descriptor: one sendmsg() (sockets) or writev() (others). */
+rill_status rilli_fd_writev(rill_stream *s, int fd, bool is_sock, const char *where,
+                            const struct iovec *iov, int iovcnt, size_t *n);
+/* The gather write of the tcp and unix transports (the core calls it for their ops). */
+rill_status rilli_sock_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n);
 
 /* Copy the error of stream @p s into @p err (may be NULL); returns the code. */
 rill_status rilli_error_from_stream(rill_error *err, const rill_stream *s);

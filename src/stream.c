@@ -189,12 +189,13 @@ RILL_API const rill_error *rill_last_error(const rill_stream *s)
 RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t state_size,
                                      rill_stream *inner, unsigned flags, rill_stream **out)
 {
-    if (!out || !ops || ops->version != RILL_STREAM_OPS_VERSION || !ops->name || !*ops->name) {
+    bool known = ops && (ops->version == 1 || ops->version == RILL_STREAM_OPS_VERSION);
+    if (!out || !ops || !known || !ops->name || !*ops->name) {
         return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: %s",
-                               !out                                      ? "out is NULL"
-                               : !ops                                    ? "ops is NULL"
-                               : ops->version != RILL_STREAM_OPS_VERSION ? "ops version mismatch"
-                                                                         : "ops has no name");
+                               !out     ? "out is NULL"
+                               : !ops   ? "ops is NULL"
+                               : !known ? "ops version mismatch"
+                                        : "ops has no name");
     }
     if (state_size > ((size_t)1 << 30))
         return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
@@ -248,6 +249,37 @@ static rill_status dispatch_write(rill_stream *s, const void *buf, size_t len, s
     if (s->ops->write)
         return s->ops->write(s, buf, len, n);
     return rill_stream_write_inner(s, buf, len, n);
+}
+
+/*
+ * A gather write on one layer: its own writev op; else, for a layer with a write op, the first
+ * piece through it; else (a pass-through layer) the gather goes to the inner stream. rill's own
+ * socket transports send a gather with one sendmsg().
+ */
+static rill_status dispatch_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    const struct rill_stream_ops *ops = s->ops;
+    if (ops->version >= 2 && ops->writev)
+        return ops->writev(s, iov, iovcnt, n);
+    if (ops == &rilli_tcp_ops || ops == &rilli_unix_ops)
+        return rilli_sock_writev(s, iov, iovcnt, n);
+    if (ops->write)
+        return ops->write(s, iov[0].iov_base, iov[0].iov_len, n);
+    return rill_stream_writev_inner(s, iov, iovcnt, n);
+}
+
+RILL_API rill_status rill_stream_writev_inner(rill_stream *self, const struct iovec *iov,
+                                              int iovcnt, size_t *n)
+{
+    rill_stream *in = self->inner;
+    *n = 0;
+    if (!in)
+        return rill_stream_error(self, RILL_E_UNSUPPORTED, "write: layer has no inner stream");
+    if (in->shut_wr)
+        return rill_stream_error(self, RILL_E_CLOSED, "write after shutdown");
+    in->may_block = self->may_block;
+    rill_status st = dispatch_writev(in, iov, iovcnt, n);
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
 RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t len, size_t *n)
@@ -407,6 +439,59 @@ static rill_status write_all(rill_stream *s, void *arg)
     return RILL_OK;
 }
 
+/*
+ * rill_writev: the pieces not yet written, from piece @p at, @p off bytes into it. Each attempt
+ * hands the layer a window of at most GATHER_MAX pieces (the first one trimmed).
+ */
+#define GATHER_MAX 64
+
+struct gather_args {
+    const struct iovec *iov;
+    size_t iovcnt;
+    size_t at;
+    size_t off;
+    size_t done;
+};
+
+static rill_status writev_all(rill_stream *s, void *arg)
+{
+    struct gather_args *a = arg;
+    struct iovec win[GATHER_MAX];
+    for (;;) {
+        while (a->at < a->iovcnt && a->off == a->iov[a->at].iov_len) {
+            a->at++;
+            a->off = 0;
+        }
+        if (a->at == a->iovcnt)
+            return RILL_OK;
+        int k = 0;
+        for (size_t i = a->at; i < a->iovcnt && k < GATHER_MAX; i++) {
+            size_t skip = i == a->at ? a->off : 0;
+            if (a->iov[i].iov_len == skip)
+                continue;
+            win[k].iov_base = (char *)a->iov[i].iov_base + skip;
+            win[k].iov_len = a->iov[i].iov_len - skip;
+            k++;
+        }
+        size_t n = 0;
+        rill_status st = dispatch_writev(s, win, k, &n);
+        a->done += n;
+        /* Advance the cursor by n bytes. */
+        while (n > 0) {
+            size_t left = a->iov[a->at].iov_len - a->off;
+            size_t take = n < left ? n : left;
+            a->off += take;
+            n -= take;
+            if (a->off == a->iov[a->at].iov_len && n > 0) {
+                a->at++;
+                a->off = 0;
+            }
+        }
+        if (st != RILL_OK)
+            return st;
+    }
+}
+
 static rill_status check_io_args(rill_stream *s, const char *fn, const void *buf, size_t len,
                                  bool zero_ok)
 {
@@ -481,6 +566,33 @@ RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
         return st;
     struct io_args a = { .data = buf, .len = len };
     st = rill_stream_call(s, DIR_WRITE, write_all, &a);
+    if (nwritten)
+        *nwritten = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_writev(rill_stream *s, const struct iovec *iov, size_t iovcnt,
+                                 size_t *nwritten)
+{
+    if (nwritten)
+        *nwritten = 0;
+    if (!s)
+        return RILL_E_INVALID;
+    if (!iov && iovcnt > 0)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_writev: iov is NULL");
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len > 0)
+            return rilli_api_error(s, RILL_E_INVALID, "rill_writev: piece %zu has no buffer", i);
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return rilli_api_error(s, RILL_E_INVALID, "rill_writev: total length overflows");
+        total += iov[i].iov_len;
+    }
+    rill_status st = check_writable(s, "rill_writev");
+    if (st != RILL_OK || total == 0)
+        return st;
+    struct gather_args a = { iov, iovcnt, 0, 0, 0 };
+    st = rill_stream_call(s, DIR_WRITE, writev_all, &a);
     if (nwritten)
         *nwritten = a.done;
     return st;

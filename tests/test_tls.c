@@ -2320,6 +2320,96 @@ static void nb_wait(rill_stream *s, rill_status st, int64_t end, int *wants)
     ck_assert_int_ge(poll(&p, 1, 1000), 0);
 }
 
+/* The pieces of @p iov after the first @p done bytes, into @p out (at most 8); their count. */
+static int iov_rest(const struct iovec *iov, int cnt, size_t done, struct iovec *out)
+{
+    int k = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (done >= iov[i].iov_len) {
+            done -= iov[i].iov_len;
+            continue;
+        }
+        out[k].iov_base = (char *)iov[i].iov_base + done;
+        out[k].iov_len = iov[i].iov_len - done;
+        done = 0;
+        k++;
+    }
+    return k;
+}
+
+/*
+ * rill_writev through `tls > buffered`: a request line, a 200-byte header and a 16 KiB body
+ * as one gather, the peer checks every byte; blocking, under a deadline and non-blocking, over
+ * the socket fast path and over the stream BIO. Then small gathers that buffered holds.
+ */
+START_TEST(test_writev_header_body)
+{
+    int mode = _i % 3, over_fd = _i / 3;
+    static const int timeouts[] = { RILL_TIMEOUT_NONE, 10000, 0 };
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0), *cfg = cfg_client(0);
+    struct rsrv *r = NULL;
+    rill_stream *c = NULL, *b = NULL;
+    if (over_fd) {
+        int fds[2];
+        rt_socketpair(fds);
+        rill_stream *cs = NULL, *ss = NULL, *stls = NULL;
+        CK(rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &cs, &E));
+        CK(rill_fd_new(fds[1], fds[1], RILL_FD_OWN, &ss, &E));
+        SOK(ss, rill_set_timeouts(ss, 10000, 10000));
+        SOK(ss, rill_tls_server(ss, scfg, 0, &stls));
+        r = rsrv_start_stream(stls, serve_bulk, NULL);
+        SOK(cs, rill_tls_client(cs, cfg, RT_CERTS_HOST, 0, &c));
+    } else {
+        r = rsrv_start(scfg, serve_bulk, 1, NULL);
+        c = tls_client_on(r->port, cfg, RT_CERTS_HOST, 0);
+    }
+    SOK(c, rill_buffered_new(c, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0, &b));
+    SOK(b, rill_set_timeouts(b, timeouts[mode], timeouts[mode]));
+    size_t hlen = 200, blen = 16384, len = hlen + blen;
+    unsigned char *data = malloc(len);
+    ck_assert_ptr_nonnull(data);
+    rt_fill_pattern(data, len, 9);
+    char head[32], want[32], got[32];
+    int hl = snprintf(head, sizeof head, "BULK %zu\n", len);
+    snprintf(want, sizeof want, "%016llx\n", (unsigned long long)rt_checksum(0, data, len));
+    struct iovec iov[3] = { { head, (size_t)hl }, { data, hlen }, { data + hlen, blen } };
+    size_t total = (size_t)hl + len, done = 0, n = 0;
+    int64_t end = rt_now_us() + 10000000;
+    int wants = 0;
+    while (done < total) {
+        struct iovec rest[8];
+        int k = iov_rest(iov, 3, done, rest);
+        rill_status st = rill_writev(b, rest, (size_t)k, &n);
+        done += n;
+        if (st != RILL_OK)
+            nb_wait(b, st, end, &wants);
+    }
+    ck_assert_uint_eq(done, total);
+    rill_status st;
+    while ((st = rill_flush(b)) != RILL_OK)
+        nb_wait(b, st, end, &wants);
+    size_t off = 0;
+    while (off < 17) {
+        st = rill_read(b, got + off, 17 - off, &n);
+        if (st == RILL_OK)
+            off += n;
+        else
+            nb_wait(b, st, end, &wants);
+    }
+    ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of the gathered %zu bytes differs", len);
+    if (mode != 2)
+        ck_assert_int_eq(wants, 0);
+    SOK(b, rill_set_timeouts(b, 10000, 10000));
+    rev_close(b);
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server: %s", r->hs_msg[0]);
+    rsrv_free(r);
+    free(data);
+    cfg_free(cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
 /* Loop index: bits 0-1 as loop_kind/loop_version; bit 2: driven by write/read, not handshake. */
 START_TEST(test_nonblocking)
 {
@@ -3126,6 +3216,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_listen_tls_accept_not_stalled);
     tcase_add_loop_test(tc, test_nonblocking, 0, 8);
     tcase_add_loop_test(tc, test_nonblocking_bulk, 0, 2);
+    tcase_add_loop_test(tc, test_writev_header_body, 0, 6);
     tcase_add_loop_test(tc, test_pending, 0, 2);
     tcase_add_test(tc, test_key_update);
     tcase_add_test(tc, test_truncation_through_buffered);

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h> /* struct iovec, for rill_writev */
 
 #ifdef __cplusplus
 extern "C" {
@@ -172,6 +173,24 @@ RILL_API RILL_NODISCARD rill_status rill_read_full(rill_stream *s, void *buf, si
  */
 RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
                                                    size_t *nwritten);
+
+/**
+ * Gather write: write all bytes of @p iov[0 .. iovcnt) in order, as rill_write_all() would write
+ * their concatenation, but without joining them first. Every layer passes the pieces on whole
+ * where it can: a tcp, unix or fd transport sends them with one sendmsg()/writev() (a header
+ * and a body in one system call), buffered copies what fits and hands the rest and its held
+ * bytes down as one gather, tls packs small pieces into one record and encrypts large ones in
+ * place; a layer without a gather op of its own gets them one at a time. The write timeout
+ * covers the whole call. On any status but RILL_OK, *nwritten (may be NULL) says how many bytes
+ * were accepted. Entries with len 0 are skipped; iovcnt 0 writes nothing.
+ *
+ * Ownership: nothing is kept after the call.
+ * Errors: as rill_write_all(); RILL_E_INVALID for a NULL @p iov with iovcnt > 0 or a NULL base
+ * with a non-zero len (nothing written).
+ * Thread-safety: as any call on a stream (one thread at a time).
+ */
+RILL_API RILL_NODISCARD rill_status rill_writev(rill_stream *s, const struct iovec *iov,
+                                                size_t iovcnt, size_t *nwritten);
 
 /**
  * Write all bytes of NUL-terminated @p str: rill_write_all(s, str, strlen(str), nwritten).

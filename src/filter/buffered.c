@@ -187,6 +187,59 @@ static rill_status buffered_write(rill_stream *s, const void *buf, size_t len, s
     return rill_stream_write_inner(s, buf, len, n);
 }
 
+/*
+ * A gather: what fits joins the held bytes; otherwise the held bytes and the pieces go down as
+ * one gather (a header and a body in one system call on a socket), without copying the pieces.
+ */
+static rill_status buffered_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    struct buffered *b = rilli_state(s);
+    *n = 0;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    size_t held = b->wend - b->wpos;
+    if (total < b->write_size && total <= b->write_size - held) {
+        rill_status st = ensure_wbuf(s, b);
+        if (st != RILL_OK)
+            return st;
+        if (b->write_size - b->wend < total) {
+            memmove(b->wbuf, b->wbuf + b->wpos, held);
+            b->wpos = 0;
+            b->wend = held;
+        }
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(b->wbuf + b->wend, iov[i].iov_base, iov[i].iov_len);
+            b->wend += iov[i].iov_len;
+        }
+        *n = total;
+        return RILL_OK;
+    }
+    enum { WINDOW = 64 };
+    struct iovec win[WINDOW + 1];
+    int k = iovcnt < WINDOW ? iovcnt : WINDOW;
+    for (;;) {
+        held = b->wend - b->wpos;
+        int first = held ? 1 : 0;
+        if (held) {
+            win[0].iov_base = b->wbuf + b->wpos;
+            win[0].iov_len = held;
+        }
+        memcpy(win + first, iov, (size_t)k * sizeof *iov);
+        size_t w = 0;
+        rill_status st = rill_stream_writev_inner(s, win, k + first, &w);
+        size_t from_held = w < held ? w : held;
+        b->wpos += from_held;
+        if (b->wpos == b->wend)
+            b->wpos = b->wend = 0;
+        *n = w - from_held;
+        if (*n > 0)
+            return RILL_OK; /* a failure after progress comes back with the next call */
+        if (st != RILL_OK)
+            return st;
+    }
+}
+
 static rill_status buffered_flush(rill_stream *s)
 {
     struct buffered *b = rilli_state(s);
@@ -252,6 +305,7 @@ static const struct rill_stream_ops buffered_ops = {
     .name = RILL_LAYER_BUFFERED,
     .read = buffered_read,
     .write = buffered_write,
+    .writev = buffered_writev,
     .flush = buffered_flush,
     .close = buffered_close,
     .pending = buffered_pending,

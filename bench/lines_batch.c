@@ -18,8 +18,9 @@
  * Readers run interleaved, one round of each per rep, the order reversed every other round;
  * ratios are medians (and min-max) of per-round ratios to the splitter.
  *
- * usage: bench_lines_batch [-n lines] [-r reps] [-P] [-v]
+ * usage: bench_lines_batch [-n lines] [-r reps] [-o reader] [-t transport] [-l len] [-P] [-v]
  *   defaults: 4,000,000 lines of 40 bytes and 400,000 of 1 KiB per run (TLS: a quarter), 9 rounds
+ *   -o 1..4, -t 1 (socketpair) or 2 (TLS), -l 40 or 1024: run only that (for profilers)
  */
 #include "common.h"
 
@@ -37,6 +38,7 @@
 #include <openssl/ssl.h>
 
 #define BUF_SIZE    65536u
+#define NOINLINE    __attribute__((noinline)) /* own functions for callgrind --toggle-collect */
 #define SERVER_NAME "bench.rill.test"
 #define MAX_REPS    99
 
@@ -128,7 +130,7 @@ static void *send_lines(void *arg)
 /* ---- readers ---- */
 
 /* The baseline: a memchr() splitter over read(2) or SSL_read_ex into a 64 KiB buffer. */
-static void read_memchr(int fd, SSL *ssl, struct tally *t)
+NOINLINE static void read_memchr(int fd, SSL *ssl, struct tally *t)
 {
     static char buf[BUF_SIZE];
     size_t have = 0;
@@ -165,7 +167,7 @@ static void read_memchr(int fd, SSL *ssl, struct tally *t)
         count_line(t, buf, have);
 }
 
-static void read_line_loop(rill_stream *s, struct tally *t)
+NOINLINE static void read_line_loop(rill_stream *s, struct tally *t)
 {
     for (;;) {
         const char *line;
@@ -180,7 +182,7 @@ static void read_line_loop(rill_stream *s, struct tally *t)
     }
 }
 
-static void read_lines_loop(rill_stream *s, struct tally *t)
+NOINLINE static void read_lines_loop(rill_stream *s, struct tally *t)
 {
     static rill_line lines[256];
     for (;;) {
@@ -196,7 +198,7 @@ static void read_lines_loop(rill_stream *s, struct tally *t)
     }
 }
 
-static void iter_loop(rill_stream *s, struct tally *t)
+NOINLINE static void iter_loop(rill_stream *s, struct tally *t)
 {
     static rill_line_iter it;
     rill_line_iter_init(&it, s);
@@ -350,15 +352,20 @@ int main(int argc, char **argv)
     memset(&b, 0, sizeof b);
     size_t reps = 9;
     uint64_t lines = 0;
-    int opt;
-    while ((opt = getopt(argc, argv, "n:r:Pv")) != -1) {
+    int opt, only = -1, only_tr = -1;
+    size_t only_len = 0;
+    while ((opt = getopt(argc, argv, "n:r:o:t:l:Pv")) != -1) {
         switch (opt) {
+        case 'o': only = (int)bench_parse_count(optarg, "reader") - 1; break;
+        case 't': only_tr = (int)bench_parse_count(optarg, "transport") - 1; break;
+        case 'l': only_len = (size_t)bench_parse_count(optarg, "line length"); break;
         case 'n': lines = bench_parse_count(optarg, "line count"); break;
         case 'r': reps = (size_t)bench_parse_count(optarg, "reps"); break;
         case 'P': bench_pinning = 0; break;
         case 'v': bench_verbose = 1; break;
         default:
-            fprintf(stderr, "usage: bench_lines_batch [-n lines] [-r reps] [-P] [-v]\n");
+            fprintf(stderr, "usage: bench_lines_batch [-n lines] [-r reps] [-o reader] "
+                            "[-t transport] [-l len] [-P] [-v]\n");
             return 2;
         }
     }
@@ -376,6 +383,8 @@ int main(int argc, char **argv)
     static double fig[READERS][MAX_REPS];
     for (int tr = 0; tr < TRANSPORTS; tr++) {
         for (int li = 0; li < 2; li++) {
+            if ((only_tr >= 0 && tr != only_tr) || (only_len && lens[li] != only_len))
+                continue;
             uint64_t n = lines ? lines : lens[li] == 40 ? 4000000 : 400000;
             if (tr == T_TLS && !lines)
                 n /= 4;
@@ -383,6 +392,10 @@ int main(int argc, char **argv)
             for (size_t rep = 0; rep < reps; rep++) {
                 for (int k = 0; k < READERS; k++) {
                     enum reader r = (enum reader)(rep % 2 ? READERS - 1 - k : k);
+                    if (only >= 0 && (int)r != only) {
+                        fig[r][rep] = 1; /* not run: ratios are void */
+                        continue;
+                    }
                     fig[r][rep] = run(&b, (enum transport)tr, r);
                     if (bench_verbose)
                         fprintf(stderr, "%s %zu B run %zu reader %d: %.2f M lines/s\n", tr_name[tr],

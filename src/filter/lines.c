@@ -622,25 +622,31 @@ RILL_API rill_status rill_skip_line(rill_stream *s, size_t *skipped)
 static size_t batch_rest(struct lines *st, rill_line *lines, size_t n, size_t max)
 {
     if (st->eol == RILL_EOL_LF) {
-        /* The splitter loop itself: the limit bounds each search, as scan_line() does. */
-        char *base = st->buf;
-        size_t start = st->start, end = st->end, room = st->max_line + 1;
-        while (n < max && start < end) {
-            size_t lim = end - start < room ? end : start + room;
-            char *lf = memchr(base + start, '\n', lim - start);
+        /*
+         * The splitter loop itself, on locals: the limit bounds each search as scan_line() does,
+         * and an empty rest ends it through memchr() finding nothing.
+         */
+        char *base = st->buf, *p = base + st->start, *end = base + st->end;
+        size_t room = st->max_line + 1;
+        rill_line *out = lines + n, *stop = lines + max;
+        char *resume = NULL;
+        while (out < stop) {
+            size_t avail = (size_t)(end - p);
+            size_t w = avail < room ? avail : room;
+            char *lf = memchr(p, '\n', w);
             if (!lf) {
-                st->scan = lim; /* searched: the next call resumes there */
+                resume = p + w; /* searched: the next call resumes there */
                 break;
             }
             *lf = '\0';
-            lines[n].data = base + start;
-            lines[n].len = (size_t)(lf - (base + start));
-            n++;
-            start = (size_t)(lf - base) + 1;
-            st->scan = start;
+            out->data = p;
+            out->len = (size_t)(lf - p);
+            out++;
+            p = lf + 1;
         }
-        st->start = start;
-        return n;
+        st->start = (size_t)(p - base);
+        st->scan = resume ? (size_t)(resume - base) : st->start;
+        return (size_t)(out - lines);
     }
     while (n < max && st->end > st->start) {
         struct line_at f;

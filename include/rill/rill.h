@@ -124,7 +124,10 @@ RILL_API void rill_set_allocator(void *(*alloc_fn)(size_t), void *(*realloc_fn)(
  * The last error message of stream @p s (the layer the call was made on), e.g.
  * "lines: buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)".
  * Returns "" when no error has been recorded and "(null stream)" for NULL. The pointer stays
- * valid until the next call on @p s.
+ * valid until the next call on @p s. The message is kept in a record allocated with the
+ * stream's first error; if that allocation failed, the code is still kept and the message is
+ * "out of memory: no room for the message of this error" (or, on the thread that recorded it
+ * and until another such error, the message itself).
  */
 RILL_API const char *rill_errmsg(const rill_stream *s);
 
@@ -732,7 +735,9 @@ RILL_API void rill_listener_free(rill_listener *l);
 
 /**
  * Wrap @p inner with read-ahead and write-behind buffers of @p read_size and @p write_size bytes
- * (each 1 .. 1 GiB). Buffers are allocated on first use; rill_shrink() releases empty ones.
+ * (each 1 .. 1 GiB). Buffers are allocated on first use and released when they empty at the end
+ * of a burst (the write buffer by a flush, the read buffer when its last byte is taken and the
+ * read that filled it did not fill it); rill_shrink() releases any empty one.
  * Reads of at least read_size/2 into an empty buffer and writes that do not fit the buffer go
  * straight to the inner stream, so bulk data is copied at most once. Before a read waits for
  * the inner stream, pending write-behind bytes are flushed (no request/response deadlock).
@@ -763,8 +768,10 @@ RILL_API RILL_NODISCARD rill_status rill_peek(rill_stream *s, size_t want, const
 RILL_API RILL_NODISCARD rill_status rill_unread(rill_stream *s, const void *data, size_t len);
 
 /**
- * Release memory that idle layers do not need now (empty buffers of buffered and lines layers),
- * down the whole chain. Buffers come back on next use. Returns the number of bytes released.
+ * Release memory that idle layers do not need now (empty buffers of buffered and lines layers
+ * that they kept, e.g. after a bulk transfer filled them, or the last line a lines layer keeps),
+ * down the whole chain. Buffers come back on next use. Returns the number of bytes of buffers
+ * released.
  */
 RILL_API size_t rill_shrink(rill_stream *s);
 

@@ -41,8 +41,10 @@
  *   -T/-H/-M  run only the throughput / handshake / memory part (combinable)
  *   -P  do not pin the measured thread and its peer to different CPUs   -v  print every run
  *   -R  RSA-2048 certificates (CA and leaf) instead of EC P-256
- *   -O v  run only throughput variant v (1 raw, 2 rill tcp, 3 rill fd, 4 raw default modes;
- *         for profilers such as callgrind --toggle-collect=run_send; ratios are then void)
+ *   -O v  run only variant v, for profilers such as callgrind --toggle-collect=run_send or
+ *         hs_one (ratios are then void): throughput 1 raw, 2 rill tcp, 3 rill fd, 4 raw default
+ *         modes; handshakes 1 raw full, 2 rill full, 3 rill_connect full, 4 raw resumed, 5 rill
+ *         resumed, 6 rill export/import
  */
 #include "common.h"
 
@@ -682,7 +684,9 @@ struct hs_state {
 };
 
 /* One connection of variant @p v; returns 1 if it resumed a session. */
-static int hs_one(struct bench *b, enum hvariant v, struct hs_state *st)
+__attribute__((noinline)) /* a function of its own for callgrind --toggle-collect */
+static int
+hs_one(struct bench *b, enum hvariant v, struct hs_state *st)
 {
     struct client c = { -1, NULL, NULL };
     rill_error err;
@@ -778,6 +782,10 @@ static void bench_handshakes(struct bench *b)
     for (size_t r = 0; r < reps; r++) {
         for (int k = 0; k < HVARIANTS; k++) {
             enum hvariant v = (enum hvariant)(r % 2 ? HVARIANTS - 1 - k : k);
+            if (b->cfg.only >= 0 && (int)v != b->cfg.only) {
+                rate[v][r] = cpu[v][r] = 1;
+                continue;
+            }
             rate[v][r] = run_handshakes(b, v, &cpu[v][r]);
             if (bench_verbose)
                 fprintf(stderr, "handshake run %zu variant %d: %.0f/s, %.1f us CPU\n", r, (int)v,

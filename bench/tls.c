@@ -582,10 +582,16 @@ static void bench_throughput(struct bench *b)
     memset(cpu_rows, 0, sizeof cpu_rows);
     size_t nrows = 0;
     for (int d = 0; d < 2; d++) {
-        double ratio[TVARIANTS], cpu_ratio[TVARIANTS];
+        double ratio[TVARIANTS], cpu_ratio[TVARIANTS], lo[TVARIANTS] = { 0 }, hi[TVARIANTS] = { 0 },
+                                                       cpu_lo[TVARIANTS] = { 0 },
+                                                       cpu_hi[TVARIANTS] = { 0 };
         for (int v = 0; v < TVARIANTS; v++) {
             ratio[v] = bench_paired_ratio(fig[d][v], fig[d][T_RAW], reps);
             cpu_ratio[v] = bench_paired_ratio(cpu[d][v], cpu[d][T_RAW], reps);
+            if (v != T_RAW) {
+                bench_paired_range(fig[d][v], fig[d][T_RAW], reps, &lo[v], &hi[v]);
+                bench_paired_range(cpu[d][v], cpu[d][T_RAW], reps, &cpu_lo[v], &cpu_hi[v]);
+            }
         }
         for (int v = 0; v < TVARIANTS; v++) {
             struct bench_row *row = &rows[nrows++];
@@ -609,13 +615,17 @@ static void bench_throughput(struct bench *b)
             row->best = bench_max(fig[d][v], reps);
             row->median = bench_median(fig[d][v], reps);
             row->ratio = v == T_RAW ? -1 : ratio[v];
-            row->goal = v == T_RILL_TCP ? 0.97 : v == T_RILL_FD ? 0.95 : 0;
+            row->goal = v == T_RILL_TCP ? 0.98 : v == T_RILL_FD ? 0.95 : 0;
+            row->lo = lo[v];
+            row->hi = hi[v];
             struct bench_row *crow = &cpu_rows[nrows - 1];
             *crow = *row;
             crow->best = bench_min(cpu[d][v], reps);
             crow->median = bench_median(cpu[d][v], reps);
             crow->ratio = v == T_RAW ? -1 : cpu_ratio[v];
             crow->goal = 0;
+            crow->lo = cpu_lo[v];
+            crow->hi = cpu_hi[v];
         }
     }
     char title[300];

@@ -27,6 +27,7 @@
 #include "tls.h"
 
 #define WRITE_CHUNK 16384 /* one record: the most a write left pending can hold */
+#define FULL_RECORD 16384 /* plaintext of a full record: one this full suggests more follow */
 
 struct tls {
     SSL *ssl;
@@ -54,6 +55,8 @@ struct tls {
     size_t wpend_len;
     size_t wpend_off;
     bool push_stuck; /* a read found that record stuck: it waits for POLLOUT as well */
+    size_t rec_read; /* plaintext read so far from the current record */
+    bool last_short; /* the last record written was not a full one: a burst ended */
     /* rill_connect's session cache. */
     struct rilli_sess_cache *cache;
     char *cache_key;  /* allocated with the cache */
@@ -464,6 +467,19 @@ static struct tls *op_start(rill_stream *s)
     return t;
 }
 
+/*
+ * OpenSSL's record buffers (some 34 KiB) are released when the connection goes idle, not per
+ * record: SSL_MODE_RELEASE_BUFFERS frees the read buffer after every record read and the write
+ * buffer after every write call, then allocates them again for the next. Here they stay while
+ * full records flow (a bulk transfer) and go when a burst ends: after the handshake, after a
+ * record read or written that was not a full one, once nothing is left in them.
+ */
+static void release_if_idle(struct tls *t)
+{
+    if (!t->wpend_len && SSL_pending(t->ssl) == 0)
+        (void)SSL_free_buffers(t->ssl); /* refuses (and keeps them) while bytes are held */
+}
+
 /* ---- handshake ---- */
 
 static bool pin_matches(const rill_tls_config *cfg, X509 *cert, char *pin, size_t len)
@@ -547,6 +563,7 @@ static rill_status handshake_step(rill_stream *s, struct tls *t)
     if (st != RILL_OK)
         return st;
     t->handshake_done = true;
+    release_if_idle(t);
     return RILL_OK;
 }
 
@@ -607,10 +624,18 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
     call_start(t);
     int r = SSL_read_ex(t->ssl, buf, len, n);
     rilli_set_may_block(s, may_block);
-    if (r == 1)
-        return RILL_OK;
-    *n = 0;
-    return ssl_failure(s, t, r);
+    if (r != 1) {
+        *n = 0;
+        return ssl_failure(s, t, r);
+    }
+    t->rec_read += *n;
+    if (SSL_pending(t->ssl) == 0) { /* the record is used up */
+        bool full = t->rec_read >= FULL_RECORD;
+        t->rec_read = 0;
+        if (!full)
+            release_if_idle(t);
+    }
+    return RILL_OK;
 }
 
 /*
@@ -636,6 +661,7 @@ static rill_status write_records(rill_stream *s, struct tls *t, const void *buf,
         int r = SSL_write_ex(t->ssl, p + done, len - done, &w);
         if (r == 1) {
             done += w;
+            t->last_short = w < FULL_RECORD;
             continue;
         }
         st = ssl_failure(s, t, r);
@@ -674,7 +700,11 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
         st = finish_pending_write(s, t);
     if (st != RILL_OK)
         return st;
-    return write_records(s, t, buf, len, n);
+    t->last_short = false;
+    st = write_records(s, t, buf, len, n);
+    if (st == RILL_OK && t->last_short)
+        release_if_idle(t);
+    return st;
 }
 
 /*
@@ -693,6 +723,7 @@ static rill_status tls_writev(rill_stream *s, const struct iovec *iov, int iovcn
         return st;
     size_t done = 0, off = 0;
     int i = 0;
+    t->last_short = false;
     while (i < iovcnt) {
         const unsigned char *p = (const unsigned char *)iov[i].iov_base + off;
         size_t left = iov[i].iov_len - off;
@@ -734,8 +765,11 @@ static rill_status tls_writev(rill_stream *s, const struct iovec *iov, int iovcn
         done += k; /* sent, or kept pending */
         if (st != RILL_OK)
             break;
+        t->last_short = k < FULL_RECORD;
     }
     *n = done;
+    if (st == RILL_OK && t->last_short)
+        release_if_idle(t);
     if (done > 0)
         return RILL_OK; /* a failure after progress is kept (t->fatal) for the next call */
     return st;
@@ -1013,6 +1047,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
+    SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* released when idle: release_if_idle */
     SSL_set_msg_callback(t->ssl, msg_cb);
     SSL_set_msg_callback_arg(t->ssl, t);
     bool ok = true;

@@ -1082,6 +1082,61 @@ START_TEST(test_line_iter_many_lines)
 }
 END_TEST
 
+/*
+ * rill_read_line finds the ends of the lines after the one it returns in the same search and
+ * hands them out on the next calls; every other way of reading in between (a raw read, a copy,
+ * a skip, a batch, more data arriving) must make it look again, never hand out stale ends.
+ * Blocking, deadline and non-blocking.
+ */
+START_TEST(test_read_line_ahead_mixed)
+{
+    int mode = _i;
+    int peer;
+    rill_stream *s = lines_end(16, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    peer_str(peer, "a1\nb22\nc333\nd4444\ne5\nf6\ng7\nh8\nmuch too long line\ni9\n");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "a1"); /* finds b..h ahead */
+    char raw[3];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read_full(s, raw, 2, &n), RILL_OK); /* "b2" of "b22" */
+    ck_assert_mem_eq(raw, "b2", 2);
+    expect_line(s, "2");
+    expect_line(s, "c333");
+    char copy[16];
+    ck_assert_int_eq(rill_read_line_copy(s, copy, sizeof copy, &n), RILL_OK);
+    ck_assert_str_eq(copy, "d4444");
+    expect_line(s, "e5");
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 3); /* "f6\n" */
+    rill_line lines[1];
+    ck_assert_int_eq(rill_read_lines(s, lines, 1, &n), RILL_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(lines[0].data, "g7");
+    expect_line(s, "h8");
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "lines: line longer than 16 bytes");
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    expect_line(s, "i9");
+    /* More data after the buffer emptied and was refilled: the ends found before are gone. */
+    peer_str(peer, "j10\nk11\n");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "j10");
+    peer_str(peer, "l12\n");
+    expect_line(s, "k11");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "l12");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
 START_TEST(test_read_lines_invalid)
 {
     int peer;
@@ -1426,6 +1481,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_read_lines_error_ends_batch, 0, 6);
     tcase_add_loop_test(tc, test_line_iter_many_lines, 0, 3);
     tcase_add_test(tc, test_read_lines_invalid);
+    tcase_add_loop_test(tc, test_read_line_ahead_mixed, 0, 3);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("api");

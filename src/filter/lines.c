@@ -60,7 +60,36 @@ struct lines {
     size_t skipped;  /* bytes dropped so far by the current rill_skip_line() */
     bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered, so
                         an LF, if it comes next, belongs to that line (the owed LF) */
+    /*
+     * LF mode: the ends of the lines after the one rill_read_line() last found, found in the
+     * same search (see split_ahead), so that the next calls only hand them out. Entry iahead
+     * is the LF of the line starting at ahead_start; the entries hold only while the buffer
+     * has not moved (fill() drops them) and the stream is still at ahead_start.
+     */
+    uint32_t *ahead; /* in the buffer's block (set with it) */
+    uint32_t nahead;
+    uint32_t iahead;
+    size_t ahead_start;
 };
+
+/* Line ends found ahead per search; they live in the buffer's block, after its cap + 1 bytes. */
+#define LINES_AHEAD 64
+
+static inline size_t ahead_offset(size_t cap)
+{
+    return (cap + 1 + sizeof(uint32_t) - 1) & ~(sizeof(uint32_t) - 1);
+}
+
+/* Bytes of the buffer's block: the buffer, its NUL byte, the line ends found ahead. */
+static inline size_t block_size(size_t cap)
+{
+    return ahead_offset(cap) + LINES_AHEAD * sizeof(uint32_t);
+}
+
+static inline uint32_t *ahead_of(const struct lines *st)
+{
+    return (uint32_t *)(void *)(st->buf + ahead_offset(st->cap));
+}
 
 enum scan_result { SCAN_FOUND, SCAN_NEED, SCAN_TOO_LONG, SCAN_BARE_CR, SCAN_BARE_LF };
 
@@ -203,6 +232,7 @@ static rill_status scan_error(rill_stream *s, const struct lines *st, enum scan_
  */
 static LINES_NOINLINE void release_idle(struct lines *st, const char **line, size_t len)
 {
+    st->nahead = st->iahead = 0;
     if (!line) {
         rilli_free(st->buf);
         st->buf = NULL;
@@ -270,15 +300,17 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
  */
 static rill_status fill(rill_stream *s, struct lines *st)
 {
+    st->nahead = st->iahead = 0; /* the buffer may move */
     if (!st->buf || st->small) {
         /* Nothing is buffered when it is small: the last line it holds has been handed out. */
-        char *grown = rilli_malloc(st->cap + 1);
+        char *grown = rilli_malloc(block_size(st->cap));
         if (!grown) {
             return rill_stream_error(s, RILL_E_NOMEM, "out of memory (%zu-byte line buffer)",
-                                     st->cap + 1);
+                                     block_size(st->cap));
         }
         rilli_free(st->buf);
         st->buf = grown;
+        st->ahead = ahead_of(st);
         st->small = false;
         st->start = st->end = st->scan = 0;
     }
@@ -467,7 +499,8 @@ static size_t lines_shrink(rill_stream *s)
     struct lines *st = rilli_state(s);
     if (!st->buf || st->start != st->end)
         return 0;
-    size_t held = st->small ? 0 : st->cap + 1; /* a shrunk block holds only the last line */
+    size_t held = st->small ? 0 : block_size(st->cap); /* a shrunk one holds the last line */
+    st->nahead = st->iahead = 0;
     rilli_free(st->buf);
     st->buf = NULL;
     st->small = false;
@@ -553,31 +586,70 @@ static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **li
     return rc;
 }
 
+/* Hand out the line from st->start to the LF at @p e and move past it. */
+static inline rill_status take_to(struct lines *st, size_t e, const char **line, size_t *len)
+{
+    char *first = st->buf + st->start;
+    st->buf[e] = '\0';
+    *line = first;
+    *len = e - st->start;
+    st->start = st->scan = e + 1;
+    if (idle_now(st))
+        release_idle(st, line, *len);
+    return RILL_OK;
+}
+
+/*
+ * LF mode, bytes buffered: find the line at start and, in the same pass, the ends of up to
+ * LINES_AHEAD more whole lines after it (each within the limit), which the next calls hand out
+ * without searching. A line that is not whole or too long stops the pass; the slow path deals
+ * with it when it is reached.
+ */
+static LINES_NOINLINE rill_status split_ahead(rill_stream *s, struct lines *st, const char **line,
+                                              size_t *len)
+{
+    char *base = st->buf, *end = base + st->end;
+    size_t room = st->max_line + 1;
+    size_t lim = st->end - st->start < room ? st->end : st->start + room;
+    char *lf = st->scan < lim ? memchr(base + st->scan, '\n', lim - st->scan) : NULL;
+    if (!lf) {
+        if (st->scan < lim)
+            st->scan = lim;
+        return read_line_slow(s, line, len);
+    }
+    uint32_t *ahead = st->ahead;
+    uint32_t n = 0;
+    for (char *p = lf + 1; n < LINES_AHEAD;) {
+        size_t avail = (size_t)(end - p);
+        char *next = memchr(p, '\n', avail < room ? avail : room);
+        if (!next)
+            break;
+        ahead[n++] = (uint32_t)(next - base);
+        p = next + 1;
+    }
+    st->nahead = n;
+    st->iahead = 0;
+    st->ahead_start = (size_t)(lf - base) + 1;
+    return take_to(st, (size_t)(lf - base), line, len);
+}
+
 RILL_API rill_status rill_read_line(rill_stream *s, const char **line, size_t *len)
 {
     /*
-     * The common case gets its own few instructions: an LF line already buffered. This is the
-     * loop a hand-written splitter runs, and anything more per line shows at 40-byte lines.
+     * The common case gets its own few instructions: an LF line whose end an earlier search
+     * already found (no call, no search here), else one search that also finds the lines
+     * after it. This is the loop a hand-written splitter runs, and anything more per line
+     * shows at 40-byte lines.
      */
     if (s && line && len && rilli_ops(s) == &lines_ops) {
         struct lines *st = rilli_state(s);
-        size_t lim = st->start + st->max_line + 1;
-        if (lim > st->end)
-            lim = st->end;
-        if (st->eol == RILL_EOL_LF && st->scan < lim) {
-            char *lf = memchr(st->buf + st->scan, '\n', lim - st->scan);
-            if (lf) {
-                char *first = st->buf + st->start;
-                *lf = '\0';
-                *line = first;
-                *len = (size_t)(lf - first);
-                st->start = st->scan = (size_t)(lf - st->buf) + 1;
-                if (idle_now(st))
-                    release_idle(st, line, *len);
-                return RILL_OK;
-            }
-            st->scan = lim;
+        if (st->iahead < st->nahead && st->start == st->ahead_start) {
+            size_t e = st->ahead[st->iahead++];
+            st->ahead_start = e + 1;
+            return take_to(st, e, line, len);
         }
+        if (st->eol == RILL_EOL_LF && st->end > st->start && !st->small)
+            return split_ahead(s, st, line, len);
     }
     return read_line_slow(s, line, len);
 }

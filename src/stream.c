@@ -473,6 +473,8 @@ static rill_status writev_all(rill_stream *s, void *arg)
             win[k].iov_len = a->iov[i].iov_len - skip;
             k++;
         }
+        if (k == 0) /* not reached: the piece at the cursor has bytes left */
+            return RILL_OK;
         size_t n = 0;
         rill_status st = dispatch_writev(s, win, k, &n);
         a->done += n;

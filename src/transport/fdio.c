@@ -126,7 +126,11 @@ rill_status rilli_fd_writev(rill_stream *s, int fd, bool is_sock, const char *wh
     *n = 0;
     if (!is_sock) /* pipes and files: the first piece, with rilli_fd_write's care for pipes */
         return rilli_fd_write(s, fd, false, where, iov[0].iov_base, iov[0].iov_len, n);
-    struct msghdr m = { .msg_iov = (struct iovec *)(uintptr_t)iov,
+    union {
+        const struct iovec *in;
+        struct iovec *out; /* sendmsg() only reads the pieces */
+    } pieces = { .in = iov };
+    struct msghdr m = { .msg_iov = pieces.out,
                         .msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt) };
     int flags = MSG_NOSIGNAL | (rill_stream_may_block(s) ? 0 : MSG_DONTWAIT);
     for (;;) {

@@ -1594,6 +1594,13 @@ START_TEST(test_writev_invalid)
     rt_assert_error(s, rill_writev(s, NULL, 1, &n), RILL_E_INVALID, "rill_writev: iov is NULL");
     rt_assert_error(s, rill_writev(s, bad, 2, &n), RILL_E_INVALID,
                     "rill_writev: piece 1 has no buffer");
+    /* Ops of a version this library does not know are refused, with the reason on inner. */
+    static const struct rill_stream_ops future_ops = { .version = RILL_STREAM_OPS_VERSION + 1,
+                                                       .name = "future" };
+    rill_stream *layer = NULL;
+    rt_assert_error(s, rill_stream_new(&future_ops, 0, s, 0, &layer), RILL_E_INVALID,
+                    "rill_stream_new: ops version mismatch");
+    ck_assert_ptr_null(layer);
     ck_assert_int_eq(rill_shutdown(s), RILL_OK);
     rt_assert_error(s, rill_writev(s, bad, 1, &n), RILL_E_CLOSED,
                     "rill_writev: fd: write after shutdown");

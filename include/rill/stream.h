@@ -83,7 +83,8 @@ struct rill_stream_ops {
  *
  * Ownership: on RILL_OK *out owns @p inner (unless borrowed). On error nothing changes and the
  * caller still owns @p inner; the reason is recorded on @p inner when there is one.
- * Errors: RILL_E_INVALID (NULL ops/out, wrong version, no name), RILL_E_NOMEM.
+ * Errors: RILL_E_INVALID (NULL ops/out, a version other than 1 or RILL_STREAM_OPS_VERSION, no
+ * name), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_stream_new(const struct rill_stream_ops *ops,
                                                     size_t state_size, rill_stream *inner,

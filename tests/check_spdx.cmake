@@ -12,7 +12,7 @@ file(GLOB_RECURSE files RELATIVE "${SRC}" LIST_DIRECTORIES false "${SRC}/*")
 set(missing "")
 set(count 0)
 foreach(f IN LISTS files)
-  if(f MATCHES "^(build|_build)[^/]*/|^\\.git/|^\\.cache/|^tests/fuzz/corpus/|^LICENSE$|^\\.reuse/|^abi/|^debian/(changelog|compat|source/format)$"
+  if(f MATCHES "^(build|_build)[^/]*/|^\\.git(/|$)|^\\.cache/|^tests/fuzz/corpus/|^LICENSE$|^\\.reuse/|^abi/|^debian/(changelog|compat|source/format)$"
      OR f MATCHES "/build[^/]*/|\\.(o|a|so|pyc)$")
     continue()
   endif()

@@ -269,12 +269,12 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         !t->pin_checked) {
         /* Refuse a key that matches no pin inside the handshake, so the peer gets an alert. */
         t->pin_checked = true;
-        struct vfy_text *v = vfy_text(t);
-        char pin[sizeof v->pin_seen];
+        char pin[sizeof t->vfy->pin_seen];
         t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), pin, sizeof pin);
-        if (!t->pin_ok && v)
-            memcpy(v->pin_seen, pin, sizeof pin);
         if (!t->pin_ok) {
+            struct vfy_text *v = vfy_text(t); /* only a failure has something to say */
+            if (v)
+                memcpy(v->pin_seen, pin, sizeof pin);
             X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
             ok = 0;
         }

@@ -165,6 +165,20 @@ double bench_paired_ratio(const double *a, const double *b, size_t n)
     return bench_median(r, n);
 }
 
+void bench_paired_range(const double *a, const double *b, size_t n, double *lo, double *hi)
+{
+    *lo = *hi = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] <= 0 || b[i] <= 0) {
+            *lo = *hi = -1;
+            return;
+        }
+        double r = a[i] / b[i];
+        *lo = *lo < 0 || r < *lo ? r : *lo;
+        *hi = r > *hi ? r : *hi;
+    }
+}
+
 uint64_t bench_parse_count(const char *arg, const char *what)
 {
     char *end;
@@ -188,10 +202,12 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
                        const struct bench_row *rows, size_t n)
 {
     printf("\n%s\n", title);
-    printf("%-44s %11s %11s %9s %7s %s\n", "name", unit, "median", ratio_label, "goal", "result");
+    printf("%-44s %11s %11s %9s %7s %-6s %s\n", "name", unit, "median", ratio_label, "goal",
+           "result", "ratio min-max");
     for (size_t i = 0; i < n; i++) {
         const struct bench_row *r = &rows[i];
         char best[24] = "-", med[24] = "-", ratio[16] = "-", goal[16] = "", verdict[8] = "";
+        char range[40] = "";
         if (r->best >= 0)
             snprintf(best, sizeof best, "%.1f", r->best);
         if (r->median >= 0)
@@ -202,7 +218,10 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
             snprintf(goal, sizeof goal, ">=%.2f", r->goal);
             snprintf(verdict, sizeof verdict, "%s", r->ratio >= r->goal ? "PASS" : "MISS");
         }
-        printf("%-44s %11s %11s %9s %7s %s\n", r->name, best, med, ratio, goal, verdict);
+        if (r->lo > 0 && r->hi > 0)
+            snprintf(range, sizeof range, "%.3f-%.3f", r->lo, r->hi);
+        printf("%-44s %11s %11s %9s %7s %-6s %s\n", r->name, best, med, ratio, goal, verdict,
+               range);
     }
     fflush(stdout);
 }
@@ -286,4 +305,43 @@ unsigned long long bench_proc_net_counter(const char *path, const char *section,
     }
     fclose(f);
     return result;
+}
+
+/* ---- certificates for the TLS benchmarks ---- */
+
+void bench_make_certs(char *dir, size_t dir_len, const char *name, int rsa)
+{
+    snprintf(dir, dir_len, "/tmp/bench_tls.XXXXXX");
+    if (!mkdtemp(dir))
+        bench_die("mkdtemp: %s", strerror(errno));
+    char cmd[1600];
+    const char *key = rsa ? "rsa:2048" : "ec -pkeyopt ec_paramgen_curve:P-256";
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && exec >/dev/null 2>&1 && "
+             "openssl req -x509 -newkey %s -nodes "
+             "-keyout ca.key -out ca.pem -days 2 -subj '/CN=rill bench CA' "
+             "-addext basicConstraints=critical,CA:TRUE "
+             "-addext keyUsage=critical,keyCertSign,cRLSign && "
+             "openssl req -new -newkey %s -nodes "
+             "-keyout leaf.key -out leaf.csr -subj '/CN=%s' && "
+             "printf 'subjectAltName=DNS:%s,IP:127.0.0.1\\n"
+             "basicConstraints=critical,CA:FALSE\\nkeyUsage=critical,digitalSignature\\n"
+             "extendedKeyUsage=serverAuth\\n' > leaf.ext && "
+             "openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -set_serial 2 -days 2 "
+             "-extfile leaf.ext -out leaf.pem",
+             dir, key, key, name, name);
+    if (system(cmd) != 0)
+        bench_die("making certificates with the openssl command failed (in %s)", dir);
+}
+
+void bench_remove_certs(const char *dir)
+{
+    static const char *const files[] = { "ca.pem",   "ca.key",   "leaf.pem",
+                                         "leaf.key", "leaf.csr", "leaf.ext" };
+    char path[128];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
 }

@@ -57,12 +57,17 @@ double bench_max(const double *v, size_t n);
  */
 double bench_paired_ratio(const double *a, const double *b, size_t n);
 
+/* The lowest and highest of those per-run ratios (both -1 under the same conditions). */
+void bench_paired_range(const double *a, const double *b, size_t n, double *lo, double *hi);
+
 /* Parse a positive integer argument (with optional K, M, G binary suffix) or exit. */
 uint64_t bench_parse_count(const char *arg, const char *what);
 
 /*
  * One row of the printed table: the best and the median of the runs, a ratio computed by the
  * caller and an optional goal for it. Negative figures print "-"; goal <= 0 prints no goal.
+ * lo and hi, when both are positive, are the range of the per-run ratios (printed after the
+ * result): zero the rows of a table that does not fill them.
  */
 struct bench_row {
     char name[64];
@@ -70,6 +75,8 @@ struct bench_row {
     double median;
     double ratio;
     double goal;
+    double lo;
+    double hi;
 };
 
 /*
@@ -92,5 +99,14 @@ size_t bench_live_bytes(void);
  * (@p path: "/proc/net/netstat", "/proc/net/snmp") of this network namespace; 0 if absent.
  */
 unsigned long long bench_proc_net_counter(const char *path, const char *section, const char *name);
+
+/*
+ * Certificates for a TLS benchmark, made with the openssl command in a fresh temporary directory
+ * (@p dir, at least 64 bytes): ca.pem (a CA) and leaf.pem / leaf.key for DNS:@p name and
+ * IP:127.0.0.1, EC P-256 or, with @p rsa, RSA-2048. Exits on failure. bench_remove_certs()
+ * deletes them and the directory.
+ */
+void bench_make_certs(char *dir, size_t dir_len, const char *name, int rsa);
+void bench_remove_certs(const char *dir);
 
 #endif

@@ -919,10 +919,10 @@ int main(int argc, char **argv)
     for (int v = 0; v < VARIANTS; v++)
         vs_raw[v] = bench_paired_ratio(fig[v], fig[V_RAW], reps);
     struct bench_row goals[4] = {
-        { "", -1, -1, -1, 0.90 },
-        { "goal: rill batch / rill_resolve one by one", -1, -1, -1, 2.5 },
-        { "goal: rill batch / getaddrinfo() one by one", -1, -1, -1, 2.5 },
-        { "", -1, -1, -1, 0 },
+        { "", -1, -1, -1, 0.90, 0, 0 },
+        { "goal: rill batch / rill_resolve one by one", -1, -1, -1, 2.5, 0, 0 },
+        { "goal: rill batch / getaddrinfo() one by one", -1, -1, -1, 2.5, 0, 0 },
+        { "", -1, -1, -1, 0, 0, 0 },
     };
     snprintf(goals[0].name, sizeof goals[0].name, "goal: rill / raw c-ares, both window %d",
              SMALL_WINDOW);
@@ -934,6 +934,7 @@ int main(int argc, char **argv)
     goals[2].ratio = b.gai_ok ? bench_paired_ratio(fig[V_RILL], fig[V_GAI], reps) : -1;
 
     struct bench_row rows[VARIANTS + 4];
+    memset(rows, 0, sizeof rows);
     size_t nrows = 0;
     for (int v = 0; v < VARIANTS; v++) {
         struct bench_row *row = &rows[nrows++];

@@ -324,6 +324,7 @@ int main(int argc, char **argv)
         { R_RILL_NOBUF, "rill tcp > lines (info)", 0 },
     };
     struct bench_row rows[READERS + 2];
+    memset(rows, 0, sizeof rows);
     size_t n = 0;
     for (size_t i = 0; i < sizeof layout / sizeof layout[0]; i++) {
         struct bench_row *row = &rows[n++];
@@ -333,11 +334,12 @@ int main(int argc, char **argv)
         row->ratio = vs_memchr[layout[i].r];
         row->goal = layout[i].goal;
     }
-    struct bench_row goal_getline = { "goal: rill buffered > lines / getline", -1, -1, vs_getline,
-                                      1.6 };
+    struct bench_row goal_getline = {
+        "goal: rill buffered > lines / getline", -1, -1, vs_getline, 1.6, 0, 0
+    };
     rows[n++] = goal_getline;
 #ifdef RILL_BENCH_HAVE_GIO
-    struct bench_row goal_gio = { "goal: rill buffered > lines / GIO", -1, -1, vs_gio, 5.0 };
+    struct bench_row goal_gio = { "goal: rill buffered > lines / GIO", -1, -1, vs_gio, 5.0, 0, 0 };
     rows[n++] = goal_gio;
 #endif
 #ifdef RILL_BENCH_HAVE_GIO

@@ -254,6 +254,7 @@ int main(int argc, char **argv)
     static const char *dir_name[2] = { "recv", "send" };
     static const char *op_name[2] = { "read", "write" };
     struct bench_row rows[2 * VARIANTS];
+    memset(rows, 0, sizeof rows);
     size_t nrows = 0;
     for (int d = 0; d < 2; d++) {
         double best[VARIANTS], med[VARIANTS], ratio[VARIANTS];

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "rill/rill.h"
 #include "rill/stream.h"
@@ -29,7 +30,13 @@ struct rill_stream {
     bool shut_wr;
     bool closing;     /* rill_close is flushing it: its closing message may go out now */
     rill_status want; /* the WANT the last public call returned, for rill_poll_info */
-    rill_error err;
+    /*
+     * The last error: allocated when the first error happens, so an idle stream does not carry
+     * a message buffer. lost_code is the code of an error whose record could not be allocated
+     * (rill_errmsg then gives a fixed out-of-memory text).
+     */
+    rill_status lost_code;
+    rill_error *err;
     max_align_t state_block[];
 };
 
@@ -71,8 +78,15 @@ rill_status rilli_error_vset(rill_error *err, rill_status code, int errnum, cons
 rill_status rilli_api_error(rill_stream *s, rill_status code, const char *fmt, ...)
     RILL_PRINTF(3, 4);
 
-/* The error slot of @p s, for layers that set sys_errno or API-level messages themselves. */
+/*
+ * The error slot of @p s, for layers that set sys_errno or API-level messages themselves:
+ * allocated on first use. When that allocation fails it is a per-thread scratch record, and
+ * @p s keeps only the code given to rilli_stream_errslot_done().
+ */
 rill_error *rilli_stream_errslot(rill_stream *s);
+
+/* Free the layer block @p s (and its error record) without closing anything. */
+void rilli_stream_free(rill_stream *s);
 
 /*
  * Descriptor I/O shared by the fd, tcp and unix transports. Sockets use recv/send with
@@ -85,6 +99,9 @@ rill_status rilli_fd_read(rill_stream *s, int fd, bool is_sock, rilli_where_fn w
                           size_t len, size_t *n);
 rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, rilli_where_fn where,
                            const void *buf, size_t len, size_t *n);
+/* A gather write on a descriptor: one sendmsg() (sockets) or writev() (others). */
+rill_status rilli_fd_writev(rill_stream *s, int fd, bool is_sock, rilli_where_fn where,
+                            const struct iovec *iov, int iovcnt, size_t *n);
 
 /* Copy the error of stream @p s into @p err (may be NULL); returns the code. */
 rill_status rilli_error_from_stream(rill_error *err, const rill_stream *s);
@@ -142,6 +159,7 @@ rill_status rilli_sock_new_peer(const struct rill_stream_ops *ops, int fd, bool 
 void rilli_sock_peer_text(const rill_stream *s, char *buf, size_t cap);
 rill_status rilli_sock_read(rill_stream *s, void *buf, size_t len, size_t *n);
 rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t *n);
+rill_status rilli_sock_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n);
 rill_status rilli_sock_shutdown(rill_stream *s);
 void rilli_sock_close(rill_stream *s);
 rill_status rilli_sock_poll(rill_stream *s, int *fd, short *events);

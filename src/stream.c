@@ -20,12 +20,89 @@ enum { DIR_READ = 0, DIR_WRITE = 1 };
 
 /* ---- error slots ---- */
 
+/*
+ * Error records are allocated when an error happens: an idle stream holds a pointer, not a
+ * 264-byte record. When that allocation fails the message is written to a per-thread scratch
+ * record and only its code is kept on the stream (lost_code). The scratch keeps serving that
+ * stream's message on this thread until another lost error takes it; after that, or on another
+ * thread, rill_errmsg() says the message was lost to a lack of memory. Errors therefore still
+ * report when memory is gone.
+ */
+static _Thread_local rill_error scratch_record;
+static _Thread_local const rill_stream *scratch_owner; /* whose message the scratch holds */
+static _Thread_local rill_error lost_record;
+static const rill_error no_error;
+static const char lost_text[] = "out of memory: no room for the message of this error";
+
+/* The record of a lost error of @p s: the scratch while it still holds it. */
+static const rill_error *lost_error(const rill_stream *s)
+{
+    if (scratch_owner == s && scratch_record.code == s->lost_code)
+        return &scratch_record;
+    lost_record.code = s->lost_code;
+    lost_record.sys_errno = 0;
+    memcpy(lost_record.msg, lost_text, sizeof lost_text);
+    return &lost_record;
+}
+
+rill_error *rilli_stream_errslot(rill_stream *s)
+{
+    if (s->err)
+        return s->err;
+    s->err = rilli_malloc(sizeof *s->err);
+    if (!s->err)
+        return &scratch_record;
+    /* Carries on what a lost record said, for a caller that reads the code back. */
+    if (s->lost_code)
+        *s->err = *lost_error(s);
+    else
+        *s->err = no_error;
+    s->lost_code = RILL_OK;
+    return s->err;
+}
+
+/* After writing @p e (from rilli_stream_errslot): keep the code if it is the scratch record. */
+static rill_status slot_done(rill_stream *s, const rill_error *e)
+{
+    if (e == &scratch_record) {
+        s->lost_code = e->code;
+        scratch_owner = s;
+    }
+    return e->code;
+}
+
+/* The code of the last error recorded on @p s (RILL_OK when none). */
+static rill_status last_code(const rill_stream *s)
+{
+    return s->err ? s->err->code : s->lost_code;
+}
+
+static void clear_error(rill_stream *s)
+{
+    if (s->err)
+        s->err->code = RILL_OK;
+    s->lost_code = RILL_OK;
+}
+
+void rilli_stream_free(rill_stream *s)
+{
+    if (scratch_owner == s)
+        scratch_owner = NULL;
+    if (s) {
+        rilli_free(s->err);
+        rilli_free(s);
+    }
+}
+
 rill_status rilli_api_error(rill_stream *s, rill_status code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    if (s)
-        rilli_error_vset(&s->err, code, 0, fmt, ap);
+    if (s) {
+        rill_error *e = rilli_stream_errslot(s);
+        rilli_error_vset(e, code, 0, fmt, ap);
+        slot_done(s, e);
+    }
     va_end(ap);
     return code;
 }
@@ -36,7 +113,7 @@ static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, co
 static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, const char *fmt,
                                 va_list ap)
 {
-    rill_error *e = &s->err;
+    rill_error *e = rilli_stream_errslot(s);
     int n = snprintf(e->msg, sizeof e->msg, "%s: ", s->ops->name);
     if (n < 0 || (size_t)n >= sizeof e->msg)
         n = 0;
@@ -45,7 +122,7 @@ static rill_status layer_verror(rill_stream *s, rill_status code, int errnum, co
     snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", tail.msg);
     e->code = code;
     e->sys_errno = errnum;
-    return code;
+    return slot_done(s, e);
 }
 
 RILL_API rill_status rill_stream_error(rill_stream *s, rill_status code, const char *fmt, ...)
@@ -83,26 +160,28 @@ rill_status rilli_adopt_error(rill_stream *top, const rill_stream *from, rill_st
             break;
         used += (size_t)n;
     }
-    snprintf(msg + used, sizeof msg - used, "%s", from->err.msg);
-    memcpy(top->err.msg, msg, sizeof msg);
-    top->err.code = code;
-    top->err.sys_errno = from->err.sys_errno;
-    return code;
-}
-
-rill_error *rilli_stream_errslot(rill_stream *s)
-{
-    return &s->err;
+    const rill_error *below = rill_last_error(from);
+    snprintf(msg + used, sizeof msg - used, "%s", below->msg);
+    int errnum = below->sys_errno;
+    rill_error *e = rilli_stream_errslot(top);
+    memcpy(e->msg, msg, sizeof msg);
+    e->code = code;
+    e->sys_errno = errnum;
+    return slot_done(top, e);
 }
 
 RILL_API const char *rill_errmsg(const rill_stream *s)
 {
-    return s ? s->err.msg : "(null stream)";
+    return s ? rill_last_error(s)->msg : "(null stream)";
 }
 
 RILL_API const rill_error *rill_last_error(const rill_stream *s)
 {
-    return s ? &s->err : NULL;
+    if (!s)
+        return NULL;
+    if (s->err)
+        return s->err;
+    return s->lost_code ? lost_error(s) : &no_error;
 }
 
 /* ---- creation and accessors ---- */
@@ -110,12 +189,13 @@ RILL_API const rill_error *rill_last_error(const rill_stream *s)
 RILL_API rill_status rill_stream_new(const struct rill_stream_ops *ops, size_t state_size,
                                      rill_stream *inner, unsigned flags, rill_stream **out)
 {
-    if (!out || !ops || ops->version != RILL_STREAM_OPS_VERSION || !ops->name || !*ops->name) {
+    bool known = ops && (ops->version == 1 || ops->version == RILL_STREAM_OPS_VERSION);
+    if (!out || !ops || !known || !ops->name || !*ops->name) {
         return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: %s",
-                               !out                                      ? "out is NULL"
-                               : !ops                                    ? "ops is NULL"
-                               : ops->version != RILL_STREAM_OPS_VERSION ? "ops version mismatch"
-                                                                         : "ops has no name");
+                               !out     ? "out is NULL"
+                               : !ops   ? "ops is NULL"
+                               : !known ? "ops version mismatch"
+                                        : "ops has no name");
     }
     if (state_size > ((size_t)1 << 30))
         return rilli_api_error(inner, RILL_E_INVALID, "rill_stream_new: state_size too large");
@@ -169,6 +249,34 @@ static rill_status dispatch_write(rill_stream *s, const void *buf, size_t len, s
     if (s->ops->write)
         return s->ops->write(s, buf, len, n);
     return rill_stream_write_inner(s, buf, len, n);
+}
+
+/*
+ * A gather write on one layer: its own writev op; else, for a layer with a write op, the first
+ * piece through it; else (a pass-through layer) the gather goes to the inner stream.
+ */
+static rill_status dispatch_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    const struct rill_stream_ops *ops = s->ops;
+    if (ops->version >= 2 && ops->writev)
+        return ops->writev(s, iov, iovcnt, n);
+    if (ops->write)
+        return ops->write(s, iov[0].iov_base, iov[0].iov_len, n);
+    return rill_stream_writev_inner(s, iov, iovcnt, n);
+}
+
+RILL_API rill_status rill_stream_writev_inner(rill_stream *self, const struct iovec *iov,
+                                              int iovcnt, size_t *n)
+{
+    rill_stream *in = self->inner;
+    *n = 0;
+    if (!in)
+        return rill_stream_error(self, RILL_E_UNSUPPORTED, "write: layer has no inner stream");
+    if (in->shut_wr)
+        return rill_stream_error(self, RILL_E_CLOSED, "write after shutdown");
+    in->may_block = self->may_block;
+    rill_status st = dispatch_writev(in, iov, iovcnt, n);
+    return st < 0 ? rilli_adopt_error(self, in, st) : st;
 }
 
 RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t len, size_t *n)
@@ -328,6 +436,61 @@ static rill_status write_all(rill_stream *s, void *arg)
     return RILL_OK;
 }
 
+/*
+ * rill_writev: the pieces not yet written, from piece @p at, @p off bytes into it. Each attempt
+ * hands the layer a window of at most GATHER_MAX pieces (the first one trimmed).
+ */
+#define GATHER_MAX 64
+
+struct gather_args {
+    const struct iovec *iov;
+    size_t iovcnt;
+    size_t at;
+    size_t off;
+    size_t done;
+};
+
+static rill_status writev_all(rill_stream *s, void *arg)
+{
+    struct gather_args *a = arg;
+    struct iovec win[GATHER_MAX];
+    for (;;) {
+        while (a->at < a->iovcnt && a->off == a->iov[a->at].iov_len) {
+            a->at++;
+            a->off = 0;
+        }
+        if (a->at == a->iovcnt)
+            return RILL_OK;
+        int k = 0;
+        for (size_t i = a->at; i < a->iovcnt && k < GATHER_MAX; i++) {
+            size_t skip = i == a->at ? a->off : 0;
+            if (a->iov[i].iov_len == skip)
+                continue;
+            win[k].iov_base = (char *)a->iov[i].iov_base + skip;
+            win[k].iov_len = a->iov[i].iov_len - skip;
+            k++;
+        }
+        if (k == 0) /* not reached: the piece at the cursor has bytes left */
+            return RILL_OK;
+        size_t n = 0;
+        rill_status st = dispatch_writev(s, win, k, &n);
+        a->done += n;
+        /* Advance the cursor by n bytes. */
+        while (n > 0) {
+            size_t left = a->iov[a->at].iov_len - a->off;
+            size_t take = n < left ? n : left;
+            a->off += take;
+            n -= take;
+            if (a->off == a->iov[a->at].iov_len && n > 0) {
+                a->at++;
+                a->off = 0;
+            }
+        }
+        if (st != RILL_OK)
+            return st;
+    }
+}
+
 static rill_status check_io_args(rill_stream *s, const char *fn, const void *buf, size_t len,
                                  bool zero_ok)
 {
@@ -402,6 +565,33 @@ RILL_API rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
         return st;
     struct io_args a = { .data = buf, .len = len };
     st = rill_stream_call(s, DIR_WRITE, write_all, &a);
+    if (nwritten)
+        *nwritten = a.done;
+    return st;
+}
+
+RILL_API rill_status rill_writev(rill_stream *s, const struct iovec *iov, size_t iovcnt,
+                                 size_t *nwritten)
+{
+    if (nwritten)
+        *nwritten = 0;
+    if (!s)
+        return RILL_E_INVALID;
+    if (!iov && iovcnt > 0)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_writev: iov is NULL");
+    size_t total = 0;
+    for (size_t i = 0; i < iovcnt; i++) {
+        if (!iov[i].iov_base && iov[i].iov_len > 0)
+            return rilli_api_error(s, RILL_E_INVALID, "rill_writev: piece %zu has no buffer", i);
+        if (iov[i].iov_len > SIZE_MAX - total)
+            return rilli_api_error(s, RILL_E_INVALID, "rill_writev: total length overflows");
+        total += iov[i].iov_len;
+    }
+    rill_status st = check_writable(s, "rill_writev");
+    if (st != RILL_OK || total == 0)
+        return st;
+    struct gather_args a = { iov, iovcnt, 0, 0, 0 };
+    st = rill_stream_call(s, DIR_WRITE, writev_all, &a);
     if (nwritten)
         *nwritten = a.done;
     return st;
@@ -582,11 +772,11 @@ RILL_API rill_status rill_close(rill_stream *s)
         if (l->ops->flush && result == RILL_OK)
             result = closing_status(rill_stream_call(l, DIR_WRITE, flush_one, NULL));
         if (l->ops->close) {
-            l->err.code = RILL_OK;
+            clear_error(l);
             l->ops->close(l);
             /* A closing message its layer could not send without waiting is discarded. */
             if (result == RILL_OK)
-                result = closing_status(l->err.code);
+                result = closing_status(last_code(l));
             /*
              * Bytes the close op wrote (a trailer) sit in the layer below, which is closed next,
              * or borrowed and left to the caller: push them through first, as the write timeout
@@ -595,7 +785,7 @@ RILL_API rill_status rill_close(rill_stream *s)
             if (next && result == RILL_OK)
                 result = closing_status(rill_stream_call(next, DIR_WRITE, flush_chain, NULL));
         }
-        rilli_free(l);
+        rilli_stream_free(l);
         if (borrowed)
             break;
         l = next;

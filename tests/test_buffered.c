@@ -594,11 +594,19 @@ END_TEST
 
 /* ---- shrink ---- */
 
-START_TEST(test_shrink_releases_and_buffers_come_back)
+/*
+ * The buffers are released when they empty at the end of a burst, without rill_shrink(): the
+ * write buffer by a flush, the read buffer when its last byte is taken and the fill did not
+ * fill it. A fill that filled the read buffer keeps it (more may be waiting); rill_shrink()
+ * still releases that. Blocking, under a deadline and non-blocking (the bytes are there).
+ */
+START_TEST(test_buffers_released_when_idle)
 {
+    static const int timeouts[] = { RILL_TIMEOUT_NONE, 2000, 0 };
     rt_counting_on();
     int peer;
     rill_stream *b = buffered_end(8192, 4096, &peer);
+    ck_assert_int_eq(rill_set_timeouts(b, timeouts[_i], timeouts[_i]), RILL_OK);
     size_t idle = rt_live_bytes;
     ck_assert_uint_lt(idle, 4096); /* an idle layer holds no buffer */
     ck_assert_uint_eq(rill_shrink(b), 0);
@@ -607,8 +615,7 @@ START_TEST(test_shrink_releases_and_buffers_come_back)
     ck_assert_uint_eq(rt_live_bytes, idle + 4096);
     ck_assert_uint_eq(rill_shrink(b), 0); /* the held bytes keep the write buffer */
     ck_assert_int_eq(rill_flush(b), RILL_OK);
-    ck_assert_uint_eq(rill_shrink(b), 4096);
-    ck_assert_uint_eq(rt_live_bytes, idle);
+    ck_assert_uint_eq(rt_live_bytes, idle); /* released by the flush */
     char got[10];
     peer_read_exact(peer, got, sizeof got);
     ck_assert_mem_eq(got, "0123456789", 10);
@@ -618,16 +625,33 @@ START_TEST(test_shrink_releases_and_buffers_come_back)
     ck_assert_uint_eq(rt_live_bytes, idle + 8192);
     ck_assert_uint_eq(rill_shrink(b), 0); /* 15 bytes still buffered */
     expect_read(b, "fghijklmnopqrst");
-    ck_assert_uint_eq(rill_shrink(b), 8192);
+    ck_assert_uint_eq(rt_live_bytes, idle); /* the last byte taken released it */
+
+    /* A fill that fills the buffer keeps it once emptied; the next, short one does not. */
+    char big[10000], back[10000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    peer_write(peer, big, sizeof big);
+    size_t off = 0, n = 0;
+    while (off < 8192) {
+        ck_assert_int_eq(rill_read(b, back + off, 1000 < 8192 - off ? 1000 : 8192 - off, &n),
+                         RILL_OK);
+        off += n;
+    }
+    ck_assert_uint_eq(off, 8192);
+    ck_assert_uint_eq(rt_live_bytes, idle + 8192); /* kept: more was waiting */
+    ck_assert_int_eq(rill_read_full(b, back + off, sizeof big - off, &n), RILL_OK);
+    ck_assert_mem_eq(back, big, sizeof big);
     ck_assert_uint_eq(rt_live_bytes, idle);
 
-    /* Both come back on use. */
-    peer_write(peer, "again", 5);
-    expect_read(b, "ag");
-    ck_assert_int_eq(rill_write_str(b, "x", NULL), RILL_OK);
-    ck_assert_int_eq(rill_flush(b), RILL_OK);
-    expect_read(b, "ain");
-    ck_assert_uint_eq(rill_shrink(b), 8192 + 4096);
+    /* Kept after a full fill, rill_shrink releases it. */
+    peer_write(peer, big, 8192);
+    for (off = 0; off < 8192; off += n)
+        ck_assert_int_eq(rill_read(b, back + off, 1000 < 8192 - off ? 1000 : 8192 - off, &n),
+                         RILL_OK);
+    ck_assert_mem_eq(back, big, 8192);
+    ck_assert_uint_eq(rill_shrink(b), 8192);
+    ck_assert_uint_eq(rt_live_bytes, idle);
     close(peer);
     ck_assert_int_eq(rill_close(b), RILL_OK);
     ck_assert_uint_eq(rt_live_bytes, 0);
@@ -964,7 +988,7 @@ Suite *rill_test_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("memory");
-    tcase_add_test(tc, test_shrink_releases_and_buffers_come_back);
+    tcase_add_loop_test(tc, test_buffers_released_when_idle, 0, 3);
     tcase_add_test(tc, test_out_of_memory);
     suite_add_tcase(s, tc);
 

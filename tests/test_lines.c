@@ -907,6 +907,264 @@ START_TEST(test_nonblocking_want_read)
 }
 END_TEST
 
+/* ---- batches: rill_read_lines and rill_line_iter ---- */
+
+static const int batch_timeouts[] = { RILL_TIMEOUT_NONE, 2000, 0 };
+
+/* Wait until @p s has something to read (non-blocking mode), under a 2 s bound. */
+static void wait_readable(rill_stream *s)
+{
+    int fd = -1;
+    short events = 0;
+    ck_assert_int_eq(rill_poll_info(s, &fd, &events), RILL_OK);
+    struct pollfd p = { .fd = fd, .events = events };
+    ck_assert_int_eq(poll(&p, 1, 2000), 1);
+}
+
+/* rill_read_lines, retrying after RILL_WANT_READ in non-blocking mode. */
+static rill_status read_batch(rill_stream *s, rill_line *lines, size_t max, size_t *count)
+{
+    for (;;) {
+        rill_status st = rill_read_lines(s, lines, max, count);
+        if (st != RILL_WANT_READ)
+            return st;
+        ck_assert_uint_eq(*count, 0);
+        wait_readable(s);
+    }
+}
+
+/*
+ * Every whole line buffered comes in one call, in place and NUL-terminated, up to max; the
+ * partial line stays for the next call; EOF gives the last line, then RILL_EOF. Blocking,
+ * deadline and non-blocking, in each ending mode.
+ */
+START_TEST(test_read_lines_batch)
+{
+    int mode = _i % 3;
+    rill_eol eol = limit_modes[_i / 3];
+    const char *nl = eol == RILL_EOL_LF ? "\n" : "\r\n";
+    int peer;
+    rill_stream *s = lines_end(16, eol, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    char text[128];
+    snprintf(text, sizeof text, "one%stwo%s%sfour%sfiv", nl, nl, nl, nl);
+    peer_str(peer, text);
+    rill_line lines[8];
+    size_t count = 99;
+    if (mode == 2)
+        wait_readable(s);
+    ck_assert_int_eq(read_batch(s, lines, 2, &count), RILL_OK);
+    ck_assert_uint_eq(count, 2);
+    ck_assert_str_eq(lines[0].data, "one");
+    ck_assert_uint_eq(lines[0].len, 3);
+    ck_assert_str_eq(lines[1].data, "two");
+    ck_assert_uint_eq(rill_pending(s), strlen(nl) * 2 + 7);
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_OK);
+    ck_assert_uint_eq(count, 2);
+    ck_assert_str_eq(lines[0].data, "");
+    ck_assert_uint_eq(lines[0].len, 0);
+    ck_assert_str_eq(lines[1].data, "four");
+    ck_assert_uint_eq(rill_pending(s), 3); /* "fiv" waits for its ending */
+    if (mode == 2)
+        ck_assert_int_eq(rill_read_lines(s, lines, 8, &count), RILL_WANT_READ);
+    snprintf(text, sizeof text, "e%ssix", nl);
+    peer_str(peer, text);
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_OK);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(lines[0].data, "five");
+    shutdown(peer, SHUT_WR);
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_OK);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(lines[0].data, "six");
+    count = 99;
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_EOF);
+    ck_assert_uint_eq(count, 0);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/*
+ * A line that would fail ends the batch before it, losing nothing: the next call reports it
+ * (status and message), rill_skip_line moves past it, and the lines after it follow.
+ */
+START_TEST(test_read_lines_error_ends_batch)
+{
+    int mode = _i % 3, crlf = _i / 3;
+    int peer;
+    rill_stream *s = lines_end(8, crlf ? RILL_EOL_CRLF : RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    peer_str(peer, crlf ? "ok\r\nbare\nafter\r\n" : "ok\nmuch too long\nafter\n");
+    if (mode == 2)
+        wait_readable(s);
+    rill_line lines[8];
+    size_t count = 99, skipped = 0;
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_OK);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(lines[0].data, "ok");
+    size_t held = rill_pending(s);
+    if (crlf)
+        rt_assert_error(s, rill_read_lines(s, lines, 8, &count), RILL_E_PROTOCOL,
+                        "lines: bare LF at offset 4 of line (CRLF line endings required)");
+    else
+        rt_assert_error(s, rill_read_lines(s, lines, 8, &count), RILL_E_LINE_TOO_LONG,
+                        "lines: line longer than 8 bytes");
+    ck_assert_uint_eq(count, 0);
+    ck_assert_uint_eq(rill_pending(s), held); /* nothing consumed */
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, crlf ? 5 : 14);
+    ck_assert_int_eq(read_batch(s, lines, 8, &count), RILL_OK);
+    ck_assert_uint_eq(count, 1);
+    ck_assert_str_eq(lines[0].data, "after");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/*
+ * The iterator over many lines in random chunks: every line, byte and checksum arrives, in
+ * blocking, deadline and non-blocking modes.
+ */
+START_TEST(test_line_iter_many_lines)
+{
+    int mode = _i;
+    int peer;
+    rill_stream *s = lines_end(RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    struct feed f = { .fd = peer };
+    size_t total = 0, want_sum = 0;
+    char *text = malloc(200000);
+    ck_assert_ptr_nonnull(text);
+    int nlines = 0;
+    while (total < 190000) {
+        int len = (int)((unsigned)nlines * 37u % 300u);
+        for (int k = 0; k < len; k++) {
+            text[total + (size_t)k] = (char)('a' + (nlines + k) % 26);
+            want_sum += (unsigned char)text[total + (size_t)k] * (size_t)(k + 1);
+        }
+        total += (size_t)len;
+        text[total++] = '\n';
+        nlines++;
+    }
+    f.data = text;
+    f.len = total;
+    feed_start(&f);
+    rill_line_iter it;
+    rill_line_iter_init(&it, s);
+    int got = 0;
+    size_t sum = 0, bytes = 0;
+    for (;;) {
+        const char *line;
+        size_t len;
+        rill_status st = rill_line_iter_next(&it, &line, &len);
+        if (st == RILL_WANT_READ) {
+            ck_assert_uint_eq(rill_line_iter_held(&it), 0);
+            wait_readable(s);
+            continue;
+        }
+        if (st == RILL_EOF)
+            break;
+        ck_assert_int_eq(st, RILL_OK);
+        ck_assert_int_eq(line[len], '\0');
+        ck_assert_uint_eq(len, (size_t)((unsigned)got * 37u % 300u));
+        for (size_t k = 0; k < len; k++)
+            sum += (unsigned char)line[k] * (k + 1);
+        bytes += len + 1;
+        got++;
+    }
+    feed_join(&f);
+    ck_assert_int_eq(got, nlines);
+    ck_assert_uint_eq(bytes, total);
+    ck_assert_uint_eq(sum, want_sum);
+    free(text);
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/*
+ * rill_read_line finds the ends of the lines after the one it returns in the same search and
+ * hands them out on the next calls; every other way of reading in between (a raw read, a copy,
+ * a skip, a batch, more data arriving) must make it look again, never hand out stale ends.
+ * Blocking, deadline and non-blocking.
+ */
+START_TEST(test_read_line_ahead_mixed)
+{
+    int mode = _i;
+    int peer;
+    rill_stream *s = lines_end(16, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    peer_str(peer, "a1\nb22\nc333\nd4444\ne5\nf6\ng7\nh8\nmuch too long line\ni9\n");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "a1"); /* finds b..h ahead */
+    char raw[3];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read_full(s, raw, 2, &n), RILL_OK); /* "b2" of "b22" */
+    ck_assert_mem_eq(raw, "b2", 2);
+    expect_line(s, "2");
+    expect_line(s, "c333");
+    char copy[16];
+    ck_assert_int_eq(rill_read_line_copy(s, copy, sizeof copy, &n), RILL_OK);
+    ck_assert_str_eq(copy, "d4444");
+    expect_line(s, "e5");
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 3); /* "f6\n" */
+    rill_line lines[1];
+    ck_assert_int_eq(rill_read_lines(s, lines, 1, &n), RILL_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(lines[0].data, "g7");
+    expect_line(s, "h8");
+    const char *line;
+    size_t len;
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "lines: line longer than 16 bytes");
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    expect_line(s, "i9");
+    /* More data after the buffer emptied and was refilled: the ends found before are gone. */
+    peer_str(peer, "j10\nk11\n");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "j10");
+    peer_str(peer, "l12\n");
+    expect_line(s, "k11");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "l12");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+START_TEST(test_read_lines_invalid)
+{
+    int peer;
+    rill_stream *s = lines_end(64, RILL_EOL_LF, &peer);
+    rill_line lines[2];
+    size_t count = 99;
+    ck_assert_int_eq(rill_read_lines(NULL, lines, 2, &count), RILL_E_INVALID);
+    ck_assert_uint_eq(count, 0);
+    rt_assert_error(s, rill_read_lines(s, NULL, 2, &count), RILL_E_INVALID,
+                    "rill_read_lines: lines is NULL");
+    rt_assert_error(s, rill_read_lines(s, lines, 2, NULL), RILL_E_INVALID,
+                    "rill_read_lines: count is NULL");
+    rt_assert_error(s, rill_read_lines(s, lines, 0, &count), RILL_E_INVALID,
+                    "rill_read_lines: max is 0");
+    rill_stream *inner = rill_stream_inner(s);
+    rt_assert_error(inner, rill_read_lines(inner, lines, 2, &count), RILL_E_INVALID,
+                    "rill_read_lines: not a line stream (top layer is fd)");
+    rill_line_iter it;
+    rill_line_iter_init(&it, s);
+    const char *line;
+    ck_assert_int_eq(rill_line_iter_fill(NULL, &line, &count), RILL_E_INVALID);
+    rt_assert_error(s, rill_line_iter_fill(&it, &line, NULL), RILL_E_INVALID,
+                    "rill_line_iter_next: line or len is NULL");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
 /* ---- chains, memory, arguments ---- */
 
 START_TEST(test_over_buffered_bypasses_its_copy)
@@ -960,31 +1218,54 @@ START_TEST(test_large_reads_skip_buffered_copy)
     expect_line(s, "two");
     /* The line layer read straight from the fd: the buffered layer never needed a buffer. */
     ck_assert_uint_eq(rill_shrink(b), 0);
-    ck_assert_uint_gt(rill_shrink(s), 0);
+    /* Nor does the line layer keep its own once idle: the last line is all it holds. */
+    ck_assert_uint_eq(rill_shrink(s), 0);
     close(peer);
     ck_assert_int_eq(rill_close(s), RILL_OK);
 }
 END_TEST
 
+/*
+ * Idle memory without rill_shrink(): the line that empties the buffer at the end of a burst is
+ * moved to the front and the block shrunk around it (it stays valid until the next call); the
+ * next fill grows it back. Blocking, under a deadline and non-blocking (the bytes are there).
+ */
 START_TEST(test_shrink_and_idle_memory)
 {
+    static const int timeouts[] = { RILL_TIMEOUT_NONE, 2000, 0 };
     rt_counting_on();
     int peer;
     rill_stream *s = lines_end(RILL_LINES_DEFAULT_MAX, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, timeouts[_i], timeouts[_i]), RILL_OK);
     size_t idle = rt_live_bytes;
     ck_assert_uint_lt(idle, 4096);
     ck_assert_uint_eq(rill_shrink(s), 0);
-    peer_str(peer, "a\nb\n");
+    peer_str(peer, "a\nbb\n");
     expect_line(s, "a");
     size_t active = rt_live_bytes - idle;
     ck_assert_uint_ge(active, RILL_LINES_DEFAULT_MAX + 2);
-    ck_assert_uint_eq(rill_shrink(s), 0); /* "b\n" is still buffered */
-    expect_line(s, "b");
-    ck_assert_uint_eq(rill_shrink(s), active);
+    ck_assert_uint_eq(rill_shrink(s), 0); /* "bb\n" is still buffered */
+    const char *line;
+    size_t len;
+    ck_assert_int_eq(rill_read_line(s, &line, &len), RILL_OK);
+    ck_assert_str_eq(line, "bb");
+    ck_assert_uint_eq(len, 2);
+    ck_assert_uint_eq(rt_live_bytes, idle + 3); /* the last line and its NUL */
+    ck_assert_uint_eq(rill_shrink(s), 0);       /* frees that; nothing was buffered */
     ck_assert_uint_eq(rt_live_bytes, idle);
-    peer_str(peer, "c\n");
-    expect_line(s, "c");
+    peer_str(peer, "c\nd");
+    expect_line(s, "c"); /* "d" is still buffered */
     ck_assert_uint_eq(rt_live_bytes, idle + active);
+    peer_str(peer, "\n");
+    char copy[8];
+    ck_assert_int_eq(rill_read_line_copy(s, copy, sizeof copy, &len), RILL_OK);
+    ck_assert_str_eq(copy, "d");
+    ck_assert_uint_eq(rt_live_bytes, idle); /* a copied line leaves nothing to keep */
+    peer_str(peer, "raw");
+    char raw[3];
+    ck_assert_int_eq(rill_read_full(s, raw, 3, &len), RILL_OK);
+    ck_assert_mem_eq(raw, "raw", 3);
+    ck_assert_uint_eq(rt_live_bytes, idle);
 
     /* The largest limit allocates nothing up front either. */
     rill_stream *inner = NULL, *big = NULL;
@@ -1195,8 +1476,16 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_errors_of_inner_carry_the_chain);
     suite_add_tcase(s, tc);
 
+    tc = tcase_create("batch");
+    tcase_add_loop_test(tc, test_read_lines_batch, 0, 9);
+    tcase_add_loop_test(tc, test_read_lines_error_ends_batch, 0, 6);
+    tcase_add_loop_test(tc, test_line_iter_many_lines, 0, 3);
+    tcase_add_test(tc, test_read_lines_invalid);
+    tcase_add_loop_test(tc, test_read_line_ahead_mixed, 0, 3);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("api");
-    tcase_add_test(tc, test_shrink_and_idle_memory);
+    tcase_add_loop_test(tc, test_shrink_and_idle_memory, 0, 3);
     tcase_add_test(tc, test_out_of_memory);
     tcase_add_test(tc, test_invalid_arguments);
     tcase_add_test(tc, test_borrow_and_no_descriptor_leak);

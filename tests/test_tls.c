@@ -26,6 +26,7 @@
 #include "rill/stream.h"
 #include "sserver.h"
 #include "support.h"
+#include "transport/tls.h" /* white box: whether the config's SSL_CTX has a key-log callback */
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
@@ -2231,6 +2232,56 @@ START_TEST(test_bulk_tcp)
 }
 END_TEST
 
+/*
+ * One rill_write carries many records: blocking and under a deadline, a 200 kB write goes out in
+ * one call (it was cut at one 16 KiB record, so a large write walked the chain per record), over
+ * the socket fast path and over the stream BIO; the peer checks every byte.
+ */
+START_TEST(test_write_many_records)
+{
+    int deadline = _i % 2, over_fd = _i / 2;
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0), *cfg = cfg_client(0);
+    struct rsrv *r = NULL;
+    rill_stream *c = NULL;
+    if (over_fd) {
+        int fds[2];
+        rt_socketpair(fds);
+        rill_stream *cs = NULL, *ss = NULL, *stls = NULL;
+        CK(rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &cs, &E));
+        CK(rill_fd_new(fds[1], fds[1], RILL_FD_OWN, &ss, &E));
+        SOK(ss, rill_set_timeouts(ss, 10000, 10000));
+        SOK(ss, rill_tls_server(ss, scfg, 0, &stls));
+        r = rsrv_start_stream(stls, serve_bulk, NULL);
+        SOK(cs, rill_tls_client(cs, cfg, RT_CERTS_HOST, 0, &c));
+    } else {
+        r = rsrv_start(scfg, serve_bulk, 1, NULL);
+        c = tls_client_on(r->port, cfg, RT_CERTS_HOST, 0);
+    }
+    if (deadline)
+        SOK(c, rill_set_timeouts(c, 10000, 10000));
+    size_t len = 200000, n = 0;
+    unsigned char *data = malloc(len);
+    ck_assert_ptr_nonnull(data);
+    rt_fill_pattern(data, len, 5);
+    char head[32], want[32], got[32];
+    snprintf(head, sizeof head, "BULK %zu\n", len);
+    snprintf(want, sizeof want, "%016llx\n", (unsigned long long)rt_checksum(0, data, len));
+    SOK(c, rill_write_str(c, head, &n));
+    SOK(c, rill_write(c, data, len, &n));
+    ck_assert_uint_eq(n, len);
+    SOK(c, rill_flush(c));
+    SOK(c, rill_read_full(c, got, 17, &n));
+    ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of %zu bytes differs", len);
+    rev_close(c);
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server: %s", r->hs_msg[0]);
+    rsrv_free(r);
+    free(data);
+    cfg_free(cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
 /* ============================================================================================
  * Ends of the stream
  */
@@ -2469,6 +2520,96 @@ static void nb_wait(rill_stream *s, rill_status st, int64_t end, int *wants)
     ck_assert_int_ge(poll(&p, 1, 1000), 0);
 }
 
+/* The pieces of @p iov after the first @p done bytes, into @p out (at most 8); their count. */
+static int iov_rest(const struct iovec *iov, int cnt, size_t done, struct iovec *out)
+{
+    int k = 0;
+    for (int i = 0; i < cnt; i++) {
+        if (done >= iov[i].iov_len) {
+            done -= iov[i].iov_len;
+            continue;
+        }
+        out[k].iov_base = (char *)iov[i].iov_base + done;
+        out[k].iov_len = iov[i].iov_len - done;
+        done = 0;
+        k++;
+    }
+    return k;
+}
+
+/*
+ * rill_writev through `tls > buffered`: a request line, a 200-byte header and a 16 KiB body
+ * as one gather, the peer checks every byte; blocking, under a deadline and non-blocking, over
+ * the socket fast path and over the stream BIO. Then small gathers that buffered holds.
+ */
+START_TEST(test_writev_header_body)
+{
+    int mode = _i % 3, over_fd = _i / 3;
+    static const int timeouts[] = { RILL_TIMEOUT_NONE, 10000, 0 };
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0), *cfg = cfg_client(0);
+    struct rsrv *r = NULL;
+    rill_stream *c = NULL, *b = NULL;
+    if (over_fd) {
+        int fds[2];
+        rt_socketpair(fds);
+        rill_stream *cs = NULL, *ss = NULL, *stls = NULL;
+        CK(rill_fd_new(fds[0], fds[0], RILL_FD_OWN, &cs, &E));
+        CK(rill_fd_new(fds[1], fds[1], RILL_FD_OWN, &ss, &E));
+        SOK(ss, rill_set_timeouts(ss, 10000, 10000));
+        SOK(ss, rill_tls_server(ss, scfg, 0, &stls));
+        r = rsrv_start_stream(stls, serve_bulk, NULL);
+        SOK(cs, rill_tls_client(cs, cfg, RT_CERTS_HOST, 0, &c));
+    } else {
+        r = rsrv_start(scfg, serve_bulk, 1, NULL);
+        c = tls_client_on(r->port, cfg, RT_CERTS_HOST, 0);
+    }
+    SOK(c, rill_buffered_new(c, RILL_BUFFERED_DEFAULT_SIZE, RILL_BUFFERED_DEFAULT_SIZE, 0, &b));
+    SOK(b, rill_set_timeouts(b, timeouts[mode], timeouts[mode]));
+    size_t hlen = 200, blen = 16384, len = hlen + blen;
+    unsigned char *data = malloc(len);
+    ck_assert_ptr_nonnull(data);
+    rt_fill_pattern(data, len, 9);
+    char head[32], want[32], got[32];
+    int hl = snprintf(head, sizeof head, "BULK %zu\n", len);
+    snprintf(want, sizeof want, "%016llx\n", (unsigned long long)rt_checksum(0, data, len));
+    struct iovec iov[3] = { { head, (size_t)hl }, { data, hlen }, { data + hlen, blen } };
+    size_t total = (size_t)hl + len, done = 0, n = 0;
+    int64_t end = rt_now_us() + 10000000;
+    int wants = 0;
+    while (done < total) {
+        struct iovec rest[8];
+        int k = iov_rest(iov, 3, done, rest);
+        rill_status st = rill_writev(b, rest, (size_t)k, &n);
+        done += n;
+        if (st != RILL_OK)
+            nb_wait(b, st, end, &wants);
+    }
+    ck_assert_uint_eq(done, total);
+    rill_status st;
+    while ((st = rill_flush(b)) != RILL_OK)
+        nb_wait(b, st, end, &wants);
+    size_t off = 0;
+    while (off < 17) {
+        st = rill_read(b, got + off, 17 - off, &n);
+        if (st == RILL_OK)
+            off += n;
+        else
+            nb_wait(b, st, end, &wants);
+    }
+    ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of the gathered %zu bytes differs", len);
+    if (mode != 2)
+        ck_assert_int_eq(wants, 0);
+    SOK(b, rill_set_timeouts(b, 10000, 10000));
+    rev_close(b);
+    rsrv_join(r);
+    ck_assert_msg(r->hs[0] == RILL_OK, "server: %s", r->hs_msg[0]);
+    rsrv_free(r);
+    free(data);
+    cfg_free(cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
 /* Loop index: bits 0-1 as loop_kind/loop_version; bit 2: driven by write/read, not handshake. */
 START_TEST(test_nonblocking)
 {
@@ -2560,7 +2701,7 @@ START_TEST(test_nonblocking_bulk)
     int hl = snprintf(head, sizeof head, "BULK %zu\n", len);
     int64_t end = rt_now_us() + 20000000;
     int wants = 0;
-    size_t off = 0, n;
+    size_t off = 0, n, most = 0;
     rill_status st;
     while (off < (size_t)hl) {
         st = rill_write(c, head + off, (size_t)hl - off, &n);
@@ -2577,6 +2718,7 @@ START_TEST(test_nonblocking_bulk)
         if (st == RILL_OK) {
             ck_assert_uint_ge(n, 1);
             ck_assert_uint_le(n, chunk);
+            most = n > most ? n : most;
             off += n;
         } else {
             nb_wait(c, st, end, &wants);
@@ -2596,7 +2738,8 @@ START_TEST(test_nonblocking_bulk)
     }
     ck_assert_msg(memcmp(got, want, 17) == 0, "checksum of %zu bytes written non-blocking differs",
                   len);
-    ck_assert_int_ge(wants, 1); /* 1 MB cannot go out without waiting once */
+    ck_assert_int_ge(wants, 1);     /* 1 MB cannot go out without waiting once */
+    ck_assert_uint_gt(most, 16384); /* a write is not cut at one record */
     SOK(c, rill_set_timeouts(c, 10000, 10000));
     rev_close(c);
     rsrv_join(r);
@@ -2825,6 +2968,46 @@ START_TEST(test_keylog)
         version == RILL_TLS_1_3 ? "CLIENT_HANDSHAKE_TRAFFIC_SECRET " : "CLIENT_RANDOM ";
     ck_assert_msg(strstr(text, want) != NULL, "key log lacks %s: %.200s", want, text);
     free(text);
+    rt_rmdir(dir);
+}
+END_TEST
+
+/*
+ * No key-log callback unless there is a key-log file: with one installed, OpenSSL formats every
+ * handshake secret for it (a measured 6-14% of a handshake). set_keylog_file(NULL) removes it,
+ * also when SSLKEYLOGFILE installed it; a removed file gets no more lines.
+ */
+START_TEST(test_keylog_callback_only_when_logging)
+{
+    char dir[64], path[128];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/keys.log", dir);
+    rill_tls_config *plain = cfg_client(0);
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) == NULL);
+    CK(rill_tls_config_set_keylog_file(plain, path, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) != NULL);
+    CK(rill_tls_config_set_keylog_file(plain, NULL, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(plain->ctx) == NULL);
+    ck_assert_int_eq(setenv("SSLKEYLOGFILE", path, 1), 0);
+    rill_tls_config *env = cfg_client(0);
+    ck_assert_int_eq(unsetenv("SSLKEYLOGFILE"), 0);
+    ck_assert(SSL_CTX_get_keylog_callback(env->ctx) != NULL);
+    CK(rill_tls_config_set_keylog_file(env, NULL, &E));
+    ck_assert(SSL_CTX_get_keylog_callback(env->ctx) == NULL);
+    struct peer p;
+    struct peer_spec spec = { .version = RILL_TLS_1_3 };
+    peer_start(&p, PEER_RILL, &spec);
+    rill_stream *s;
+    CK(tls_connect(p.port, env, RT_CERTS_HOST, 0, &s));
+    rev_exchange(s, "no keys");
+    rev_close(s);
+    peer_free(&p);
+    size_t len = 99;
+    char *text = rt_file_read(path, &len);
+    ck_assert_msg(len == 0, "key log written after it was turned off: %.200s", text);
+    free(text);
+    cfg_free(env);
+    cfg_free(plain);
     rt_rmdir(dir);
 }
 END_TEST
@@ -3224,6 +3407,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_tls_over_socketpair, 0, 2);
     tcase_add_test(tc, test_tls_over_tls);
     tcase_add_loop_test(tc, test_bulk_tcp, 0, 2);
+    tcase_add_loop_test(tc, test_write_many_records, 0, 4);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("ends");
@@ -3238,6 +3422,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_listen_tls_accept_not_stalled);
     tcase_add_loop_test(tc, test_nonblocking, 0, 8);
     tcase_add_loop_test(tc, test_nonblocking_bulk, 0, 2);
+    tcase_add_loop_test(tc, test_writev_header_body, 0, 6);
     tcase_add_loop_test(tc, test_pending, 0, 2);
     tcase_add_test(tc, test_key_update);
     tcase_add_test(tc, test_truncation_through_buffered);
@@ -3248,6 +3433,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_mem_and_dir_config);
     tcase_add_loop_test(tc, test_keylog, 0, 2);
+    tcase_add_test(tc, test_keylog_callback_only_when_logging);
     tcase_add_test(tc, test_cfg_trust_errors);
     tcase_add_test(tc, test_cfg_cert_errors);
     tcase_add_loop_test(tc, test_cfg_bad_pin, 0, N(bad_pins));

@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h> /* struct iovec, for rill_writev */
 
 #ifdef __cplusplus
 extern "C" {
@@ -175,7 +176,10 @@ RILL_API void rill_set_allocator(void *(*alloc_fn)(size_t), void *(*realloc_fn)(
  * The last error message of stream @p s (the layer the call was made on), e.g.
  * "lines: buffered: tcp: connection reset by peer (127.0.0.1:40112 > 127.0.0.1:8443)".
  * Returns "" when no error has been recorded and "(null stream)" for NULL. The pointer stays
- * valid until the next call on @p s.
+ * valid until the next call on @p s. The message is kept in a record allocated with the
+ * stream's first error; if that allocation failed, the code is still kept and the message is
+ * "out of memory: no room for the message of this error" (or, on the thread that recorded it
+ * and until another such error, the message itself).
  */
 RILL_API const char *rill_errmsg(const rill_stream *s);
 
@@ -234,6 +238,24 @@ RILL_API RILL_NODISCARD rill_status rill_read_full(rill_stream *s, void *buf, si
  */
 RILL_API RILL_NODISCARD rill_status rill_write_all(rill_stream *s, const void *buf, size_t len,
                                                    size_t *nwritten);
+
+/**
+ * Gather write: write all bytes of @p iov[0 .. iovcnt) in order, as rill_write_all() would write
+ * their concatenation, but without joining them first. Every layer passes the pieces on whole
+ * where it can: a tcp, unix or fd transport sends them with one sendmsg() or writev() (a header
+ * and a body in one system call), buffered copies what fits and hands the rest and its held
+ * bytes down as one gather, tls packs small pieces into one record and encrypts large ones in
+ * place; a layer without a gather op of its own gets them one at a time. The write timeout
+ * covers the whole call. On any status but RILL_OK, *nwritten (may be NULL) says how many bytes
+ * were accepted. Entries with len 0 are skipped; iovcnt 0 writes nothing.
+ *
+ * Ownership: nothing is kept after the call.
+ * Errors: as rill_write_all(); RILL_E_INVALID for a NULL @p iov with iovcnt > 0 or a NULL base
+ * with a non-zero len (nothing written).
+ * Thread-safety: as any call on a stream (one thread at a time).
+ */
+RILL_API RILL_NODISCARD rill_status rill_writev(rill_stream *s, const struct iovec *iov,
+                                                size_t iovcnt, size_t *nwritten);
 
 /**
  * Write all bytes of NUL-terminated @p str: rill_write_all(s, str, strlen(str), nwritten).
@@ -1026,7 +1048,9 @@ RILL_API void rill_listener_free(rill_listener *l);
 
 /**
  * Wrap @p inner with read-ahead and write-behind buffers of @p read_size and @p write_size bytes
- * (each 1 .. 1 GiB). Buffers are allocated on first use; rill_shrink() releases empty ones.
+ * (each 1 .. 1 GiB). Buffers are allocated on first use and released when they empty at the end
+ * of a burst (the write buffer by a flush, the read buffer when its last byte is taken and the
+ * read that filled it did not fill it); rill_shrink() releases any empty one.
  * Reads of at least read_size/2 into an empty buffer and writes that do not fit the buffer go
  * straight to the inner stream, so bulk data is copied at most once. Before a read waits for
  * the inner stream, pending write-behind bytes are flushed (no request/response deadlock).
@@ -1057,8 +1081,10 @@ RILL_API RILL_NODISCARD rill_status rill_peek(rill_stream *s, size_t want, const
 RILL_API RILL_NODISCARD rill_status rill_unread(rill_stream *s, const void *data, size_t len);
 
 /**
- * Release memory that idle layers do not need now (empty buffers of buffered and lines layers),
- * down the whole chain. Buffers come back on next use. Returns the number of bytes released.
+ * Release memory that idle layers do not need now (empty buffers of buffered and lines layers
+ * that they kept, e.g. after a bulk transfer filled them, or the last line a lines layer keeps),
+ * down the whole chain. Buffers come back on next use. Returns the number of bytes of buffers
+ * released.
  */
 RILL_API size_t rill_shrink(rill_stream *s);
 
@@ -1134,6 +1160,85 @@ RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **
  */
 RILL_API RILL_NODISCARD rill_status rill_read_line_copy(rill_stream *s, char *buf, size_t cap,
                                                         size_t *len);
+
+/** One line handed out by rill_read_lines(): NUL-terminated in place; len excludes the ending. */
+typedef struct rill_line {
+    const char *data;
+    size_t len;
+} rill_line;
+
+/**
+ * Read up to @p max lines at once, zero-copy: waits (under the read timeout) for the first
+ * whole line exactly as rill_read_line() does, then hands out every further whole line already
+ * buffered, up to @p max, without I/O. Each line is NUL-terminated in place and valid until the
+ * next call on @p s (any call that reads, rill_shrink() or rill_close()). The limit and the
+ * ending mode apply to every line as in rill_read_line(), and no byte is lost: a later line
+ * that would fail (too long, bare CR or LF in RILL_EOL_CRLF mode) ends the batch before it and
+ * is reported by the next call, with nothing consumed. *count receives the number of lines
+ * (0 unless RILL_OK).
+ *
+ * Ownership: the lines point into the layer's buffer; the caller owns @p lines.
+ * Errors: as rill_read_line() (RILL_EOF, RILL_WANT_*, RILL_E_TIMEOUT, RILL_E_LINE_TOO_LONG,
+ * RILL_E_PROTOCOL, errors of the inner stream); RILL_E_INVALID for a NULL @p lines or
+ * @p count, @p max 0, or a stream that is not a line stream.
+ * Thread-safety: as any call on a stream (one thread at a time).
+ */
+RILL_API RILL_NODISCARD rill_status rill_read_lines(rill_stream *s, rill_line *lines, size_t max,
+                                                    size_t *count);
+
+/** Lines a rill_line_iter takes per rill_read_lines() call. */
+#define RILL_LINE_ITER_BATCH 64
+
+/**
+ * A line iterator in the caller's memory: rill_line_iter_next() hands out the lines of one
+ * rill_read_lines() batch from an inline function (no library call per line), and calls the
+ * library only when the batch is used up. Set it up with rill_line_iter_init(). While it holds
+ * lines of a batch (rill_line_iter_held() > 0) those lines are already consumed from the
+ * stream: other reads on the stream would skip them, so finish the batch first.
+ */
+typedef struct rill_line_iter {
+    rill_stream *s;
+    size_t next;
+    size_t count;
+    rill_line lines[RILL_LINE_ITER_BATCH];
+} rill_line_iter;
+
+/** Start iterating over the lines of line stream @p s. Ownership: @p s stays the caller's. */
+static inline void rill_line_iter_init(rill_line_iter *it, rill_stream *s)
+{
+    it->s = s;
+    it->next = it->count = 0;
+}
+
+/** Lines of the current batch not yet handed out by rill_line_iter_next(). */
+static inline size_t rill_line_iter_held(const rill_line_iter *it)
+{
+    return it->count - it->next;
+}
+
+/**
+ * The next batch (rill_line_iter_next() calls it when the batch is used up): its first line in
+ * *line and *len. Errors: as rill_read_lines(); RILL_E_INVALID for NULL @p line or @p len.
+ * Thread-safety: as any call on the stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_line_iter_fill(rill_line_iter *it, const char **line,
+                                                        size_t *len);
+
+/**
+ * The next line, like rill_read_line() (same statuses, limit and guarantees; a line is valid
+ * until the call that reads the next batch), served inline from the current batch.
+ */
+RILL_NODISCARD static inline rill_status rill_line_iter_next(rill_line_iter *it, const char **line,
+                                                             size_t *len)
+{
+    if (it->next < it->count) {
+        const rill_line *l = &it->lines[it->next++];
+        *line = l->data;
+        *len = l->len;
+        return RILL_OK;
+    }
+    return rill_line_iter_fill(it, line, len);
+}
 
 /**
  * Discard input up to and including the next line ending, however long the line is (the way

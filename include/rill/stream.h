@@ -40,12 +40,17 @@
  *  - describe: write this layer's own part ("buffered(16384)") like snprintf; the core joins
  *    layers with " > ". NULL prints the name alone.
  *  - shrink: release memory not needed while idle; return the number of bytes released.
+ *  - writev (version 2): accept 1..total bytes of the pieces iov[0 .. iovcnt) in order (iovcnt
+ *    >= 1, every len > 0) and set *n, or WANT/error, like write. Pass them on whole where the
+ *    layer can (rill_stream_writev_inner()). NULL: a layer with its own write op is given the
+ *    pieces one at a time through it; a layer without one passes the gather to its inner stream.
  */
 #ifndef RILL_STREAM_H
 #define RILL_STREAM_H
 
 #include <stdarg.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "rill.h"
 
@@ -77,8 +82,11 @@ extern "C" {
  *     }
  */
 
-/** Version of struct rill_stream_ops this header describes. */
-#define RILL_STREAM_OPS_VERSION 1
+/**
+ * Version of struct rill_stream_ops this header describes. 2 added writev; ops of version 1
+ * (which end before it) are still accepted.
+ */
+#define RILL_STREAM_OPS_VERSION 2
 
 /** The vtable of one layer kind. Define it `static const`; it must outlive its streams. */
 struct rill_stream_ops {
@@ -93,6 +101,8 @@ struct rill_stream_ops {
     rill_status (*poll)(rill_stream *s, int *fd, short *events);                  /**< OPTIONAL */
     size_t (*describe)(const rill_stream *s, char *buf, size_t len);              /**< OPTIONAL */
     size_t (*shrink)(rill_stream *s);                                             /**< OPTIONAL */
+    /** OPTIONAL, version >= 2 */
+    rill_status (*writev)(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n);
 };
 
 /**
@@ -102,7 +112,8 @@ struct rill_stream_ops {
  *
  * Ownership: on RILL_OK *out owns @p inner (unless borrowed). On error nothing changes and the
  * caller still owns @p inner; the reason is recorded on @p inner when there is one.
- * Errors: RILL_E_INVALID (NULL ops/out, wrong version, no name), RILL_E_NOMEM.
+ * Errors: RILL_E_INVALID (NULL ops/out, a version other than 1 or RILL_STREAM_OPS_VERSION, no
+ * name), RILL_E_NOMEM.
  */
 RILL_API RILL_NODISCARD rill_status rill_stream_new(const struct rill_stream_ops *ops,
                                                     size_t state_size, rill_stream *inner,
@@ -132,6 +143,9 @@ RILL_API int rill_stream_may_block(const rill_stream *s);
 RILL_API rill_status rill_stream_read_inner(rill_stream *self, void *buf, size_t len, size_t *n);
 RILL_API rill_status rill_stream_write_inner(rill_stream *self, const void *buf, size_t len,
                                              size_t *n);
+/** The same for a gather write (iovcnt >= 1, every len > 0); see rill_writev(). */
+RILL_API rill_status rill_stream_writev_inner(rill_stream *self, const struct iovec *iov,
+                                              int iovcnt, size_t *n);
 
 /**
  * Flush the layers below @p self from inside an op, without waiting beyond what

@@ -3,9 +3,13 @@
  * The buffered decorator: a read-ahead buffer (with peek and unread) and a write-behind buffer
  * over any stream.
  *
- * Both buffers are allocated on first use and released by rill_shrink() when empty, so an idle
- * connection costs only the state block. Bulk transfers skip the copy: a read big enough to
- * fill half the buffer, or a write that does not fit, goes straight to the inner stream.
+ * Both buffers are allocated on first use and released when they empty at the end of a burst
+ * (as OpenSSL's SSL_MODE_RELEASE_BUFFERS does with its record buffers): the read buffer when its
+ * last byte is taken and the fill that brought it did not fill it (the inner stream had no
+ * more), the write buffer when a flush has pushed it all. An idle connection thus costs only the
+ * state block, without rill_shrink(), while a bulk transfer keeps its buffers. Bulk transfers
+ * also skip the copy: a read big enough to fill half the buffer, or a write that does not fit,
+ * goes straight to the inner stream.
  */
 #include <poll.h>
 #include <string.h>
@@ -25,6 +29,7 @@ struct buffered {
     size_t ralloc;
     size_t rpos;
     size_t rend;
+    bool rfull; /* the last fill filled the buffer: more may be waiting, keep it */
 
     /* Write-behind: bytes not yet handed to the inner stream are wbuf[wpos .. wend). */
     unsigned char *wbuf;
@@ -101,14 +106,24 @@ static rill_status read_inner(rill_stream *s, struct buffered *b, void *buf, siz
     return st;
 }
 
+static void release_rbuf(struct buffered *b)
+{
+    rilli_free(b->rbuf);
+    b->rbuf = NULL;
+    b->ralloc = b->rpos = b->rend = 0;
+}
+
 static size_t take_buffered(struct buffered *b, void *buf, size_t len)
 {
     size_t held = b->rend - b->rpos;
     size_t n = len < held ? len : held;
     memcpy(buf, b->rbuf + b->rpos, n);
     b->rpos += n;
-    if (b->rpos == b->rend)
+    if (b->rpos == b->rend) {
         b->rpos = b->rend = 0;
+        if (!b->rfull)
+            release_rbuf(b); /* the burst is over: do not hold the buffer while idle */
+    }
     return n;
 }
 
@@ -131,6 +146,7 @@ static rill_status buffered_read(rill_stream *s, void *buf, size_t len, size_t *
         return st;
     b->rpos = 0;
     b->rend = got;
+    b->rfull = got == b->ralloc;
     *n = take_buffered(b, buf, len);
     return RILL_OK;
 }
@@ -171,9 +187,69 @@ static rill_status buffered_write(rill_stream *s, const void *buf, size_t len, s
     return rill_stream_write_inner(s, buf, len, n);
 }
 
+/*
+ * A gather: what fits joins the held bytes; otherwise the held bytes and the pieces go down as
+ * one gather (a header and a body in one system call on a socket), without copying the pieces.
+ */
+static rill_status buffered_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    struct buffered *b = rilli_state(s);
+    *n = 0;
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    size_t held = b->wend - b->wpos;
+    if (total < b->write_size && total <= b->write_size - held) {
+        rill_status st = ensure_wbuf(s, b);
+        if (st != RILL_OK)
+            return st;
+        if (b->write_size - b->wend < total) {
+            memmove(b->wbuf, b->wbuf + b->wpos, held);
+            b->wpos = 0;
+            b->wend = held;
+        }
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(b->wbuf + b->wend, iov[i].iov_base, iov[i].iov_len);
+            b->wend += iov[i].iov_len;
+        }
+        *n = total;
+        return RILL_OK;
+    }
+    enum { WINDOW = 64 };
+    struct iovec win[WINDOW + 1];
+    int k = iovcnt < WINDOW ? iovcnt : WINDOW;
+    for (;;) {
+        held = b->wend - b->wpos;
+        int first = held ? 1 : 0;
+        if (held) {
+            win[0].iov_base = b->wbuf + b->wpos;
+            win[0].iov_len = held;
+        }
+        memcpy(win + first, iov, (size_t)k * sizeof *iov);
+        size_t w = 0;
+        rill_status st = rill_stream_writev_inner(s, win, k + first, &w);
+        size_t from_held = w < held ? w : held;
+        b->wpos += from_held;
+        if (b->wpos == b->wend)
+            b->wpos = b->wend = 0;
+        *n = w - from_held;
+        if (*n > 0)
+            return RILL_OK; /* a failure after progress comes back with the next call */
+        if (st != RILL_OK)
+            return st;
+    }
+}
+
 static rill_status buffered_flush(rill_stream *s)
 {
-    return push_held(s, rilli_state(s));
+    struct buffered *b = rilli_state(s);
+    rill_status st = push_held(s, b);
+    if (st == RILL_OK && b->wbuf) {
+        /* A flush ends a burst of writes: the buffer is empty, do not hold it while idle. */
+        rilli_free(b->wbuf);
+        b->wbuf = NULL;
+    }
+    return st;
 }
 
 static void buffered_close(rill_stream *s)
@@ -213,9 +289,7 @@ static size_t buffered_shrink(rill_stream *s)
     size_t released = 0;
     if (b->rbuf && b->rpos == b->rend) {
         released += b->ralloc;
-        rilli_free(b->rbuf);
-        b->rbuf = NULL;
-        b->ralloc = b->rpos = b->rend = 0;
+        release_rbuf(b);
     }
     if (b->wbuf && b->wpos == b->wend) {
         released += b->write_size;
@@ -231,6 +305,7 @@ static const struct rill_stream_ops buffered_ops = {
     .name = RILL_LAYER_BUFFERED,
     .read = buffered_read,
     .write = buffered_write,
+    .writev = buffered_writev,
     .flush = buffered_flush,
     .close = buffered_close,
     .pending = buffered_pending,
@@ -319,6 +394,7 @@ static rill_status peek_attempt(rill_stream *s, void *arg)
         if (st != RILL_OK)
             return st;
         b->rend += got;
+        b->rfull = b->rend == b->ralloc;
     }
 }
 

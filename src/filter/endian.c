@@ -29,13 +29,13 @@ static rill_status read_be(rill_stream *s, size_t width, uint64_t *value)
         st = rill_read_full(s, b, width, &got);
     }
     if (st == RILL_EOF && got > 0) {
-        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+        return rilli_api_error(s, RILL_E_PROTOCOL,
                                "rill_read_u%zube: stream ended after %zu of %zu bytes", width * 8,
                                got, width);
     }
     bool stopped = st == RILL_WANT_READ || st == RILL_WANT_WRITE || st == RILL_E_TIMEOUT;
     if (stopped && got > 0) {
-        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+        return rilli_api_error(s, RILL_E_PROTOCOL,
                                "rill_read_u%zube: %s after %zu of %zu bytes; they cannot be "
                                "given back (stack a buffered layer for whole-value reads)",
                                width * 8, st == RILL_E_TIMEOUT ? "timed out" : "would block", got,
@@ -55,8 +55,7 @@ static rill_status check_out(rill_stream *s, const void *value, size_t width)
     if (!s)
         return RILL_E_INVALID;
     if (!value) {
-        return rilli_error_set(rilli_stream_errslot(s), RILL_E_INVALID, 0,
-                               "rill_read_u%zube: value is NULL", width * 8);
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_u%zube: value is NULL", width * 8);
     }
     return RILL_OK;
 }
@@ -102,7 +101,7 @@ static rill_status write_be(rill_stream *s, uint64_t v, size_t width)
     rill_status st = rill_write_all(s, b, width, &done);
     bool stopped = st == RILL_WANT_READ || st == RILL_WANT_WRITE || st == RILL_E_TIMEOUT;
     if (stopped && done > 0) {
-        return rilli_error_set(rilli_stream_errslot(s), RILL_E_PROTOCOL, 0,
+        return rilli_api_error(s, RILL_E_PROTOCOL,
                                "rill_write_u%zube: %s after %zu of %zu bytes; the rest was not "
                                "sent",
                                width * 8, st == RILL_E_TIMEOUT ? "timed out" : "would block", done,

@@ -8,6 +8,12 @@
  * terminator overwritten by a NUL. The partial line at the end is moved to the front only when
  * the free tail gets too small for an efficient read.
  *
+ * The buffer is not held while idle: when a line handed out leaves nothing buffered and the fill
+ * that brought it did not fill the free tail (the inner stream had no more), the line is moved
+ * to the front and the block shrunk around it (it must stay valid until the next call), and the
+ * next fill grows it back. A stream of lines keeps its buffer; a connection that waits for the
+ * next request holds only its last line.
+ *
  * Invariant: buf[start .. scan) holds no line ending (and, in CRLF mode, no CR at all), so a
  * search resumes at scan. Errors consume nothing: the same bytes stay readable with rill_read()
  * or can be dropped with rill_skip_line().
@@ -46,13 +52,44 @@ struct lines {
     rill_eol eol;
     char *buf; /* cap + 1 bytes: the extra one holds the NUL after a last line at EOF */
     size_t cap;
+    bool small;      /* buf was shrunk to the last line handed out (idle) */
+    bool fill_short; /* the last fill did not fill the free tail: the inner stream had no more */
     size_t start;    /* first unconsumed byte */
     size_t end;      /* end of the buffered bytes */
     size_t scan;     /* where the next search resumes; see the invariant above */
     size_t skipped;  /* bytes dropped so far by the current rill_skip_line() */
     bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered, so
                         an LF, if it comes next, belongs to that line (the owed LF) */
+    /*
+     * LF mode: the ends of the lines after the one rill_read_line() last found, found in the
+     * same search (see split_ahead), so that the next calls only hand them out. Entry iahead
+     * is the LF of the line starting at ahead_start; the entries hold only while the buffer
+     * has not moved (fill() drops them) and the stream is still at ahead_start.
+     */
+    uint32_t *ahead; /* in the buffer's block (set with it) */
+    uint32_t nahead;
+    uint32_t iahead;
+    size_t ahead_start;
 };
+
+/* Line ends found ahead per search; they live in the buffer's block, after its cap + 1 bytes. */
+#define LINES_AHEAD 64
+
+static inline size_t ahead_offset(size_t cap)
+{
+    return (cap + 1 + sizeof(uint32_t) - 1) & ~(sizeof(uint32_t) - 1);
+}
+
+/* Bytes of the buffer's block: the buffer, its NUL byte, the line ends found ahead. */
+static inline size_t block_size(size_t cap)
+{
+    return ahead_offset(cap) + LINES_AHEAD * sizeof(uint32_t);
+}
+
+static inline uint32_t *ahead_of(const struct lines *st)
+{
+    return (uint32_t *)(void *)(st->buf + ahead_offset(st->cap));
+}
 
 enum scan_result { SCAN_FOUND, SCAN_NEED, SCAN_TOO_LONG, SCAN_BARE_CR, SCAN_BARE_LF };
 
@@ -184,6 +221,52 @@ static rill_status scan_error(rill_stream *s, const struct lines *st, enum scan_
                              r == SCAN_BARE_CR ? "CR" : "LF", f->len);
 }
 
+/* Longest last line the buffer is shrunk around when idle; a longer one keeps the buffer. */
+#define LINES_IDLE_KEEP 4096
+
+/*
+ * The line just handed out (@p *line, @p len bytes and its NUL) emptied the buffer at the end
+ * of a burst: move it to the front and shrink the block around it, so an idle stream holds the
+ * line, not the buffer. The line is the caller's until the next call, hence the move; NULL
+ * @p line (a copied line, a raw read) frees the block outright.
+ */
+static LINES_NOINLINE void release_idle(struct lines *st, const char **line, size_t len)
+{
+    st->nahead = st->iahead = 0;
+    if (!line) {
+        rilli_free(st->buf);
+        st->buf = NULL;
+        st->small = false;
+    } else {
+        if (len >= LINES_IDLE_KEEP)
+            return;
+        memmove(st->buf, *line, len + 1);
+        char *small = rilli_realloc(st->buf, len + 1);
+        if (small)
+            st->buf = small; /* else the block keeps its size, the line is at its front */
+        *line = st->buf;
+        st->small = true;
+    }
+    st->start = st->end = st->scan = 0;
+}
+
+/* Whether the buffer is empty at the end of a burst (see release_idle). */
+static inline bool idle_now(const struct lines *st)
+{
+    return st->start == st->end && st->fill_short;
+}
+
+/* Hand out the line @p f in place (NUL-terminated) and consume it; no idle release. */
+static inline const char *take_in_place(struct lines *st, const struct line_at *f)
+{
+    char *line = st->buf + st->start;
+    line[f->len] = '\0';
+    st->start += f->len + f->term;
+    st->scan = st->start;
+    st->swallow_lf = f->swallow;
+    return line;
+}
+
 static inline rill_status deliver(rill_stream *s, struct lines *st, const struct line_req *req,
                                   const struct line_at *f)
 {
@@ -206,6 +289,8 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
     st->start += f->len + f->term;
     st->scan = st->start;
     st->swallow_lf = f->swallow;
+    if (idle_now(st))
+        release_idle(st, req->copy ? NULL : req->line, f->len);
     return RILL_OK;
 }
 
@@ -215,12 +300,18 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
  */
 static rill_status fill(rill_stream *s, struct lines *st)
 {
-    if (!st->buf) {
-        st->buf = rilli_malloc(st->cap + 1);
-        if (!st->buf) {
+    st->nahead = st->iahead = 0; /* the buffer may move */
+    if (!st->buf || st->small) {
+        /* Nothing is buffered when it is small: the last line it holds has been handed out. */
+        char *grown = rilli_malloc(block_size(st->cap));
+        if (!grown) {
             return rill_stream_error(s, RILL_E_NOMEM, "out of memory (%zu-byte line buffer)",
-                                     st->cap + 1);
+                                     block_size(st->cap));
         }
+        rilli_free(st->buf);
+        st->buf = grown;
+        st->ahead = ahead_of(st);
+        st->small = false;
         st->start = st->end = st->scan = 0;
     }
     if (st->start == st->end) {
@@ -243,6 +334,7 @@ static rill_status fill(rill_stream *s, struct lines *st)
         return rc;
     }
     st->end += got;
+    st->fill_short = got < st->cap - at;
     if (st->swallow_lf) {
         st->swallow_lf = false;
         if (st->start == at && st->buf[at] == '\n') {
@@ -352,6 +444,8 @@ static rill_status lines_read(rill_stream *s, void *buf, size_t len, size_t *n)
         if (st->scan < st->start)
             st->scan = st->start;
         *n = k;
+        if (idle_now(st))
+            release_idle(st, NULL, 0);
         return RILL_OK;
     }
     for (;;) {
@@ -405,10 +499,13 @@ static size_t lines_shrink(rill_stream *s)
     struct lines *st = rilli_state(s);
     if (!st->buf || st->start != st->end)
         return 0;
+    size_t held = st->small ? 0 : block_size(st->cap); /* a shrunk one holds the last line */
+    st->nahead = st->iahead = 0;
     rilli_free(st->buf);
     st->buf = NULL;
+    st->small = false;
     st->start = st->end = st->scan = 0;
-    return st->cap + 1;
+    return held;
 }
 
 static const struct rill_stream_ops lines_ops = {
@@ -489,29 +586,70 @@ static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **li
     return rc;
 }
 
+/* Hand out the line from st->start to the LF at @p e and move past it. */
+static inline rill_status take_to(struct lines *st, size_t e, const char **line, size_t *len)
+{
+    char *first = st->buf + st->start;
+    st->buf[e] = '\0';
+    *line = first;
+    *len = e - st->start;
+    st->start = st->scan = e + 1;
+    if (idle_now(st))
+        release_idle(st, line, *len);
+    return RILL_OK;
+}
+
+/*
+ * LF mode, bytes buffered: find the line at start and, in the same pass, the ends of up to
+ * LINES_AHEAD more whole lines after it (each within the limit), which the next calls hand out
+ * without searching. A line that is not whole or too long stops the pass; the slow path deals
+ * with it when it is reached.
+ */
+static LINES_NOINLINE rill_status split_ahead(rill_stream *s, struct lines *st, const char **line,
+                                              size_t *len)
+{
+    char *base = st->buf, *end = base + st->end;
+    size_t room = st->max_line + 1;
+    size_t lim = st->end - st->start < room ? st->end : st->start + room;
+    char *lf = st->scan < lim ? memchr(base + st->scan, '\n', lim - st->scan) : NULL;
+    if (!lf) {
+        if (st->scan < lim)
+            st->scan = lim;
+        return read_line_slow(s, line, len);
+    }
+    uint32_t *ahead = st->ahead;
+    uint32_t n = 0;
+    for (char *p = lf + 1; n < LINES_AHEAD;) {
+        size_t avail = (size_t)(end - p);
+        char *next = memchr(p, '\n', avail < room ? avail : room);
+        if (!next)
+            break;
+        ahead[n++] = (uint32_t)(next - base);
+        p = next + 1;
+    }
+    st->nahead = n;
+    st->iahead = 0;
+    st->ahead_start = (size_t)(lf - base) + 1;
+    return take_to(st, (size_t)(lf - base), line, len);
+}
+
 RILL_API rill_status rill_read_line(rill_stream *s, const char **line, size_t *len)
 {
     /*
-     * The common case gets its own few instructions: an LF line already buffered. This is the
-     * loop a hand-written splitter runs, and anything more per line shows at 40-byte lines.
+     * The common case gets its own few instructions: an LF line whose end an earlier search
+     * already found (no call, no search here), else one search that also finds the lines
+     * after it. This is the loop a hand-written splitter runs, and anything more per line
+     * shows at 40-byte lines.
      */
     if (s && line && len && rilli_ops(s) == &lines_ops) {
         struct lines *st = rilli_state(s);
-        size_t lim = st->start + st->max_line + 1;
-        if (lim > st->end)
-            lim = st->end;
-        if (st->eol == RILL_EOL_LF && st->scan < lim) {
-            char *lf = memchr(st->buf + st->scan, '\n', lim - st->scan);
-            if (lf) {
-                char *first = st->buf + st->start;
-                *lf = '\0';
-                *line = first;
-                *len = (size_t)(lf - first);
-                st->start = st->scan = (size_t)(lf - st->buf) + 1;
-                return RILL_OK;
-            }
-            st->scan = lim;
+        if (st->iahead < st->nahead && st->start == st->ahead_start) {
+            size_t e = st->ahead[st->iahead++];
+            st->ahead_start = e + 1;
+            return take_to(st, e, line, len);
         }
+        if (st->eol == RILL_EOL_LF && st->end > st->start && !st->small)
+            return split_ahead(s, st, line, len);
     }
     return read_line_slow(s, line, len);
 }
@@ -546,4 +684,96 @@ RILL_API rill_status rill_skip_line(rill_stream *s, size_t *skipped)
         *skipped = st->skipped;
     st->skipped = 0;
     return rc;
+}
+
+/*
+ * After the first line of a batch: every further whole line already buffered, up to @p max in
+ * all, without I/O and without moving the buffer (the lines handed out point into it). A line
+ * that would fail stops the batch before it: the next call reports it, nothing consumed.
+ */
+static size_t batch_rest(struct lines *st, rill_line *lines, size_t n, size_t max)
+{
+    if (st->eol == RILL_EOL_LF) {
+        /*
+         * The splitter loop itself, on locals: the limit bounds each search as scan_line() does,
+         * and an empty rest ends it through memchr() finding nothing.
+         */
+        char *base = st->buf, *p = base + st->start, *end = base + st->end;
+        size_t room = st->max_line + 1;
+        rill_line *out = lines + n, *stop = lines + max;
+        char *resume = NULL;
+        while (out < stop) {
+            size_t avail = (size_t)(end - p);
+            size_t w = avail < room ? avail : room;
+            char *lf = memchr(p, '\n', w);
+            if (!lf) {
+                resume = p + w; /* searched: the next call resumes there */
+                break;
+            }
+            *lf = '\0';
+            out->data = p;
+            out->len = (size_t)(lf - p);
+            out++;
+            p = lf + 1;
+        }
+        st->start = (size_t)(p - base);
+        st->scan = resume ? (size_t)(resume - base) : st->start;
+        return (size_t)(out - lines);
+    }
+    while (n < max && st->end > st->start) {
+        struct line_at f;
+        if (scan_line(st, &f) != SCAN_FOUND)
+            break;
+        lines[n].data = take_in_place(st, &f);
+        lines[n].len = f.len;
+        n++;
+    }
+    return n;
+}
+
+RILL_API rill_status rill_read_lines(rill_stream *s, rill_line *lines, size_t max, size_t *count)
+{
+    if (count)
+        *count = 0;
+    if (!s)
+        return RILL_E_INVALID;
+    struct lines *st = lines_of(s, "rill_read_lines");
+    if (!st)
+        return RILL_E_INVALID;
+    if (!lines || !count || max == 0)
+        return rilli_api_error(s, RILL_E_INVALID, "rill_read_lines: %s",
+                               !lines   ? "lines is NULL"
+                               : !count ? "count is NULL"
+                                        : "max is 0");
+    /* The first line as rill_read_line() gets it: waiting, errors, the last line at EOF. */
+    const char *first = NULL;
+    size_t len = 0;
+    struct line_req req = { &first, NULL, 0, &len };
+    rill_status rc = read_line_req(s, st, &req);
+    if (rc != RILL_OK)
+        return rc;
+    lines[0].data = first;
+    lines[0].len = len;
+    /* A first line that emptied the buffer may have been moved into a small block. */
+    *count = st->small || !st->buf ? 1 : batch_rest(st, lines, 1, max);
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_line_iter_fill(rill_line_iter *it, const char **line, size_t *len)
+{
+    if (!it)
+        return RILL_E_INVALID;
+    it->next = it->count = 0;
+    if (!line || !len)
+        return rilli_api_error(it->s, RILL_E_INVALID, "rill_line_iter_next: line or len is NULL");
+    rill_status rc = rill_read_lines(it->s, it->lines, RILL_LINE_ITER_BATCH, &it->count);
+    if (rc != RILL_OK) {
+        *line = NULL;
+        *len = 0;
+        return rc;
+    }
+    *line = it->lines[0].data;
+    *len = it->lines[0].len;
+    it->next = 1;
+    return RILL_OK;
 }

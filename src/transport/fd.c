@@ -47,6 +47,14 @@ static rill_status fd_write(rill_stream *s, const void *buf, size_t len, size_t 
     return rilli_fd_write(s, st->wfd, st->wsock, fd_where, buf, len, n);
 }
 
+static rill_status fd_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    struct fd_state *st = rilli_state(s);
+    if (st->wfd < 0)
+        return fd_write(s, iov[0].iov_base, iov[0].iov_len, n);
+    return rilli_fd_writev(s, st->wfd, st->wsock, fd_where, iov, iovcnt, n);
+}
+
 static rill_status fd_shutdown(rill_stream *s)
 {
     struct fd_state *st = rilli_state(s);
@@ -93,6 +101,7 @@ static const struct rill_stream_ops fd_ops = {
     .name = RILL_LAYER_FD,
     .read = fd_read,
     .write = fd_write,
+    .writev = fd_writev,
     .shutdown = fd_shutdown,
     .close = fd_close,
     .poll = fd_poll,

@@ -122,3 +122,30 @@ rill_status rilli_fd_write(rill_stream *s, int fd, bool is_sock, rilli_where_fn 
         return io_error(s, errno, "write failed", where);
     }
 }
+
+rill_status rilli_fd_writev(rill_stream *s, int fd, bool is_sock, rilli_where_fn where,
+                            const struct iovec *iov, int iovcnt, size_t *n)
+{
+    *n = 0;
+    if (!is_sock) /* pipes and files: the first piece, with rilli_fd_write's care for pipes */
+        return rilli_fd_write(s, fd, false, where, iov[0].iov_base, iov[0].iov_len, n);
+    union {
+        const struct iovec *in;
+        struct iovec *out; /* sendmsg() only reads the pieces */
+    } pieces = { .in = iov };
+    struct msghdr m = { .msg_iov = pieces.out,
+                        .msg_iovlen = (size_t)(iovcnt > IOV_MAX ? IOV_MAX : iovcnt) };
+    int flags = MSG_NOSIGNAL | (rill_stream_may_block(s) ? 0 : MSG_DONTWAIT);
+    for (;;) {
+        ssize_t r = sendmsg(fd, &m, flags);
+        if (r >= 0) {
+            *n = (size_t)r;
+            return r > 0 ? RILL_OK : RILL_WANT_WRITE;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return RILL_WANT_WRITE;
+        return io_error(s, errno, "write failed", where);
+    }
+}

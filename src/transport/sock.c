@@ -339,6 +339,13 @@ rill_status rilli_sock_write(rill_stream *s, const void *buf, size_t len, size_t
     return rilli_fd_write(s, sk->fd, true, sock_where, buf, len, n);
 }
 
+rill_status rilli_sock_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    struct rilli_sock *sk = rilli_state(s);
+    settle(s, sk);
+    return rilli_fd_writev(s, sk->fd, true, sock_where, iov, iovcnt, n);
+}
+
 rill_status rilli_sock_shutdown(rill_stream *s)
 {
     struct rilli_sock *sk = rilli_state(s);

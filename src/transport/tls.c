@@ -28,6 +28,7 @@
 #include "tls.h"
 
 #define WRITE_CHUNK 16384 /* one record: the most a write left pending can hold */
+#define FULL_RECORD 16384 /* plaintext of a full record: one this full suggests more follow */
 
 struct tls {
     SSL *ssl;
@@ -47,20 +48,20 @@ struct tls {
     /* The first certificate verification failure, recorded by the verify callback. */
     int vfy_err;
     int vfy_depth;
-    char vfy_subject[128];
-    char vfy_names[160];
-    bool pin_checked;  /* the verify callback looked at the leaf's key */
-    bool pin_ok;       /* ... and it matched a pin */
-    char pin_seen[64]; /* the leaf key's pin, as the verify callback computed it */
+    struct vfy_text *vfy; /* its texts: allocated when there is something to say */
+    bool pin_checked;     /* the verify callback looked at the leaf's key */
+    bool pin_ok;          /* ... and it matched a pin */
     /* A record OpenSSL has encrypted but not yet sent (non-blocking writes). */
     unsigned char *wpend;
     size_t wpend_len;
     size_t wpend_off;
     bool push_stuck; /* a read found that record stuck: it waits for POLLOUT as well */
+    size_t rec_read; /* plaintext read so far from the current record */
+    bool last_short; /* the last record written was not a full one: a burst ended */
     /* rill_connect's session cache. */
     struct rilli_sess_cache *cache;
-    char cache_key[300];
-    char servername[256]; /* as verified: no IPv6 brackets, no trailing dot */
+    char *cache_key;  /* allocated with the cache */
+    char *servername; /* as verified: no IPv6 brackets, no trailing dot; "" (static) if none */
     bool servername_is_ip;
     uint16_t port; /* the peer's port for exported sessions; 0: not known */
     /* The certificates this stream started with (a reload never changes them), the entry
@@ -69,6 +70,30 @@ struct tls {
     const struct rilli_tls_entry *entry;
     char *refusal;
 };
+
+/*
+ * What a failed verification names (subject, names, the pin seen): kept out of the layer's
+ * state, which an idle connection holds, and allocated only when verification has something to
+ * report. Fixed-size texts, so the verify callback fills them without further allocation.
+ */
+struct vfy_text {
+    char subject[128];
+    char names[160];
+    char pin_seen[64]; /* the leaf key's pin, as the verify callback computed it */
+};
+
+static char no_name[1]; /* the servername of a layer without one; never written */
+
+/* The verification texts of @p t, allocated on first use; NULL when memory is short. */
+static struct vfy_text *vfy_text(struct tls *t)
+{
+    if (!t->vfy)
+        t->vfy = rilli_calloc(1, sizeof *t->vfy);
+    return t->vfy;
+}
+
+/* Longest server name (253) plus IPv6 brackets and a trailing dot, with its NUL. */
+#define SERVERNAME_MAX 256
 
 static const struct rill_stream_ops tls_ops;
 
@@ -250,9 +275,12 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         !t->pin_checked) {
         /* Refuse a key that matches no pin inside the handshake, so the peer gets an alert. */
         t->pin_checked = true;
-        t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), t->pin_seen,
-                                sizeof t->pin_seen);
+        char pin[sizeof t->vfy->pin_seen];
+        t->pin_ok = pin_matches(t->cfg, X509_STORE_CTX_get_current_cert(x), pin, sizeof pin);
         if (!t->pin_ok) {
+            struct vfy_text *v = vfy_text(t); /* only a failure has something to say */
+            if (v)
+                memcpy(v->pin_seen, pin, sizeof pin);
             X509_STORE_CTX_set_error(x, X509_V_ERR_APPLICATION_VERIFICATION);
             ok = 0;
         }
@@ -261,9 +289,10 @@ static int verify_cb(int ok, X509_STORE_CTX *x)
         t->vfy_err = X509_STORE_CTX_get_error(x);
         t->vfy_depth = X509_STORE_CTX_get_error_depth(x);
         X509 *cert = X509_STORE_CTX_get_current_cert(x);
-        if (cert) {
-            name_oneline(X509_get_subject_name(cert), t->vfy_subject, sizeof t->vfy_subject);
-            name_list(cert, false, t->vfy_names, sizeof t->vfy_names);
+        struct vfy_text *v = cert ? vfy_text(t) : NULL;
+        if (v) {
+            name_oneline(X509_get_subject_name(cert), v->subject, sizeof v->subject);
+            name_list(cert, false, v->names, sizeof v->names);
         }
     }
     return ok;
@@ -447,18 +476,19 @@ static rill_status pin_failure(rill_stream *s, struct tls *t, const char *pin);
 static rill_status verify_failure(rill_stream *s, struct tls *t, long res)
 {
     int e = t->vfy_err ? t->vfy_err : (int)res;
-    if (e == X509_V_ERR_APPLICATION_VERIFICATION && t->pin_seen[0])
-        return pin_failure(s, t, t->pin_seen);
+    const struct vfy_text *v = t->vfy;
+    const char *names = v && v->names[0] ? v->names : "no DNS or IP name (CN is not used)";
+    if (e == X509_V_ERR_APPLICATION_VERIFICATION && v && v->pin_seen[0])
+        return pin_failure(s, t, v->pin_seen);
     const char *why = X509_verify_cert_error_string(e);
     if (e == X509_V_ERR_HOSTNAME_MISMATCH || e == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        return rill_stream_error(
-            s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
-            e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
-            t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)", t->servername);
+        return rill_stream_error(s, RILL_E_TLS_VERIFY, "%s mismatch: certificate is for %s, not %s",
+                                 e == X509_V_ERR_HOSTNAME_MISMATCH ? "hostname" : "IP address",
+                                 names, t->servername);
     }
     return rill_stream_error(s, RILL_E_TLS_VERIFY,
                              "certificate verify failed: %s (depth %d, subject %s)", why,
-                             t->vfy_depth, t->vfy_subject[0] ? t->vfy_subject : "unknown");
+                             t->vfy_depth, v && v->subject[0] ? v->subject : "unknown");
 }
 
 static bool version_refused(unsigned long e)
@@ -584,6 +614,19 @@ static struct tls *op_start(rill_stream *s)
     return t;
 }
 
+/*
+ * OpenSSL's record buffers (some 34 KiB) are released when the connection goes idle, not per
+ * record: SSL_MODE_RELEASE_BUFFERS frees the read buffer after every record read and the write
+ * buffer after every write call, then allocates them again for the next. Here they stay while
+ * full records flow (a bulk transfer) and go when a burst ends: after the handshake, after a
+ * record read or written that was not a full one, once nothing is left in them.
+ */
+static void release_if_idle(struct tls *t)
+{
+    if (!t->wpend_len && SSL_pending(t->ssl) == 0)
+        (void)SSL_free_buffers(t->ssl); /* refuses (and keeps them) while bytes are held */
+}
+
 /* ---- handshake ---- */
 
 static bool pin_matches(const rill_tls_config *cfg, X509 *cert, char *pin, size_t len)
@@ -646,12 +689,12 @@ static rill_status check_resumed(rill_stream *s, struct tls *t)
     ERR_clear_error();
     if (ok == 1)
         return RILL_OK;
-    name_list(leaf, false, t->vfy_names, sizeof t->vfy_names);
+    char names[sizeof t->vfy->names];
+    name_list(leaf, false, names, sizeof names);
     return t->fatal = rill_stream_error(
                s, RILL_E_TLS_VERIFY, "%s mismatch: resumed session's certificate is for %s, not %s",
                t->servername_is_ip ? "IP address" : "hostname",
-               t->vfy_names[0] ? t->vfy_names : "no DNS or IP name (CN is not used)",
-               t->servername);
+               names[0] ? names : "no DNS or IP name (CN is not used)", t->servername);
 }
 
 static rill_status handshake_step(rill_stream *s, struct tls *t)
@@ -667,6 +710,7 @@ static rill_status handshake_step(rill_stream *s, struct tls *t)
     if (st != RILL_OK)
         return st;
     t->handshake_done = true;
+    release_if_idle(t);
     return RILL_OK;
 }
 
@@ -692,6 +736,8 @@ static rill_status finish_pending_write(rill_stream *s, struct tls *t)
         t->wpend_off += w;
     }
     t->wpend_len = t->wpend_off = 0;
+    rilli_free(t->wpend); /* not held while idle */
+    t->wpend = NULL;
     return RILL_OK;
 }
 
@@ -725,20 +771,28 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
     call_start(t);
     int r = SSL_read_ex(t->ssl, buf, len, n);
     rilli_set_may_block(s, may_block);
-    if (r == 1)
-        return RILL_OK;
-    *n = 0;
-    return ssl_failure(s, t, r);
+    if (r != 1) {
+        *n = 0;
+        return ssl_failure(s, t, r);
+    }
+    t->rec_read += *n;
+    if (SSL_pending(t->ssl) == 0) { /* the record is used up */
+        bool full = t->rec_read >= FULL_RECORD;
+        t->rec_read = 0;
+        if (!full)
+            release_if_idle(t);
+    }
+    return RILL_OK;
 }
 
-static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t *n)
+/*
+ * Encrypt and send @p len bytes (ready, nothing pending): *n says how many were accepted; a
+ * record left unsent by a WANT is kept in wpend and its bytes count as accepted.
+ */
+static rill_status write_records(rill_stream *s, struct tls *t, const void *buf, size_t len,
+                                 size_t *n)
 {
-    struct tls *t = op_start(s);
-    rill_status st = ready(s, t);
-    if (st == RILL_OK && t->wpend_len)
-        st = finish_pending_write(s, t);
-    if (st != RILL_OK)
-        return st;
+    rill_status st;
     /*
      * One call carries every record of the write (a 64 KiB write is four records, not four
      * walks down the chain). OpenSSL is handed the whole rest each time: with partial writes it
@@ -754,6 +808,7 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
         int r = SSL_write_ex(t->ssl, p + done, len - done, &w);
         if (r == 1) {
             done += w;
+            t->last_short = w < FULL_RECORD;
             continue;
         }
         st = ssl_failure(s, t, r);
@@ -781,6 +836,90 @@ static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t
     }
     *n = done;
     return RILL_OK;
+}
+
+static rill_status tls_write(rill_stream *s, const void *buf, size_t len, size_t *n)
+{
+    struct tls *t = op_start(s);
+    *n = 0;
+    rill_status st = ready(s, t);
+    if (st == RILL_OK && t->wpend_len)
+        st = finish_pending_write(s, t);
+    if (st != RILL_OK)
+        return st;
+    t->last_short = false;
+    st = write_records(s, t, buf, len, n);
+    if (st == RILL_OK && t->last_short)
+        release_if_idle(t);
+    return st;
+}
+
+/*
+ * A gather: small pieces are packed into one record (in the pending-record buffer, which keeps
+ * them if the record cannot go out at once), a piece of a record or more is encrypted in place.
+ * A 200-byte header and a 16 KiB body thus make two records and no copy of the body.
+ */
+static rill_status tls_writev(rill_stream *s, const struct iovec *iov, int iovcnt, size_t *n)
+{
+    struct tls *t = op_start(s);
+    *n = 0;
+    rill_status st = ready(s, t);
+    if (st == RILL_OK && t->wpend_len)
+        st = finish_pending_write(s, t);
+    if (st != RILL_OK)
+        return st;
+    size_t done = 0, off = 0;
+    int i = 0;
+    t->last_short = false;
+    while (i < iovcnt) {
+        const unsigned char *p = (const unsigned char *)iov[i].iov_base + off;
+        size_t left = iov[i].iov_len - off;
+        if (left >= WRITE_CHUNK) {
+            size_t w = 0;
+            st = write_records(s, t, p, left, &w);
+            done += w;
+            if (st != RILL_OK || w < left || t->wpend_len)
+                break;
+            i++;
+            off = 0;
+            continue;
+        }
+        if (!t->wpend && !(t->wpend = rilli_malloc(WRITE_CHUNK))) {
+            st = rill_stream_error(s, RILL_E_NOMEM, "out of memory for a pending record");
+            break;
+        }
+        size_t k = 0;
+        while (i < iovcnt && k < WRITE_CHUNK) {
+            size_t avail = iov[i].iov_len - off;
+            if (avail >= WRITE_CHUNK && k > 0)
+                break; /* a large piece starts its own records */
+            size_t take = avail < WRITE_CHUNK - k ? avail : WRITE_CHUNK - k;
+            memcpy(t->wpend + k, (const unsigned char *)iov[i].iov_base + off, take);
+            k += take;
+            off += take;
+            if (off == iov[i].iov_len) {
+                i++;
+                off = 0;
+            }
+        }
+        t->wpend_len = k;
+        t->wpend_off = 0;
+        st = finish_pending_write(s, t);
+        if (st != RILL_OK && !is_want(st)) {
+            t->wpend_len = t->wpend_off = 0; /* not accepted: the failure is reported */
+            break;
+        }
+        done += k; /* sent, or kept pending */
+        if (st != RILL_OK)
+            break;
+        t->last_short = k < FULL_RECORD;
+    }
+    *n = done;
+    if (st == RILL_OK && t->last_short)
+        release_if_idle(t);
+    if (done > 0)
+        return RILL_OK; /* a failure after progress is kept (t->fatal) for the next call */
+    return st;
 }
 
 /*
@@ -858,6 +997,13 @@ static void tls_close(rill_stream *s)
     t->entry = NULL;
     rilli_free(t->refusal);
     t->refusal = NULL;
+    rilli_free(t->cache_key);
+    t->cache_key = NULL;
+    rilli_free(t->vfy);
+    t->vfy = NULL;
+    if (t->servername != no_name)
+        rilli_free(t->servername);
+    t->servername = no_name;
     rill_tls_config_free(t->cfg);
     t->cfg = NULL;
 }
@@ -902,6 +1048,7 @@ static const struct rill_stream_ops tls_ops = {
     .name = RILL_LAYER_TLS,
     .read = tls_read,
     .write = tls_write,
+    .writev = tls_writev,
     .flush = tls_flush,
     .shutdown = tls_shutdown,
     .close = tls_close,
@@ -967,7 +1114,7 @@ static const char *servername_check(const char *name, char *out, size_t len, boo
 static void discard(rill_stream *s)
 {
     tls_close(s);
-    rilli_free(s);
+    rilli_stream_free(s);
 }
 
 static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char *servername,
@@ -997,7 +1144,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
                                "tls: a server name is needed to verify the peer (or use "
                                "rill_tls_config_insecure_noverifyname)");
     }
-    char name[sizeof((struct tls *)0)->servername];
+    char name[SERVERNAME_MAX];
     bool name_is_ip = false;
     const char *bad = NULL;
     if (servername && strlen(servername) >= sizeof name)
@@ -1026,12 +1173,21 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         return st;
     struct tls *t = rilli_state(s);
     t->self = s;
+    t->servername = no_name;
     t->server = server;
     t->allow_truncation = (flags & RILL_TLS_ALLOW_TRUNCATION) != 0;
     const struct rill_stream_ops *iops = rilli_ops(inner);
     t->fast = iops == &rilli_tcp_ops || iops == &rilli_unix_ops;
     ERR_clear_error();
-    t->ssl = SSL_new(cfg->ctx);
+    if (servername) {
+        size_t nlen = strlen(name) + 1;
+        char *copy = rilli_malloc(nlen);
+        if (copy) {
+            memcpy(copy, name, nlen);
+            t->servername = copy;
+        }
+    }
+    t->ssl = servername && t->servername == no_name ? NULL : SSL_new(cfg->ctx);
     BIO *bio = t->ssl ? BIO_new(bio_method) : NULL;
     if (!bio) {
         ERR_clear_error();
@@ -1050,6 +1206,7 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
+    SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* released when idle: release_if_idle */
     SSL_set_msg_callback(t->ssl, msg_cb);
     SSL_set_msg_callback_arg(t->ssl, t);
     bool ok = true;
@@ -1065,7 +1222,6 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
         SSL_set_verify(t->ssl, cfg->verify_cert ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
         if (servername) {
             bool ip = name_is_ip;
-            snprintf(t->servername, sizeof t->servername, "%s", name);
             t->servername_is_ip = ip;
             if (!ip)
                 ok = SSL_set_tlsext_host_name(t->ssl, t->servername) == 1;
@@ -1365,12 +1521,17 @@ static void use_cache(struct tls *t, struct rilli_sess_cache *cache, uint16_t po
                       const char *role)
 {
     t->port = port;
-    t->cache = cache;
     if (!cache)
         return;
-    rilli_sess_cache_ref(cache); /* the stream may outlive its context */
-    snprintf(t->cache_key, sizeof t->cache_key, "%s%s:%u#%llu", role, t->servername, port,
+    /* role, name ":" port "#" config id */
+    size_t klen = strlen(role) + strlen(t->servername) + 1 + 5 + 1 + 20 + 1;
+    t->cache_key = rilli_malloc(klen);
+    if (!t->cache_key)
+        return; /* no room for the key: this connection goes without the cache */
+    snprintf(t->cache_key, klen, "%s%s:%u#%llu", role, t->servername, port,
              (unsigned long long)t->cfg->id);
+    t->cache = cache;
+    rilli_sess_cache_ref(cache); /* the stream may outlive its context */
     SSL_SESSION *sess = rilli_sess_cache_get(cache, t->cache_key);
     if (sess) {
         (void)SSL_set_session(t->ssl, sess); /* takes its own reference */

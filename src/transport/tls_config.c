@@ -150,6 +150,18 @@ static int open_keylog(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
 }
 
+/*
+ * The key-log callback is installed only while there is a file to write to: with one installed,
+ * OpenSSL hex-formats every secret of every handshake for it (~289k instructions a connection).
+ */
+static void set_keylog_fd(rill_tls_config *cfg, int fd)
+{
+    if (cfg->keylog_fd >= 0)
+        close(cfg->keylog_fd);
+    cfg->keylog_fd = fd;
+    SSL_CTX_set_keylog_callback(cfg->ctx, fd >= 0 ? keylog_cb : NULL);
+}
+
 static int passphrase_cb(char *buf, int size, int rwflag, void *arg)
 {
     (void)rwflag;
@@ -202,7 +214,6 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
     SSL_CTX_set_default_passwd_cb_userdata(c, cfg);
     rilli_tls_ctx_callbacks(c, cfg);
     rilli_tls_server_ctx_init(cfg);
-    SSL_CTX_set_keylog_callback(c, keylog_cb);
     SSL_CTX_sess_set_new_cb(c, rilli_tls_new_session_cb);
     /* Resumption with client certificates needs a session id context on the server side. */
     static const unsigned char sid_ctx[] = "rill";
@@ -214,7 +225,7 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
     }
     const char *keylog = secure_getenv("SSLKEYLOGFILE");
     if (keylog && *keylog)
-        cfg->keylog_fd = open_keylog(keylog); /* a debugging aid: failure is silent */
+        set_keylog_fd(cfg, open_keylog(keylog)); /* a debugging aid: failure is silent */
     *out = cfg;
     return RILL_OK;
 }
@@ -519,9 +530,7 @@ RILL_API rill_status rill_tls_config_set_keylog_file(rill_tls_config *cfg, const
     int fd = -1;
     if (path && (fd = open_keylog(path)) < 0)
         return rilli_error_set(err, RILL_E_IO, errno, "tls: cannot open key log file %.150s", path);
-    if (cfg->keylog_fd >= 0)
-        close(cfg->keylog_fd);
-    cfg->keylog_fd = fd;
+    set_keylog_fd(cfg, fd);
     return RILL_OK;
 }
 

@@ -11,6 +11,7 @@ const struct rill_stream_ops rilli_unix_ops = {
     .name = RILL_LAYER_UNIX,
     .read = rilli_sock_read,
     .write = rilli_sock_write,
+    .writev = rilli_sock_writev,
     .shutdown = rilli_sock_shutdown,
     .close = rilli_sock_close,
     .poll = rilli_sock_poll,

@@ -2,7 +2,8 @@
 /*
  * fuzz_lines: the line decorator over the memory transport, with arbitrary bytes, arbitrary
  * read boundaries, each EOL mode and limit, blocking or non-blocking (injected WANTs), and a
- * mix of rill_read_line, rill_read_line_copy, rill_skip_line, rill_read and rill_shrink.
+ * mix of rill_read_line, rill_read_lines (batches of 1..16), rill_read_line_copy, rill_skip_line,
+ * rill_read and rill_shrink.
  *
  * Header: [0] bits 0-1 EOL mode (3 = LF), 0x04 non-blocking with WANTs, 0x08 filler bursts,
  * 0x10 large limits; [1..2] the limit. Control bytes choose the operations and read pieces.
@@ -84,12 +85,12 @@ static void took_line(struct model *m, const char *line, size_t len, const char 
     FZ_CHECK(len <= m->max, "%s: line of %zu bytes, limit %zu", op, len, m->max);
     FZ_CHECK(m->pos + len <= m->served, "%s: line of %zu bytes at %zu, only %zu served", op, len,
              m->pos, m->served);
-    FZ_CHECK(memcmp(line, m->log + m->pos, len) == 0, "%s: line differs from the input at %zu",
-             op, m->pos);
+    FZ_CHECK(memcmp(line, m->log + m->pos, len) == 0, "%s: line differs from the input at %zu", op,
+             m->pos);
     FZ_CHECK(line[len] == '\0', "%s: line not NUL-terminated", op);
     for (size_t i = 0; i < len; i++)
-        FZ_CHECK(!is_term(m, (uint8_t)line[i]), "%s: line contains ending byte 0x%02x at %zu",
-                 op, (unsigned)(uint8_t)line[i], i);
+        FZ_CHECK(!is_term(m, (uint8_t)line[i]), "%s: line contains ending byte 0x%02x at %zu", op,
+                 (unsigned)(uint8_t)line[i], i);
     size_t e = m->pos + len;
     if (e == m->served) {
         /* No ending: the last line, which only comes at end of stream. */
@@ -122,8 +123,8 @@ static void took_error(struct model *m, rill_status st, const char *op)
     size_t i = first_term(m, m->pos);
     size_t len = i - m->pos;
     if (st == RILL_E_LINE_TOO_LONG) {
-        FZ_CHECK(len > m->max, "%s: too long, but an ending comes after %zu bytes (limit %zu)",
-                 op, len, m->max);
+        FZ_CHECK(len > m->max, "%s: too long, but an ending comes after %zu bytes (limit %zu)", op,
+                 len, m->max);
         return;
     }
     FZ_CHECK(st == RILL_E_PROTOCOL && m->eol == RILL_EOL_CRLF, "%s: status %d (%s): %s", op,
@@ -176,8 +177,7 @@ static bool is_wait(const struct model *m, rill_status st)
 static void check_other(struct model *m, rill_status st, const char *op)
 {
     if (st == RILL_EOF) {
-        FZ_CHECK(m->pos == m->served, "%s: RILL_EOF with %zu bytes held", op,
-                 m->served - m->pos);
+        FZ_CHECK(m->pos == m->served, "%s: RILL_EOF with %zu bytes held", op, m->served - m->pos);
         m->ended = true;
         return;
     }
@@ -191,8 +191,25 @@ static rill_status step(struct model *m, uint8_t c)
 {
     rill_status st;
     switch (c % 8) {
-    case 0:
     case 7: {
+        /* A batch: every line must be the next one of the input, in order. */
+        rill_line lines[16];
+        size_t max = 1 + fz_ctl(m->in) % 16u, count = 99;
+        st = rill_read_lines(m->s, lines, max, &count);
+        settle(m);
+        if (st == RILL_OK) {
+            FZ_CHECK(count >= 1 && count <= max, "rill_read_lines: %zu lines for %zu", count, max);
+            for (size_t i = 0; i < count; i++) {
+                FZ_CHECK(!m->ended, "rill_read_lines: a line after the last line");
+                took_line(m, lines[i].data, lines[i].len, "rill_read_lines");
+            }
+        } else {
+            FZ_CHECK(count == 0, "rill_read_lines: count %zu with status %d", count, (int)st);
+            check_other(m, st, "rill_read_lines");
+        }
+        break;
+    }
+    case 0: {
         const char *line = NULL;
         size_t len = 0;
         st = rill_read_line(m->s, &line, &len);
@@ -216,8 +233,7 @@ static rill_status step(struct model *m, uint8_t c)
             FZ_CHECK(len < cap, "copy: line of %zu bytes in a %zu-byte buffer", len, cap);
             took_line(m, buf, len, "rill_read_line_copy");
         } else if (st == RILL_E_INVALID) {
-            FZ_CHECK(len >= cap && len <= m->max, "copy: INVALID with len %zu, cap %zu", len,
-                     cap);
+            FZ_CHECK(len >= cap && len <= m->max, "copy: INVALID with len %zu, cap %zu", len, cap);
             FZ_CHECK(m->pos + len <= m->served, "copy: INVALID for a line not yet served");
         } else {
             check_other(m, st, "rill_read_line_copy");
@@ -246,8 +262,8 @@ static rill_status step(struct model *m, uint8_t c)
         } else if (st == RILL_EOF) {
             check_other(m, st, "rill_read");
         } else {
-            FZ_CHECK(is_wait(m, st), "rill_read: status %d (%s): %s", (int)st,
-                     rill_strerror(st), rill_errmsg(m->s));
+            FZ_CHECK(is_wait(m, st), "rill_read: status %d (%s): %s", (int)st, rill_strerror(st),
+                     rill_errmsg(m->s));
         }
         break;
     }
@@ -300,8 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Drain what is left line by line; every call must make progress or end. */
     size_t bound = 2 * (size + 64);
     for (size_t i = 0; !m.ended; i++) {
-        FZ_CHECK(i < bound, "rill_skip_line makes no progress (pos %zu of %zu)", m.pos,
-                 m.served);
+        FZ_CHECK(i < bound, "rill_skip_line makes no progress (pos %zu of %zu)", m.pos, m.served);
         size_t n = 0;
         rill_status st = rill_skip_line(m.s, &n);
         settle(&m);

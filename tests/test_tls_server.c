@@ -1213,6 +1213,38 @@ START_TEST(test_tickets_shared_keys)
 }
 END_TEST
 
+/*
+ * A resumed connection gets a fresh ticket, so a client that keeps only its latest session
+ * (as rill's cache does with single-use TLS 1.3 tickets, and browsers) resumes every time, not
+ * every other time. Five connections in a chain, each offering the session of the one before.
+ */
+START_TEST(test_tickets_chain)
+{
+    int version = _i == 0 ? RILL_TLS_1_2 : RILL_TLS_1_3;
+    unsigned char k[RILL_TLS_TICKET_KEY_LEN];
+    random_keys(k, sizeof k, 7);
+    rill_tls_config *scfg = ticket_cfg(version, _i == 2 ? k : NULL, _i == 2 ? sizeof k : 0);
+    rill_tls_config *ccfg = client_cfg();
+    struct srv *sv = srv_start(scfg, 1);
+    struct hello prev;
+    rill_hello(sv->port, ccfg, RT_CERTS_HOST, NULL, 0, 1, &prev);
+    HELLO_OK(&prev);
+    ck_assert_int_eq(prev.info.resumed, 0);
+    for (int i = 1; i < 5; i++) {
+        struct hello h;
+        rill_hello(sv->port, ccfg, RT_CERTS_HOST, prev.sess, prev.sess_len, 1, &h);
+        HELLO_OK(&h);
+        ck_assert_msg(h.info.resumed == 1, "connection %d of the chain was a full handshake", i);
+        rill_free(prev.sess);
+        prev = h;
+    }
+    rill_free(prev.sess);
+    srv_stop(sv);
+    rill_tls_config_free(scfg);
+    rill_tls_config_free(ccfg);
+}
+END_TEST
+
 /* rill's own keys rotate: a ticket from the key before still resumes; tickets can be off. */
 START_TEST(test_tickets_rotate)
 {
@@ -1358,6 +1390,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_tickets_shared_keys, 0, 2);
     tcase_add_test(tc, test_tickets_rotate);
+    tcase_add_loop_test(tc, test_tickets_chain, 0, 3);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("alpn");

@@ -773,7 +773,12 @@ static rill_status tls_read(rill_stream *s, void *buf, size_t len, size_t *n)
     rilli_set_may_block(s, may_block);
     if (r != 1) {
         *n = 0;
-        return ssl_failure(s, t, r);
+        st = ssl_failure(s, t, r);
+        /* Waiting for the peer with nothing half-read: an idle connection holds no buffers
+         * (what SSL_MODE_RELEASE_BUFFERS did, without its cost per record). */
+        if (st == RILL_WANT_READ && t->rec_read == 0)
+            release_if_idle(t);
+        return st;
     }
     t->rec_read += *n;
     if (SSL_pending(t->ssl) == 0) { /* the record is used up */

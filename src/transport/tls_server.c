@@ -827,7 +827,13 @@ static int ticket_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
             ret = 1;
     } else if (EVP_MAC_init(hctx, key.hmac, sizeof key.hmac, params) == 1 &&
                EVP_DecryptInit_ex(cctx, cbc, NULL, key.aes, iv) == 1) {
-        ret = index == 0 ? 1 : 2; /* 2: opened with an older key, send a fresh ticket */
+        /*
+         * 2: send a fresh ticket. With an older key, so the client moves to the current one;
+         * and always in TLS 1.3, where OpenSSL sends none after a resumption otherwise: a
+         * client that keeps only its latest session (rill's cache, browsers) would then make
+         * a full handshake every other time.
+         */
+        ret = index == 0 && SSL_version(ssl) < TLS1_3_VERSION ? 1 : 2;
     }
     OPENSSL_cleanse(&key, sizeof key);
     return ret;

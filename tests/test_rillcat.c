@@ -1626,6 +1626,123 @@ START_TEST(listen_max_conns)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Third-party peers: openssl s_client, gnutls-cli, Python's ssl module, nginx
+ */
+
+/*
+ * Run @p argv (argv[0] is looked up in PATH) with @p input on stdin, stdout and stderr into
+ * @p out (NUL-terminated, truncated to @p cap). Returns the exit status, or 128+signal; fails
+ * the test when it does not finish within @p timeout_ms.
+ */
+static int run_tool(const char *const *argv, const char *input, int timeout_ms, char *out,
+                    size_t cap)
+{
+    int in[2], o[2];
+    ck_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(o, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        if (dup2(in[0], 0) < 0 || dup2(o[1], 1) < 0 || dup2(o[1], 2) < 0)
+            _exit(126);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(o[1]);
+    if (input && *input)
+        ck_assert(write(in[1], input, strlen(input)) == (ssize_t)strlen(input));
+    close(in[1]);
+    size_t len = 0;
+    out[0] = '\0';
+    int64_t end = rt_now_us() + (int64_t)timeout_ms * 1000;
+    bool killed = false;
+    for (;;) {
+        int64_t left = (end - rt_now_us()) / 1000;
+        if (left <= 0 && !killed) {
+            kill(pid, SIGKILL);
+            killed = true;
+        }
+        struct pollfd p = { .fd = o[0], .events = POLLIN };
+        if (poll(&p, 1, left > 0 ? (int)left : 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(o[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+        memcpy(out + len, buf, take);
+        len += take;
+        out[len] = '\0';
+    }
+    close(o[0]);
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(!killed, "%s still running after %d ms: %s", argv[0], timeout_ms, out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A TLS 1.3 client without a certificate, refused by the server: what it must see. */
+static const char py_no_cert_client[] =
+    "import socket, ssl, sys\n"
+    "c = ssl.create_default_context(cafile=sys.argv[1])\n"
+    "s = c.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[2]))),\n"
+    "                  server_hostname=sys.argv[3])\n"
+    "try:\n"
+    "    s.sendall(b'hello\\n')\n"
+    "    print('read', s.recv(100))\n"
+    "except ssl.SSLError as e:\n"
+    "    print('alert:', e.reason)\n"
+    "    sys.exit(3)\n"
+    "except OSError as e:\n"
+    "    print('no alert:', e)\n"
+    "    sys.exit(4)\n";
+
+/*
+ * `rillcat -l --tls --cafile` refuses TLS 1.3 clients without a certificate: each of OpenSSL,
+ * GnuTLS and Python must receive the certificate_required alert (116), 20 times each, not a
+ * reset or a bare EOF. A TLS 1.3 client sends its Finished (and data) after the server's last
+ * flight; a server that closed with those bytes unread made the kernel reset the connection.
+ */
+START_TEST(alert_delivered_to_clients)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",     "-k",          "-v",    "--echo",    "--tls",
+                             "--cert", C->good.chain, "--key", C->good.key, "--cafile",
+                             C->ca,    "0",           NULL };
+    rc_proc *srv = rc_start(server, false);
+    char port[8], hostport[32];
+    portstr(port, rc_listen_port(srv));
+    snprintf(hostport, sizeof hostport, "127.0.0.1:%s", port);
+    static char out[65536];
+    enum { ROUNDS = 20 };
+    for (int i = 0; i < ROUNDS; i++) {
+        const char *ossl[] = { "openssl", "s_client",    "-connect",    hostport, "-CAfile",
+                               C->ca,     "-servername", RT_CERTS_HOST, "-quiet", NULL };
+        int code = run_tool(ossl, "hello\n", 10000, out, sizeof out);
+        ck_assert_msg(code == 1 && strstr(out, "SSL alert number 116"),
+                      "openssl s_client round %d: exit %d: %s", i, code, out);
+        const char *gcli[] = { "gnutls-cli",  "--x509cafile",      C->ca,         "--sni-hostname",
+                               RT_CERTS_HOST, "--verify-hostname", RT_CERTS_HOST, "-p",
+                               port,          "127.0.0.1",         NULL };
+        code = run_tool(gcli, "hello\n", 10000, out, sizeof out);
+        ck_assert_msg(code == 1 && strstr(out, "Received alert [116]: Certificate is required"),
+                      "gnutls-cli round %d: exit %d: %s", i, code, out);
+        const char *py[] = { "python3", "-c", py_no_cert_client, C->ca, port, RT_CERTS_HOST, NULL };
+        code = run_tool(py, NULL, 10000, out, sizeof out);
+        ck_assert_msg(code == 3 && strstr(out, "alert: TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+                      "python ssl round %d: exit %d: %s", i, code, out);
+    }
+    ck_assert_int_eq(rc_wait_count(srv, "peer did not return a certificate", 3 * ROUNDS, 5000),
+                     3 * ROUNDS);
+    rc_kill(srv);
+    rc_free(srv);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -1686,6 +1803,12 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, listen_once);
     tcase_add_test(tc, listen_keep_stdout_reader_gone);
     tcase_add_test(tc, listen_max_conns);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("peers");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, alert_delivered_to_clients);
     suite_add_tcase(s, tc);
     return s;
 }

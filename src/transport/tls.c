@@ -13,6 +13,7 @@
  * to the core, which waits and calls again.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -28,6 +29,14 @@
 
 #define WRITE_CHUNK 16384 /* one record: what a non-blocking write hands OpenSSL at once */
 
+/*
+ * After this side sent a fatal alert, rill_close drains what the peer still sends before the
+ * descriptor is closed, at most this many bytes for at most this long: closing a socket with
+ * unread bytes makes the kernel answer with a reset, which can destroy the alert at the peer.
+ */
+#define ALERT_DRAIN_BYTES (64 * 1024)
+#define ALERT_DRAIN_MS    200
+
 struct tls {
     SSL *ssl;
     rill_tls_config *cfg;
@@ -37,6 +46,8 @@ struct tls {
     bool handshake_done;
     bool sent_shutdown;
     bool allow_truncation;
+    bool sent_fatal_alert; /* this side ended the connection with a fatal alert */
+    bool alert_drained;    /* ... and the close drained the peer's bytes once */
     bool io_eof;           /* the BIO saw end of stream */
     bool eof;              /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
     rill_status io_status; /* the BIO's last WANT or error, for the real reason */
@@ -183,8 +194,11 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     (void)ssl;
     struct tls *t = arg;
     const unsigned char *p = buf;
-    if (write_p)
+    if (write_p) {
+        if (content_type == SSL3_RT_ALERT && len >= 2 && p[0] == SSL3_AL_FATAL)
+            t->sent_fatal_alert = true;
         return;
+    }
     if (content_type == SSL3_RT_HANDSHAKE && len >= 6 &&
         (p[0] == SSL3_MT_SERVER_HELLO || p[0] == SSL3_MT_CLIENT_HELLO))
         t->peer_version = p[4] << 8 | p[5];
@@ -631,11 +645,56 @@ static rill_status send_close_notify(rill_stream *s, struct tls *t)
     return RILL_OK;
 }
 
+/*
+ * rill_close after this side sent a fatal alert: shut the write side (the alert is out; a FIN
+ * follows it), then read and discard what the peer still sends, until it closes, for at most
+ * ALERT_DRAIN_MS and ALERT_DRAIN_BYTES. Closing with the peer's last flight unread (a TLS 1.3
+ * client's Finished and first data arrive after the server refused its certificate) would make
+ * the kernel send a reset, and a reset can destroy the alert before the peer reads it. Only
+ * for callers that allow waiting (a write timeout other than 0) on a socket transport.
+ */
+static void drain_after_alert(rill_stream *s, struct tls *t)
+{
+    int wait_ms = 0;
+    rill_get_timeouts(s, NULL, &wait_ms);
+    t->alert_drained = true;
+    if (!t->fast || wait_ms == 0)
+        return;
+    if (wait_ms < 0 || wait_ms > ALERT_DRAIN_MS)
+        wait_ms = ALERT_DRAIN_MS;
+    int fd = rill_fd(rill_stream_inner(s));
+    if (fd < 0 || shutdown(fd, SHUT_WR) != 0)
+        return;
+    int64_t deadline = rilli_now_ms() + wait_ms;
+    size_t total = 0;
+    char sink[4096];
+    while (total < ALERT_DRAIN_BYTES) {
+        int64_t left = deadline - rilli_now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n <= 0)
+            return; /* the peer closed (it has read the alert), or the connection failed */
+        total += (size_t)n;
+    }
+}
+
 static rill_status tls_flush(rill_stream *s)
 {
     struct tls *t = op_start(s);
-    if (t->fatal)
+    if (t->fatal) {
+        if (rilli_closing(s) && t->sent_fatal_alert && !t->alert_drained)
+            drain_after_alert(s, t);
         return t->wpend_len ? t->fatal : RILL_OK; /* close reports no stale error */
+    }
     rill_status st = t->wpend_len ? finish_pending_write(s, t) : RILL_OK;
     if (st == RILL_OK && rilli_closing(s) && t->handshake_done && !t->sent_shutdown)
         st = send_close_notify(s, t);

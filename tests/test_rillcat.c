@@ -554,10 +554,113 @@ struct starttls_script {
     const char *const *sends; /* what to send before/after each expected line, see below */
     const char *proto;
     rill_tls_config *cfg;
-    bool inject;   /* send plaintext right after the go-ahead, in the same write */
-    bool refuse;   /* answer STARTTLS negatively */
-    bool upgraded; /* set when TLS ran */
+    bool inject;       /* send plaintext right after the go-ahead, in the same write */
+    bool refuse;       /* answer STARTTLS negatively (or, where it is listed, do not offer it) */
+    bool upgraded;     /* set when TLS ran */
+    char header[2048]; /* xmpp: the client's stream header */
 };
+
+static bool send_str(rill_stream *s, const char *text);
+static bool expect_line(rill_stream *lines, const char *prefix);
+
+/* Read raw bytes (through the line reader's buffer) until @p needle has arrived. */
+static bool expect_raw(rill_stream *lines, const char *needle, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    while (!strstr(buf, needle)) {
+        size_t n = 0;
+        if (len + 1 >= cap || rill_read(lines, buf + len, cap - 1 - len, &n) != RILL_OK)
+            return false;
+        len += n;
+        buf[len] = '\0';
+    }
+    return true;
+}
+
+/* The plain dialogue of the protocols added later: false when the client went wrong. */
+static bool script_more_protocols(struct starttls_script *sc, rill_stream *lines, const char **go)
+{
+    const char *proto = sc->proto;
+    if (strcmp(proto, "lmtp") == 0) {
+        *go = "220 2.0.0 Ready to start TLS\r\n";
+        return send_str(lines, "220 peer.rill.test LMTP ready\r\n") &&
+               expect_line(lines, "LHLO ") &&
+               send_str(lines, sc->refuse ? "250-peer.rill.test\r\n250 PIPELINING\r\n"
+                                          : "250-peer.rill.test\r\n250-PIPELINING\r\n"
+                                            "250 STARTTLS\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "ftp") == 0) {
+        *go = sc->refuse ? "534 Request denied for policy reasons.\r\n" : "234 AUTH TLS OK.\r\n";
+        return send_str(lines,
+                        "220-peer.rill.test FTP\r\n  text without a code\r\n220 ready\r\n") &&
+               expect_line(lines, "AUTH TLS");
+    }
+    if (strcmp(proto, "nntp") == 0) {
+        *go = "382 Continue with TLS negotiation\r\n";
+        return send_str(lines, "200 peer.rill.test NNTP ready\r\n") &&
+               expect_line(lines, "CAPABILITIES") &&
+               send_str(lines, sc->refuse ? "101 Capability list:\r\nVERSION 2\r\nREADER\r\n.\r\n"
+                                          : "101 Capability list:\r\nVERSION 2\r\nREADER\r\n"
+                                            "STARTTLS\r\n.\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "sieve") == 0) {
+        *go = "OK \"Begin TLS negotiation now\"\r\n";
+        return send_str(lines, sc->refuse ? "\"IMPLEMENTATION\" \"rill test\"\r\n"
+                                            "\"SIEVE\" \"fileinto\"\r\nOK \"ready\"\r\n"
+                                          : "\"IMPLEMENTATION\" \"rill test\"\r\n"
+                                            "\"SIEVE\" \"fileinto\"\r\n\"STARTTLS\"\r\n"
+                                            "\"VERSION\" \"1.0\"\r\nOK \"ready\"\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "irc") == 0) {
+        *go = sc->refuse ? ":peer.rill.test 691 * :STARTTLS failed\r\n"
+                         : ":peer.rill.test 670 * :STARTTLS successful, go ahead with TLS\r\n";
+        return expect_line(lines, "STARTTLS") &&
+               send_str(lines, ":peer.rill.test NOTICE * :*** Looking up your hostname\r\n");
+    }
+    if (strcmp(proto, "xmpp") == 0) {
+        char buf[2048];
+        *go = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+        if (!expect_raw(lines, "version='1.0'>", buf, sizeof buf))
+            return false;
+        snprintf(sc->header, sizeof sc->header, "%s", buf);
+        return send_str(lines,
+                        sc->refuse
+                            ? "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' id='r1' "
+                              "from='peer.rill.test' version='1.0'><stream:features><mechanisms "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></stream:features>"
+                            : "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' id='r1' "
+                              "from='peer.rill.test' version='1.0'><stream:features><starttls "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                              "</stream:features>") &&
+               !sc->refuse && expect_raw(lines, "xmpp-tls'/>", buf, sizeof buf);
+    }
+    if (strcmp(proto, "ldap") == 0) {
+        /* ExtendedRequest, messageID 1, requestName 1.3.6.1.4.1.1466.20037 (RFC 4511 4.14). */
+        static const char want[] = "\x30\x1d\x02\x01\x01\x77\x18\x80\x16"
+                                   "1.3.6.1.4.1.1466.20037";
+        char req[sizeof want - 1];
+        size_t n = 0;
+        *go = sc->refuse ? "\x30\x22\x02\x01\x01\x78\x1d\x0a\x01\x02\x04\x00\x04\x16"
+                           "StartTLS not supported"
+                         : "\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00";
+        return rill_read_full(lines, req, sizeof req, &n) == RILL_OK &&
+               memcmp(req, want, sizeof req) == 0;
+    }
+    if (strcmp(proto, "postgres") == 0) {
+        char req[8];
+        size_t n = 0;
+        *go = sc->refuse ? "N" : "S";
+        return rill_read_full(lines, req, sizeof req, &n) == RILL_OK &&
+               memcmp(req, "\0\0\0\x08\x04\xd2\x16\x2f", 8) == 0;
+    }
+    return false;
+}
 
 static bool send_str(rill_stream *s, const char *text)
 {
@@ -603,14 +706,24 @@ static void script_starttls(rill_stream *tcp, void *arg)
     } else if (strcmp(sc->proto, "pop3") == 0) {
         ok = send_str(lines, "+OK POP3 ready\r\n") && expect_line(lines, "STLS");
         go = sc->refuse ? "-ERR no\r\n" : "+OK begin TLS\r\n";
-    } else {
+    } else if (strcmp(sc->proto, "plain-line") == 0) {
         ok = expect_line(lines, "STARTTLS");
         go = sc->refuse ? "NO\r\n" : "OK\r\n";
+    } else {
+        go = "";
+        ok = script_more_protocols(sc, lines, &go);
     }
     if (ok) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s%s", go, sc->inject ? "250 injected\r\n" : "");
-        ok = send_str(lines, buf);
+        /* The answers of ldap hold NUL bytes: written by length, not as strings. */
+        size_t golen =
+            strcmp(sc->proto, "ldap") != 0 ? strlen(go) : (size_t)(2 + (unsigned char)go[1]);
+        static const char injected[] = "250 injected\r\n";
+        char buf[256];
+        memcpy(buf, go, golen); /* one write: the injection arrives with the go-ahead */
+        if (sc->inject)
+            memcpy(buf + golen, injected, sizeof injected - 1);
+        size_t total = golen + (sc->inject ? sizeof injected - 1 : 0);
+        ok = rill_write_all(lines, buf, total, NULL) == RILL_OK && rill_flush(lines) == RILL_OK;
     }
     (void)rill_close(lines);
     rill_stream *tls = NULL;
@@ -732,7 +845,7 @@ static const char *const usage_cases[][8] = {
     { "--echo", "127.0.0.1", "1", NULL },
     { "-k", "127.0.0.1", "1", NULL },
     { "--tls", "--tls-min", "1.1", "127.0.0.1", "1", NULL },
-    { "--starttls", "ftp", "127.0.0.1", "1", NULL },
+    { "--starttls", "gopher", "127.0.0.1", "1", NULL },
     { "--cafile", "/x.pem", "127.0.0.1", "1", NULL },
     { "-l", "--tls", "0", NULL },
     { "--connect-timeout", "soon", "127.0.0.1", "1", NULL },
@@ -784,6 +897,21 @@ static const struct {
     { { "-l", "-k", "--max-conns", NULL }, "--max-conns needs an argument" },
     { { "--max-conns", "2", "127.0.0.1", "1", NULL }, "--max-conns works only with -l -k" },
     { { "-l", "--max-conns", "2", "0", NULL }, "--max-conns works only with -l -k" },
+    { { "--starttls", "gopher", "127.0.0.1", "1", NULL },
+      "--starttls takes smtp, lmtp, imap, pop3, ftp, xmpp, ldap, nntp, sieve, postgres, irc or "
+      "plain-line, not \"gopher\"" },
+    { { "--xmpp-host", "x.test", "--starttls", "smtp", "127.0.0.1", "1", NULL },
+      "--xmpp-host works only with --starttls xmpp" },
+    { { "--groups", "X25519", "127.0.0.1", "1", NULL }, "--groups needs --tls" },
+    { { "--ciphers", "HIGH", "127.0.0.1", "1", NULL }, "--ciphers needs --tls" },
+    { { "--showcerts", "127.0.0.1", "1", NULL }, "--showcerts needs --tls" },
+    { { "--allow-truncation", "127.0.0.1", "1", NULL }, "--allow-truncation needs --tls" },
+    { { "--tls", "--groups", "NoSuchGroup", "127.0.0.1", "1", NULL },
+      "--groups: tls: no usable group in \"NoSuchGroup\"" },
+    { { "--tls", "--tls13-ciphers", "TLS_NOPE", "127.0.0.1", "1", NULL },
+      "--tls13-ciphers: tls: no usable TLS 1.3 ciphersuite in \"TLS_NOPE\"" },
+    { { "--tls", "--ciphers", "NOPE", "127.0.0.1", "1", NULL },
+      "--ciphers: tls: no usable cipher in \"NOPE\"" },
 };
 
 START_TEST(usage_errors_named)
@@ -1362,7 +1490,9 @@ END_TEST
  * STARTTLS
  */
 
-static const char *const protos[] = { "smtp", "imap", "pop3", "plain-line" };
+static const char *const protos[] = { "smtp", "imap", "pop3", "plain-line", "lmtp",     "ftp",
+                                      "xmpp", "ldap", "nntp", "sieve",      "postgres", "irc" };
+#define NPROTOS ((int)(sizeof protos / sizeof protos[0]))
 
 START_TEST(starttls_upgrades)
 {
@@ -1398,9 +1528,27 @@ START_TEST(starttls_refusals)
         const char *args[] = {
             "--starttls", protos[_i], "--cafile", C->ca, "127.0.0.1", port, NULL
         };
-        rc_proc *p = rc_expect(args, "", 35, "rillcat: STARTTLS: ");
-        if (inject)
-            ck_assert_msg(strstr(p->err, "plaintext"), "%s", p->err);
+        /* A refusal is curl's 64 (--ssl-reqd); injected plaintext a failed handshake (35). */
+        /*
+         * Line protocols read the injected bytes with the answer and refuse them; after the
+         * exact-length answers of ldap and postgres they are left on the wire, where the
+         * handshake takes them for a TLS record and fails: either way no byte is trusted.
+         */
+        bool binary = strcmp(protos[_i], "ldap") == 0 || strcmp(protos[_i], "postgres") == 0;
+        rc_proc *p = rc_expect(args, "", inject ? 35 : 64, NULL);
+        if (inject && binary)
+            ck_assert_msg(strstr(p->err, "plaintext") ||
+                              strstr(p->err, "rillcat: TLS handshake: tls: handshake failed: "),
+                          "%s", p->err);
+        else if (inject)
+            ck_assert_msg(strstr(p->err, "rillcat: STARTTLS: ") && strstr(p->err, "plaintext"),
+                          "%s", p->err);
+        else
+            ck_assert_msg(strstr(p->err, "rillcat: STARTTLS: ") &&
+                              (strstr(p->err, "does not offer") ||
+                               strstr(p->err, "did not agree") ||
+                               strstr(p->err, "refused StartTLS")),
+                          "%s", p->err);
         rc_free(p);
         peer_stop(pr);
         ck_assert(!sc.upgraded);
@@ -1792,8 +1940,8 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, verbose_tls_facts);
     tcase_add_test(tc, insecure_warns);
     tcase_add_test(tc, tls_listener);
-    tcase_add_loop_test(tc, starttls_upgrades, 0, 4);
-    tcase_add_loop_test(tc, starttls_refusals, 0, 4);
+    tcase_add_loop_test(tc, starttls_upgrades, 0, NPROTOS);
+    tcase_add_loop_test(tc, starttls_refusals, 0, NPROTOS);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("listen");

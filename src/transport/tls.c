@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "tls.h"
@@ -47,6 +48,7 @@ struct tls {
     bool sent_shutdown;
     bool allow_truncation;
     bool sent_fatal_alert; /* this side ended the connection with a fatal alert */
+    bool hello_retry;      /* the handshake took a HelloRetryRequest */
     bool alert_drained;    /* ... and the close drained the peer's bytes once */
     bool io_eof;           /* the BIO saw end of stream */
     bool eof;              /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
@@ -194,6 +196,14 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     (void)ssl;
     struct tls *t = arg;
     const unsigned char *p = buf;
+    /* A HelloRetryRequest is a ServerHello with this random (RFC 8446 4.1.3), either way. */
+    static const unsigned char hrr_random[32] = { 0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11,
+                                                  0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+                                                  0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e,
+                                                  0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c };
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 38 && p[0] == SSL3_MT_SERVER_HELLO &&
+        memcmp(p + 6, hrr_random, sizeof hrr_random) == 0)
+        t->hello_retry = true;
     if (write_p) {
         if (content_type == SSL3_RT_ALERT && len >= 2 && p[0] == SSL3_AL_FATAL)
             t->sent_fatal_alert = true;
@@ -1037,6 +1047,12 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     if (!t->handshake_done)
         return RILL_OK;
     info->resumed = SSL_session_reused(t->ssl);
+    info->hello_retry = t->hello_retry;
+    info->close_notify = (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
+    info->truncated = t->eof;
+    int group = SSL_get_negotiated_group(t->ssl);
+    const char *gname = group ? SSL_group_to_name(t->ssl, group) : NULL;
+    snprintf(info->group, sizeof info->group, "%s", gname ? gname : "");
     snprintf(info->version, sizeof info->version, "%s", SSL_get_version(t->ssl));
     snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(t->ssl));
     const unsigned char *alpn = NULL;
@@ -1057,6 +1073,56 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
     rilli_tls_spki(cert, info->spki_sha256, sizeof info->spki_sha256, NULL);
     ERR_clear_error();
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_get_peer_cert(rill_stream *s, size_t index, rill_tls_cert *info,
+                                            char **pem, size_t *pem_len)
+{
+    if (pem)
+        *pem = NULL;
+    if (pem_len)
+        *pem_len = 0;
+    rill_stream *l = find_tls(s);
+    struct tls *t = l ? rilli_state(l) : NULL;
+    if (!t || !t->handshake_done)
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_get_peer_cert: no TLS layer with a finished handshake");
+    /* A client's list starts with the server's certificate; a server's lacks the client's. */
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(t->ssl);
+    X509 *cert = NULL;
+    if (t->server && index == 0)
+        cert = SSL_get0_peer_certificate(t->ssl);
+    else if (sent && index - (t->server ? 1 : 0) < (size_t)sk_X509_num(sent))
+        cert = sk_X509_value(sent, (int)(index - (t->server ? 1 : 0)));
+    if (!cert)
+        return RILL_EOF;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        name_oneline(X509_get_subject_name(cert), info->subject, sizeof info->subject);
+        name_oneline(X509_get_issuer_name(cert), info->issuer, sizeof info->issuer);
+        format_time(X509_get0_notBefore(cert), info->not_before, sizeof info->not_before);
+        format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
+    }
+    if (!pem) {
+        ERR_clear_error();
+        return RILL_OK;
+    }
+    BIO *mem = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n = mem && PEM_write_bio_X509(mem, cert) == 1 ? BIO_get_mem_data(mem, &data) : 0;
+    char *copy = n > 0 ? rilli_malloc((size_t)n + 1) : NULL;
+    if (copy) {
+        memcpy(copy, data, (size_t)n);
+        copy[n] = '\0';
+        *pem = copy;
+        if (pem_len)
+            *pem_len = (size_t)n;
+    }
+    BIO_free(mem);
+    ERR_clear_error();
+    if (!copy)
+        return rilli_api_error(s, RILL_E_NOMEM, "rill_tls_get_peer_cert: out of memory");
     return RILL_OK;
 }
 

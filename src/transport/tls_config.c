@@ -410,6 +410,17 @@ RILL_API rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg, cons
     return RILL_OK;
 }
 
+RILL_API rill_status rill_tls_config_set_groups(rill_tls_config *cfg, const char *list,
+                                                rill_error *err)
+{
+    rill_status st = check_cfg(cfg, "set_groups", err);
+    if (st != RILL_OK)
+        return st;
+    if (!list || !*list || SSL_CTX_set1_groups_list(cfg->ctx, list) != 1)
+        return ssl_fail(err, RILL_E_INVALID, "no usable group in \"%.100s\"", list ? list : "");
+    return RILL_OK;
+}
+
 RILL_API rill_status rill_tls_config_set_security_level(rill_tls_config *cfg, int level,
                                                         rill_error *err)
 {

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -558,6 +559,7 @@ struct starttls_script {
     bool refuse;       /* answer STARTTLS negatively (or, where it is listed, do not offer it) */
     bool upgraded;     /* set when TLS ran */
     char header[2048]; /* xmpp: the client's stream header */
+    peer_fn after;     /* what the TLS stream does after the upgrade; NULL: echo */
 };
 
 static bool send_str(rill_stream *s, const char *text);
@@ -730,7 +732,7 @@ static void script_starttls(rill_stream *tcp, void *arg)
     if (ok && !sc->refuse && !sc->inject && rill_tls_server(tcp, sc->cfg, 0, &tls) == RILL_OK) {
         if (rill_tls_handshake(tls) == RILL_OK)
             sc->upgraded = true;
-        script_echo(tls, NULL);
+        (sc->after ? sc->after : script_echo)(tls, NULL);
         return;
     }
     /* Hold the connection until the client gives up, so its verdict is its own. */
@@ -1891,6 +1893,236 @@ START_TEST(alert_delivered_to_clients)
 }
 END_TEST
 
+/* ---- nginx on a loopback port, started for the test ---- */
+
+typedef struct nginx_proc {
+    pid_t pid;
+    uint16_t port;
+    char dir[32];
+} nginx_proc;
+
+/* Whether something accepts connections on 127.0.0.1:@p port. */
+static bool port_listening(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert(fd >= 0);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/*
+ * nginx in the foreground, one process (no master, so it needs no other user), serving TLS on
+ * 127.0.0.1 with the test set's good leaf: "/" answers "hello from nginx\n". nginx answers a
+ * close_notify by closing without its own once it has read ours.
+ */
+static nginx_proc *nginx_start(void)
+{
+    const rt_certs *C = rt_certs_get();
+    nginx_proc *n = calloc(1, sizeof *n);
+    ck_assert(n != NULL);
+    rt_mkdtemp(n->dir, sizeof n->dir);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        n->port = closed_port(); /* free now: nginx takes it right after */
+        char conf[4096], path[64];
+        snprintf(conf, sizeof conf,
+                 "daemon off; master_process off; worker_processes 1;\n"
+                 "pid %s/nginx.pid; error_log %s/error.log info;\n"
+                 "events { worker_connections 64; }\n"
+                 "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
+                 "  fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;\n"
+                 "  server { listen 127.0.0.1:%u ssl; ssl_certificate %s;\n"
+                 "    ssl_certificate_key %s;\n"
+                 "    location / { return 200 \"hello from nginx\\n\"; } } }\n",
+                 n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, n->port, C->good.chain,
+                 C->good.key);
+        snprintf(path, sizeof path, "%s/nginx.conf", n->dir);
+        FILE *f = fopen(path, "w");
+        ck_assert(f && fputs(conf, f) >= 0 && fclose(f) == 0);
+        n->pid = fork();
+        ck_assert(n->pid >= 0);
+        if (n->pid == 0) {
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 0);
+            dup2(null, 1);
+            execlp("nginx", "nginx", "-q", "-p", n->dir, "-c", path, (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 200; i++) { /* up to 10 s */
+            if (port_listening(n->port))
+                return n;
+            if (waitpid(n->pid, NULL, WNOHANG) == n->pid)
+                break; /* it did not start: the port was taken meanwhile, try another */
+            usleep(50 * 1000);
+        }
+        kill(n->pid, SIGKILL);
+        waitpid(n->pid, NULL, 0);
+    }
+    ck_abort_msg("nginx did not start (see %s/error.log)", n->dir);
+    return NULL;
+}
+
+static void nginx_stop(nginx_proc *n)
+{
+    if (!n)
+        return;
+    kill(n->pid, SIGTERM);
+    waitpid(n->pid, NULL, 0);
+    rt_rmdir(n->dir);
+    free(n);
+}
+
+static const char http_keepalive[] = "GET / HTTP/1.1\r\nHost: " RT_CERTS_HOST "\r\n\r\n";
+static const char http_close[] =
+    "GET / HTTP/1.1\r\nHost: " RT_CERTS_HOST "\r\nConnection: close\r\n\r\n";
+
+/*
+ * The docs' first example against nginx. By default rillcat half-closes on stdin EOF, nginx
+ * then closes without close_notify: 56 (or 0 when nginx's close_notify wins), and the message
+ * names --allow-truncation. --allow-truncation makes that end clean; --no-shutdown (and
+ * --ign-eof) keep the connection until nginx closes after "Connection: close", or until
+ * --timeout with keep-alive. -v says which side closed how.
+ */
+START_TEST(nginx_half_close)
+{
+    const rt_certs *C = rt_certs_get();
+    nginx_proc *ng = nginx_start();
+    char port[8];
+    portstr(port, ng->port);
+    for (int i = 0; i < 3; i++) {
+        const char *args[] = { "--tls",       "--cafile",  C->ca, "--servername",
+                               RT_CERTS_HOST, "127.0.0.1", port,  NULL };
+        rc_proc *p = rc_start(args, false);
+        rc_write(p, http_keepalive, strlen(http_keepalive));
+        int code = rc_finish(p, 10000);
+        ck_assert_msg(code == 0 || (code == 56 && strstr(p->err, "without close_notify") &&
+                                    strstr(p->err, "--allow-truncation accepts such an end")),
+                      "default: exit %d: %s", code, p->err);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "default: no reply: %s",
+                      p->err);
+        rc_free(p);
+    }
+    for (int i = 0; i < 5; i++) {
+        const char *args[] = {
+            "-v",           "--allow-truncation", "--tls",     "--cafile", C->ca,
+            "--servername", RT_CERTS_HOST,        "127.0.0.1", port,       NULL
+        };
+        rc_proc *p = rc_expect(args, http_keepalive, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "* stdin ended: half-closed the connection (TLS close_notify, "
+                                     "then TCP FIN)"),
+                      "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection without TLS close_notify (TCP FIN "
+                                     "only): accepted, --allow-truncation") ||
+                          strstr(p->err, "closed the connection (TLS close_notify)"),
+                      "%s", p->err);
+        rc_free(p);
+    }
+    for (int i = 0; i < 6; i++) {
+        const char *args[] = { "-v",          i % 2 ? "--ign-eof" : "--no-shutdown",
+                               "--tls",       "--cafile",
+                               C->ca,         "--servername",
+                               RT_CERTS_HOST, "127.0.0.1",
+                               port,          NULL };
+        rc_proc *p = rc_expect(args, http_close, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "* stdin ended: --no-shutdown: the connection stays open"),
+                      "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection (TLS close_notify)"), "%s", p->err);
+        rc_free(p);
+    }
+    const char *idle[] = { "--no-shutdown", "--timeout",   "300",       "--tls", "--cafile", C->ca,
+                           "--servername",  RT_CERTS_HOST, "127.0.0.1", port,    NULL };
+    rc_proc *p = rc_expect(idle, http_keepalive, 28,
+                           "rillcat: timeout: nothing sent or received for 300 ms (--timeout)");
+    ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+    rc_free(p);
+    nginx_stop(ng);
+}
+END_TEST
+
+/*
+ * An SMTP server after STARTTLS that, like a real one, gives up on a client that has closed
+ * its side by the time a command is handled ("lost connection after QUIT"): the 221 is not
+ * sent and the connection is cut without close_notify. A client that keeps its side open gets
+ * the 221 and close_notify.
+ */
+static void script_smtp_quit(rill_stream *tls, void *arg)
+{
+    (void)arg;
+    rill_stream *lines = NULL;
+    if (rill_lines_new(tls, 1024, RILL_EOL_ANY, 0, &lines) != RILL_OK) {
+        rill_close(tls);
+        return;
+    }
+    for (;;) {
+        const char *line;
+        size_t len;
+        if (rill_read_line(lines, &line, &len) != RILL_OK)
+            break;
+        if (strncasecmp(line, "EHLO", 4) == 0) {
+            if (!send_str(lines, "250-peer.rill.test\r\n250 PIPELINING\r\n"))
+                break;
+        } else if (strncasecmp(line, "QUIT", 4) == 0) {
+            usleep(200 * 1000);
+            char b[16];
+            size_t n = 0;
+            bool gone = rill_set_timeouts(lines, 0, 0) == RILL_OK &&
+                        rill_read(lines, b, sizeof b, &n) == RILL_EOF;
+            if (gone) {
+                shutdown(rill_fd(lines), SHUT_RDWR); /* cut: no 221, no close_notify */
+                break;
+            }
+            if (rill_set_timeouts(lines, 5000, 5000) == RILL_OK)
+                (void)send_str(lines, "221 2.0.0 Bye\r\n");
+            break;
+        } else if (!send_str(lines, "502 5.5.2 unknown\r\n")) {
+            break;
+        }
+    }
+    rill_status st = rill_set_timeouts(lines, 1000, 1000); /* a bounded close */
+    (void)st;
+    (void)rill_close(lines);
+}
+
+/*
+ * `printf 'EHLO x\nQUIT\n' | rillcat --starttls smtp` lost the 221 when rillcat half-closed
+ * at stdin's end; --no-shutdown keeps it.
+ */
+START_TEST(smtp_quit_reply_kept)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    struct starttls_script sc = { .proto = "smtp", .cfg = cfg, .after = script_smtp_quit };
+    peer *pr = peer_start(NULL, script_starttls, &sc);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *dflt[] = { "--starttls",  "smtp",   "--cafile",  C->ca, "--servername",
+                           RT_CERTS_HOST, "--crlf", "127.0.0.1", port,  NULL };
+    rc_proc *p = rc_expect(dflt, "EHLO x\nQUIT\n", 56,
+                           "rillcat: receive: tls: peer closed the connection without "
+                           "close_notify (the data may be truncated); --allow-truncation "
+                           "accepts such an end");
+    ck_assert_msg(p->out && strstr(p->out, "250 PIPELINING") && !strstr(p->out, "221"), "%s",
+                  p->out);
+    rc_free(p);
+    for (int i = 0; i < 5; i++) {
+        const char *keep[] = { "-v",       "--no-shutdown", "--starttls",   "smtp",
+                               "--cafile", C->ca,           "--servername", RT_CERTS_HOST,
+                               "--crlf",   "127.0.0.1",     port,           NULL };
+        p = rc_expect(keep, "EHLO x\nQUIT\n", 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "221 2.0.0 Bye\r\n"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection (TLS close_notify)"), "%s", p->err);
+        rc_free(p);
+    }
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -1957,6 +2189,8 @@ Suite *rill_test_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, alert_delivered_to_clients);
+    tcase_add_test(tc, nginx_half_close);
+    tcase_add_test(tc, smtp_quit_reply_kept);
     suite_add_tcase(s, tc);
     return s;
 }

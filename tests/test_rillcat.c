@@ -2123,6 +2123,139 @@ START_TEST(smtp_quit_reply_kept)
 }
 END_TEST
 
+/*
+ * s_client's knobs: --groups (a server that only takes X25519 answers a P-256 key share with
+ * a HelloRetryRequest, and -v says so), --curves, --tls13-ciphers and --ciphers (TLS 1.2).
+ */
+START_TEST(tls_groups_ciphers)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    rill_error E;
+    CK(rill_tls_config_set_groups(cfg, "X25519", &E));
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *hrr[] = { "-v",  "--tls",        "--groups",    "P-256:X25519", "--cafile",
+                          C->ca, "--servername", RT_CERTS_HOST, "127.0.0.1",    port,
+                          NULL };
+    rc_proc *p = rc_expect(hrr, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* key exchange: group x25519, after a HelloRetryRequest"), "%s",
+                  p->err);
+    rc_free(p);
+    const char *direct[] = { "-v",
+                             "--tls",
+                             "--curves",
+                             "X25519:P-256",
+                             "--tls13-ciphers",
+                             "TLS_CHACHA20_POLY1305_SHA256",
+                             "--cafile",
+                             C->ca,
+                             "--servername",
+                             RT_CERTS_HOST,
+                             "127.0.0.1",
+                             port,
+                             NULL };
+    p = rc_expect(direct, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* key exchange: group x25519, no HelloRetryRequest"), "%s",
+                  p->err);
+    ck_assert_msg(strstr(p->err, "cipher TLS_CHACHA20_POLY1305_SHA256"), "%s", p->err);
+    rc_free(p);
+    const char *tls12[] = { "-v",          "--tls",     "--tls-max",
+                            "1.2",         "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305",
+                            "--cafile",    C->ca,       "--servername",
+                            RT_CERTS_HOST, "127.0.0.1", port,
+                            NULL };
+    p = rc_expect(tls12, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "TLS: TLSv1.2, cipher ECDHE-ECDSA-CHACHA20-POLY1305"), "%s",
+                  p->err);
+    rc_free(p);
+    /* No group in common: the handshake fails (35) with OpenSSL's reason. */
+    const char *none[] = { "--tls",        "--groups",    "P-384",     "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST, "127.0.0.1", port,       NULL };
+    rc_free(rc_expect(none, "", 35, "rillcat: TLS handshake: "));
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* The PEM blocks of @p text, concatenated (what a chain file holds, without other lines). */
+static void pem_blocks(const char *text, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *at = text; (at = strstr(at, "-----BEGIN CERTIFICATE-----"));) {
+        const char *end = strstr(at, "-----END CERTIFICATE-----\n");
+        ck_assert(end != NULL);
+        end += strlen("-----END CERTIFICATE-----\n");
+        ck_assert((size_t)(end - at) < cap - used);
+        memcpy(out + used, at, (size_t)(end - at));
+        used += (size_t)(end - at);
+        out[used] = '\0';
+        at = end;
+    }
+}
+
+/* --showcerts: every certificate the server sent, as PEM identical to its chain file. */
+START_TEST(showcerts_chain)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "--tls",       "--showcerts", "--cafile", C->ca, "--servername",
+                           RT_CERTS_HOST, "127.0.0.1",   port,       NULL };
+    rc_proc *p = rc_expect(args, "data after\n", 0, NULL);
+    const char *want[] = { " 0 s:CN=" RT_CERTS_HOST ",O=rill tests\n   i:CN=Rill Test Intermediate",
+                           "   v:NotBefore: ", "; NotAfter: ", " 1 s:CN=Rill Test Intermediate",
+                           "   i:CN=Rill Test Root" };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(p->out, want[i]), "stdout lacks \"%s\": %s", want[i], p->out);
+    ck_assert_msg(!strstr(p->out, " 2 s:"), "more than the chain: %s", p->out);
+    /* The data comes after the certificates. */
+    const char *data = strstr(p->out, "data after\n");
+    ck_assert(data && data > strstr(p->out, "-----END CERTIFICATE-----"));
+    FILE *f = fopen(C->good.chain, "r");
+    ck_assert(f != NULL);
+    static char file[16384], file_pem[16384], shown[16384];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    fclose(f);
+    file[n] = '\0';
+    pem_blocks(file, file_pem, sizeof file_pem);
+    pem_blocks(p->out, shown, sizeof shown);
+    ck_assert_str_eq(shown, file_pem);
+    rc_free(p);
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* --starttls xmpp sends --xmpp-host in its stream header (default: the server name). */
+START_TEST(starttls_xmpp_host)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    struct starttls_script sc = { .proto = "xmpp", .cfg = cfg };
+    peer *pr = peer_start(NULL, script_starttls, &sc);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = {
+        "--starttls", "xmpp",         "--xmpp-host", "chat.rill.test", "--cafile",
+        C->ca,        "--servername", RT_CERTS_HOST, "127.0.0.1",      port,
+        NULL
+    };
+    rc_proc *p = rc_expect(args, "over xmpp\n", 0, NULL);
+    ck_assert_str_eq(p->out, "over xmpp\n");
+    rc_free(p);
+    peer_stop(pr);
+    ck_assert_msg(strstr(sc.header, "<stream:stream to='chat.rill.test' xmlns='jabber:client'"),
+                  "%s", sc.header);
+    ck_assert(sc.upgraded);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2174,6 +2307,9 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, tls_listener);
     tcase_add_loop_test(tc, starttls_upgrades, 0, NPROTOS);
     tcase_add_loop_test(tc, starttls_refusals, 0, NPROTOS);
+    tcase_add_test(tc, tls_groups_ciphers);
+    tcase_add_test(tc, showcerts_chain);
+    tcase_add_test(tc, starttls_xmpp_host);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("listen");

@@ -33,6 +33,7 @@
 
 #include "certs.h"
 #include "dns.h"
+#include "dns_delay.h"
 #include "sserver.h"
 #include "support.h"
 
@@ -1013,6 +1014,26 @@ START_TEST(exit_6_not_resolved)
 }
 END_TEST
 
+/* A server that answers SERVFAIL or REFUSED: the message says so (not "Could not contact"). */
+START_TEST(exit_6_server_failure)
+{
+    rt_dnsd *d = rt_dnsd_start();
+    const char *names[] = { "servfail.rill.test", "refused.rill.test" };
+    int codes[] = { RT_DNSD_SERVFAIL, RT_DNSD_REFUSED };
+    const char *said[] = { "the DNS server answered SERVFAIL (it failed to resolve the name)",
+                           "the DNS server answered REFUSED (it does not resolve for us)" };
+    for (int i = 0; i < 2; i++) {
+        ck_assert(rt_dnsd_set(d, names[i], RT_DNSD_A, NULL, 0, codes[i], 60) == 0);
+        ck_assert(rt_dnsd_set(d, names[i], RT_DNSD_AAAA, NULL, 0, codes[i], 60) == 0);
+        const char *args[] = { "--dns-server", rt_dnsd_servers(d), names[i], "80", NULL };
+        char want[200];
+        snprintf(want, sizeof want, "rillcat: resolve: %s: %s", names[i], said[i]);
+        rc_free(rc_expect(args, "", 6, want));
+    }
+    rt_dnsd_stop(d);
+}
+END_TEST
+
 START_TEST(resolve_and_dns_server_connect)
 {
     /* --resolve answers without DNS; --dns-server names are looked up at dnsmasq. */
@@ -1171,6 +1192,16 @@ START_TEST(exit_58_local_cert)
     rc_free(rc_expect(listen, "", 58, NULL));
     const char *cafile[] = { "--tls", "--cafile", "/nonexistent/ca.pem", "127.0.0.1", "1", NULL };
     rc_free(rc_expect(cafile, "", 58, "/nonexistent/ca.pem"));
+    /* A certificate file without its key, and no --key: say that, not "unsupported". */
+    char want[200];
+    snprintf(want, sizeof want,
+             "rillcat: --cert/--key: tls: cannot load private key %s: the file holds no private "
+             "key",
+             C->good.chain);
+    const char *nokey[] = { "--tls", "--cert", C->good.chain, "127.0.0.1", "1", NULL };
+    rc_free(rc_expect(nokey, "", 58, want));
+    const char *nokey_listen[] = { "-l", "--tls", "--cert", C->good.chain, "0", NULL };
+    rc_free(rc_expect(nokey_listen, "", 58, want));
 }
 END_TEST
 
@@ -2281,6 +2312,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, exit_7_refused);
     tcase_add_test(tc, exit_6_not_resolved);
+    tcase_add_test(tc, exit_6_server_failure);
     tcase_add_test(tc, resolve_and_dns_server_connect);
     tcase_add_test(tc, exit_28_timeouts);
     tcase_add_test(tc, exit_35_handshake);

@@ -491,6 +491,22 @@ RILL_API rill_status rill_tls_config_set_passphrase_cb(rill_tls_config *cfg,
     return RILL_OK;
 }
 
+/*
+ * Whether PEM text @p b (read again from its start) has a private key block at all: without
+ * one, OpenSSL 3 says only "unsupported", which reads like a key of an unknown kind.
+ */
+static bool holds_private_key(BIO *b)
+{
+    char line[256];
+    if (BIO_reset(b) < 0)
+        return true; /* cannot tell: keep OpenSSL's reason */
+    for (int i = 0; i < 100000 && BIO_gets(b, line, sizeof line) > 0; i++) {
+        if (strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, "PRIVATE KEY-----"))
+            return true;
+    }
+    return false;
+}
+
 /* Load a chain (leaf first) and a key from two BIOs; @p cname/@p kname name them in messages. */
 static rill_status load_cert(rill_tls_config *cfg, BIO *certs, BIO *key, const char *cname,
                              const char *kname, rill_error *err)
@@ -514,6 +530,13 @@ static rill_status load_cert(rill_tls_config *cfg, BIO *certs, BIO *key, const c
     }
     ERR_clear_error(); /* the end of the PEM stream is not an error */
     EVP_PKEY *pkey = PEM_read_bio_PrivateKey(key, NULL, passphrase_cb, cfg);
+    if (!pkey && !holds_private_key(key)) {
+        ERR_clear_error();
+        st = rilli_error_set(err, RILL_E_TLS, 0,
+                             "tls: cannot load private key %.150s: the file holds no private key",
+                             kname);
+        goto out;
+    }
     if (!pkey) {
         st = ssl_fail(err, RILL_E_TLS, "cannot load private key %.150s", kname);
         goto out;

@@ -2287,6 +2287,47 @@ START_TEST(starttls_xmpp_host)
 }
 END_TEST
 
+/*
+ * A TLS 1.2 client that asks to renegotiate (gnutls-cli --rehandshake) gets one fatal
+ * no_renegotiation alert and the connection ends: no warning it can loop on.
+ */
+START_TEST(renegotiation_refused)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",     "-v",          "--echo", "--tls",     "--tls-max", "1.2",
+                             "--cert", C->good.chain, "--key",  C->good.key, "0",         NULL };
+    rc_proc *srv = rc_start(server, false);
+    char port[8];
+    portstr(port, rc_listen_port(srv));
+    static char out[65536];
+    const char *gcli[] = { "gnutls-cli",
+                           "--rehandshake",
+                           "--x509cafile",
+                           C->ca,
+                           "--sni-hostname",
+                           RT_CERTS_HOST,
+                           "--verify-hostname",
+                           RT_CERTS_HOST,
+                           "-p",
+                           port,
+                           "127.0.0.1",
+                           NULL };
+    int code = run_tool(gcli, "after\n", 10000, out, sizeof out);
+    ck_assert_msg(code == 1 && strstr(out, "*** ReHandshake has failed") &&
+                      strstr(out, "Received alert [100]: No renegotiation is allowed"),
+                  "gnutls-cli exit %d: %s", code, out);
+    int alerts = 0;
+    for (const char *at = out; (at = strstr(at, "Received alert")); at++)
+        alerts++;
+    ck_assert_msg(alerts == 1, "%d alerts: %s", alerts, out);
+    code = rc_finish(srv, 10000);
+    ck_assert_msg(code == 35 && strstr(srv->err, "the peer asked to renegotiate: refused with a "
+                                                 "fatal no_renegotiation alert"),
+                  "listener exit %d: %s", code, srv->err);
+    rc_free(srv);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2359,6 +2400,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, alert_delivered_to_clients);
     tcase_add_test(tc, nginx_half_close);
     tcase_add_test(tc, smtp_quit_reply_kept);
+    tcase_add_test(tc, renegotiation_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -49,6 +49,7 @@ struct tls {
     bool allow_truncation;
     bool sent_fatal_alert; /* this side ended the connection with a fatal alert */
     bool hello_retry;      /* the handshake took a HelloRetryRequest */
+    bool reneg_refused;    /* a server refused the client's renegotiation */
     bool alert_drained;    /* ... and the close drained the peer's bytes once */
     bool io_eof;           /* the BIO saw end of stream */
     bool eof;              /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
@@ -314,6 +315,24 @@ int rilli_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess)
                : 0;
 }
 
+/*
+ * Servers: a TLS 1.2 client that asks to renegotiate is refused with a fatal no_renegotiation
+ * alert, which ends the connection. OpenSSL's own refusal is a warning alert that lets the
+ * connection go on, and clients that insist then loop on it (gnutls-cli --rehandshake ends
+ * with "internal error"); rill never renegotiates, so it says so once, for good.
+ */
+int rilli_tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    struct tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->handshake_done)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    *alert = SSL_AD_NO_RENEGOTIATION;
+    t->reneg_refused = true;
+    t->sent_fatal_alert = true; /* the close drains, so the alert is read, not reset away */
+    return SSL_CLIENT_HELLO_ERROR;
+}
+
 /* ---- errors ---- */
 
 static bool is_want(rill_status st)
@@ -381,6 +400,11 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     if (t->io_status < 0) {
         st = t->io_status; /* the inner stream's error, already recorded on s */
         ERR_clear_error();
+    } else if (t->reneg_refused) {
+        ERR_clear_error();
+        st = rill_stream_error(s, RILL_E_TLS,
+                               "the peer asked to renegotiate: refused with a fatal "
+                               "no_renegotiation alert (rill does not renegotiate)");
     } else if (!t->handshake_done && verify_enforced(t) && (t->vfy_err || vres != X509_V_OK)) {
         /*
          * Our verification refused the peer: that is the reason, whatever the error queue
@@ -939,6 +963,13 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     bool ok = true;
     if (server) {
         SSL_set_accept_state(t->ssl);
+#ifdef SSL_OP_ALLOW_CLIENT_RENEGOTIATION
+        /* Let a renegotiating ClientHello reach rilli_tls_client_hello_cb, which refuses it. */
+        if (cfg->refuses_reneg) {
+            SSL_clear_options(t->ssl, SSL_OP_NO_RENEGOTIATION);
+            SSL_set_options(t->ssl, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+        }
+#endif
         int mode = cfg->client_auth == RILL_TLS_CLIENT_AUTH_NONE ? SSL_VERIFY_NONE
                    : cfg->client_auth == RILL_TLS_CLIENT_AUTH_OPTIONAL
                        ? SSL_VERIFY_PEER

@@ -222,6 +222,8 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
     SSL_CTX_set_alpn_select_cb(c, alpn_select_cb, cfg);
     SSL_CTX_set_keylog_callback(c, keylog_cb);
     SSL_CTX_sess_set_new_cb(c, rilli_tls_new_session_cb);
+    SSL_CTX_set_client_hello_cb(c, rilli_tls_client_hello_cb, NULL);
+    cfg->refuses_reneg = true; /* tls.c lets renegotiation reach the callback only then */
     /* Resumption with client certificates needs a session id context on the server side. */
     static const unsigned char sid_ctx[] = "rill";
     if (SSL_CTX_set_cipher_list(c, DEFAULT_CIPHERS) != 1 ||

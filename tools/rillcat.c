@@ -1394,7 +1394,7 @@ static const char *xmpp_answer_end(const char *buf)
     if (gt[-1] == '/')
         return gt + 1;
     const char *close = strstr(gt, at[1] == 'p' ? "</proceed>" : "</failure>");
-    return close ? close + (at[1] == 'p' ? 10 : 10) : NULL;
+    return close ? close + strlen("</proceed>") : NULL; /* as long as "</failure>" */
 }
 
 static bool xmpp_answer_done(const char *buf, size_t len)
@@ -1546,7 +1546,7 @@ static int starttls_ldap(struct plain *pl)
         d += 1 + used + flen;
     }
     for (char *c = diag; *c; c++)
-        *c = *c >= 0x20 && *c < 0x7f ? *c : '?';
+        *c = (char)(*c >= 0x20 && *c < 0x7f ? *c : '?');
     return fail(RC_STARTTLS, "STARTTLS", "ldap: the server refused StartTLS: resultCode %d%s%s",
                 code, diag[0] ? ": " : "", diag);
 }

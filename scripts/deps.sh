@@ -9,7 +9,8 @@ rill_deps() {
     local pkgs=(build-essential cmake pkg-config libssl-dev libc-ares-dev openssl)
     case $purpose in
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
-                     libuv1-dev gnutls-bin nginx-light python3) ;;
+                     libuv1-dev gnutls-bin nginx-light python3 vsftpd dovecot-core
+                     dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
     esac
     local missing=()

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -2328,6 +2329,165 @@ START_TEST(renegotiation_refused)
 }
 END_TEST
 
+/* ---- Debian's own servers for STARTTLS: dovecot (imap, pop3, lmtp, sieve) and vsftpd ---- */
+
+/*
+ * Start @p argv (a server in the foreground, as root: the harness's user) and wait until it
+ * listens on every one of @p ports; its output goes to @p log. Fails the test with the log.
+ */
+static pid_t daemon_start(const char *const *argv, const uint16_t *ports, int nports,
+                          const char *log)
+{
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) { /* up to 10 s */
+        int up = 0;
+        for (int k = 0; k < nports; k++)
+            up += port_listening(ports[k]);
+        if (up == nports)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    static char out[8192];
+    const char *cat[] = { "cat", log, NULL };
+    run_tool(cat, NULL, 5000, out, sizeof out);
+    ck_abort_msg("%s did not start: %s", argv[0], out);
+    return -1;
+}
+
+/* Stop the server @p pid (if > 0) and remove its directory @p dir. */
+static void daemon_stop(pid_t pid, const char *dir)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+    }
+    if (!dir)
+        return;
+    static char out[1024];
+    const char *rm[] = { "rm", "-rf", dir, NULL };
+    ck_assert_int_eq(run_tool(rm, NULL, 10000, out, sizeof out), 0);
+}
+
+/* Write @p text to @p dir/@p name; the path goes to @p path. */
+static void write_file(const char *dir, const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert(f && fputs(text, f) >= 0 && fclose(f) == 0);
+}
+
+/*
+ * Dovecot's IMAP, POP3, LMTP and ManageSieve listeners without implicit TLS: rillcat upgrades
+ * each with --starttls, verifies the certificate, sends the protocol's goodbye and waits
+ * (--no-shutdown) for the server's close_notify.
+ */
+START_TEST(starttls_dovecot)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[8192], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    uint16_t ports[4] = { closed_port(), closed_port(), closed_port(), closed_port() };
+    snprintf(conf, sizeof conf,
+             "base_dir = %s/run\nstate_dir = %s\nlog_path = %s/dovecot.log\n"
+             "protocols = imap pop3 lmtp sieve\nlisten = 127.0.0.1\nssl = yes\n"
+             "ssl_cert = <%s\nssl_key = <%s\n"
+             "passdb {\n driver = static\n args = password=unused\n}\n"
+             "userdb {\n driver = static\n args = uid=nobody gid=nogroup home=%s\n}\n"
+             "service imap-login {\n inet_listener imap {\n  port = %u\n }\n"
+             " inet_listener imaps {\n  port = 0\n }\n}\n"
+             "service pop3-login {\n inet_listener pop3 {\n  port = %u\n }\n"
+             " inet_listener pop3s {\n  port = 0\n }\n}\n"
+             "service lmtp {\n inet_listener lmtp {\n  address = 127.0.0.1\n  port = %u\n }\n}\n"
+             "service managesieve-login {\n inet_listener sieve {\n  port = %u\n }\n}\n",
+             dir, dir, dir, C->good.chain, C->good.key, dir, ports[0], ports[1], ports[2],
+             ports[3]);
+    write_file(dir, "dovecot.conf", conf, path, sizeof path);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    const char *argv[] = { "dovecot", "-F", "-c", path, NULL };
+    pid_t pid = daemon_start(argv, ports, 4, log);
+    static const struct {
+        const char *proto, *input, *reply;
+    } cases[] = {
+        { "imap", "a1 LOGOUT\r\n", "a1 OK Logout completed." },
+        { "pop3", "QUIT\r\n", "+OK Logging out" },
+        { "lmtp", "QUIT\r\n", "221 2.0.0 Bye" },
+        { "sieve", "LOGOUT\r\n", "OK \"Logout completed.\"" },
+    };
+    for (int i = 0; i < 4; i++) {
+        char port[8];
+        portstr(port, ports[i]);
+        const char *args[] = { "-v",  "--no-shutdown", "--starttls",  cases[i].proto, "--cafile",
+                               C->ca, "--servername",  RT_CERTS_HOST, "127.0.0.1",    port,
+                               NULL };
+        rc_proc *p = rc_expect(args, cases[i].input, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, cases[i].reply), "%s: %s / %s", cases[i].proto,
+                      p->out, p->err);
+        ck_assert_msg(strstr(p->err, "peer verified") &&
+                          strstr(p->err, "closed the connection (TLS close_notify)"),
+                      "%s: %s", cases[i].proto, p->err);
+        rc_free(p);
+    }
+    daemon_stop(pid, dir);
+}
+END_TEST
+
+/*
+ * vsftpd with explicit FTPS: AUTH TLS, then QUIT over TLS; vsftpd ends without close_notify,
+ * which --allow-truncation accepts. Without TLS on its side, AUTH TLS is refused: 64.
+ */
+START_TEST(starttls_vsftpd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96], empty[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    ck_assert(mkdir(empty, 0755) == 0);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        snprintf(conf, sizeof conf,
+                 "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=%u\n"
+                 "background=NO\nanonymous_enable=NO\nlocal_enable=YES\nssl_enable=%s\n"
+                 "rsa_cert_file=%s\nrsa_private_key_file=%s\nsecure_chroot_dir=%s\n"
+                 "pasv_enable=NO\nseccomp_sandbox=NO\nftpd_banner=rill test ftp\n",
+                 port, tls ? "YES" : "NO", C->good.chain, C->good.key, empty);
+        write_file(dir, "vsftpd.conf", conf, path, sizeof path);
+        const char *argv[] = { "vsftpd", path, NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        char ports[8];
+        portstr(ports, port);
+        const char *args[] = {
+            "--no-shutdown", "--allow-truncation", "--starttls", "ftp", "--cafile", C->ca,
+            "--servername",  RT_CERTS_HOST,        "127.0.0.1",  ports, NULL
+        };
+        if (tls) {
+            rc_proc *p = rc_expect(args, "QUIT\r\n", 0, NULL);
+            ck_assert_msg(p->out && strstr(p->out, "221 Goodbye."), "%s / %s", p->out, p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args, "", 64,
+                              "rillcat: STARTTLS: ftp: the server did not agree to start TLS: "
+                              "AUTH TLS answered with code 5"));
+        }
+        daemon_stop(pid, NULL);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2401,6 +2561,8 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, nginx_half_close);
     tcase_add_test(tc, smtp_quit_reply_kept);
     tcase_add_test(tc, renegotiation_refused);
+    tcase_add_test(tc, starttls_dovecot);
+    tcase_add_test(tc, starttls_vsftpd);
     suite_add_tcase(s, tc);
     return s;
 }

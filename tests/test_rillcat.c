@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1977,6 +1978,7 @@ static nginx_proc *nginx_start(void)
         n->pid = fork();
         ck_assert(n->pid >= 0);
         if (n->pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no nginx behind */
             int null = open("/dev/null", O_RDWR);
             dup2(null, 0);
             dup2(null, 1);
@@ -2341,6 +2343,7 @@ static pid_t daemon_start(const char *const *argv, const uint16_t *ports, int np
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         int null = open("/dev/null", O_RDONLY);
         if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -2337,11 +2338,44 @@ END_TEST
  * Start @p argv (a server in the foreground, as root: the harness's user) and wait until it
  * listens on every one of @p ports; its output goes to @p log. Fails the test with the log.
  */
+/*
+ * Servers running now. A failed test ends its process at once: they are stopped at its exit
+ * (the parent-death signal does not survive a server that changes its user, as postgres must).
+ */
+#define MAX_DAEMONS 8
+static pid_t live_daemons[MAX_DAEMONS];
+
+static void stop_live_daemons(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (live_daemons[i] > 0)
+            kill(live_daemons[i], SIGINT); /* postgres's fast shutdown; the others' stop */
+        if (live_daemons[i] > 0)
+            kill(live_daemons[i], SIGTERM);
+        live_daemons[i] = 0;
+    }
+}
+
+static void track_daemon(pid_t pid, bool live)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit(stop_live_daemons) == 0;
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (live ? live_daemons[i] == 0 : live_daemons[i] == pid) {
+            live_daemons[i] = live ? pid : 0;
+            return;
+        }
+    }
+}
+
 static pid_t daemon_start(const char *const *argv, const uint16_t *ports, int nports,
                           const char *log)
 {
     pid_t pid = fork();
     ck_assert(pid >= 0);
+    if (pid > 0)
+        track_daemon(pid, true);
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
@@ -2363,6 +2397,7 @@ static pid_t daemon_start(const char *const *argv, const uint16_t *ports, int np
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
+    track_daemon(pid, false);
     static char out[8192];
     const char *cat[] = { "cat", log, NULL };
     run_tool(cat, NULL, 5000, out, sizeof out);
@@ -2376,6 +2411,7 @@ static void daemon_stop(pid_t pid, const char *dir)
     if (pid > 0) {
         kill(pid, SIGTERM);
         waitpid(pid, NULL, 0);
+        track_daemon(pid, false);
     }
     if (!dir)
         return;
@@ -2491,6 +2527,163 @@ START_TEST(starttls_vsftpd)
 }
 END_TEST
 
+/*
+ * slapd (OpenLDAP) with a certificate: the StartTLS extended operation succeeds and TLS runs;
+ * without one, slapd answers resultCode 2 with its reason, and rillcat exits 64 quoting it.
+ */
+START_TEST(starttls_slapd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[1024], path[96], log[96], url[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        snprintf(conf, sizeof conf, "include /etc/ldap/schema/core.schema\npidfile %s/slapd.pid\n",
+                 dir);
+        if (tls)
+            snprintf(conf + strlen(conf), sizeof conf - strlen(conf),
+                     "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", C->good.chain,
+                     C->good.key);
+        write_file(dir, "slapd.conf", conf, path, sizeof path);
+        snprintf(url, sizeof url, "ldap://127.0.0.1:%u/", port);
+        const char *argv[] = { "slapd", "-d", "0", "-f", path, "-h", url, NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        char ports[8];
+        portstr(ports, port);
+        const char *args[] = { "-v",           "--starttls",  "ldap",      "--cafile", C->ca,
+                               "--servername", RT_CERTS_HOST, "127.0.0.1", ports,      NULL };
+        if (tls) {
+            rc_proc *p = rc_expect(args, "", 0, NULL);
+            ck_assert_msg(strstr(p->err, "* S: ExtendedResponse resultCode 0") &&
+                              strstr(p->err, "peer verified"),
+                          "%s", p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args + 1, "", 64, /* without -v: one line */
+                              "rillcat: STARTTLS: ldap: the server refused StartTLS: resultCode "
+                              "2: unsupported extended operation"));
+        }
+        daemon_stop(pid, NULL);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
+/* A PostgreSQL server binary of Debian's packages (/usr/lib/postgresql/VERSION/bin/NAME). */
+static void pg_binary(const char *name, char *path, size_t cap)
+{
+    glob_t g;
+    char pattern[96];
+    snprintf(pattern, sizeof pattern, "/usr/lib/postgresql/*/bin/%s", name);
+    ck_assert_msg(glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0,
+                  "no %s: install postgresql (scripts/deps.sh test)", pattern);
+    snprintf(path, cap, "%s", g.gl_pathv[g.gl_pathc - 1]);
+    globfree(&g);
+}
+
+/*
+ * PostgreSQL (run as its own user, as it insists): SSLRequest, 'S', TLS, then the startup
+ * message and Terminate over TLS, answered with AuthenticationOk and ReadyForQuery. With
+ * ssl=off it answers 'N': 64.
+ */
+START_TEST(starttls_postgres_server)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], initdb[96], postgres[96], data[64], crt[64], key[64], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    pg_binary("initdb", initdb, sizeof initdb);
+    pg_binary("postgres", postgres, sizeof postgres);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(crt, sizeof crt, "%s/server.crt", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    static char out[16384];
+    const char *cp[] = { "sh",
+                         "-c",
+                         "cp \"$1\" \"$3\" && cp \"$2\" \"$4\" && chmod 600 \"$4\" && "
+                         "chown -R postgres:postgres \"$5\"",
+                         "sh",
+                         C->good.chain,
+                         C->good.key,
+                         crt,
+                         key,
+                         dir,
+                         NULL };
+    ck_assert_msg(run_tool(cp, NULL, 10000, out, sizeof out) == 0, "%s", out);
+    const char *init[] = { "setpriv",
+                           "--reuid=postgres",
+                           "--regid=postgres",
+                           "--clear-groups",
+                           initdb,
+                           "-D",
+                           data,
+                           "-A",
+                           "trust",
+                           "-U",
+                           "postgres",
+                           "--no-sync",
+                           NULL };
+    ck_assert_msg(run_tool(init, NULL, 60000, out, sizeof out) == 0, "initdb: %s", out);
+    /* StartupMessage (protocol 3.0, user postgres), then Terminate. */
+    static const char startup[] = "\0\0\0\x17\0\x03\0\0user\0postgres\0\0X\0\0\0\x04";
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        char ports[8], ssl[16];
+        portstr(ports, port);
+        snprintf(ssl, sizeof ssl, "ssl=%s", tls ? "on" : "off");
+        char certopt[96], keyopt[96];
+        snprintf(certopt, sizeof certopt, "ssl_cert_file=%s", crt);
+        snprintf(keyopt, sizeof keyopt, "ssl_key_file=%s", key);
+        const char *argv[] = { "setpriv",
+                               "--reuid=postgres",
+                               "--regid=postgres",
+                               "--clear-groups",
+                               postgres,
+                               "-D",
+                               data,
+                               "-p",
+                               ports,
+                               "-k",
+                               dir,
+                               "-c",
+                               "listen_addresses=127.0.0.1",
+                               "-c",
+                               ssl,
+                               "-c",
+                               certopt,
+                               "-c",
+                               keyopt,
+                               NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        const char *args[] = { "-v",  "--no-shutdown", "--starttls",  "postgres",  "--cafile",
+                               C->ca, "--servername",  RT_CERTS_HOST, "127.0.0.1", ports,
+                               NULL };
+        if (tls) {
+            rc_proc *p = rc_start(args, false);
+            rc_write(p, startup, sizeof startup - 1);
+            int code = rc_finish(p, 20000);
+            ck_assert_msg(code == 0, "exit %d: %s", code, p->err);
+            /* AuthenticationOk, then ReadyForQuery (idle). */
+            ck_assert_msg(p->out_len > 0 && memmem(p->out, p->out_len, "R\0\0\0\x08\0\0\0\0", 9) &&
+                              memmem(p->out, p->out_len, "Z\0\0\0\x05I", 6),
+                          "no AuthenticationOk and ReadyForQuery (%zu bytes): %s", p->out_len,
+                          p->err);
+            ck_assert_msg(strstr(p->err, "* S: S") && strstr(p->err, "peer verified"), "%s",
+                          p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args + 1, "", 64, /* without -v: one line */
+                              "rillcat: STARTTLS: postgres: the server does not offer SSL ('N')"));
+        }
+        kill(pid, SIGINT); /* fast shutdown: the next start reuses the data directory */
+        waitpid(pid, NULL, 0);
+        track_daemon(pid, false);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2566,6 +2759,8 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, renegotiation_refused);
     tcase_add_test(tc, starttls_dovecot);
     tcase_add_test(tc, starttls_vsftpd);
+    tcase_add_test(tc, starttls_slapd);
+    tcase_add_test(tc, starttls_postgres_server);
     suite_add_tcase(s, tc);
     return s;
 }

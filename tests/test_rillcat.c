@@ -2684,6 +2684,52 @@ START_TEST(starttls_postgres_server)
 }
 END_TEST
 
+/*
+ * Prosody (XMPP): <starttls/> in the stream features, <proceed/>, TLS; then the client's new
+ * stream header over TLS is answered with features offering SASL PLAIN (offered only under
+ * TLS, as c2s_require_encryption asks).
+ */
+START_TEST(starttls_prosody)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    uint16_t port = closed_port();
+    snprintf(conf, sizeof conf,
+             "run_as_root = true\ndaemonize = false\npidfile = \"%s/prosody.pid\"\n"
+             "data_path = \"%s\"\n"
+             "log = { { levels = { min = \"info\" }, to = \"file\", filename = \"%s/p.log\" } }\n"
+             "modules_enabled = { \"tls\", \"saslauth\", \"disco\" }\n"
+             "modules_disabled = { \"s2s\" }\n"
+             "c2s_ports = { %u }\nc2s_interfaces = { \"127.0.0.1\" }\n"
+             "c2s_direct_tls_ports = { }\nlegacy_ssl_ports = { }\n"
+             "s2s_ports = { }\ncomponent_ports = { }\nhttp_ports = { }\nhttps_ports = { }\n"
+             "c2s_require_encryption = true\nauthentication = \"internal_plain\"\n"
+             "VirtualHost \"%s\"\n  ssl = { certificate = \"%s\", key = \"%s\" }\n",
+             dir, dir, dir, port, RT_CERTS_HOST, C->good.chain, C->good.key);
+    write_file(dir, "prosody.cfg.lua", conf, path, sizeof path);
+    const char *argv[] = { "prosody", "--config", path, NULL };
+    pid_t pid = daemon_start(argv, &port, 1, log);
+    char ports[8];
+    portstr(ports, port);
+    const char *args[] = { "-v",           "--no-shutdown", "--starttls", "xmpp", "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST,   "127.0.0.1",  ports,  NULL };
+    static const char restart[] =
+        "<?xml version='1.0'?><stream:stream to='" RT_CERTS_HOST "' xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "version='1.0'></stream:stream>";
+    rc_proc *p = rc_expect(args, restart, 0, NULL);
+    ck_assert_msg(strstr(p->err, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'") &&
+                      strstr(p->err, "* S: <proceed") && strstr(p->err, "peer verified"),
+                  "%s", p->err);
+    ck_assert_msg(p->out && strstr(p->out, "<mechanism>PLAIN</mechanism>"), "%s / %s", p->out,
+                  p->err);
+    rc_free(p);
+    daemon_stop(pid, dir);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2761,6 +2807,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, starttls_vsftpd);
     tcase_add_test(tc, starttls_slapd);
     tcase_add_test(tc, starttls_postgres_server);
+    tcase_add_test(tc, starttls_prosody);
     suite_add_tcase(s, tc);
     return s;
 }

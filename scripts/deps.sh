@@ -11,7 +11,7 @@ rill_deps() {
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
                      libuv1-dev gnutls-bin nginx-light python3 vsftpd dovecot-core
                      dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
-                     slapd postgresql prosody) ;;
+                     slapd postgresql prosody inspircd) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
     esac
     local missing=()

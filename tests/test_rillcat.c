@@ -2730,6 +2730,45 @@ START_TEST(starttls_prosody)
 }
 END_TEST
 
+/* InspIRCd with its starttls module: STARTTLS (670), then the IRC session goes on over TLS. */
+START_TEST(starttls_inspircd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    uint16_t port = closed_port();
+    snprintf(conf, sizeof conf,
+             "<server name=\"irc.rill.test\" description=\"rill test\" network=\"rilltest\">\n"
+             "<admin name=\"rill\" nick=\"rill\" email=\"rill@rill.test\">\n"
+             "<bind address=\"127.0.0.1\" port=\"%u\" type=\"clients\">\n"
+             "<connect allow=\"*\" resolvehostnames=\"no\" timeout=\"60\" localmax=\"100\" "
+             "globalmax=\"100\">\n"
+             "<class name=\"Users\" commands=\"*\">\n"
+             "<pid file=\"%s/inspircd.pid\">\n"
+             "<module name=\"ssl_gnutls\">\n<module name=\"starttls\">\n"
+             "<sslprofile name=\"Clients\" provider=\"gnutls\" certfile=\"%s\" keyfile=\"%s\" "
+             "dhfile=\"\" hash=\"sha256\" requestclientcert=\"no\">\n",
+             port, dir, C->good.chain, C->good.key);
+    write_file(dir, "inspircd.conf", conf, path, sizeof path);
+    char config[128];
+    snprintf(config, sizeof config, "--config=%s", path);
+    const char *argv[] = { "inspircd", config, "--nofork", "--runasroot", NULL };
+    pid_t pid = daemon_start(argv, &port, 1, log);
+    char ports[8];
+    portstr(ports, port);
+    const char *args[] = { "-v",           "--no-shutdown", "--starttls", "irc", "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST,   "127.0.0.1",  ports, NULL };
+    rc_proc *p = rc_expect(args, "NICK rill\r\nUSER rill 0 * :rill\r\nQUIT :bye\r\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* S: :irc.rill.test 670 ") && strstr(p->err, "peer verified"),
+                  "%s", p->err);
+    ck_assert_msg(p->out && strstr(p->out, "ERROR :Closing link: (rill@127.0.0.1) [bye]"),
+                  "%s / %s", p->out, p->err);
+    rc_free(p);
+    daemon_stop(pid, dir);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2808,6 +2847,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, starttls_slapd);
     tcase_add_test(tc, starttls_postgres_server);
     tcase_add_test(tc, starttls_prosody);
+    tcase_add_test(tc, starttls_inspircd);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2769,6 +2769,65 @@ START_TEST(starttls_inspircd)
 }
 END_TEST
 
+/*
+ * Servers that answer the plain part wrongly: a failed exchange (35) naming what was wrong,
+ * or, for an XMPP server that answers <failure/>, a refusal (64).
+ */
+static const struct {
+    const char *proto;
+    const char *bytes;
+    int code;
+    const char *message;
+} garbled_cases[] = {
+    { "lmtp", "554 5.3.2 not today\r\n", 35, "lmtp: greeting with code 554, not 220" },
+    { "ftp", "421 Service not available\r\n", 35, "ftp: greeting with code 421, not 220" },
+    { "nntp", "502 Permission denied\r\n", 35,
+      "nntp: unexpected greeting \"502 Permission denied\"" },
+    { "sieve", "BYE \"Too many connections\"\r\n", 35,
+      "sieve: unexpected greeting \"BYE \"Too many connections\"\"" },
+    { "ldap", "HTTP/1.0 400 Bad Request\r\n\r\n", 35, "ldap: the answer is not an LDAP message" },
+    { "postgres", "E", 35, "postgres: unexpected answer 0x45 to SSLRequest" },
+    { "xmpp", "<?xml version='1.0'?></stream:stream>", 35,
+      "xmpp: no stream features from the server" },
+    { "xmpp",
+      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features><starttls "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features><failure "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+      64, "xmpp: the server did not agree to start TLS: \"<failure" },
+    { "irc", "IRC100", 35, "irc: no answer to STARTTLS in 100 lines" },
+};
+
+START_TEST(starttls_garbled)
+{
+    const rt_certs *C = rt_certs_get();
+    static char notices[8192];
+    const char *bytes = garbled_cases[_i].bytes;
+    if (strcmp(bytes, "IRC100") == 0) {
+        notices[0] = '\0';
+        for (int i = 0; i < 100; i++)
+            strcat(notices, ":irc.rill.test NOTICE * :*** still looking\r\n");
+        bytes = notices;
+    }
+    rt_rawserver *r = rt_garbage_start(bytes, strlen(bytes));
+    char port[8];
+    portstr(port, rt_rawserver_port(r));
+    const char *args[] = { "--starttls",
+                           garbled_cases[_i].proto,
+                           "--cafile",
+                           C->ca,
+                           "--connect-timeout",
+                           "5000",
+                           "127.0.0.1",
+                           port,
+                           NULL };
+    char want[256];
+    snprintf(want, sizeof want, "rillcat: STARTTLS: %s", garbled_cases[_i].message);
+    rc_free(rc_expect(args, "", garbled_cases[_i].code, want));
+    rt_rawserver_stop(r);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -2824,6 +2883,8 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, tls_groups_ciphers);
     tcase_add_test(tc, showcerts_chain);
     tcase_add_test(tc, starttls_xmpp_host);
+    tcase_add_loop_test(tc, starttls_garbled, 0,
+                        (int)(sizeof garbled_cases / sizeof garbled_cases[0]));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("listen");

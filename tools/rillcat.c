@@ -1421,15 +1421,21 @@ static int starttls_xmpp(struct plain *pl)
     if (rc != RC_OK)
         return rc;
     note("S: %s", buf);
-    if (!strstr(buf, "<stream:features"))
+    const char *tail = strstr(buf, "</stream:features>");
+    if (tail)
+        tail += strlen("</stream:features>");
+    else if ((tail = strstr(buf, "<stream:features/>")) != NULL)
+        tail += strlen("<stream:features/>");
+    if (!tail)
         return fail(RC_TLS, "STARTTLS", "xmpp: no stream features from the server");
     if (!strstr(buf, "<starttls"))
         return not_offered(pl);
     static const char req[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
     if ((rc = plain_send_raw(pl, req, sizeof req - 1, req)) != RC_OK)
         return rc;
-    len = 0;
-    buf[0] = '\0';
+    /* What came after the features (a server that answered early) belongs to the answer. */
+    len -= (size_t)(tail - buf);
+    memmove(buf, tail, len + 1);
     if ((rc = plain_read_until(pl, buf, sizeof buf, &len, xmpp_answer_done)) != RC_OK)
         return rc;
     note("S: %s", buf);

@@ -2570,6 +2570,22 @@ START_TEST(starttls_slapd)
 }
 END_TEST
 
+/* How often @p needle occurs in file @p path (0 when it cannot be read). */
+static int log_count(const char *path, const char *needle)
+{
+    static char text[65536];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    int count = 0;
+    for (const char *at = text; (at = strstr(at, needle)); at++)
+        count++;
+    return count;
+}
+
 /* A PostgreSQL server binary of Debian's packages (/usr/lib/postgresql/VERSION/bin/NAME). */
 static void pg_binary(const char *name, char *path, size_t cap)
 {
@@ -2656,6 +2672,15 @@ START_TEST(starttls_postgres_server)
                                keyopt,
                                NULL };
         pid_t pid = daemon_start(argv, &port, 1, log);
+        /* It listens before it takes connections ("the database system is starting up"). */
+        static const char ready[] = "database system is ready to accept connections";
+        int want = tls ? 1 : 2; /* the log of the first start is still there */
+        int seen = log_count(log, ready);
+        for (int i = 0; i < 200 && seen < want; i++) {
+            usleep(50 * 1000);
+            seen = log_count(log, ready);
+        }
+        ck_assert_msg(seen >= want, "postgres is not ready (see %s)", log);
         const char *args[] = { "-v",  "--no-shutdown", "--starttls",  "postgres",  "--cafile",
                                C->ca, "--servername",  RT_CERTS_HOST, "127.0.0.1", ports,
                                NULL };

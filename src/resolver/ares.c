@@ -312,10 +312,12 @@ static ares_ssize_t dns_recvfrom(ares_socket_t fd, void *buf, size_t len, int fl
     return n;
 }
 
+/* sendmsg with MSG_NOSIGNAL: a DNS server that closed its TCP end never raises SIGPIPE. */
 static ares_ssize_t dns_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *arg)
 {
     (void)arg;
-    return writev(fd, iov, n);
+    struct msghdr msg = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n };
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
 }
 
 static const struct ares_socket_functions dns_socket_functions = {

@@ -432,5 +432,29 @@ expect epoll_server out \
     "^epoll_server: stopped: 1024 connections \\($ended\\), 5003 lines acknowledged\$"
 say "epoll_server: answered openssl s_client, gnutls-cli and 1000 line_clients (20 slow peers" \
     "cut at the handshake deadline), stopped on SIGTERM"
+# ---- the installed rillcat against the same peers (docs/rillcat.md's examples) ----------------
+
+rillcat=$prefix/bin/rillcat
+[ -x "$rillcat" ] || die "no bin/rillcat under $prefix"
+# HTTP/1.0: s_server -WWW answers and closes; --no-shutdown keeps our side open until then.
+printf 'GET /hello.txt HTTP/1.0\r\n\r\n' >"$work/get_hello.txt"
+run rillcat_get 0 "$rillcat" -v --no-shutdown --tls --cafile "$ca" localhost "$www_port" \
+    <"$work/get_hello.txt"
+expect rillcat_get out '^hello from the rill examples'
+expect rillcat_get err '^\* stdin ended: --no-shutdown: the connection stays open'
+expect rillcat_get err '^\* localhost port [0-9]+ closed the connection'
+printf 'EHLO x\r\nQUIT\r\n' >"$work/smtp_quit.txt"
+run rillcat_starttls 0 "$rillcat" --no-shutdown --starttls smtp --cafile "$ca" localhost \
+    "$smtp_port" <"$work/smtp_quit.txt"
+expect rillcat_starttls out '^221 '
+run rillcat_showcerts 0 "$rillcat" --showcerts --tls --cafile "$ca" localhost "$www_port" \
+    </dev/null
+expect rillcat_showcerts out '^ 0 s:CN=localhost$'
+expect rillcat_showcerts out '^-----BEGIN CERTIFICATE-----$'
+run rillcat_mtls_nocert 35 "$rillcat" --tls --cafile "$ca" localhost "$mtls_port" \
+    <"$work/get_hello.txt"
+expect rillcat_mtls_nocert err '^rillcat: TLS handshake: .*certificate required'
+say "rillcat: a GET with --no-shutdown, --starttls smtp up to 221, --showcerts, and a refused" \
+    "client without a certificate (35)"
 
 say "all $checks checks passed"

@@ -11,7 +11,9 @@ rill_deps() {
         # gnutls-bin: gnutls-cli, a second TLS stack against examples/epoll_server (run.sh)
         test) pkgs+=(check libsubunit-dev dnsmasq-base iproute2 valgrind clang libclang-rt-dev
                      libuv1-dev abigail-tools mandoc debhelper lintian man-db tinyproxy
-                     microsocks stunnel4 gnutls-bin) ;;
+                     microsocks stunnel4 gnutls-bin nginx-light python3 vsftpd dovecot-core
+                     dovecot-imapd dovecot-pop3d dovecot-lmtpd dovecot-managesieved
+                     slapd postgresql prosody inspircd) ;;
         bench) pkgs+=(libglib2.0-dev) ;;
         package) pkgs+=(debhelper lintian man-db) ;;
     esac

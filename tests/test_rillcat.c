@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,6 +36,7 @@
 
 #include "certs.h"
 #include "dns.h"
+#include "dns_delay.h"
 #include "sserver.h"
 #include "support.h"
 
@@ -554,10 +559,114 @@ struct starttls_script {
     const char *const *sends; /* what to send before/after each expected line, see below */
     const char *proto;
     rill_tls_config *cfg;
-    bool inject;   /* send plaintext right after the go-ahead, in the same write */
-    bool refuse;   /* answer STARTTLS negatively */
-    bool upgraded; /* set when TLS ran */
+    bool inject;       /* send plaintext right after the go-ahead, in the same write */
+    bool refuse;       /* answer STARTTLS negatively (or, where it is listed, do not offer it) */
+    bool upgraded;     /* set when TLS ran */
+    char header[2048]; /* xmpp: the client's stream header */
+    peer_fn after;     /* what the TLS stream does after the upgrade; NULL: echo */
 };
+
+static bool send_str(rill_stream *s, const char *text);
+static bool expect_line(rill_stream *lines, const char *prefix);
+
+/* Read raw bytes (through the line reader's buffer) until @p needle has arrived. */
+static bool expect_raw(rill_stream *lines, const char *needle, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    while (!strstr(buf, needle)) {
+        size_t n = 0;
+        if (len + 1 >= cap || rill_read(lines, buf + len, cap - 1 - len, &n) != RILL_OK)
+            return false;
+        len += n;
+        buf[len] = '\0';
+    }
+    return true;
+}
+
+/* The plain dialogue of the protocols added later: false when the client went wrong. */
+static bool script_more_protocols(struct starttls_script *sc, rill_stream *lines, const char **go)
+{
+    const char *proto = sc->proto;
+    if (strcmp(proto, "lmtp") == 0) {
+        *go = "220 2.0.0 Ready to start TLS\r\n";
+        return send_str(lines, "220 peer.rill.test LMTP ready\r\n") &&
+               expect_line(lines, "LHLO ") &&
+               send_str(lines, sc->refuse ? "250-peer.rill.test\r\n250 PIPELINING\r\n"
+                                          : "250-peer.rill.test\r\n250-PIPELINING\r\n"
+                                            "250 STARTTLS\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "ftp") == 0) {
+        *go = sc->refuse ? "534 Request denied for policy reasons.\r\n" : "234 AUTH TLS OK.\r\n";
+        return send_str(lines,
+                        "220-peer.rill.test FTP\r\n  text without a code\r\n220 ready\r\n") &&
+               expect_line(lines, "AUTH TLS");
+    }
+    if (strcmp(proto, "nntp") == 0) {
+        *go = "382 Continue with TLS negotiation\r\n";
+        return send_str(lines, "200 peer.rill.test NNTP ready\r\n") &&
+               expect_line(lines, "CAPABILITIES") &&
+               send_str(lines, sc->refuse ? "101 Capability list:\r\nVERSION 2\r\nREADER\r\n.\r\n"
+                                          : "101 Capability list:\r\nVERSION 2\r\nREADER\r\n"
+                                            "STARTTLS\r\n.\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "sieve") == 0) {
+        *go = "OK \"Begin TLS negotiation now\"\r\n";
+        return send_str(lines, sc->refuse ? "\"IMPLEMENTATION\" \"rill test\"\r\n"
+                                            "\"SIEVE\" \"fileinto\"\r\nOK \"ready\"\r\n"
+                                          : "\"IMPLEMENTATION\" \"rill test\"\r\n"
+                                            "\"SIEVE\" \"fileinto\"\r\n\"STARTTLS\"\r\n"
+                                            "\"VERSION\" \"1.0\"\r\nOK \"ready\"\r\n") &&
+               !sc->refuse && expect_line(lines, "STARTTLS");
+    }
+    if (strcmp(proto, "irc") == 0) {
+        *go = sc->refuse ? ":peer.rill.test 691 * :STARTTLS failed\r\n"
+                         : ":peer.rill.test 670 * :STARTTLS successful, go ahead with TLS\r\n";
+        return expect_line(lines, "STARTTLS") &&
+               send_str(lines, ":peer.rill.test NOTICE * :*** Looking up your hostname\r\n");
+    }
+    if (strcmp(proto, "xmpp") == 0) {
+        char buf[2048];
+        *go = "<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+        if (!expect_raw(lines, "version='1.0'>", buf, sizeof buf))
+            return false;
+        snprintf(sc->header, sizeof sc->header, "%s", buf);
+        return send_str(lines,
+                        sc->refuse
+                            ? "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' id='r1' "
+                              "from='peer.rill.test' version='1.0'><stream:features><mechanisms "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></stream:features>"
+                            : "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' id='r1' "
+                              "from='peer.rill.test' version='1.0'><stream:features><starttls "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+                              "</stream:features>") &&
+               !sc->refuse && expect_raw(lines, "xmpp-tls'/>", buf, sizeof buf);
+    }
+    if (strcmp(proto, "ldap") == 0) {
+        /* ExtendedRequest, messageID 1, requestName 1.3.6.1.4.1.1466.20037 (RFC 4511 4.14). */
+        static const char want[] = "\x30\x1d\x02\x01\x01\x77\x18\x80\x16"
+                                   "1.3.6.1.4.1.1466.20037";
+        char req[sizeof want - 1];
+        size_t n = 0;
+        *go = sc->refuse ? "\x30\x22\x02\x01\x01\x78\x1d\x0a\x01\x02\x04\x00\x04\x16"
+                           "StartTLS not supported"
+                         : "\x30\x0c\x02\x01\x01\x78\x07\x0a\x01\x00\x04\x00\x04\x00";
+        return rill_read_full(lines, req, sizeof req, &n) == RILL_OK &&
+               memcmp(req, want, sizeof req) == 0;
+    }
+    if (strcmp(proto, "postgres") == 0) {
+        char req[8];
+        size_t n = 0;
+        *go = sc->refuse ? "N" : "S";
+        return rill_read_full(lines, req, sizeof req, &n) == RILL_OK &&
+               memcmp(req, "\0\0\0\x08\x04\xd2\x16\x2f", 8) == 0;
+    }
+    return false;
+}
 
 static bool send_str(rill_stream *s, const char *text)
 {
@@ -603,21 +712,31 @@ static void script_starttls(rill_stream *tcp, void *arg)
     } else if (strcmp(sc->proto, "pop3") == 0) {
         ok = send_str(lines, "+OK POP3 ready\r\n") && expect_line(lines, "STLS");
         go = sc->refuse ? "-ERR no\r\n" : "+OK begin TLS\r\n";
-    } else {
+    } else if (strcmp(sc->proto, "plain-line") == 0) {
         ok = expect_line(lines, "STARTTLS");
         go = sc->refuse ? "NO\r\n" : "OK\r\n";
+    } else {
+        go = "";
+        ok = script_more_protocols(sc, lines, &go);
     }
     if (ok) {
-        char buf[128];
-        snprintf(buf, sizeof buf, "%s%s", go, sc->inject ? "250 injected\r\n" : "");
-        ok = send_str(lines, buf);
+        /* The answers of ldap hold NUL bytes: written by length, not as strings. */
+        size_t golen =
+            strcmp(sc->proto, "ldap") != 0 ? strlen(go) : (size_t)(2 + (unsigned char)go[1]);
+        static const char injected[] = "250 injected\r\n";
+        char buf[256];
+        memcpy(buf, go, golen); /* one write: the injection arrives with the go-ahead */
+        if (sc->inject)
+            memcpy(buf + golen, injected, sizeof injected - 1);
+        size_t total = golen + (sc->inject ? sizeof injected - 1 : 0);
+        ok = rill_write_all(lines, buf, total, NULL) == RILL_OK && rill_flush(lines) == RILL_OK;
     }
     (void)rill_close(lines);
     rill_stream *tls = NULL;
     if (ok && !sc->refuse && !sc->inject && rill_tls_server(tcp, sc->cfg, 0, &tls) == RILL_OK) {
         if (rill_tls_handshake(tls) == RILL_OK)
             sc->upgraded = true;
-        script_echo(tls, NULL);
+        (sc->after ? sc->after : script_echo)(tls, NULL);
         return;
     }
     /* Hold the connection until the client gives up, so its verdict is its own. */
@@ -732,7 +851,7 @@ static const char *const usage_cases[][8] = {
     { "--echo", "127.0.0.1", "1", NULL },
     { "-k", "127.0.0.1", "1", NULL },
     { "--tls", "--tls-min", "1.1", "127.0.0.1", "1", NULL },
-    { "--starttls", "ftp", "127.0.0.1", "1", NULL },
+    { "--starttls", "gopher", "127.0.0.1", "1", NULL },
     { "--cafile", "/x.pem", "127.0.0.1", "1", NULL },
     { "-l", "--tls", "0", NULL },
     { "--connect-timeout", "soon", "127.0.0.1", "1", NULL },
@@ -784,6 +903,21 @@ static const struct {
     { { "-l", "-k", "--max-conns", NULL }, "--max-conns needs an argument" },
     { { "--max-conns", "2", "127.0.0.1", "1", NULL }, "--max-conns works only with -l -k" },
     { { "-l", "--max-conns", "2", "0", NULL }, "--max-conns works only with -l -k" },
+    { { "--starttls", "gopher", "127.0.0.1", "1", NULL },
+      "--starttls takes smtp, lmtp, imap, pop3, ftp, xmpp, ldap, nntp, sieve, postgres, irc or "
+      "plain-line, not \"gopher\"" },
+    { { "--xmpp-host", "x.test", "--starttls", "smtp", "127.0.0.1", "1", NULL },
+      "--xmpp-host works only with --starttls xmpp" },
+    { { "--groups", "X25519", "127.0.0.1", "1", NULL }, "--groups needs --tls" },
+    { { "--ciphers", "HIGH", "127.0.0.1", "1", NULL }, "--ciphers needs --tls" },
+    { { "--showcerts", "127.0.0.1", "1", NULL }, "--showcerts needs --tls" },
+    { { "--allow-truncation", "127.0.0.1", "1", NULL }, "--allow-truncation needs --tls" },
+    { { "--tls", "--groups", "NoSuchGroup", "127.0.0.1", "1", NULL },
+      "--groups: tls: no usable group in \"NoSuchGroup\"" },
+    { { "--tls", "--tls13-ciphers", "TLS_NOPE", "127.0.0.1", "1", NULL },
+      "--tls13-ciphers: tls: no usable TLS 1.3 ciphersuite in \"TLS_NOPE\"" },
+    { { "--tls", "--ciphers", "NOPE", "127.0.0.1", "1", NULL },
+      "--ciphers: tls: no usable cipher in \"NOPE\"" },
 };
 
 START_TEST(usage_errors_named)
@@ -880,6 +1014,26 @@ START_TEST(exit_6_not_resolved)
     const char *family[] = { "--dns-server", rt_dns_servers(dns), "-6", RT_DNS_V4, "80", NULL };
     rc_free(rc_expect(family, "", 6, RT_DNS_V4));
     rt_dns_stop(dns);
+}
+END_TEST
+
+/* A server that answers SERVFAIL or REFUSED: the message says so (not "Could not contact"). */
+START_TEST(exit_6_server_failure)
+{
+    rt_dnsd *d = rt_dnsd_start();
+    const char *names[] = { "servfail.rill.test", "refused.rill.test" };
+    int codes[] = { RT_DNSD_SERVFAIL, RT_DNSD_REFUSED };
+    const char *said[] = { "the DNS server answered SERVFAIL (it failed to resolve the name)",
+                           "the DNS server answered REFUSED (it does not resolve for us)" };
+    for (int i = 0; i < 2; i++) {
+        ck_assert(rt_dnsd_set(d, names[i], RT_DNSD_A, NULL, 0, codes[i], 60) == 0);
+        ck_assert(rt_dnsd_set(d, names[i], RT_DNSD_AAAA, NULL, 0, codes[i], 60) == 0);
+        const char *args[] = { "--dns-server", rt_dnsd_servers(d), names[i], "80", NULL };
+        char want[200];
+        snprintf(want, sizeof want, "rillcat: resolve: %s: %s", names[i], said[i]);
+        rc_free(rc_expect(args, "", 6, want));
+    }
+    rt_dnsd_stop(d);
 }
 END_TEST
 
@@ -1041,6 +1195,16 @@ START_TEST(exit_58_local_cert)
     rc_free(rc_expect(listen, "", 58, NULL));
     const char *cafile[] = { "--tls", "--cafile", "/nonexistent/ca.pem", "127.0.0.1", "1", NULL };
     rc_free(rc_expect(cafile, "", 58, "/nonexistent/ca.pem"));
+    /* A certificate file without its key, and no --key: say that, not "unsupported". */
+    char want[200];
+    snprintf(want, sizeof want,
+             "rillcat: --cert/--key: tls: cannot load private key %s: the file holds no private "
+             "key",
+             C->good.chain);
+    const char *nokey[] = { "--tls", "--cert", C->good.chain, "127.0.0.1", "1", NULL };
+    rc_free(rc_expect(nokey, "", 58, want));
+    const char *nokey_listen[] = { "-l", "--tls", "--cert", C->good.chain, "0", NULL };
+    rc_free(rc_expect(nokey_listen, "", 58, want));
 }
 END_TEST
 
@@ -1362,7 +1526,9 @@ END_TEST
  * STARTTLS
  */
 
-static const char *const protos[] = { "smtp", "imap", "pop3", "plain-line" };
+static const char *const protos[] = { "smtp", "imap", "pop3", "plain-line", "lmtp",     "ftp",
+                                      "xmpp", "ldap", "nntp", "sieve",      "postgres", "irc" };
+#define NPROTOS ((int)(sizeof protos / sizeof protos[0]))
 
 START_TEST(starttls_upgrades)
 {
@@ -1398,9 +1564,27 @@ START_TEST(starttls_refusals)
         const char *args[] = {
             "--starttls", protos[_i], "--cafile", C->ca, "127.0.0.1", port, NULL
         };
-        rc_proc *p = rc_expect(args, "", 35, "rillcat: STARTTLS: ");
-        if (inject)
-            ck_assert_msg(strstr(p->err, "plaintext"), "%s", p->err);
+        /* A refusal is curl's 64 (--ssl-reqd); injected plaintext a failed handshake (35). */
+        /*
+         * Line protocols read the injected bytes with the answer and refuse them; after the
+         * exact-length answers of ldap and postgres they are left on the wire, where the
+         * handshake takes them for a TLS record and fails: either way no byte is trusted.
+         */
+        bool binary = strcmp(protos[_i], "ldap") == 0 || strcmp(protos[_i], "postgres") == 0;
+        rc_proc *p = rc_expect(args, "", inject ? 35 : 64, NULL);
+        if (inject && binary)
+            ck_assert_msg(strstr(p->err, "plaintext") ||
+                              strstr(p->err, "rillcat: TLS handshake: tls: handshake failed: "),
+                          "%s", p->err);
+        else if (inject)
+            ck_assert_msg(strstr(p->err, "rillcat: STARTTLS: ") && strstr(p->err, "plaintext"),
+                          "%s", p->err);
+        else
+            ck_assert_msg(strstr(p->err, "rillcat: STARTTLS: ") &&
+                              (strstr(p->err, "does not offer") ||
+                               strstr(p->err, "did not agree") ||
+                               strstr(p->err, "refused StartTLS")),
+                          "%s", p->err);
         rc_free(p);
         peer_stop(pr);
         ck_assert(!sc.upgraded);
@@ -1806,6 +1990,1049 @@ START_TEST(listen_sni_usage)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Third-party peers: openssl s_client, gnutls-cli, Python's ssl module, nginx
+ */
+
+/*
+ * Run @p argv (argv[0] is looked up in PATH) with @p input on stdin, stdout and stderr into
+ * @p out (NUL-terminated, truncated to @p cap). Returns the exit status, or 128+signal; fails
+ * the test when it does not finish within @p timeout_ms.
+ */
+static int run_tool(const char *const *argv, const char *input, int timeout_ms, char *out,
+                    size_t cap)
+{
+    int in[2], o[2];
+    ck_assert(pipe2(in, O_CLOEXEC) == 0 && pipe2(o, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        if (dup2(in[0], 0) < 0 || dup2(o[1], 1) < 0 || dup2(o[1], 2) < 0)
+            _exit(126);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(o[1]);
+    if (input && *input)
+        ck_assert(write(in[1], input, strlen(input)) == (ssize_t)strlen(input));
+    close(in[1]);
+    size_t len = 0;
+    out[0] = '\0';
+    int64_t end = rt_now_us() + (int64_t)timeout_ms * 1000;
+    bool killed = false;
+    for (;;) {
+        int64_t left = (end - rt_now_us()) / 1000;
+        if (left <= 0 && !killed) {
+            kill(pid, SIGKILL);
+            killed = true;
+        }
+        struct pollfd p = { .fd = o[0], .events = POLLIN };
+        if (poll(&p, 1, left > 0 ? (int)left : 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(o[0], buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        size_t take = (size_t)n < cap - 1 - len ? (size_t)n : cap - 1 - len;
+        memcpy(out + len, buf, take);
+        len += take;
+        out[len] = '\0';
+    }
+    close(o[0]);
+    int status = 0;
+    ck_assert(waitpid(pid, &status, 0) == pid);
+    ck_assert_msg(!killed, "%s still running after %d ms: %s", argv[0], timeout_ms, out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* A TLS 1.3 client without a certificate, refused by the server: what it must see. */
+static const char py_no_cert_client[] =
+    "import socket, ssl, sys\n"
+    "c = ssl.create_default_context(cafile=sys.argv[1])\n"
+    "s = c.wrap_socket(socket.create_connection(('127.0.0.1', int(sys.argv[2]))),\n"
+    "                  server_hostname=sys.argv[3])\n"
+    "try:\n"
+    "    s.sendall(b'hello\\n')\n"
+    "    print('read', s.recv(100))\n"
+    "except ssl.SSLError as e:\n"
+    "    print('alert:', e.reason)\n"
+    "    sys.exit(3)\n"
+    "except OSError as e:\n"
+    "    print('no alert:', e)\n"
+    "    sys.exit(4)\n";
+
+/*
+ * `rillcat -l --tls --cafile` refuses TLS 1.3 clients without a certificate: each of OpenSSL,
+ * GnuTLS and Python must receive the certificate_required alert (116), 20 times each, not a
+ * reset or a bare EOF. A TLS 1.3 client sends its Finished (and data) after the server's last
+ * flight; a server that closed with those bytes unread made the kernel reset the connection.
+ */
+START_TEST(alert_delivered_to_clients)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",     "-k",          "-v",    "--echo",    "--tls",
+                             "--cert", C->good.chain, "--key", C->good.key, "--cafile",
+                             C->ca,    "0",           NULL };
+    rc_proc *srv = rc_start(server, false);
+    char port[8], hostport[32];
+    portstr(port, rc_listen_port(srv));
+    snprintf(hostport, sizeof hostport, "127.0.0.1:%s", port);
+    static char out[65536];
+    enum { ROUNDS = 20 };
+    for (int i = 0; i < ROUNDS; i++) {
+        const char *ossl[] = { "openssl", "s_client",    "-connect",    hostport, "-CAfile",
+                               C->ca,     "-servername", RT_CERTS_HOST, "-quiet", NULL };
+        int code = run_tool(ossl, "hello\n", 10000, out, sizeof out);
+        ck_assert_msg(code == 1 && strstr(out, "SSL alert number 116"),
+                      "openssl s_client round %d: exit %d: %s", i, code, out);
+        const char *gcli[] = { "gnutls-cli",  "--x509cafile",      C->ca,         "--sni-hostname",
+                               RT_CERTS_HOST, "--verify-hostname", RT_CERTS_HOST, "-p",
+                               port,          "127.0.0.1",         NULL };
+        code = run_tool(gcli, "hello\n", 10000, out, sizeof out);
+        ck_assert_msg(code == 1 && strstr(out, "Received alert [116]: Certificate is required"),
+                      "gnutls-cli round %d: exit %d: %s", i, code, out);
+        const char *py[] = { "python3", "-c", py_no_cert_client, C->ca, port, RT_CERTS_HOST, NULL };
+        code = run_tool(py, NULL, 10000, out, sizeof out);
+        ck_assert_msg(code == 3 && strstr(out, "alert: TLSV13_ALERT_CERTIFICATE_REQUIRED"),
+                      "python ssl round %d: exit %d: %s", i, code, out);
+    }
+    ck_assert_int_eq(rc_wait_count(srv, "peer did not return a certificate", 3 * ROUNDS, 5000),
+                     3 * ROUNDS);
+    rc_kill(srv);
+    rc_free(srv);
+}
+END_TEST
+
+/* ---- nginx on a loopback port, started for the test ---- */
+
+typedef struct nginx_proc {
+    pid_t pid;
+    uint16_t port;
+    char dir[32];
+} nginx_proc;
+
+/* Whether something accepts connections on 127.0.0.1:@p port. */
+static bool port_listening(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET,
+                              .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    ck_assert(fd >= 0);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/*
+ * nginx in the foreground, one process (no master, so it needs no other user), serving TLS on
+ * 127.0.0.1 with the test set's good leaf: "/" answers "hello from nginx\n". nginx answers a
+ * close_notify by closing without its own once it has read ours.
+ */
+static nginx_proc *nginx_start(void)
+{
+    const rt_certs *C = rt_certs_get();
+    nginx_proc *n = calloc(1, sizeof *n);
+    ck_assert(n != NULL);
+    rt_mkdtemp(n->dir, sizeof n->dir);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        n->port = closed_port(); /* free now: nginx takes it right after */
+        char conf[4096], path[64];
+        snprintf(conf, sizeof conf,
+                 "daemon off; master_process off; worker_processes 1;\n"
+                 "pid %s/nginx.pid; error_log %s/error.log info;\n"
+                 "events { worker_connections 64; }\n"
+                 "http { access_log off; client_body_temp_path %s; proxy_temp_path %s;\n"
+                 "  fastcgi_temp_path %s; uwsgi_temp_path %s; scgi_temp_path %s;\n"
+                 "  server { listen 127.0.0.1:%u ssl; ssl_certificate %s;\n"
+                 "    ssl_certificate_key %s;\n"
+                 "    location / { return 200 \"hello from nginx\\n\"; } } }\n",
+                 n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, n->port, C->good.chain,
+                 C->good.key);
+        snprintf(path, sizeof path, "%s/nginx.conf", n->dir);
+        FILE *f = fopen(path, "w");
+        ck_assert(f && fputs(conf, f) >= 0 && fclose(f) == 0);
+        n->pid = fork();
+        ck_assert(n->pid >= 0);
+        if (n->pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no nginx behind */
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 0);
+            dup2(null, 1);
+            execlp("nginx", "nginx", "-q", "-p", n->dir, "-c", path, (char *)NULL);
+            _exit(127);
+        }
+        for (int i = 0; i < 200; i++) { /* up to 10 s */
+            if (port_listening(n->port))
+                return n;
+            if (waitpid(n->pid, NULL, WNOHANG) == n->pid)
+                break; /* it did not start: the port was taken meanwhile, try another */
+            usleep(50 * 1000);
+        }
+        kill(n->pid, SIGKILL);
+        waitpid(n->pid, NULL, 0);
+    }
+    ck_abort_msg("nginx did not start (see %s/error.log)", n->dir);
+    return NULL;
+}
+
+static void nginx_stop(nginx_proc *n)
+{
+    if (!n)
+        return;
+    kill(n->pid, SIGTERM);
+    waitpid(n->pid, NULL, 0);
+    rt_rmdir(n->dir);
+    free(n);
+}
+
+static const char http_keepalive[] = "GET / HTTP/1.1\r\nHost: " RT_CERTS_HOST "\r\n\r\n";
+static const char http_close[] =
+    "GET / HTTP/1.1\r\nHost: " RT_CERTS_HOST "\r\nConnection: close\r\n\r\n";
+
+/*
+ * The docs' first example against nginx. By default rillcat half-closes on stdin EOF, nginx
+ * then closes without close_notify: 56 (or 0 when nginx's close_notify wins), and the message
+ * names --allow-truncation. --allow-truncation makes that end clean; --no-shutdown (and
+ * --ign-eof) keep the connection until nginx closes after "Connection: close", or until
+ * --timeout with keep-alive. -v says which side closed how.
+ */
+START_TEST(nginx_half_close)
+{
+    const rt_certs *C = rt_certs_get();
+    nginx_proc *ng = nginx_start();
+    char port[8];
+    portstr(port, ng->port);
+    for (int i = 0; i < 3; i++) {
+        const char *args[] = { "--tls",       "--cafile",  C->ca, "--servername",
+                               RT_CERTS_HOST, "127.0.0.1", port,  NULL };
+        rc_proc *p = rc_start(args, false);
+        rc_write(p, http_keepalive, strlen(http_keepalive));
+        int code = rc_finish(p, 10000);
+        ck_assert_msg(code == 0 || (code == 56 && strstr(p->err, "without close_notify") &&
+                                    strstr(p->err, "--allow-truncation accepts such an end")),
+                      "default: exit %d: %s", code, p->err);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "default: no reply: %s",
+                      p->err);
+        rc_free(p);
+    }
+    for (int i = 0; i < 5; i++) {
+        const char *args[] = {
+            "-v",           "--allow-truncation", "--tls",     "--cafile", C->ca,
+            "--servername", RT_CERTS_HOST,        "127.0.0.1", port,       NULL
+        };
+        rc_proc *p = rc_expect(args, http_keepalive, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "* stdin ended: half-closed the connection (TLS close_notify, "
+                                     "then TCP FIN)"),
+                      "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection without TLS close_notify (TCP FIN "
+                                     "only): accepted, --allow-truncation") ||
+                          strstr(p->err, "closed the connection (TLS close_notify)"),
+                      "%s", p->err);
+        rc_free(p);
+    }
+    for (int i = 0; i < 6; i++) {
+        const char *args[] = { "-v",          i % 2 ? "--ign-eof" : "--no-shutdown",
+                               "--tls",       "--cafile",
+                               C->ca,         "--servername",
+                               RT_CERTS_HOST, "127.0.0.1",
+                               port,          NULL };
+        rc_proc *p = rc_expect(args, http_close, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "* stdin ended: --no-shutdown: the connection stays open"),
+                      "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection (TLS close_notify)"), "%s", p->err);
+        rc_free(p);
+    }
+    const char *idle[] = { "--no-shutdown", "--timeout",   "300",       "--tls", "--cafile", C->ca,
+                           "--servername",  RT_CERTS_HOST, "127.0.0.1", port,    NULL };
+    rc_proc *p = rc_expect(idle, http_keepalive, 28,
+                           "rillcat: timeout: nothing sent or received for 300 ms (--timeout)");
+    ck_assert_msg(p->out && strstr(p->out, "hello from nginx"), "%s", p->err);
+    rc_free(p);
+    nginx_stop(ng);
+}
+END_TEST
+
+/*
+ * An SMTP server after STARTTLS that, like a real one, gives up on a client that has closed
+ * its side by the time a command is handled ("lost connection after QUIT"): the 221 is not
+ * sent and the connection is cut without close_notify. A client that keeps its side open gets
+ * the 221 and close_notify.
+ */
+static void script_smtp_quit(rill_stream *tls, void *arg)
+{
+    (void)arg;
+    rill_stream *lines = NULL;
+    if (rill_lines_new(tls, 1024, RILL_EOL_ANY, 0, &lines) != RILL_OK) {
+        rill_close(tls);
+        return;
+    }
+    for (;;) {
+        const char *line;
+        size_t len;
+        if (rill_read_line(lines, &line, &len) != RILL_OK)
+            break;
+        if (strncasecmp(line, "EHLO", 4) == 0) {
+            if (!send_str(lines, "250-peer.rill.test\r\n250 PIPELINING\r\n"))
+                break;
+        } else if (strncasecmp(line, "QUIT", 4) == 0) {
+            usleep(200 * 1000);
+            char b[16];
+            size_t n = 0;
+            bool gone = rill_set_timeouts(lines, 0, 0) == RILL_OK &&
+                        rill_read(lines, b, sizeof b, &n) == RILL_EOF;
+            if (gone) {
+                shutdown(rill_fd(lines), SHUT_RDWR); /* cut: no 221, no close_notify */
+                break;
+            }
+            if (rill_set_timeouts(lines, 5000, 5000) == RILL_OK)
+                (void)send_str(lines, "221 2.0.0 Bye\r\n");
+            break;
+        } else if (!send_str(lines, "502 5.5.2 unknown\r\n")) {
+            break;
+        }
+    }
+    rill_status st = rill_set_timeouts(lines, 1000, 1000); /* a bounded close */
+    (void)st;
+    (void)rill_close(lines);
+}
+
+/*
+ * `printf 'EHLO x\nQUIT\n' | rillcat --starttls smtp` lost the 221 when rillcat half-closed
+ * at stdin's end; --no-shutdown keeps it.
+ */
+START_TEST(smtp_quit_reply_kept)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    struct starttls_script sc = { .proto = "smtp", .cfg = cfg, .after = script_smtp_quit };
+    peer *pr = peer_start(NULL, script_starttls, &sc);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *dflt[] = { "--starttls",  "smtp",   "--cafile",  C->ca, "--servername",
+                           RT_CERTS_HOST, "--crlf", "127.0.0.1", port,  NULL };
+    rc_proc *p = rc_expect(dflt, "EHLO x\nQUIT\n", 56,
+                           "rillcat: receive: tls: peer closed the connection without "
+                           "close_notify (the data may be truncated); --allow-truncation "
+                           "accepts such an end");
+    ck_assert_msg(p->out && strstr(p->out, "250 PIPELINING") && !strstr(p->out, "221"), "%s",
+                  p->out);
+    rc_free(p);
+    for (int i = 0; i < 5; i++) {
+        const char *keep[] = { "-v",       "--no-shutdown", "--starttls",   "smtp",
+                               "--cafile", C->ca,           "--servername", RT_CERTS_HOST,
+                               "--crlf",   "127.0.0.1",     port,           NULL };
+        p = rc_expect(keep, "EHLO x\nQUIT\n", 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, "221 2.0.0 Bye\r\n"), "%s", p->err);
+        ck_assert_msg(strstr(p->err, "closed the connection (TLS close_notify)"), "%s", p->err);
+        rc_free(p);
+    }
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/*
+ * s_client's knobs: --groups (a server that only takes X25519 answers a P-256 key share with
+ * a HelloRetryRequest, and -v says so), --curves, --tls13-ciphers and --ciphers (TLS 1.2).
+ */
+START_TEST(tls_groups_ciphers)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    rill_error E;
+    CK(rill_tls_config_set_groups(cfg, "X25519", &E));
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *hrr[] = { "-v",  "--tls",        "--groups",    "P-256:X25519", "--cafile",
+                          C->ca, "--servername", RT_CERTS_HOST, "127.0.0.1",    port,
+                          NULL };
+    rc_proc *p = rc_expect(hrr, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* key exchange: group x25519, after a HelloRetryRequest"), "%s",
+                  p->err);
+    rc_free(p);
+    const char *direct[] = { "-v",
+                             "--tls",
+                             "--curves",
+                             "X25519:P-256",
+                             "--tls13-ciphers",
+                             "TLS_CHACHA20_POLY1305_SHA256",
+                             "--cafile",
+                             C->ca,
+                             "--servername",
+                             RT_CERTS_HOST,
+                             "127.0.0.1",
+                             port,
+                             NULL };
+    p = rc_expect(direct, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* key exchange: group x25519, no HelloRetryRequest"), "%s",
+                  p->err);
+    ck_assert_msg(strstr(p->err, "cipher TLS_CHACHA20_POLY1305_SHA256"), "%s", p->err);
+    rc_free(p);
+    const char *tls12[] = { "-v",          "--tls",     "--tls-max",
+                            "1.2",         "--ciphers", "ECDHE-ECDSA-CHACHA20-POLY1305",
+                            "--cafile",    C->ca,       "--servername",
+                            RT_CERTS_HOST, "127.0.0.1", port,
+                            NULL };
+    p = rc_expect(tls12, "x\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "TLS: TLSv1.2, cipher ECDHE-ECDSA-CHACHA20-POLY1305"), "%s",
+                  p->err);
+    rc_free(p);
+    /* No group in common: the handshake fails (35) with OpenSSL's reason. */
+    const char *none[] = { "--tls",        "--groups",    "P-384",     "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST, "127.0.0.1", port,       NULL };
+    rc_free(rc_expect(none, "", 35, "rillcat: TLS handshake: "));
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* The PEM blocks of @p text, concatenated (what a chain file holds, without other lines). */
+static void pem_blocks(const char *text, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (const char *at = text; (at = strstr(at, "-----BEGIN CERTIFICATE-----"));) {
+        const char *end = strstr(at, "-----END CERTIFICATE-----\n");
+        ck_assert(end != NULL);
+        end += strlen("-----END CERTIFICATE-----\n");
+        ck_assert((size_t)(end - at) < cap - used);
+        memcpy(out + used, at, (size_t)(end - at));
+        used += (size_t)(end - at);
+        out[used] = '\0';
+        at = end;
+    }
+}
+
+/* --showcerts: every certificate the server sent, as PEM identical to its chain file. */
+START_TEST(showcerts_chain)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    peer *pr = peer_start(cfg, script_echo, NULL);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = { "--tls",       "--showcerts", "--cafile", C->ca, "--servername",
+                           RT_CERTS_HOST, "127.0.0.1",   port,       NULL };
+    rc_proc *p = rc_expect(args, "data after\n", 0, NULL);
+    const char *want[] = { " 0 s:CN=" RT_CERTS_HOST ",O=rill tests\n   i:CN=Rill Test Intermediate",
+                           "   v:NotBefore: ", "; NotAfter: ", " 1 s:CN=Rill Test Intermediate",
+                           "   i:CN=Rill Test Root" };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(strstr(p->out, want[i]), "stdout lacks \"%s\": %s", want[i], p->out);
+    ck_assert_msg(!strstr(p->out, " 2 s:"), "more than the chain: %s", p->out);
+    /* The data comes after the certificates. */
+    const char *data = strstr(p->out, "data after\n");
+    ck_assert(data && data > strstr(p->out, "-----END CERTIFICATE-----"));
+    FILE *f = fopen(C->good.chain, "r");
+    ck_assert(f != NULL);
+    static char file[16384], file_pem[16384], shown[16384];
+    size_t n = fread(file, 1, sizeof file - 1, f);
+    fclose(f);
+    file[n] = '\0';
+    pem_blocks(file, file_pem, sizeof file_pem);
+    pem_blocks(p->out, shown, sizeof shown);
+    ck_assert_str_eq(shown, file_pem);
+    rc_free(p);
+    peer_stop(pr);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/* --starttls xmpp sends --xmpp-host in its stream header (default: the server name). */
+START_TEST(starttls_xmpp_host)
+{
+    const rt_certs *C = rt_certs_get();
+    rill_tls_config *cfg = server_config(&C->good, RILL_TLS_CLIENT_AUTH_NONE, 0, NULL);
+    struct starttls_script sc = { .proto = "xmpp", .cfg = cfg };
+    peer *pr = peer_start(NULL, script_starttls, &sc);
+    char port[8];
+    portstr(port, peer_port(pr));
+    const char *args[] = {
+        "--starttls", "xmpp",         "--xmpp-host", "chat.rill.test", "--cafile",
+        C->ca,        "--servername", RT_CERTS_HOST, "127.0.0.1",      port,
+        NULL
+    };
+    rc_proc *p = rc_expect(args, "over xmpp\n", 0, NULL);
+    ck_assert_str_eq(p->out, "over xmpp\n");
+    rc_free(p);
+    peer_stop(pr);
+    ck_assert_msg(strstr(sc.header, "<stream:stream to='chat.rill.test' xmlns='jabber:client'"),
+                  "%s", sc.header);
+    ck_assert(sc.upgraded);
+    rill_tls_config_free(cfg);
+}
+END_TEST
+
+/*
+ * A TLS 1.2 client that asks to renegotiate (gnutls-cli --rehandshake) gets one fatal
+ * no_renegotiation alert and the connection ends: no warning it can loop on.
+ */
+START_TEST(renegotiation_refused)
+{
+    const rt_certs *C = rt_certs_get();
+    const char *server[] = { "-l",     "-v",          "--echo", "--tls",     "--tls-max", "1.2",
+                             "--cert", C->good.chain, "--key",  C->good.key, "0",         NULL };
+    rc_proc *srv = rc_start(server, false);
+    char port[8];
+    portstr(port, rc_listen_port(srv));
+    static char out[65536];
+    const char *gcli[] = { "gnutls-cli",
+                           "--rehandshake",
+                           "--x509cafile",
+                           C->ca,
+                           "--sni-hostname",
+                           RT_CERTS_HOST,
+                           "--verify-hostname",
+                           RT_CERTS_HOST,
+                           "-p",
+                           port,
+                           "127.0.0.1",
+                           NULL };
+    int code = run_tool(gcli, "after\n", 10000, out, sizeof out);
+    ck_assert_msg(code == 1 && strstr(out, "*** ReHandshake has failed") &&
+                      strstr(out, "Received alert [100]: No renegotiation is allowed"),
+                  "gnutls-cli exit %d: %s", code, out);
+    int alerts = 0;
+    for (const char *at = out; (at = strstr(at, "Received alert")); at++)
+        alerts++;
+    ck_assert_msg(alerts == 1, "%d alerts: %s", alerts, out);
+    code = rc_finish(srv, 10000);
+    ck_assert_msg(code == 35 && strstr(srv->err, "the peer asked to renegotiate: refused with a "
+                                                 "fatal no_renegotiation alert"),
+                  "listener exit %d: %s", code, srv->err);
+    rc_free(srv);
+}
+END_TEST
+
+/* ---- Debian's own servers for STARTTLS: dovecot (imap, pop3, lmtp, sieve) and vsftpd ---- */
+
+/*
+ * Start @p argv (a server in the foreground, as root: the harness's user) and wait until it
+ * listens on every one of @p ports; its output goes to @p log. Fails the test with the log.
+ */
+/*
+ * Servers running now. A failed test ends its process at once: they are stopped at its exit
+ * (the parent-death signal does not survive a server that changes its user, as postgres must).
+ */
+#define MAX_DAEMONS 8
+static pid_t live_daemons[MAX_DAEMONS];
+
+static void stop_live_daemons(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (live_daemons[i] > 0)
+            kill(live_daemons[i], SIGINT); /* postgres's fast shutdown; the others' stop */
+        if (live_daemons[i] > 0)
+            kill(live_daemons[i], SIGTERM);
+        live_daemons[i] = 0;
+    }
+}
+
+static void track_daemon(pid_t pid, bool live)
+{
+    static bool registered;
+    if (!registered)
+        registered = atexit(stop_live_daemons) == 0;
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (live ? live_daemons[i] == 0 : live_daemons[i] == pid) {
+            live_daemons[i] = live ? pid : 0;
+            return;
+        }
+    }
+}
+
+static pid_t daemon_start(const char *const *argv, const uint16_t *ports, int nports,
+                          const char *log)
+{
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid > 0)
+        track_daemon(pid, true);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* a failed test leaves no server behind */
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd < 0 || null < 0 || dup2(null, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(126);
+        execvp(argv[0], (char *const *)(uintptr_t)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < 200; i++) { /* up to 10 s */
+        int up = 0;
+        for (int k = 0; k < nports; k++)
+            up += port_listening(ports[k]);
+        if (up == nports)
+            return pid;
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        usleep(50 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    track_daemon(pid, false);
+    static char out[8192];
+    const char *cat[] = { "cat", log, NULL };
+    run_tool(cat, NULL, 5000, out, sizeof out);
+    ck_abort_msg("%s did not start: %s", argv[0], out);
+    return -1;
+}
+
+/* Stop the server @p pid (if > 0) and remove its directory @p dir. */
+static void daemon_stop(pid_t pid, const char *dir)
+{
+    if (pid > 0) {
+        kill(pid, SIGTERM);
+        waitpid(pid, NULL, 0);
+        track_daemon(pid, false);
+    }
+    if (!dir)
+        return;
+    static char out[1024];
+    const char *rm[] = { "rm", "-rf", dir, NULL };
+    ck_assert_int_eq(run_tool(rm, NULL, 10000, out, sizeof out), 0);
+}
+
+/* Write @p text to @p dir/@p name; the path goes to @p path. */
+static void write_file(const char *dir, const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert(f && fputs(text, f) >= 0 && fclose(f) == 0);
+}
+
+/*
+ * Dovecot's IMAP, POP3, LMTP and ManageSieve listeners without implicit TLS: rillcat upgrades
+ * each with --starttls, verifies the certificate, sends the protocol's goodbye and waits
+ * (--no-shutdown) for the server's close_notify.
+ */
+START_TEST(starttls_dovecot)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[8192], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    uint16_t ports[4] = { closed_port(), closed_port(), closed_port(), closed_port() };
+    snprintf(conf, sizeof conf,
+             "base_dir = %s/run\nstate_dir = %s\nlog_path = %s/dovecot.log\n"
+             "protocols = imap pop3 lmtp sieve\nlisten = 127.0.0.1\nssl = yes\n"
+             "ssl_cert = <%s\nssl_key = <%s\n"
+             "passdb {\n driver = static\n args = password=unused\n}\n"
+             "userdb {\n driver = static\n args = uid=nobody gid=nogroup home=%s\n}\n"
+             "service imap-login {\n inet_listener imap {\n  port = %u\n }\n"
+             " inet_listener imaps {\n  port = 0\n }\n}\n"
+             "service pop3-login {\n inet_listener pop3 {\n  port = %u\n }\n"
+             " inet_listener pop3s {\n  port = 0\n }\n}\n"
+             "service lmtp {\n inet_listener lmtp {\n  address = 127.0.0.1\n  port = %u\n }\n}\n"
+             "service managesieve-login {\n inet_listener sieve {\n  port = %u\n }\n}\n",
+             dir, dir, dir, C->good.chain, C->good.key, dir, ports[0], ports[1], ports[2],
+             ports[3]);
+    write_file(dir, "dovecot.conf", conf, path, sizeof path);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    const char *argv[] = { "dovecot", "-F", "-c", path, NULL };
+    pid_t pid = daemon_start(argv, ports, 4, log);
+    static const struct {
+        const char *proto, *input, *reply;
+    } cases[] = {
+        { "imap", "a1 LOGOUT\r\n", "a1 OK Logout completed." },
+        { "pop3", "QUIT\r\n", "+OK Logging out" },
+        { "lmtp", "QUIT\r\n", "221 2.0.0 Bye" },
+        { "sieve", "LOGOUT\r\n", "OK \"Logout completed.\"" },
+    };
+    for (int i = 0; i < 4; i++) {
+        char port[8];
+        portstr(port, ports[i]);
+        const char *args[] = { "-v",  "--no-shutdown", "--starttls",  cases[i].proto, "--cafile",
+                               C->ca, "--servername",  RT_CERTS_HOST, "127.0.0.1",    port,
+                               NULL };
+        rc_proc *p = rc_expect(args, cases[i].input, 0, NULL);
+        ck_assert_msg(p->out && strstr(p->out, cases[i].reply), "%s: %s / %s", cases[i].proto,
+                      p->out, p->err);
+        ck_assert_msg(strstr(p->err, "peer verified") &&
+                          strstr(p->err, "closed the connection (TLS close_notify)"),
+                      "%s: %s", cases[i].proto, p->err);
+        rc_free(p);
+    }
+    daemon_stop(pid, dir);
+}
+END_TEST
+
+/*
+ * vsftpd with explicit FTPS: AUTH TLS, then QUIT over TLS; vsftpd ends without close_notify,
+ * which --allow-truncation accepts. Without TLS on its side, AUTH TLS is refused: 64.
+ */
+START_TEST(starttls_vsftpd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96], empty[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    ck_assert(mkdir(empty, 0755) == 0);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        snprintf(conf, sizeof conf,
+                 "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1\nlisten_port=%u\n"
+                 "background=NO\nanonymous_enable=NO\nlocal_enable=YES\nssl_enable=%s\n"
+                 "rsa_cert_file=%s\nrsa_private_key_file=%s\nsecure_chroot_dir=%s\n"
+                 "pasv_enable=NO\nseccomp_sandbox=NO\nftpd_banner=rill test ftp\n",
+                 port, tls ? "YES" : "NO", C->good.chain, C->good.key, empty);
+        write_file(dir, "vsftpd.conf", conf, path, sizeof path);
+        const char *argv[] = { "vsftpd", path, NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        char ports[8];
+        portstr(ports, port);
+        const char *args[] = {
+            "--no-shutdown", "--allow-truncation", "--starttls", "ftp", "--cafile", C->ca,
+            "--servername",  RT_CERTS_HOST,        "127.0.0.1",  ports, NULL
+        };
+        if (tls) {
+            rc_proc *p = rc_expect(args, "QUIT\r\n", 0, NULL);
+            ck_assert_msg(p->out && strstr(p->out, "221 Goodbye."), "%s / %s", p->out, p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args, "", 64,
+                              "rillcat: STARTTLS: ftp: the server did not agree to start TLS: "
+                              "AUTH TLS answered with code 5"));
+        }
+        daemon_stop(pid, NULL);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
+/*
+ * slapd (OpenLDAP) with a certificate: the StartTLS extended operation succeeds and TLS runs;
+ * without one, slapd answers resultCode 2 with its reason, and rillcat exits 64 quoting it.
+ */
+START_TEST(starttls_slapd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[1024], path[96], log[96], url[64];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        snprintf(conf, sizeof conf, "include /etc/ldap/schema/core.schema\npidfile %s/slapd.pid\n",
+                 dir);
+        if (tls)
+            snprintf(conf + strlen(conf), sizeof conf - strlen(conf),
+                     "TLSCertificateFile %s\nTLSCertificateKeyFile %s\n", C->good.chain,
+                     C->good.key);
+        write_file(dir, "slapd.conf", conf, path, sizeof path);
+        snprintf(url, sizeof url, "ldap://127.0.0.1:%u/", port);
+        const char *argv[] = { "slapd", "-d", "0", "-f", path, "-h", url, NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        char ports[8];
+        portstr(ports, port);
+        const char *args[] = { "-v",           "--starttls",  "ldap",      "--cafile", C->ca,
+                               "--servername", RT_CERTS_HOST, "127.0.0.1", ports,      NULL };
+        if (tls) {
+            rc_proc *p = rc_expect(args, "", 0, NULL);
+            ck_assert_msg(strstr(p->err, "* S: ExtendedResponse resultCode 0") &&
+                              strstr(p->err, "peer verified"),
+                          "%s", p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args + 1, "", 64, /* without -v: one line */
+                              "rillcat: STARTTLS: ldap: the server refused StartTLS: resultCode "
+                              "2: unsupported extended operation"));
+        }
+        daemon_stop(pid, NULL);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
+/* How often @p needle occurs in file @p path (0 when it cannot be read). */
+static int log_count(const char *path, const char *needle)
+{
+    static char text[65536];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    int count = 0;
+    for (const char *at = text; (at = strstr(at, needle)); at++)
+        count++;
+    return count;
+}
+
+/* A PostgreSQL server binary of Debian's packages (/usr/lib/postgresql/VERSION/bin/NAME). */
+static void pg_binary(const char *name, char *path, size_t cap)
+{
+    glob_t g;
+    char pattern[96];
+    snprintf(pattern, sizeof pattern, "/usr/lib/postgresql/*/bin/%s", name);
+    ck_assert_msg(glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc > 0,
+                  "no %s: install postgresql (scripts/deps.sh test)", pattern);
+    snprintf(path, cap, "%s", g.gl_pathv[g.gl_pathc - 1]);
+    globfree(&g);
+}
+
+/*
+ * PostgreSQL (run as its own user, as it insists): SSLRequest, 'S', TLS, then the startup
+ * message and Terminate over TLS, answered with AuthenticationOk and ReadyForQuery. With
+ * ssl=off it answers 'N': 64.
+ */
+START_TEST(starttls_postgres_server)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], initdb[96], postgres[96], data[64], crt[64], key[64], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    pg_binary("initdb", initdb, sizeof initdb);
+    pg_binary("postgres", postgres, sizeof postgres);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(crt, sizeof crt, "%s/server.crt", dir);
+    snprintf(key, sizeof key, "%s/server.key", dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    static char out[16384];
+    const char *cp[] = { "sh",
+                         "-c",
+                         "cp \"$1\" \"$3\" && cp \"$2\" \"$4\" && chmod 600 \"$4\" && "
+                         "chown -R postgres:postgres \"$5\"",
+                         "sh",
+                         C->good.chain,
+                         C->good.key,
+                         crt,
+                         key,
+                         dir,
+                         NULL };
+    ck_assert_msg(run_tool(cp, NULL, 10000, out, sizeof out) == 0, "%s", out);
+    const char *init[] = { "setpriv",
+                           "--reuid=postgres",
+                           "--regid=postgres",
+                           "--clear-groups",
+                           initdb,
+                           "-D",
+                           data,
+                           "-A",
+                           "trust",
+                           "-U",
+                           "postgres",
+                           "--no-sync",
+                           NULL };
+    ck_assert_msg(run_tool(init, NULL, 60000, out, sizeof out) == 0, "initdb: %s", out);
+    /* StartupMessage (protocol 3.0, user postgres), then Terminate. */
+    static const char startup[] = "\0\0\0\x17\0\x03\0\0user\0postgres\0\0X\0\0\0\x04";
+    for (int tls = 1; tls >= 0; tls--) {
+        uint16_t port = closed_port();
+        char ports[8], ssl[16];
+        portstr(ports, port);
+        snprintf(ssl, sizeof ssl, "ssl=%s", tls ? "on" : "off");
+        char certopt[96], keyopt[96];
+        snprintf(certopt, sizeof certopt, "ssl_cert_file=%s", crt);
+        snprintf(keyopt, sizeof keyopt, "ssl_key_file=%s", key);
+        const char *argv[] = { "setpriv",
+                               "--reuid=postgres",
+                               "--regid=postgres",
+                               "--clear-groups",
+                               postgres,
+                               "-D",
+                               data,
+                               "-p",
+                               ports,
+                               "-k",
+                               dir,
+                               "-c",
+                               "listen_addresses=127.0.0.1",
+                               "-c",
+                               ssl,
+                               "-c",
+                               certopt,
+                               "-c",
+                               keyopt,
+                               NULL };
+        pid_t pid = daemon_start(argv, &port, 1, log);
+        /* It listens before it takes connections ("the database system is starting up"). */
+        static const char ready[] = "database system is ready to accept connections";
+        int want = tls ? 1 : 2; /* the log of the first start is still there */
+        int seen = log_count(log, ready);
+        for (int i = 0; i < 200 && seen < want; i++) {
+            usleep(50 * 1000);
+            seen = log_count(log, ready);
+        }
+        ck_assert_msg(seen >= want, "postgres is not ready (see %s)", log);
+        const char *args[] = { "-v",  "--no-shutdown", "--starttls",  "postgres",  "--cafile",
+                               C->ca, "--servername",  RT_CERTS_HOST, "127.0.0.1", ports,
+                               NULL };
+        if (tls) {
+            rc_proc *p = rc_start(args, false);
+            rc_write(p, startup, sizeof startup - 1);
+            int code = rc_finish(p, 20000);
+            ck_assert_msg(code == 0, "exit %d: %s", code, p->err);
+            /* AuthenticationOk, then ReadyForQuery (idle). */
+            ck_assert_msg(p->out_len > 0 && memmem(p->out, p->out_len, "R\0\0\0\x08\0\0\0\0", 9) &&
+                              memmem(p->out, p->out_len, "Z\0\0\0\x05I", 6),
+                          "no AuthenticationOk and ReadyForQuery (%zu bytes): %s", p->out_len,
+                          p->err);
+            ck_assert_msg(strstr(p->err, "* S: S") && strstr(p->err, "peer verified"), "%s",
+                          p->err);
+            rc_free(p);
+        } else {
+            rc_free(rc_expect(args + 1, "", 64, /* without -v: one line */
+                              "rillcat: STARTTLS: postgres: the server does not offer SSL ('N')"));
+        }
+        kill(pid, SIGINT); /* fast shutdown: the next start reuses the data directory */
+        waitpid(pid, NULL, 0);
+        track_daemon(pid, false);
+    }
+    daemon_stop(0, dir);
+}
+END_TEST
+
+/*
+ * Prosody (XMPP): <starttls/> in the stream features, <proceed/>, TLS; then the client's new
+ * stream header over TLS is answered with features offering SASL PLAIN (offered only under
+ * TLS, as c2s_require_encryption asks).
+ */
+START_TEST(starttls_prosody)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    uint16_t port = closed_port();
+    snprintf(conf, sizeof conf,
+             "run_as_root = true\ndaemonize = false\npidfile = \"%s/prosody.pid\"\n"
+             "data_path = \"%s\"\n"
+             "log = { { levels = { min = \"info\" }, to = \"file\", filename = \"%s/p.log\" } }\n"
+             "modules_enabled = { \"tls\", \"saslauth\", \"disco\" }\n"
+             "modules_disabled = { \"s2s\" }\n"
+             "c2s_ports = { %u }\nc2s_interfaces = { \"127.0.0.1\" }\n"
+             "c2s_direct_tls_ports = { }\nlegacy_ssl_ports = { }\n"
+             "s2s_ports = { }\ncomponent_ports = { }\nhttp_ports = { }\nhttps_ports = { }\n"
+             "c2s_require_encryption = true\nauthentication = \"internal_plain\"\n"
+             "VirtualHost \"%s\"\n  ssl = { certificate = \"%s\", key = \"%s\" }\n",
+             dir, dir, dir, port, RT_CERTS_HOST, C->good.chain, C->good.key);
+    write_file(dir, "prosody.cfg.lua", conf, path, sizeof path);
+    const char *argv[] = { "prosody", "--config", path, NULL };
+    pid_t pid = daemon_start(argv, &port, 1, log);
+    char ports[8];
+    portstr(ports, port);
+    const char *args[] = { "-v",           "--no-shutdown", "--starttls", "xmpp", "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST,   "127.0.0.1",  ports,  NULL };
+    static const char restart[] =
+        "<?xml version='1.0'?><stream:stream to='" RT_CERTS_HOST "' xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "version='1.0'></stream:stream>";
+    rc_proc *p = rc_expect(args, restart, 0, NULL);
+    ck_assert_msg(strstr(p->err, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'") &&
+                      strstr(p->err, "* S: <proceed") && strstr(p->err, "peer verified"),
+                  "%s", p->err);
+    ck_assert_msg(p->out && strstr(p->out, "<mechanism>PLAIN</mechanism>"), "%s / %s", p->out,
+                  p->err);
+    rc_free(p);
+    daemon_stop(pid, dir);
+}
+END_TEST
+
+/* InspIRCd with its starttls module: STARTTLS (670), then the IRC session goes on over TLS. */
+START_TEST(starttls_inspircd)
+{
+    const rt_certs *C = rt_certs_get();
+    char dir[32], conf[2048], path[96], log[96];
+    rt_mkdtemp(dir, sizeof dir);
+    snprintf(log, sizeof log, "%s/out.log", dir);
+    uint16_t port = closed_port();
+    snprintf(conf, sizeof conf,
+             "<server name=\"irc.rill.test\" description=\"rill test\" network=\"rilltest\">\n"
+             "<admin name=\"rill\" nick=\"rill\" email=\"rill@rill.test\">\n"
+             "<bind address=\"127.0.0.1\" port=\"%u\" type=\"clients\">\n"
+             "<connect allow=\"*\" resolvehostnames=\"no\" timeout=\"60\" localmax=\"100\" "
+             "globalmax=\"100\">\n"
+             "<class name=\"Users\" commands=\"*\">\n"
+             "<pid file=\"%s/inspircd.pid\">\n"
+             "<module name=\"ssl_gnutls\">\n<module name=\"starttls\">\n"
+             "<sslprofile name=\"Clients\" provider=\"gnutls\" certfile=\"%s\" keyfile=\"%s\" "
+             "dhfile=\"\" hash=\"sha256\" requestclientcert=\"no\">\n",
+             port, dir, C->good.chain, C->good.key);
+    write_file(dir, "inspircd.conf", conf, path, sizeof path);
+    char config[128];
+    snprintf(config, sizeof config, "--config=%s", path);
+    const char *argv[] = { "inspircd", config, "--nofork", "--runasroot", NULL };
+    pid_t pid = daemon_start(argv, &port, 1, log);
+    char ports[8];
+    portstr(ports, port);
+    const char *args[] = { "-v",           "--no-shutdown", "--starttls", "irc", "--cafile", C->ca,
+                           "--servername", RT_CERTS_HOST,   "127.0.0.1",  ports, NULL };
+    rc_proc *p = rc_expect(args, "NICK rill\r\nUSER rill 0 * :rill\r\nQUIT :bye\r\n", 0, NULL);
+    ck_assert_msg(strstr(p->err, "* S: :irc.rill.test 670 ") && strstr(p->err, "peer verified"),
+                  "%s", p->err);
+    ck_assert_msg(p->out && strstr(p->out, "ERROR :Closing link: (rill@127.0.0.1) [bye]"),
+                  "%s / %s", p->out, p->err);
+    rc_free(p);
+    daemon_stop(pid, dir);
+}
+END_TEST
+
+/*
+ * Servers that answer the plain part wrongly: a failed exchange (35) naming what was wrong,
+ * or, for an XMPP server that answers <failure/>, a refusal (64).
+ */
+static const struct {
+    const char *proto;
+    const char *bytes;
+    int code;
+    const char *message;
+} garbled_cases[] = {
+    { "lmtp", "554 5.3.2 not today\r\n", 35, "lmtp: greeting with code 554, not 220" },
+    { "ftp", "421 Service not available\r\n", 35, "ftp: greeting with code 421, not 220" },
+    { "nntp", "502 Permission denied\r\n", 35,
+      "nntp: unexpected greeting \"502 Permission denied\"" },
+    { "sieve", "BYE \"Too many connections\"\r\n", 35,
+      "sieve: unexpected greeting \"BYE \"Too many connections\"\"" },
+    { "ldap", "HTTP/1.0 400 Bad Request\r\n\r\n", 35, "ldap: the answer is not an LDAP message" },
+    { "postgres", "E", 35, "postgres: unexpected answer 0x45 to SSLRequest" },
+    { "xmpp", "<?xml version='1.0'?></stream:stream>", 35,
+      "xmpp: no stream features from the server" },
+    { "xmpp",
+      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'><stream:features><starttls "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features><failure "
+      "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>",
+      64, "xmpp: the server did not agree to start TLS: \"<failure" },
+    { "irc", "IRC100", 35, "irc: no answer to STARTTLS in 100 lines" },
+};
+
+START_TEST(starttls_garbled)
+{
+    const rt_certs *C = rt_certs_get();
+    static char notices[8192];
+    const char *bytes = garbled_cases[_i].bytes;
+    if (strcmp(bytes, "IRC100") == 0) {
+        notices[0] = '\0';
+        for (int i = 0; i < 100; i++)
+            strcat(notices, ":irc.rill.test NOTICE * :*** still looking\r\n");
+        bytes = notices;
+    }
+    rt_rawserver *r = rt_garbage_start(bytes, strlen(bytes));
+    char port[8];
+    portstr(port, rt_rawserver_port(r));
+    const char *args[] = { "--starttls",
+                           garbled_cases[_i].proto,
+                           "--cafile",
+                           C->ca,
+                           "--connect-timeout",
+                           "5000",
+                           "127.0.0.1",
+                           port,
+                           NULL };
+    char want[256];
+    snprintf(want, sizeof want, "rillcat: STARTTLS: %s", garbled_cases[_i].message);
+    rc_free(rc_expect(args, "", garbled_cases[_i].code, want));
+    rt_rawserver_stop(r);
+}
+END_TEST
+
 static void teardown(void)
 {
     rt_sserver_stop_all();
@@ -1831,6 +3058,7 @@ Suite *rill_test_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, exit_7_refused);
     tcase_add_test(tc, exit_6_not_resolved);
+    tcase_add_test(tc, exit_6_server_failure);
     tcase_add_test(tc, resolve_and_dns_server_connect);
     tcase_add_test(tc, exit_28_timeouts);
     tcase_add_test(tc, exit_35_handshake);
@@ -1855,8 +3083,13 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, verbose_tls_facts);
     tcase_add_test(tc, insecure_warns);
     tcase_add_test(tc, tls_listener);
-    tcase_add_loop_test(tc, starttls_upgrades, 0, 4);
-    tcase_add_loop_test(tc, starttls_refusals, 0, 4);
+    tcase_add_loop_test(tc, starttls_upgrades, 0, NPROTOS);
+    tcase_add_loop_test(tc, starttls_refusals, 0, NPROTOS);
+    tcase_add_test(tc, tls_groups_ciphers);
+    tcase_add_test(tc, showcerts_chain);
+    tcase_add_test(tc, starttls_xmpp_host);
+    tcase_add_loop_test(tc, starttls_garbled, 0,
+                        (int)(sizeof garbled_cases / sizeof garbled_cases[0]));
     suite_add_tcase(s, tc);
 
     tc = tcase_create("listen");
@@ -1874,6 +3107,21 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, listen_reload);
     tcase_add_loop_test(tc, listen_sni_usage, 0,
                         (int)(sizeof sni_usage_cases / sizeof sni_usage_cases[0]));
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("peers");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, alert_delivered_to_clients);
+    tcase_add_test(tc, nginx_half_close);
+    tcase_add_test(tc, smtp_quit_reply_kept);
+    tcase_add_test(tc, renegotiation_refused);
+    tcase_add_test(tc, starttls_dovecot);
+    tcase_add_test(tc, starttls_vsftpd);
+    tcase_add_test(tc, starttls_slapd);
+    tcase_add_test(tc, starttls_postgres_server);
+    tcase_add_test(tc, starttls_prosody);
+    tcase_add_test(tc, starttls_inspircd);
     suite_add_tcase(s, tc);
     return s;
 }

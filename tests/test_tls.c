@@ -3343,6 +3343,139 @@ END_TEST
  * Suite
  */
 
+/* ---- rill_tls_get_peer_cert, groups, and the close after a fatal alert ---- */
+
+START_TEST(test_peer_cert_list)
+{
+    rill_tls_config *scfg = cfg_server(&C->good, 0, 0);
+    struct rsrv *r = rsrv_start(scfg, NULL, 1, NULL);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *s;
+    CK(tls_connect(r->port, cfg, RT_CERTS_HOST, 0, &s));
+    rill_tls_cert info;
+    char *pem = NULL;
+    size_t len = 0;
+    SOK(s, rill_tls_get_peer_cert(s, 0, &info, &pem, &len));
+    ck_assert_str_eq(info.subject, "CN=" RT_CERTS_HOST ",O=rill tests");
+    ck_assert_msg(strncmp(info.issuer, "CN=Rill Test Intermediate", 25) == 0, "%s", info.issuer);
+    ck_assert(info.not_before[0] && info.not_after[0]);
+    ck_assert(strncmp(pem, "-----BEGIN CERTIFICATE-----\n", 28) == 0 && strlen(pem) == len);
+    ck_assert(strstr(pem, "-----END CERTIFICATE-----\n") == pem + len - 26);
+    rill_free(pem);
+    SOK(s, rill_tls_get_peer_cert(s, 1, &info, NULL, NULL));
+    ck_assert_msg(strncmp(info.subject, "CN=Rill Test Intermediate", 25) == 0, "%s", info.subject);
+    ck_assert_int_eq(rill_tls_get_peer_cert(s, 2, &info, &pem, &len), RILL_EOF);
+    ck_assert_ptr_null(pem);
+    ck_assert_int_eq(len, 0);
+    rill_tls_info ti;
+    SOK(s, rill_tls_get_info(s, &ti));
+    ck_assert_msg(ti.group[0] != '\0' && !ti.hello_retry && !ti.close_notify && !ti.truncated,
+                  "group %s hrr %d", ti.group, ti.hello_retry);
+    size_t n;
+    SOK(s, rill_write_str(s, "CLOSE\n", &n));
+    rill_close(s);
+    rsrv_free(r);
+
+    /* Before the handshake, and without a TLS layer. */
+    int fds[2];
+    ck_assert(socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    rill_stream *plain = NULL, *tls = NULL;
+    CK(rill_fd_new(fds[0], fds[0], 0, &plain, &E));
+    rt_assert_error(plain, rill_tls_get_peer_cert(plain, 0, &info, &pem, &len), RILL_E_INVALID,
+                    "rill_tls_get_peer_cert: no TLS layer with a finished handshake");
+    CK(rill_tls_client(plain, cfg, RT_CERTS_HOST, 0, &tls));
+    rt_assert_error(tls, rill_tls_get_peer_cert(tls, 0, NULL, &pem, NULL), RILL_E_INVALID,
+                    "rill_tls_get_peer_cert: no TLS layer with a finished handshake");
+    ck_assert_ptr_null(pem);
+    CK(rill_set_timeouts(tls, 0, 0));
+    rill_close(tls);
+    close(fds[1]);
+    cfg_free(cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
+START_TEST(test_cfg_groups)
+{
+    rill_tls_config *cfg = cfg_new();
+    rill_status st = rill_tls_config_set_groups(cfg, "NoSuchGroup", &E);
+    rt_assert_err(&E, st, RILL_E_INVALID, "tls: no usable group in \"NoSuchGroup\"");
+    st = rill_tls_config_set_groups(cfg, "", &E);
+    rt_assert_err(&E, st, RILL_E_INVALID, "no usable group in \"\"");
+    st = rill_tls_config_set_groups(cfg, NULL, &E);
+    rt_assert_err(&E, st, RILL_E_INVALID, "no usable group");
+    CK(rill_tls_config_set_groups(cfg, "X25519:P-256", &E));
+    cfg_free(cfg);
+}
+END_TEST
+
+struct silent_client {
+    uint16_t port;
+    rill_tls_config *cfg;
+    rill_status st;
+    int release; /* atomic: the test is done with the server side */
+};
+
+/* A TLS 1.3 client without a certificate that completes its side and then says nothing. */
+static void *silent_client_main(void *arg)
+{
+    struct silent_client *sc = arg;
+    rill_connect_opts o;
+    rill_connect_opts_init(&o);
+    o.timeout_ms = 10000;
+    o.tls = sc->cfg;
+    o.tls_servername = RT_CERTS_HOST;
+    rill_stream *s = NULL;
+    rill_error err;
+    sc->st = rill_connect(NULL, "127.0.0.1", sc->port, &o, &s, &err);
+    while (!__atomic_load_n(&sc->release, __ATOMIC_ACQUIRE))
+        usleep(5000);
+    if (s && rill_set_timeouts(s, 0, 0) == RILL_OK)
+        rill_close(s);
+    return NULL;
+}
+
+/*
+ * After refusing a client certificate (a fatal alert), a blocking close drains the silent
+ * peer for a bounded time (about 200 ms) before closing, so the alert is not reset away; a
+ * non-blocking close (timeouts 0) does not wait at all.
+ */
+START_TEST(test_alert_close_drain)
+{
+    rill_tls_config *scfg = cfg_server(&C->good, 0, RILL_TLS_1_3);
+    CK(rill_tls_config_set_ca_file(scfg, C->ca, &E));
+    CK(rill_tls_config_set_verify_client(scfg, RILL_TLS_CLIENT_AUTH_REQUIRE, &E));
+    rill_listen_opts lo;
+    rill_listen_opts_init(&lo);
+    lo.stream.tls = scfg;
+    rill_listener *l = NULL;
+    CK(rill_listen("127.0.0.1", 0, &lo, &l, &E));
+    struct silent_client sc = { .port = rill_listener_port(l), .cfg = cfg_client(RILL_TLS_1_3) };
+    pthread_t thread;
+    ck_assert_int_eq(pthread_create(&thread, NULL, silent_client_main, &sc), 0);
+    rill_stream *acc = NULL;
+    CK(rill_accept(l, 10000, &acc, &E));
+    CK(rill_set_timeouts(acc, 10000, 10000));
+    rt_assert_error(acc, rill_tls_handshake(acc), RILL_E_TLS, "peer did not return a certificate");
+    int blocking = _i == 0;
+    if (!blocking)
+        CK(rill_set_timeouts(acc, 0, 0));
+    int64_t start = rt_now_us();
+    rill_close(acc);
+    int64_t ms = (rt_now_us() - start) / 1000;
+    if (blocking)
+        ck_assert_msg(ms >= 150 && ms <= 3000, "blocking close took %lld ms", (long long)ms);
+    else
+        ck_assert_msg(ms < 150, "non-blocking close took %lld ms", (long long)ms);
+    __atomic_store_n(&sc.release, 1, __ATOMIC_RELEASE);
+    pthread_join(thread, NULL);
+    ck_assert_int_eq(sc.st, RILL_OK);
+    rill_listener_free(l);
+    cfg_free(sc.cfg);
+    cfg_free(scfg);
+}
+END_TEST
+
 Suite *rill_test_suite(void)
 {
     /* Make the certificates once, before Check forks a process per test. */
@@ -3375,6 +3508,9 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_mtls_untrusted_client);
     tcase_add_loop_test(tc, test_encrypted_key, 0, 2);
     tcase_add_test(tc, test_encrypted_key_wrong_passphrase);
+    tcase_add_test(tc, test_peer_cert_list);
+    tcase_add_test(tc, test_cfg_groups);
+    tcase_add_loop_test(tc, test_alert_close_drain, 0, 2);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("sessions");

@@ -50,6 +50,7 @@ enum {
     RC_RECV = 56,       /* receive failure: reset, truncated TLS, error after the handshake */
     RC_LOCAL_CERT = 58, /* local certificate, key, CA or CRL file problem */
     RC_VERIFY = 60,     /* peer certificate or host name verification failed */
+    RC_STARTTLS = 64,   /* the server does not offer or refuses STARTTLS (curl --ssl-reqd) */
     RC_PROXY = 97       /* SOCKS5 proxy refused (reply code, authentication) */
 };
 
@@ -70,6 +71,11 @@ struct sni_entry {
 
 struct options {
     bool listen, keep, echo, tls, insecure, verbose, crlf, reload;
+    bool no_shutdown;      /* stdin EOF does not half-close (--no-shutdown, --ign-eof) */
+    bool allow_truncation; /* a TLS peer's end without close_notify is a clean end */
+    bool showcerts;        /* print the peer's certificates as PEM on stdout */
+    const char *ciphers, *tls13_ciphers, *groups;
+    const char *xmpp_host;
     int family; /* 0, 4 or 6 */
     const char *host;
     unsigned port;
@@ -260,13 +266,23 @@ static int help(void)
         "  --alpn LIST              comma-separated protocols\n"
         "  --pin sha256//BASE64     pin the server's public key (repeatable)\n"
         "  --tls-min 1.2|1.3  --tls-max 1.2|1.3\n"
+        "  --ciphers LIST           TLS 1.2 ciphers (OpenSSL syntax)\n"
+        "  --tls13-ciphers LIST     TLS 1.3 ciphersuites, colon-separated\n"
+        "  --groups LIST            key-exchange groups, colon-separated, preferred first\n"
+        "                           (X25519:P-256); --curves is the same\n"
+        "  --showcerts              print the peer's certificates (subject, issuer, dates, PEM)\n"
+        "                           on stdout before any data\n"
+        "  --allow-truncation       a TLS peer that closes without close_notify ends cleanly\n"
+        "                           (exit 0) instead of 56\n"
         "  --insecure               no certificate verification (warns on stderr)\n"
-        "  --starttls PROTO         smtp | imap | pop3 | plain-line: do that protocol's plain\n"
-        "                           exchange, then upgrade the same connection to TLS. "
-        "plain-line:\n"
-        "                           send the line \"STARTTLS\", expect one line back starting "
-        "with\n"
-        "                           \"OK\", \"+OK\" or a 2xx code, then start TLS\n"
+        "  --starttls PROTO         smtp | lmtp | imap | pop3 | ftp | xmpp | ldap | nntp |\n"
+        "                           sieve | postgres | irc | plain-line: do that protocol's\n"
+        "                           plain exchange, then upgrade the same connection to TLS.\n"
+        "                           plain-line: send the line \"STARTTLS\", expect one line back\n"
+        "                           starting with \"OK\", \"+OK\" or a 2xx code, then start TLS\n"
+        "  --xmpp-host NAME         with --starttls xmpp: the domain in the stream header\n"
+        "                           (default --servername, else HOST)\n";
+    static const char text1b[] =
         "  --connect-timeout MS     default 10000, covers DNS + TCP + TLS handshake (and the\n"
         "                           --starttls exchange)\n"
         "  --timeout MS             idle timeout after connecting: no byte either way for MS\n"
@@ -281,11 +297,18 @@ static int help(void)
         "  --max-conns N            with -l -k: serve at most N connections at once (default\n"
         "                           100); more are accepted and closed at once (-v counts them)\n"
         "  --crlf                   send LF from stdin as CRLF\n"
-        "  -v                       to stderr: resolution, connect attempts, the chain, TLS facts\n"
+        "  --no-shutdown            when stdin ends, do not half-close: keep the connection\n"
+        "                           full-duplex until the peer closes (or --timeout passes);\n"
+        "                           --ign-eof is the same\n"
+        "  -v                       to stderr: resolution, connect attempts, the chain, TLS "
+        "facts\n";
+    /* In parts: C99 compilers need to take only 4095 bytes of one string literal. */
+    static const char text2[] =
         "  --version  --help\n"
         "\n"
         "When stdin ends, rillcat half-closes (TLS close_notify, TCP FIN) and keeps reading until\n"
-        "the peer closes; when the peer closes, it writes out what arrived and exits.\n"
+        "the peer closes (--no-shutdown: it sends nothing); when the peer closes, it writes out\n"
+        "what arrived and exits. -v says which side closed, and how.\n"
         "\n"
         "Exit status: 0 clean end; 1 other failure (also stdout unwritable: its reader is gone);\n"
         "2 bad usage (also an empty HOST, a PORT that is not just digits in range, an empty or\n"
@@ -293,8 +316,8 @@ static int help(void)
         "6 name not resolved; 7 connect failed (also to the proxy); 28 timeout; 35 TLS\n"
         "handshake failed; 56 receive failure (reset, truncated TLS); 58 local certificate, key,\n"
         "CA or CRL file problem; 60 peer certificate or host name verification failed; 56 also:\n"
-        "the HTTP proxy answered CONNECT with a status that is not 2xx; 97 the SOCKS5 proxy\n"
-        "refused (reply code, authentication).\n";
+        "the HTTP proxy answered CONNECT with a status that is not 2xx; 64 the server does not\n"
+        "offer STARTTLS or refuses it; 97 the SOCKS5 proxy refused (reply code, authentication).\n";
     static const char proxy_text[] =
         "\n"
         "Proxies:\n"
@@ -308,8 +331,13 @@ static int help(void)
         "                           and their subdomains, \"*\", NAME:PORT, addresses, CIDR "
         "ranges\n";
     int rc = put_out(usage_text, strlen(usage_text));
-    rc = rc == RC_OK ? put_out(text, strlen(text)) : rc;
-    return rc == RC_OK ? put_out(proxy_text, strlen(proxy_text)) : rc;
+    if (rc == RC_OK)
+        rc = put_out(text, strlen(text));
+    if (rc == RC_OK)
+        rc = put_out(text1b, strlen(text1b));
+    if (rc == RC_OK)
+        rc = put_out(proxy_text, strlen(proxy_text));
+    return rc == RC_OK ? put_out(text2, strlen(text2)) : rc;
 }
 
 /* ---- exit codes from statuses ---- */
@@ -404,6 +432,13 @@ enum {
     OPT_NOPROXY,
     OPT_SNI,
     OPT_RELOAD,
+    OPT_NO_SHUTDOWN,
+    OPT_ALLOW_TRUNCATION,
+    OPT_CIPHERS,
+    OPT_TLS13_CIPHERS,
+    OPT_GROUPS,
+    OPT_SHOWCERTS,
+    OPT_XMPP_HOST,
     OPT_VERSION,
     OPT_HELP,
     OPT_DEMO
@@ -437,11 +472,33 @@ static const struct option long_options[] = {
     { "noproxy", required_argument, NULL, OPT_NOPROXY },
     { "sni", required_argument, NULL, OPT_SNI },
     { "reload", no_argument, NULL, OPT_RELOAD },
+    { "no-shutdown", no_argument, NULL, OPT_NO_SHUTDOWN },
+    { "ign-eof", no_argument, NULL, OPT_NO_SHUTDOWN },
+    { "allow-truncation", no_argument, NULL, OPT_ALLOW_TRUNCATION },
+    { "ciphers", required_argument, NULL, OPT_CIPHERS },
+    { "tls13-ciphers", required_argument, NULL, OPT_TLS13_CIPHERS },
+    { "groups", required_argument, NULL, OPT_GROUPS },
+    { "curves", required_argument, NULL, OPT_GROUPS },
+    { "showcerts", no_argument, NULL, OPT_SHOWCERTS },
+    { "xmpp-host", required_argument, NULL, OPT_XMPP_HOST },
     { "version", no_argument, NULL, OPT_VERSION },
     { "help", no_argument, NULL, OPT_HELP },
     { "demo", no_argument, NULL, OPT_DEMO },
     { NULL, 0, NULL, 0 },
 };
+
+static const char *const starttls_protos[] = { "smtp",  "lmtp",     "imap", "pop3",
+                                               "ftp",   "xmpp",     "ldap", "nntp",
+                                               "sieve", "postgres", "irc",  "plain-line" };
+
+static bool starttls_known(const char *proto)
+{
+    for (size_t i = 0; i < sizeof starttls_protos / sizeof starttls_protos[0]; i++) {
+        if (strcmp(proto, starttls_protos[i]) == 0)
+            return true;
+    }
+    return false;
+}
 
 enum parse_result { PARSE_RUN, PARSE_EXIT_OK, PARSE_DEMO, PARSE_USAGE, PARSE_FAIL };
 
@@ -508,13 +565,21 @@ static enum parse_result parse_args(int argc, char **argv)
             break;
         case OPT_INSECURE: opt.insecure = true; break;
         case OPT_STARTTLS:
-            if (strcmp(optarg, "smtp") != 0 && strcmp(optarg, "imap") != 0 &&
-                strcmp(optarg, "pop3") != 0 && strcmp(optarg, "plain-line") != 0) {
-                usage_error("--starttls takes smtp, imap, pop3 or plain-line, not \"%s\"", optarg);
+            if (!starttls_known(optarg)) {
+                usage_error("--starttls takes smtp, lmtp, imap, pop3, ftp, xmpp, ldap, nntp, "
+                            "sieve, postgres, irc or plain-line, not \"%s\"",
+                            optarg);
                 return PARSE_USAGE;
             }
             opt.starttls = optarg;
             break;
+        case OPT_NO_SHUTDOWN: opt.no_shutdown = true; break;
+        case OPT_ALLOW_TRUNCATION: opt.allow_truncation = true; break;
+        case OPT_CIPHERS: opt.ciphers = optarg; break;
+        case OPT_TLS13_CIPHERS: opt.tls13_ciphers = optarg; break;
+        case OPT_GROUPS: opt.groups = optarg; break;
+        case OPT_SHOWCERTS: opt.showcerts = true; break;
+        case OPT_XMPP_HOST: opt.xmpp_host = optarg; break;
         case OPT_CONNECT_TIMEOUT:
         case OPT_TIMEOUT:
             if (!parse_int(optarg, 1, INT_MAX, &v)) {
@@ -630,22 +695,35 @@ static enum parse_result parse_args(int argc, char **argv)
         usage_error("--max-conns works only with -l -k");
         return PARSE_USAGE;
     }
+    if (opt.xmpp_host && !(opt.starttls && strcmp(opt.starttls, "xmpp") == 0)) {
+        usage_error("--xmpp-host works only with --starttls xmpp");
+        return PARSE_USAGE;
+    }
+    if (opt.no_shutdown && opt.listen && opt.echo) {
+        usage_error("--no-shutdown does not apply to --echo");
+        return PARSE_USAGE;
+    }
     if (opt.listen && opt.starttls) {
         usage_error("--starttls works only when connecting");
         return PARSE_USAGE;
     }
-    const char *tls_only = opt.cafile       ? "--cafile"
-                           : opt.capath     ? "--capath"
-                           : opt.crlfile    ? "--crlfile"
-                           : opt.cert       ? "--cert"
-                           : opt.key        ? "--key"
-                           : opt.servername ? "--servername"
-                           : opt.alpn       ? "--alpn"
-                           : opt.npins      ? "--pin"
-                           : opt.tls_min    ? "--tls-min"
-                           : opt.tls_max    ? "--tls-max"
-                           : opt.insecure   ? "--insecure"
-                                            : NULL;
+    const char *tls_only = opt.cafile             ? "--cafile"
+                           : opt.capath           ? "--capath"
+                           : opt.crlfile          ? "--crlfile"
+                           : opt.cert             ? "--cert"
+                           : opt.key              ? "--key"
+                           : opt.servername       ? "--servername"
+                           : opt.alpn             ? "--alpn"
+                           : opt.npins            ? "--pin"
+                           : opt.tls_min          ? "--tls-min"
+                           : opt.tls_max          ? "--tls-max"
+                           : opt.insecure         ? "--insecure"
+                           : opt.ciphers          ? "--ciphers"
+                           : opt.tls13_ciphers    ? "--tls13-ciphers"
+                           : opt.groups           ? "--groups"
+                           : opt.showcerts        ? "--showcerts"
+                           : opt.allow_truncation ? "--allow-truncation"
+                                                  : NULL;
     if (tls_only && !opt.tls) {
         usage_error("%s needs --tls (or --starttls)", tls_only);
         return PARSE_USAGE;
@@ -759,6 +837,12 @@ static int make_tls_config(bool server, rill_tls_config **out)
             rill_tls_config_set_versions(cfg, opt.tls_min, opt.tls_max, &err));
     if (opt.alpn)
         SET("--alpn", rill_tls_config_set_alpn(cfg, opt.alpn, &err));
+    if (opt.ciphers)
+        SET("--ciphers", rill_tls_config_set_ciphers(cfg, opt.ciphers, &err));
+    if (opt.tls13_ciphers)
+        SET("--tls13-ciphers", rill_tls_config_set_ciphersuites(cfg, opt.tls13_ciphers, &err));
+    if (opt.groups)
+        SET("--groups", rill_tls_config_set_groups(cfg, opt.groups, &err));
     for (size_t i = 0; i < opt.npins; i++)
         SET("--pin", rill_tls_config_add_pin(cfg, opt.pins[i], &err));
     if (opt.cert) {
@@ -817,6 +901,8 @@ static void note_chain(rill_stream *s)
     note("TLS: %s, cipher %s, ALPN %s, %s, peer %s", info.version, info.cipher,
          info.alpn[0] ? info.alpn : "(none)", info.resumed ? "resumed" : "full handshake",
          info.verified ? "verified" : "NOT verified");
+    note("key exchange: group %s, %s", info.group[0] ? info.group : "(none)",
+         info.hello_retry ? "after a HelloRetryRequest" : "no HelloRetryRequest");
     if (info.subject[0]) {
         note("peer certificate: subject %s", info.subject);
         note("peer certificate: issuer %s", info.issuer);
@@ -832,6 +918,54 @@ static void note_chain(rill_stream *s)
             note("certificate served: entry %s, %s key %s", info.cert_entry, info.cert_type,
                  info.cert_spki);
     }
+}
+
+/* --showcerts: the certificates the peer sent, as `openssl s_client -showcerts` lists them. */
+static int show_certs(rill_stream *s)
+{
+    char *text = NULL;
+    size_t used = 0, cap = 0;
+    int rc = RC_OK;
+    for (size_t i = 0;; i++) {
+        rill_tls_cert info;
+        char *pem = NULL;
+        size_t pem_len = 0;
+        rill_status st = rill_tls_get_peer_cert(s, i, &info, &pem, &pem_len);
+        if (st == RILL_EOF)
+            break;
+        if (st != RILL_OK) {
+            rc = fail(RC_FAIL, "--showcerts", "%s", rill_errmsg(s));
+            break;
+        }
+        char head[1024];
+        int n =
+            snprintf(head, sizeof head, "%2zu s:%s\n   i:%s\n   v:NotBefore: %s; NotAfter: %s\n", i,
+                     info.subject, info.issuer, info.not_before, info.not_after);
+        size_t hl = n > 0 ? (size_t)n : 0;
+        if (hl >= sizeof head)
+            hl = sizeof head - 1;
+        if (used + hl + pem_len > cap) {
+            size_t want = (used + hl + pem_len) * 2;
+            char *bigger = realloc(text, want);
+            if (!bigger) {
+                rill_free(pem);
+                rc = fail(RC_FAIL, "--showcerts", "out of memory");
+                break;
+            }
+            text = bigger;
+            cap = want;
+        }
+        memcpy(text + used, head, hl);
+        memcpy(text + used + hl, pem, pem_len);
+        used += hl + pem_len;
+        rill_free(pem);
+    }
+    if (rc == RC_OK && used == 0)
+        note("--showcerts: the peer sent no certificate");
+    if (rc == RC_OK && used > 0)
+        rc = put_out(text, used);
+    free(text);
+    return rc;
 }
 
 struct trace {
@@ -944,6 +1078,7 @@ static size_t crlf_expand(const unsigned char *in, size_t n, unsigned char *out,
  */
 static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *raw,
                      unsigned char *up);
+static void note_peer_close(rill_stream *s, const char *peer);
 
 static int pump_run(const struct pump *p)
 {
@@ -982,13 +1117,16 @@ static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *r
                 if (!written)
                     return fail(RC_FAIL, "write to stdout", "%s", why);
             } else if (st == RILL_EOF) {
-                note("%s closed the connection", p->peer);
+                note_peer_close(s, p->peer);
                 return RC_OK;
             } else if (st == RILL_WANT_READ || st == RILL_WANT_WRITE) {
                 if (rill_poll_info(s, &conn_fd, &want_rd) != RILL_OK)
                     return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
             } else {
                 int rc = io_rc(st, rill_errmsg(s), got_data);
+                if (st == RILL_E_TRUNCATED)
+                    return fail(rc, "receive", "%s; --allow-truncation accepts such an end",
+                                rill_errmsg(s));
                 return fail(rc, rc == RC_TLS ? "TLS handshake" : "receive", "%s", rill_errmsg(s));
             }
         }
@@ -1007,11 +1145,18 @@ static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *r
                 return fail(io_rc(st, rill_errmsg(s), got_data), "send", "%s", rill_errmsg(s));
             }
         }
+        if (in_eof && !shut && up_len == 0 && opt.no_shutdown) {
+            shut = true; /* nothing is sent: the peer decides when the connection ends */
+            note("stdin ended: --no-shutdown: the connection stays open until %s closes it%s",
+                 p->peer, opt.timeout_ms != RILL_TIMEOUT_NONE ? " or --timeout passes" : "");
+        }
         if (in_eof && !shut && up_len == 0 && !want_wr) {
             st = rill_shutdown(s);
             if (st == RILL_OK) {
                 shut = progress = true;
-                note("stdin ended: half-closed the connection, reading until %s closes", p->peer);
+                note("stdin ended: half-closed the connection (%s), reading until %s closes",
+                     rill_find(s, RILL_LAYER_TLS) ? "TLS close_notify, then TCP FIN" : "TCP FIN",
+                     p->peer);
             } else if (st == RILL_WANT_READ || st == RILL_WANT_WRITE) {
                 if (rill_poll_info(s, &conn_fd, &want_wr) != RILL_OK)
                     return fail(RC_FAIL, "connection", "%s", rill_errmsg(s));
@@ -1073,6 +1218,21 @@ static int pump_loop(const struct pump *p, unsigned char *down, unsigned char *r
             }
         }
     }
+}
+
+/* -v: how the peer ended the connection. */
+static void note_peer_close(rill_stream *s, const char *peer)
+{
+    rill_tls_info info;
+    if (!rill_find(s, RILL_LAYER_TLS) || rill_tls_get_info(s, &info) != RILL_OK)
+        note("%s closed the connection (TCP FIN)", peer);
+    else if (info.truncated)
+        note("%s closed the connection without TLS close_notify (TCP FIN only): accepted, "
+             "--allow-truncation",
+             peer);
+    else
+        note("%s closed the connection (TLS close_notify%s)", peer,
+             info.close_notify ? "" : ", no close_notify");
 }
 
 /* Close a stream after the copy, with a bounded wait for what it still has to send. */
@@ -1148,14 +1308,22 @@ static int plain_send(struct plain *pl, const char *cmd)
                 pl->proto, cmd, rill_errmsg(pl->lines));
 }
 
-/* A refused or garbled upgrade: the TLS handshake never happens. */
+/* A refused upgrade: the TLS handshake never happens (curl --ssl-reqd's 64). */
 static int plain_refused(struct plain *pl, const char *line)
 {
-    return fail(RC_TLS, "STARTTLS", "%s: the server did not agree to start TLS: \"%.200s\"",
+    return fail(RC_STARTTLS, "STARTTLS", "%s: the server did not agree to start TLS: \"%.200s\"",
                 pl->proto, line);
 }
 
-/* An SMTP reply (possibly multi-line); *code gets its code; *has_starttls if a line offers it. */
+static int not_offered(struct plain *pl)
+{
+    return fail(RC_STARTTLS, "STARTTLS", "%s: the server does not offer STARTTLS", pl->proto);
+}
+
+/*
+ * A numeric reply (SMTP, LMTP, FTP: possibly multi-line, "250-..." then "250 ..."); *code gets
+ * its code; *has_starttls if a line offers STARTTLS.
+ */
 static int smtp_reply(struct plain *pl, int *code, bool *has_starttls)
 {
     char line[LINE_MAX_LEN + 1];
@@ -1167,8 +1335,10 @@ static int smtp_reply(struct plain *pl, int *code, bool *has_starttls)
         size_t len = strlen(line);
         bool well_formed = len >= 3 && strspn(line, "0123456789") >= 3 &&
                            (len == 3 || line[3] == ' ' || line[3] == '-');
+        if (!well_formed && *code != -1 && strcmp(pl->proto, "ftp") == 0)
+            continue; /* FTP's multi-line text may hold lines without the code */
         if (!well_formed || (*code != -1 && atoi(line) != *code))
-            return fail(RC_TLS, "STARTTLS", "smtp: malformed reply \"%.200s\"", line);
+            return fail(RC_TLS, "STARTTLS", "%s: malformed reply \"%.200s\"", pl->proto, line);
         *code = atoi(line);
         if (has_starttls && len >= 12 && strncasecmp(line + 4, "STARTTLS", 8) == 0 &&
             (line[12] == '\0' || line[12] == ' '))
@@ -1178,26 +1348,363 @@ static int smtp_reply(struct plain *pl, int *code, bool *has_starttls)
     }
 }
 
+/* SMTP (RFC 3207) and LMTP (RFC 2033: LHLO instead of EHLO). */
 static int starttls_smtp(struct plain *pl)
 {
     int code, rc;
     bool offered = false;
+    bool lmtp = strcmp(pl->proto, "lmtp") == 0;
     if ((rc = smtp_reply(pl, &code, NULL)) != RC_OK)
         return rc;
     if (code != 220)
-        return fail(RC_TLS, "STARTTLS", "smtp: greeting with code %d, not 220", code);
-    if ((rc = plain_send(pl, "EHLO rillcat")) != RC_OK ||
+        return fail(RC_TLS, "STARTTLS", "%s: greeting with code %d, not 220", pl->proto, code);
+    if ((rc = plain_send(pl, lmtp ? "LHLO rillcat" : "EHLO rillcat")) != RC_OK ||
         (rc = smtp_reply(pl, &code, &offered)) != RC_OK)
         return rc;
     if (code != 250)
-        return fail(RC_TLS, "STARTTLS", "smtp: EHLO answered with code %d", code);
+        return fail(RC_TLS, "STARTTLS", "%s: %s answered with code %d", pl->proto,
+                    lmtp ? "LHLO" : "EHLO", code);
     if (!offered)
-        return fail(RC_TLS, "STARTTLS", "smtp: the server does not offer STARTTLS");
+        return not_offered(pl);
     if ((rc = plain_send(pl, "STARTTLS")) != RC_OK || (rc = smtp_reply(pl, &code, NULL)) != RC_OK)
         return rc;
     if (code != 220)
-        return fail(RC_TLS, "STARTTLS", "smtp: STARTTLS answered with code %d", code);
+        return fail(RC_STARTTLS, "STARTTLS",
+                    "%s: the server did not agree to start TLS: STARTTLS answered with code %d",
+                    pl->proto, code);
     return RC_OK;
+}
+
+/* FTP (RFC 4217): AUTH TLS, answered 234. */
+static int starttls_ftp(struct plain *pl)
+{
+    int code, rc;
+    if ((rc = smtp_reply(pl, &code, NULL)) != RC_OK)
+        return rc;
+    if (code != 220)
+        return fail(RC_TLS, "STARTTLS", "ftp: greeting with code %d, not 220", code);
+    if ((rc = plain_send(pl, "AUTH TLS")) != RC_OK || (rc = smtp_reply(pl, &code, NULL)) != RC_OK)
+        return rc;
+    if (code != 234)
+        return fail(RC_STARTTLS, "STARTTLS",
+                    "ftp: the server did not agree to start TLS: AUTH TLS answered with code %d",
+                    code);
+    return RC_OK;
+}
+
+/* NNTP (RFC 4642): CAPABILITIES lists STARTTLS; STARTTLS is answered 382. */
+static int starttls_nntp(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    int rc = plain_read(pl, line, sizeof line);
+    if (rc != RC_OK)
+        return rc;
+    if (strncmp(line, "200", 3) != 0 && strncmp(line, "201", 3) != 0)
+        return fail(RC_TLS, "STARTTLS", "nntp: unexpected greeting \"%.200s\"", line);
+    if ((rc = plain_send(pl, "CAPABILITIES")) != RC_OK ||
+        (rc = plain_read(pl, line, sizeof line)) != RC_OK)
+        return rc;
+    if (strncmp(line, "101", 3) == 0) {
+        bool offered = false;
+        for (;;) {
+            if ((rc = plain_read(pl, line, sizeof line)) != RC_OK)
+                return rc;
+            if (strcmp(line, ".") == 0)
+                break;
+            if (strncasecmp(line, "STARTTLS", 8) == 0 && (line[8] == '\0' || line[8] == ' '))
+                offered = true;
+        }
+        if (!offered)
+            return not_offered(pl);
+    } /* an old server without CAPABILITIES: just ask */
+    if ((rc = plain_send(pl, "STARTTLS")) != RC_OK ||
+        (rc = plain_read(pl, line, sizeof line)) != RC_OK)
+        return rc;
+    return strncmp(line, "382", 3) == 0 ? RC_OK : plain_refused(pl, line);
+}
+
+/* ManageSieve (RFC 5804): the greeting lists capabilities, "STARTTLS" among them, then OK. */
+static int starttls_sieve(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    bool offered = false;
+    int rc;
+    for (;;) {
+        if ((rc = plain_read(pl, line, sizeof line)) != RC_OK)
+            return rc;
+        if (strncasecmp(line, "\"STARTTLS\"", 10) == 0)
+            offered = true;
+        if (strncasecmp(line, "OK", 2) == 0 && (line[2] == '\0' || line[2] == ' '))
+            break;
+        if (line[0] != '"')
+            return fail(RC_TLS, "STARTTLS", "sieve: unexpected greeting \"%.200s\"", line);
+    }
+    if (!offered)
+        return not_offered(pl);
+    if ((rc = plain_send(pl, "STARTTLS")) != RC_OK ||
+        (rc = plain_read(pl, line, sizeof line)) != RC_OK)
+        return rc;
+    return strncasecmp(line, "OK", 2) == 0 && (line[2] == '\0' || line[2] == ' ')
+               ? RC_OK
+               : plain_refused(pl, line);
+}
+
+/*
+ * IRC (the IRCv3 tls extension): STARTTLS is answered by numeric 670 (go ahead) or 691
+ * (failed); a server that does not know the command says 421. Other lines (NOTICE) pass.
+ */
+static int starttls_irc(struct plain *pl)
+{
+    char line[LINE_MAX_LEN + 1];
+    int rc = plain_send(pl, "STARTTLS");
+    for (int i = 0; rc == RC_OK && i < 100; i++) {
+        if ((rc = plain_read(pl, line, sizeof line)) != RC_OK)
+            return rc;
+        const char *cmd = line;
+        if (*cmd == ':') { /* skip the prefix */
+            cmd = strchr(cmd, ' ');
+            if (!cmd)
+                continue;
+            cmd++;
+        }
+        if (strncmp(cmd, "670 ", 4) == 0 || strcmp(cmd, "670") == 0)
+            return RC_OK;
+        if (strncmp(cmd, "691", 3) == 0 || strncmp(cmd, "421", 3) == 0)
+            return plain_refused(pl, line);
+    }
+    return rc != RC_OK ? rc : fail(RC_TLS, "STARTTLS", "irc: no answer to STARTTLS in 100 lines");
+}
+
+/* Read raw bytes into @p buf (NUL-terminated) until @p done says the reply is complete. */
+static int plain_read_until(struct plain *pl, char *buf, size_t cap, size_t *len,
+                            bool (*done)(const char *buf, size_t len))
+{
+    while (!done(buf, *len)) {
+        if (*len + 1 >= cap)
+            return fail(RC_TLS, "STARTTLS", "%s: reply too long", pl->proto);
+        size_t n = 0;
+        rill_status st = rill_read(pl->lines, buf + *len, cap - 1 - *len, &n);
+        if (st == RILL_EOF)
+            return fail(RC_RECV, "STARTTLS", "%s: the server closed the connection", pl->proto);
+        if (st != RILL_OK)
+            return fail(st == RILL_E_TIMEOUT ? RC_TIMEOUT : RC_RECV, "STARTTLS", "%s: %s",
+                        pl->proto, rill_errmsg(pl->lines));
+        *len += n;
+        buf[*len] = '\0';
+    }
+    return RC_OK;
+}
+
+static int plain_send_raw(struct plain *pl, const void *data, size_t len, const char *what)
+{
+    note("C: %s", what);
+    rill_status st = rill_write_all(pl->lines, data, len, NULL);
+    if (st == RILL_OK)
+        st = rill_flush(pl->lines);
+    if (st == RILL_OK)
+        return RC_OK;
+    return fail(st == RILL_E_TIMEOUT ? RC_TIMEOUT : RC_RECV, "STARTTLS", "%s: sending %s: %s",
+                pl->proto, what, rill_errmsg(pl->lines));
+}
+
+static bool xmpp_features_done(const char *buf, size_t len)
+{
+    (void)len;
+    return strstr(buf, "</stream:features>") || strstr(buf, "<stream:features/>") ||
+           strstr(buf, "</stream:stream>");
+}
+
+/* The end of a <proceed .../> or <failure .../> element (with or without a closing tag). */
+static const char *xmpp_answer_end(const char *buf)
+{
+    const char *at = strstr(buf, "<proceed");
+    if (!at)
+        at = strstr(buf, "<failure");
+    if (!at)
+        return NULL;
+    const char *gt = strchr(at, '>');
+    if (!gt)
+        return NULL;
+    if (gt[-1] == '/')
+        return gt + 1;
+    const char *close = strstr(gt, at[1] == 'p' ? "</proceed>" : "</failure>");
+    return close ? close + strlen("</proceed>") : NULL; /* as long as "</failure>" */
+}
+
+static bool xmpp_answer_done(const char *buf, size_t len)
+{
+    (void)len;
+    return xmpp_answer_end(buf) || strstr(buf, "</stream:stream>");
+}
+
+/* XMPP (RFC 6120 5.4): the stream header, <starttls/> in the features, then <proceed/>. */
+static int starttls_xmpp(struct plain *pl)
+{
+    const char *domain = opt.xmpp_host ? opt.xmpp_host : opt.servername ? opt.servername : opt.host;
+    char open[600];
+    int n = snprintf(open, sizeof open,
+                     "<?xml version='1.0'?><stream:stream to='%.256s' xmlns='jabber:client' "
+                     "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+                     domain);
+    char buf[16384];
+    size_t len = 0;
+    buf[0] = '\0';
+    int rc = plain_send_raw(pl, open, (size_t)n, open);
+    if (rc == RC_OK)
+        rc = plain_read_until(pl, buf, sizeof buf, &len, xmpp_features_done);
+    if (rc != RC_OK)
+        return rc;
+    note("S: %s", buf);
+    const char *tail = strstr(buf, "</stream:features>");
+    if (tail)
+        tail += strlen("</stream:features>");
+    else if ((tail = strstr(buf, "<stream:features/>")) != NULL)
+        tail += strlen("<stream:features/>");
+    if (!tail)
+        return fail(RC_TLS, "STARTTLS", "xmpp: no stream features from the server");
+    if (!strstr(buf, "<starttls"))
+        return not_offered(pl);
+    static const char req[] = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+    if ((rc = plain_send_raw(pl, req, sizeof req - 1, req)) != RC_OK)
+        return rc;
+    /* What came after the features (a server that answered early) belongs to the answer. */
+    len -= (size_t)(tail - buf);
+    memmove(buf, tail, len + 1);
+    if ((rc = plain_read_until(pl, buf, sizeof buf, &len, xmpp_answer_done)) != RC_OK)
+        return rc;
+    note("S: %s", buf);
+    const char *end = xmpp_answer_end(buf);
+    if (!end || !strstr(buf, "<proceed"))
+        return plain_refused(pl, buf);
+    size_t after = len - (size_t)(end - buf);
+    if (after > 0)
+        return fail(RC_TLS, "STARTTLS",
+                    "xmpp: refusing to upgrade: the server sent %zu bytes of plaintext after its "
+                    "go-ahead (possible injection, CVE-2011-0411)",
+                    after);
+    return RC_OK;
+}
+
+/* Read exactly @p len bytes. */
+static int plain_read_exact(struct plain *pl, void *buf, size_t len)
+{
+    size_t got = 0;
+    rill_status st = rill_read_full(pl->lines, buf, len, &got);
+    if (st == RILL_OK)
+        return RC_OK;
+    if (st == RILL_EOF)
+        return fail(RC_RECV, "STARTTLS", "%s: the server closed the connection", pl->proto);
+    return fail(st == RILL_E_TIMEOUT ? RC_TIMEOUT : RC_RECV, "STARTTLS", "%s: %s", pl->proto,
+                rill_errmsg(pl->lines));
+}
+
+/* A BER length at @p p (short or long form, up to 4 bytes); -1 when malformed. */
+static long ber_length(const unsigned char *p, size_t avail, size_t *used)
+{
+    if (avail < 1)
+        return -1;
+    if (p[0] < 0x80) {
+        *used = 1;
+        return p[0];
+    }
+    size_t k = p[0] & 0x7f;
+    if (k == 0 || k > 4 || avail < 1 + k)
+        return -1;
+    long v = 0;
+    for (size_t i = 1; i <= k; i++)
+        v = v << 8 | p[i];
+    *used = 1 + k;
+    return v;
+}
+
+/*
+ * LDAP (RFC 4511 4.14): an ExtendedRequest for StartTLS (OID 1.3.6.1.4.1.1466.20037), answered
+ * by an ExtendedResponse whose resultCode is 0 (success).
+ */
+static int starttls_ldap(struct plain *pl)
+{
+    static const char oid[] = "1.3.6.1.4.1.1466.20037";
+    unsigned char req[2 + 3 + 2 + 2 + sizeof oid - 1];
+    size_t oid_len = sizeof oid - 1;
+    unsigned char *q = req;
+    *q++ = 0x30; /* LDAPMessage */
+    *q++ = (unsigned char)(3 + 2 + 2 + oid_len);
+    *q++ = 0x02; /* messageID 1 */
+    *q++ = 0x01;
+    *q++ = 0x01;
+    *q++ = 0x77; /* [APPLICATION 23] ExtendedRequest */
+    *q++ = (unsigned char)(2 + oid_len);
+    *q++ = 0x80; /* [0] requestName */
+    *q++ = (unsigned char)oid_len;
+    memcpy(q, oid, oid_len);
+    int rc = plain_send_raw(pl, req, sizeof req, "ExtendedRequest StartTLS");
+    unsigned char head[6];
+    if (rc != RC_OK || (rc = plain_read_exact(pl, head, 2)) != RC_OK)
+        return rc;
+    if (head[0] != 0x30)
+        return fail(RC_TLS, "STARTTLS", "ldap: the answer is not an LDAP message");
+    size_t used = 0;
+    long body_len;
+    if (head[1] < 0x80) {
+        body_len = head[1];
+    } else {
+        size_t k = head[1] & 0x7f;
+        if (k == 0 || k > 4 || (rc = plain_read_exact(pl, head + 2, k)) != RC_OK)
+            return rc != RC_OK ? rc : fail(RC_TLS, "STARTTLS", "ldap: malformed answer");
+        body_len = ber_length(head + 1, 1 + k, &used);
+    }
+    if (body_len < 8 || body_len > 4096)
+        return fail(RC_TLS, "STARTTLS", "ldap: malformed answer (length %ld)", body_len);
+    unsigned char body[4096];
+    if ((rc = plain_read_exact(pl, body, (size_t)body_len)) != RC_OK)
+        return rc;
+    const unsigned char *p = body, *end = body + body_len;
+    /* messageID INTEGER, then [APPLICATION 24] ExtendedResponse { resultCode ENUMERATED, ... } */
+    if (p[0] != 0x02 || p[1] > 4 || p + 2 + p[1] > end)
+        return fail(RC_TLS, "STARTTLS", "ldap: malformed answer (message id)");
+    p += 2 + p[1];
+    if (p >= end || *p != 0x78)
+        return fail(RC_TLS, "STARTTLS", "ldap: the answer is not an ExtendedResponse");
+    long rlen = ber_length(p + 1, (size_t)(end - p - 1), &used);
+    p += 1 + used;
+    if (rlen < 3 || p + rlen > end || p[0] != 0x0a || p[1] != 1)
+        return fail(RC_TLS, "STARTTLS", "ldap: malformed ExtendedResponse");
+    int code = p[2];
+    note("S: ExtendedResponse resultCode %d", code);
+    if (code == 0)
+        return RC_OK;
+    /* matchedDN, then diagnosticMessage: the server's own words, when it gave some. */
+    char diag[200] = "";
+    const unsigned char *d = p + 3, *rend = p + rlen;
+    for (int field = 0; field < 2 && d + 2 <= rend && *d == 0x04; field++) {
+        long flen = ber_length(d + 1, (size_t)(rend - d - 1), &used);
+        if (flen < 0 || d + 1 + used + flen > rend)
+            break;
+        if (field == 1)
+            snprintf(diag, sizeof diag, "%.*s", (int)(flen < 190 ? flen : 190),
+                     (const char *)d + 1 + used);
+        d += 1 + used + flen;
+    }
+    for (char *c = diag; *c; c++)
+        *c = (char)(*c >= 0x20 && *c < 0x7f ? *c : '?');
+    return fail(RC_STARTTLS, "STARTTLS", "ldap: the server refused StartTLS: resultCode %d%s%s",
+                code, diag[0] ? ": " : "", diag);
+}
+
+/* PostgreSQL: the SSLRequest message, answered by one byte, 'S' (go ahead) or 'N'. */
+static int starttls_postgres(struct plain *pl)
+{
+    static const unsigned char req[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+    unsigned char answer;
+    int rc = plain_send_raw(pl, req, sizeof req, "SSLRequest");
+    if (rc != RC_OK || (rc = plain_read_exact(pl, &answer, 1)) != RC_OK)
+        return rc;
+    note("S: %c", answer >= 0x20 && answer < 0x7f ? answer : '?');
+    if (answer == 'S')
+        return RC_OK;
+    if (answer == 'N')
+        return fail(RC_STARTTLS, "STARTTLS", "postgres: the server does not offer SSL ('N')");
+    return fail(RC_TLS, "STARTTLS", "postgres: unexpected answer 0x%02x to SSLRequest", answer);
 }
 
 static int starttls_imap(struct plain *pl)
@@ -1264,10 +1771,18 @@ static int starttls_exchange(rill_stream *tcp, int64_t deadline)
         (void)rill_close(pl.lines);
         return fail(RC_FAIL, "STARTTLS", "%s", rill_errmsg(tcp));
     }
-    int rc = strcmp(opt.starttls, "smtp") == 0   ? starttls_smtp(&pl)
-             : strcmp(opt.starttls, "imap") == 0 ? starttls_imap(&pl)
-             : strcmp(opt.starttls, "pop3") == 0 ? starttls_pop3(&pl)
-                                                 : starttls_plain_line(&pl);
+    const char *proto = opt.starttls;
+    int rc = strcmp(proto, "smtp") == 0 || strcmp(proto, "lmtp") == 0 ? starttls_smtp(&pl)
+             : strcmp(proto, "imap") == 0                             ? starttls_imap(&pl)
+             : strcmp(proto, "pop3") == 0                             ? starttls_pop3(&pl)
+             : strcmp(proto, "ftp") == 0                              ? starttls_ftp(&pl)
+             : strcmp(proto, "xmpp") == 0                             ? starttls_xmpp(&pl)
+             : strcmp(proto, "ldap") == 0                             ? starttls_ldap(&pl)
+             : strcmp(proto, "nntp") == 0                             ? starttls_nntp(&pl)
+             : strcmp(proto, "sieve") == 0                            ? starttls_sieve(&pl)
+             : strcmp(proto, "postgres") == 0                         ? starttls_postgres(&pl)
+             : strcmp(proto, "irc") == 0                              ? starttls_irc(&pl)
+                                                                      : starttls_plain_line(&pl);
     size_t early = rill_pending(pl.lines);
     st = rill_close(pl.lines);
     if (rc != RC_OK)
@@ -1285,7 +1800,8 @@ static int starttls_exchange(rill_stream *tcp, int64_t deadline)
 /* Start TLS in place over the plain @p *s (then the TLS stream on top) and handshake. */
 static int starttls_upgrade(rill_stream **s, rill_tls_config *cfg, int64_t deadline)
 {
-    rill_status st = rill_starttls(s, cfg, opt.servername ? opt.servername : opt.host, 0);
+    rill_status st = rill_starttls(s, cfg, opt.servername ? opt.servername : opt.host,
+                                   opt.allow_truncation ? RILL_TLS_ALLOW_TRUNCATION : 0);
     if (st != RILL_OK)
         return fail(st == RILL_E_PENDING_DATA ? RC_TLS : RC_FAIL, "STARTTLS", "%s",
                     rill_errmsg(*s));
@@ -1418,6 +1934,7 @@ static int run_client(void)
     if (!opt.starttls) {
         copts.tls = cfg;
         copts.tls_servername = opt.servername;
+        copts.tls_flags = opt.allow_truncation ? RILL_TLS_ALLOW_TRUNCATION : 0;
     }
     rill_proxy_scheme scheme = 0;
     char proxy_user[256];
@@ -1481,6 +1998,8 @@ static int run_client(void)
     }
     note("connected in %lld ms", (long long)(now_ms() - start));
     note_chain(s);
+    if (opt.showcerts && (rc = show_certs(s)) != RC_OK)
+        goto out;
     struct pump p = { .s = s, .in_fd = STDIN_FILENO, .peer = peer };
     rc = pump_run(&p);
 out:
@@ -1565,6 +2084,8 @@ static int serve(rill_stream *s, bool shared_out)
         }
     }
     note_chain(s);
+    if (opt.showcerts && rill_find(s, RILL_LAYER_TLS) && (rc = show_certs(s)) != RC_OK)
+        goto out;
     if (opt.echo) {
         rc = echo_run(s, peer);
     } else {
@@ -1619,6 +2140,7 @@ static int run_listen(void)
     rill_listen_opts lopts;
     rill_listen_opts_init(&lopts);
     lopts.stream.tls = cfg;
+    lopts.stream.tls_flags = opt.allow_truncation ? RILL_TLS_ALLOW_TRUNCATION : 0;
     rill_error err;
     rill_status st;
     if (opt.unix_path) {

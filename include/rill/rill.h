@@ -1497,6 +1497,17 @@ RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ciphers(rill_tls_config 
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg,
                                                                      const char *list,
                                                                      rill_error *err);
+/**
+ * Key-exchange groups offered or accepted, colon-separated, most preferred first, in OpenSSL
+ * syntax ("X25519:P-256"; default OpenSSL's). A TLS 1.3 client sends a key share for the first
+ * group only; a server that wants another answers with a HelloRetryRequest
+ * (rill_tls_info.hello_retry).
+ * Errors: RILL_E_INVALID ("tls: no usable group in \"...\"", a NULL or empty list, a config
+ * already in use).
+ * Thread-safety: as the other setters (before the config is first used).
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_config_set_groups(rill_tls_config *cfg,
+                                                               const char *list, rill_error *err);
 /** OpenSSL security level, 2 .. 5 (default 2). Lower levels are refused. */
 RILL_API RILL_NODISCARD rill_status rill_tls_config_set_security_level(rill_tls_config *cfg,
                                                                        int level, rill_error *err);
@@ -1807,7 +1818,12 @@ typedef struct rill_tls_info {
     char cert_entry[256];  /**< server: entry that served ("*.a.test", "(default)"; "" resumed) */
     char cert_type[16];    /**< key of the certificate this side sent: "ECDSA", "RSA", "Ed25519" */
     char cert_spki[64];    /**< "sha256//BASE64" of that certificate's public key; "" if none */
-    char reserved[176];    /**< zero; facts added later take this space (fixed size) */
+    char group[32];        /**< key-exchange group of the handshake ("X25519"), "" if none */
+    int hello_retry;       /**< 1 if the handshake took a HelloRetryRequest (TLS 1.3) */
+    int close_notify;      /**< 1 once the peer's close_notify was received */
+    int truncated;         /**< 1 if the peer ended without close_notify and that was accepted
+                                (RILL_TLS_ALLOW_TRUNCATION) */
+    char reserved[132];    /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**
@@ -1815,6 +1831,27 @@ typedef struct rill_tls_info {
  * Errors: RILL_E_INVALID (NULL, or no TLS layer in the chain).
  */
 RILL_API RILL_NODISCARD rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info);
+
+/** One certificate the peer sent (rill_tls_get_peer_cert()). */
+typedef struct rill_tls_cert {
+    char subject[256];    /**< RFC 2253 */
+    char issuer[256];     /**< RFC 2253 */
+    char not_before[32];  /**< "2026-11-24T10:00:00Z" */
+    char not_after[32];   /**< validity end */
+} rill_tls_cert;
+
+/**
+ * Certificate @p index (0: the peer's own, then the chain in the order the peer sent it) of the
+ * topmost TLS layer of @p s after its handshake: its names and dates in @p info (may be NULL),
+ * and, if @p pem is not NULL, the certificate in PEM in *pem (NUL-terminated, its length in
+ * *pem_len if that is not NULL). Returns RILL_EOF past the last certificate.
+ * Ownership: free *pem with rill_free().
+ * Errors: RILL_E_INVALID (no TLS layer, or its handshake is not done), RILL_E_NOMEM.
+ * Thread-safety: as any call on the stream.
+ */
+RILL_API RILL_NODISCARD rill_status rill_tls_get_peer_cert(rill_stream *s, size_t index,
+                                                           rill_tls_cert *info, char **pem,
+                                                           size_t *pem_len);
 
 /** 1 if the topmost TLS layer of @p s resumed a session, 0 otherwise (or no TLS layer). */
 RILL_API int rill_tls_session_resumed(rill_stream *s);

@@ -24,6 +24,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -33,8 +35,21 @@
 #include "internal.h"
 #include "resolver.h"
 
+/*
+ * A response with a failure code, noted as it arrives (under the lock). c-ares 1.18 tries the
+ * next server on SERVFAIL, NOTIMP and REFUSED and, when none is left, reports only "Could not
+ * contact DNS servers", as if no server had answered: the notes say what one did answer.
+ */
+#define RCODE_NOTES 16
+struct rcode_note {
+    char name[256]; /* the question, lower case, without a trailing dot */
+    int rcode;
+};
+
 struct rilli_dns {
     pthread_mutex_t lock;
+    struct rcode_note notes[RCODE_NOTES];
+    unsigned notes_next;
     pthread_cond_t done;
     ares_channel channel;
     bool driving;
@@ -238,6 +253,100 @@ static rill_status init_sync(struct rilli_dns *dns, rill_error *err)
 
 static void sock_state(void *data, ares_socket_t s, int readable, int writable);
 
+/* The question name of DNS message @p msg, dotted and lower case; false when malformed. */
+static bool question_name(const unsigned char *msg, size_t len, char *out, size_t cap)
+{
+    size_t at = 12, used = 0;
+    while (at < len && msg[at] != 0) {
+        size_t label = msg[at++];
+        if (label > 63 || at + label > len || used + label + 2 > cap)
+            return false;
+        if (used)
+            out[used++] = '.';
+        for (size_t i = 0; i < label; i++) {
+            unsigned char c = msg[at + i];
+            out[used++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+        }
+        at += label;
+    }
+    out[used] = '\0';
+    return at < len;
+}
+
+/* c-ares's socket calls, the system's own; recvfrom also notes failure codes (above). */
+/* c-ares leaves sockets made by these functions as they come: they must be non-blocking. */
+static ares_socket_t dns_socket(int domain, int type, int protocol, void *arg)
+{
+    (void)arg;
+    return socket(domain, type | SOCK_CLOEXEC | SOCK_NONBLOCK, protocol);
+}
+
+static int dns_close(ares_socket_t fd, void *arg)
+{
+    (void)arg;
+    return close(fd);
+}
+
+static int dns_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *arg)
+{
+    (void)arg;
+    return connect(fd, sa, len);
+}
+
+static ares_ssize_t dns_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags,
+                                 struct sockaddr *from, ares_socklen_t *from_len, void *arg)
+{
+    struct rilli_dns *dns = arg;
+    ssize_t n = recvfrom(fd, buf, len, flags, from, from_len);
+    const unsigned char *m = buf;
+    /* UDP responses only (a TCP read may start mid-message): QR set, rcode 2, 4 or 5. */
+    if (from && n >= 12 && (m[2] & 0x80)) {
+        int rcode = m[3] & 0x0f;
+        struct rcode_note *note = &dns->notes[dns->notes_next % RCODE_NOTES];
+        if ((rcode == 2 || rcode == 4 || rcode == 5) &&
+            question_name(m, (size_t)n, note->name, sizeof note->name)) {
+            note->rcode = rcode;
+            dns->notes_next++;
+        }
+    }
+    return n;
+}
+
+/* sendmsg with MSG_NOSIGNAL: a DNS server that closed its TCP end never raises SIGPIPE. */
+static ares_ssize_t dns_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *arg)
+{
+    (void)arg;
+    struct msghdr msg = { .msg_iov = (struct iovec *)(uintptr_t)iov, .msg_iovlen = (size_t)n };
+    return sendmsg(fd, &msg, MSG_NOSIGNAL);
+}
+
+static const struct ares_socket_functions dns_socket_functions = {
+    dns_socket, dns_close, dns_connect, dns_recvfrom, dns_sendv,
+};
+
+/*
+ * Under the lock: what a server answered @p name with, as static text, when its answer was a
+ * failure code; NULL when none was noted. A name c-ares extended with a search domain counts.
+ */
+static const char *failure_answer(struct rilli_dns *dns, const char *name)
+{
+    size_t len = strlen(name);
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    for (unsigned i = 1; i <= RCODE_NOTES && i <= dns->notes_next; i++) {
+        const struct rcode_note *note = &dns->notes[(dns->notes_next - i) % RCODE_NOTES];
+        if (strncasecmp(note->name, name, len) != 0 ||
+            (note->name[len] != '\0' && note->name[len] != '.'))
+            continue;
+        switch (note->rcode) {
+        case 2: return "the DNS server answered SERVFAIL (it failed to resolve the name)";
+        case 4: return "the DNS server answered NOTIMP (it does not do such queries)";
+        default: return "the DNS server answered REFUSED (it does not resolve for us)";
+        }
+    }
+    return NULL;
+}
+
 static rill_status init_channel(struct rilli_dns *dns, const rill_ctx_opts *opts, rill_error *err)
 {
     struct ares_options ao;
@@ -259,6 +368,7 @@ static rill_status init_channel(struct rilli_dns *dns, const rill_ctx_opts *opts
         return rilli_error_set(err, r == ARES_ENOMEM ? RILL_E_NOMEM : RILL_E_DNS, 0,
                                "ctx: cannot start the resolver: %s", ares_strerror(r));
     }
+    ares_set_socket_functions(dns->channel, &dns_socket_functions, dns);
     if (!opts->dns_servers)
         return RILL_OK;
     rill_status st = check_servers(opts->dns_servers, err);
@@ -385,6 +495,13 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
              : status == ARES_ENOMEM ? RILL_E_NOMEM
                                      : RILL_E_DNS;
         reason = ares_strerror(status);
+        /* Newer c-ares says it (ESERVFAIL, EREFUSED); 1.18 says the servers were not reached. */
+        const char *answered = status == ARES_ECONNREFUSED || status == ARES_ESERVFAIL ||
+                                       status == ARES_EREFUSED || status == ARES_ENOTIMP
+                                   ? failure_answer(dns, e->name)
+                                   : NULL;
+        if (answered)
+            reason = answered;
     }
     /* c-ares ends a cancelled lookup with what it has (say, A without AAAA): a waiter may use
      * it, but it is not the whole answer, so it is not cached. */

@@ -13,6 +13,7 @@
  * to the core, which waits and calls again.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -23,12 +24,21 @@
 #include <time.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "tls.h"
 
 #define WRITE_CHUNK 16384 /* one record: the most a write left pending can hold */
 #define FULL_RECORD 16384 /* plaintext of a full record: one this full suggests more follow */
+
+/*
+ * After this side sent a fatal alert, rill_close drains what the peer still sends before the
+ * descriptor is closed, at most this many bytes for at most this long: closing a socket with
+ * unread bytes makes the kernel answer with a reset, which can destroy the alert at the peer.
+ */
+#define ALERT_DRAIN_BYTES (64 * 1024)
+#define ALERT_DRAIN_MS    200
 
 struct tls {
     SSL *ssl;
@@ -39,6 +49,10 @@ struct tls {
     bool handshake_done;
     bool sent_shutdown;
     bool allow_truncation;
+    bool sent_fatal_alert; /* this side ended the connection with a fatal alert */
+    bool hello_retry;      /* the handshake took a HelloRetryRequest */
+    bool reneg_refused;    /* a server refused the client's renegotiation */
+    bool alert_drained;    /* ... and the close drained the peer's bytes once */
     bool io_eof;           /* the BIO saw end of stream */
     bool eof;              /* an unterminated end was accepted (RILL_TLS_ALLOW_TRUNCATION) */
     rill_status io_status; /* the BIO's last WANT or error, for the real reason */
@@ -214,8 +228,19 @@ static void msg_cb(int write_p, int version, int content_type, const void *buf, 
     (void)ssl;
     struct tls *t = arg;
     const unsigned char *p = buf;
-    if (write_p)
+    /* A HelloRetryRequest is a ServerHello with this random (RFC 8446 4.1.3), either way. */
+    static const unsigned char hrr_random[32] = { 0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11,
+                                                  0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+                                                  0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e,
+                                                  0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c };
+    if (content_type == SSL3_RT_HANDSHAKE && len >= 38 && p[0] == SSL3_MT_SERVER_HELLO &&
+        memcmp(p + 6, hrr_random, sizeof hrr_random) == 0)
+        t->hello_retry = true;
+    if (write_p) {
+        if (content_type == SSL3_RT_ALERT && len >= 2 && p[0] == SSL3_AL_FATAL)
+            t->sent_fatal_alert = true;
         return;
+    }
     if (content_type == SSL3_RT_HANDSHAKE && len >= 6 &&
         (p[0] == SSL3_MT_SERVER_HELLO || p[0] == SSL3_MT_CLIENT_HELLO))
         t->peer_version = p[4] << 8 | p[5];
@@ -463,6 +488,24 @@ void rilli_tls_ctx_callbacks(SSL_CTX *ctx, rill_tls_config *cfg)
     SSL_CTX_set_cert_cb(ctx, cert_cb, NULL);
 }
 
+/*
+ * Servers: a TLS 1.2 client that asks to renegotiate is refused with a fatal no_renegotiation
+ * alert, which ends the connection. OpenSSL's own refusal is a warning alert that lets the
+ * connection go on, and clients that insist then loop on it (gnutls-cli --rehandshake ends
+ * with "internal error"); rill never renegotiates, so it says so once, for good.
+ */
+int rilli_tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    (void)arg;
+    struct tls *t = SSL_get_app_data(ssl);
+    if (!t || !t->handshake_done)
+        return SSL_CLIENT_HELLO_SUCCESS;
+    *alert = SSL_AD_NO_RENEGOTIATION;
+    t->reneg_refused = true;
+    t->sent_fatal_alert = true; /* the close drains, so the alert is read, not reset away */
+    return SSL_CLIENT_HELLO_ERROR;
+}
+
 /* ---- errors ---- */
 
 static bool is_want(rill_status st)
@@ -534,6 +577,11 @@ static rill_status ssl_failure(rill_stream *s, struct tls *t, int ret)
     } else if (t->io_status < 0) {
         st = t->io_status; /* the inner stream's error, already recorded on s */
         ERR_clear_error();
+    } else if (t->reneg_refused) {
+        ERR_clear_error();
+        st = rill_stream_error(s, RILL_E_TLS,
+                               "the peer asked to renegotiate: refused with a fatal "
+                               "no_renegotiation alert (rill does not renegotiate)");
     } else if (!t->handshake_done && verify_enforced(t) && (t->vfy_err || vres != X509_V_OK)) {
         /*
          * Our verification refused the peer: that is the reason, whatever the error queue
@@ -948,11 +996,56 @@ static rill_status send_close_notify(rill_stream *s, struct tls *t)
     return RILL_OK;
 }
 
+/*
+ * rill_close after this side sent a fatal alert: shut the write side (the alert is out; a FIN
+ * follows it), then read and discard what the peer still sends, until it closes, for at most
+ * ALERT_DRAIN_MS and ALERT_DRAIN_BYTES. Closing with the peer's last flight unread (a TLS 1.3
+ * client's Finished and first data arrive after the server refused its certificate) would make
+ * the kernel send a reset, and a reset can destroy the alert before the peer reads it. Only
+ * for callers that allow waiting (a write timeout other than 0) on a socket transport.
+ */
+static void drain_after_alert(rill_stream *s, struct tls *t)
+{
+    int wait_ms = 0;
+    rill_get_timeouts(s, NULL, &wait_ms);
+    t->alert_drained = true;
+    if (!t->fast || wait_ms == 0)
+        return;
+    if (wait_ms < 0 || wait_ms > ALERT_DRAIN_MS)
+        wait_ms = ALERT_DRAIN_MS;
+    int fd = rill_fd(rill_stream_inner(s));
+    if (fd < 0 || shutdown(fd, SHUT_WR) != 0)
+        return;
+    int64_t deadline = rilli_now_ms() + wait_ms;
+    size_t total = 0;
+    char sink[4096];
+    while (total < ALERT_DRAIN_BYTES) {
+        int64_t left = deadline - rilli_now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return;
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n <= 0)
+            return; /* the peer closed (it has read the alert), or the connection failed */
+        total += (size_t)n;
+    }
+}
+
 static rill_status tls_flush(rill_stream *s)
 {
     struct tls *t = op_start(s);
-    if (t->fatal)
+    if (t->fatal) {
+        if (rilli_closing(s) && t->sent_fatal_alert && !t->alert_drained)
+            drain_after_alert(s, t);
         return t->wpend_len ? t->fatal : RILL_OK; /* close reports no stale error */
+    }
     rill_status st = t->wpend_len ? finish_pending_write(s, t) : RILL_OK;
     if (st == RILL_OK && rilli_closing(s) && t->handshake_done && !t->sent_shutdown)
         st = send_close_notify(s, t);
@@ -1217,6 +1310,13 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
     bool ok = true;
     if (server) {
         SSL_set_accept_state(t->ssl);
+#ifdef SSL_OP_ALLOW_CLIENT_RENEGOTIATION
+        /* Let a renegotiating ClientHello reach rilli_tls_client_hello_cb, which refuses it. */
+        if (cfg->refuses_reneg) {
+            SSL_clear_options(t->ssl, SSL_OP_NO_RENEGOTIATION);
+            SSL_set_options(t->ssl, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+        }
+#endif
         int mode = cfg->client_auth == RILL_TLS_CLIENT_AUTH_NONE ? SSL_VERIFY_NONE
                    : cfg->client_auth == RILL_TLS_CLIENT_AUTH_OPTIONAL
                        ? SSL_VERIFY_PEER
@@ -1338,6 +1438,12 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
         snprintf(info->cert_type, sizeof info->cert_type, "%s", rilli_tls_key_type_name(mine));
         rilli_tls_spki(mine, info->cert_spki, sizeof info->cert_spki, NULL);
     }
+    info->hello_retry = t->hello_retry;
+    info->close_notify = (SSL_get_shutdown(t->ssl) & SSL_RECEIVED_SHUTDOWN) != 0;
+    info->truncated = t->eof;
+    int group = SSL_get_negotiated_group(t->ssl);
+    const char *gname = group ? SSL_group_to_name(t->ssl, group) : NULL;
+    snprintf(info->group, sizeof info->group, "%s", gname ? gname : "");
     snprintf(info->version, sizeof info->version, "%s", SSL_get_version(t->ssl));
     snprintf(info->cipher, sizeof info->cipher, "%s", SSL_get_cipher_name(t->ssl));
     const unsigned char *alpn = NULL;
@@ -1358,6 +1464,56 @@ RILL_API rill_status rill_tls_get_info(rill_stream *s, rill_tls_info *info)
     format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
     rilli_tls_spki(cert, info->spki_sha256, sizeof info->spki_sha256, NULL);
     ERR_clear_error();
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_get_peer_cert(rill_stream *s, size_t index, rill_tls_cert *info,
+                                            char **pem, size_t *pem_len)
+{
+    if (pem)
+        *pem = NULL;
+    if (pem_len)
+        *pem_len = 0;
+    rill_stream *l = find_tls(s);
+    struct tls *t = l ? rilli_state(l) : NULL;
+    if (!t || !t->handshake_done)
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_tls_get_peer_cert: no TLS layer with a finished handshake");
+    /* A client's list starts with the server's certificate; a server's lacks the client's. */
+    STACK_OF(X509) *sent = SSL_get_peer_cert_chain(t->ssl);
+    X509 *cert = NULL;
+    if (t->server && index == 0)
+        cert = SSL_get0_peer_certificate(t->ssl);
+    else if (sent && index - (t->server ? 1 : 0) < (size_t)sk_X509_num(sent))
+        cert = sk_X509_value(sent, (int)(index - (t->server ? 1 : 0)));
+    if (!cert)
+        return RILL_EOF;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        name_oneline(X509_get_subject_name(cert), info->subject, sizeof info->subject);
+        name_oneline(X509_get_issuer_name(cert), info->issuer, sizeof info->issuer);
+        format_time(X509_get0_notBefore(cert), info->not_before, sizeof info->not_before);
+        format_time(X509_get0_notAfter(cert), info->not_after, sizeof info->not_after);
+    }
+    if (!pem) {
+        ERR_clear_error();
+        return RILL_OK;
+    }
+    BIO *mem = BIO_new(BIO_s_mem());
+    char *data = NULL;
+    long n = mem && PEM_write_bio_X509(mem, cert) == 1 ? BIO_get_mem_data(mem, &data) : 0;
+    char *copy = n > 0 ? rilli_malloc((size_t)n + 1) : NULL;
+    if (copy) {
+        memcpy(copy, data, (size_t)n);
+        copy[n] = '\0';
+        *pem = copy;
+        if (pem_len)
+            *pem_len = (size_t)n;
+    }
+    BIO_free(mem);
+    ERR_clear_error();
+    if (!copy)
+        return rilli_api_error(s, RILL_E_NOMEM, "rill_tls_get_peer_cert: out of memory");
     return RILL_OK;
 }
 

@@ -89,6 +89,7 @@ struct rill_tls_config {
     SSL_CTX *ctx;
     bool ca_set;
     bool has_cert;
+    bool refuses_reneg; /* rilli_tls_client_hello_cb is installed on ctx */
     bool verify_cert;
     bool verify_name;
     int min_version;
@@ -200,5 +201,8 @@ bool rilli_tls_use_entry(SSL *ssl, const struct rilli_tls_entry *entry);
 
 /* SSL_CTX new-session callback (tls.c): a client's session goes to rill_connect's cache. */
 int rilli_tls_new_session_cb(SSL *ssl, SSL_SESSION *sess);
+
+/* Servers: refuses a renegotiating ClientHello with a fatal no_renegotiation alert (tls.c). */
+int rilli_tls_client_hello_cb(SSL *ssl, int *alert, void *arg);
 
 #endif

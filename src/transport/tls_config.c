@@ -215,6 +215,8 @@ RILL_API rill_status rill_tls_config_new(rill_tls_config **out, rill_error *err)
     rilli_tls_ctx_callbacks(c, cfg);
     rilli_tls_server_ctx_init(cfg);
     SSL_CTX_sess_set_new_cb(c, rilli_tls_new_session_cb);
+    SSL_CTX_set_client_hello_cb(c, rilli_tls_client_hello_cb, NULL);
+    cfg->refuses_reneg = true; /* tls.c lets renegotiation reach the callback only then */
     /* Resumption with client certificates needs a session id context on the server side. */
     static const unsigned char sid_ctx[] = "rill";
     if (SSL_CTX_set_cipher_list(c, DEFAULT_CIPHERS) != 1 ||
@@ -406,6 +408,18 @@ RILL_API rill_status rill_tls_config_set_ciphersuites(rill_tls_config *cfg, cons
     if (!list || !*list || SSL_CTX_set_ciphersuites(cfg->ctx, list) != 1)
         return rilli_tls_ssl_fail(err, RILL_E_INVALID,
                                   "no usable TLS 1.3 ciphersuite in \"%.100s\"", list ? list : "");
+    return RILL_OK;
+}
+
+RILL_API rill_status rill_tls_config_set_groups(rill_tls_config *cfg, const char *list,
+                                                rill_error *err)
+{
+    rill_status st = rilli_tls_check_cfg(cfg, "set_groups", err);
+    if (st != RILL_OK)
+        return st;
+    if (!list || !*list || SSL_CTX_set1_groups_list(cfg->ctx, list) != 1)
+        return rilli_tls_ssl_fail(err, RILL_E_INVALID, "no usable group in \"%.100s\"",
+                                  list ? list : "");
     return RILL_OK;
 }
 

@@ -193,6 +193,22 @@ static bool pem_ended_cleanly(void)
 }
 
 /*
+ * Whether PEM text @p b (read again from its start) has a private key block at all: without
+ * one, OpenSSL 3 says only "unsupported", which reads like a key of an unknown kind.
+ */
+static bool holds_private_key(BIO *b)
+{
+    char line[256];
+    if (BIO_reset(b) < 0)
+        return true; /* cannot tell: keep OpenSSL's reason */
+    for (int i = 0; i < 100000 && BIO_gets(b, line, sizeof line) > 0; i++) {
+        if (strncmp(line, "-----BEGIN ", 11) == 0 && strstr(line, "PRIVATE KEY-----"))
+            return true;
+    }
+    return false;
+}
+
+/*
  * Parse a chain (leaf first) and a key from two BIOs into @p out. @p cname / @p kname name
  * them in messages; @p fresh refuses an expired leaf (a reload must not swap one in).
  */
@@ -228,6 +244,13 @@ static rill_status load_pair(rill_tls_config *cfg, BIO *certs, BIO *key, const c
     }
     p.key = PEM_read_bio_PrivateKey(key, NULL, SSL_CTX_get_default_passwd_cb(cfg->ctx),
                                     SSL_CTX_get_default_passwd_cb_userdata(cfg->ctx));
+    if (!p.key && !holds_private_key(key)) {
+        ERR_clear_error();
+        st = rilli_error_set(err, RILL_E_TLS, 0,
+                             "tls: cannot load private key %.150s: the file holds no private key",
+                             kname);
+        goto out;
+    }
     if (!p.key) {
         st = rilli_tls_ssl_fail(err, RILL_E_TLS, "cannot load private key %.150s", kname);
         goto out;

@@ -417,7 +417,12 @@ RILL_API rill_status rill_tls_config_set_groups(rill_tls_config *cfg, const char
     rill_status st = rilli_tls_check_cfg(cfg, "set_groups", err);
     if (st != RILL_OK)
         return st;
-    if (!list || !*list || SSL_CTX_set1_groups_list(cfg->ctx, list) != 1)
+    /* SSL_CTX_set1_groups_list is a macro that casts the const away; OpenSSL only reads it. */
+    union {
+        const char *in;
+        char *arg;
+    } text = { .in = list };
+    if (!list || !*list || SSL_CTX_ctrl(cfg->ctx, SSL_CTRL_SET_GROUPS_LIST, 0, text.arg) != 1)
         return rilli_tls_ssl_fail(err, RILL_E_INVALID, "no usable group in \"%.100s\"",
                                   list ? list : "");
     return RILL_OK;

@@ -228,27 +228,44 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
 
 /* ---- a counting allocator ---- */
 
+/*
+ * Every block carries a header with its size and whether it was counted, so a block is
+ * subtracted only if it was added. Either every thread counts (bench_count_allocator_install)
+ * or only the threads that turned counting on (bench_count_per_thread_install): then the
+ * allocations of a peer thread in the same process stay out.
+ */
+struct block_header {
+    size_t size;
+    bool counted;
+};
+#define HEADER_SIZE sizeof(max_align_t)
+_Static_assert(sizeof(struct block_header) <= HEADER_SIZE, "block header too large");
+
 static size_t live_bytes;
-static const size_t header = sizeof(max_align_t);
+static bool count_all;
+static _Thread_local bool thread_counts;
 
 static void *count_alloc(size_t n)
 {
-    unsigned char *p = malloc(n + header);
+    unsigned char *p = malloc(n + HEADER_SIZE);
     if (!p)
         return NULL;
-    memcpy(p, &n, sizeof n);
-    live_bytes += n;
-    return p + header;
+    struct block_header h = { n, count_all || thread_counts };
+    memcpy(p, &h, sizeof h);
+    if (h.counted)
+        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
+    return p + HEADER_SIZE;
 }
 
 static void count_free(void *q)
 {
     if (!q)
         return;
-    unsigned char *p = (unsigned char *)q - header;
-    size_t n;
-    memcpy(&n, p, sizeof n);
-    live_bytes -= n;
+    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
+    struct block_header h;
+    memcpy(&h, p, sizeof h);
+    if (h.counted)
+        __atomic_sub_fetch(&live_bytes, h.size, __ATOMIC_RELAXED);
     free(p);
 }
 
@@ -256,25 +273,66 @@ static void *count_realloc(void *q, size_t n)
 {
     if (!q)
         return count_alloc(n);
-    unsigned char *p = (unsigned char *)q - header;
-    size_t old;
+    if (n == 0) {
+        count_free(q);
+        return NULL;
+    }
+    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
+    struct block_header old;
     memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + header);
+    unsigned char *r = realloc(p, n + HEADER_SIZE);
     if (!r)
         return NULL;
-    memcpy(r, &n, sizeof n);
-    live_bytes = live_bytes - old + n;
-    return r + header;
+    struct block_header h = { n, old.counted };
+    memcpy(r, &h, sizeof h);
+    if (h.counted) {
+        __atomic_sub_fetch(&live_bytes, old.size, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
+    }
+    return r + HEADER_SIZE;
 }
 
 void bench_count_allocator_install(void)
 {
+    count_all = true;
     rill_set_allocator(count_alloc, count_realloc, count_free);
+}
+
+void bench_count_per_thread_install(void)
+{
+    count_all = false;
+    rill_set_allocator(count_alloc, count_realloc, count_free);
+}
+
+void bench_count_this_thread(bool on)
+{
+    thread_counts = on;
 }
 
 size_t bench_live_bytes(void)
 {
-    return live_bytes;
+    return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+}
+
+void *bench_ossl_malloc(size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return count_alloc(n);
+}
+
+void *bench_ossl_realloc(void *q, size_t n, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    return count_realloc(q, n);
+}
+
+void bench_ossl_free(void *q, const char *file, int line)
+{
+    (void)file;
+    (void)line;
+    count_free(q);
 }
 
 /* ---- /proc/net counters ---- */

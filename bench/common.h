@@ -7,6 +7,7 @@
 #ifndef RILL_BENCH_COMMON_H
 #define RILL_BENCH_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,11 +89,19 @@ void bench_print_table(const char *title, const char *unit, const char *ratio_la
 
 /*
  * A counting allocator for rill_set_allocator(): each block carries its size in a header, so
- * frees are subtracted exactly. Single-threaded (install it in the process that measures).
+ * frees are subtracted exactly. bench_count_allocator_install counts the blocks of every
+ * thread; bench_count_per_thread_install only those allocated while the allocating thread has
+ * bench_count_this_thread(true) (a peer thread in the same process stays out).
  */
 void bench_count_allocator_install(void);
-/* Bytes rill holds now through the counting allocator. */
+void bench_count_per_thread_install(void);
+void bench_count_this_thread(bool on);
+/* Bytes held now through the counting allocator (counted blocks only). */
 size_t bench_live_bytes(void);
+/* The same allocator for OpenSSL's CRYPTO_set_mem_functions (its signatures). */
+void *bench_ossl_malloc(size_t n, const char *file, int line);
+void *bench_ossl_realloc(void *q, size_t n, const char *file, int line);
+void bench_ossl_free(void *q, const char *file, int line);
 
 /*
  * The counter @p name of the @p section line pair ("TcpExt:", "Udp: ") of a /proc/net table

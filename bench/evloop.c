@@ -62,91 +62,6 @@
 #define MAX_REPS    99
 #define CLIENTS     2
 
-/* ---- counting allocator: blocks allocated on the counting thread (the server's) ---- */
-
-struct block_header {
-    size_t size;
-    bool counted;
-};
-#define HEADER_SIZE sizeof(max_align_t)
-_Static_assert(sizeof(struct block_header) <= HEADER_SIZE, "block header too large");
-
-static _Thread_local bool counting;
-static size_t live_bytes;
-
-static void *count_alloc(size_t n)
-{
-    unsigned char *p = malloc(n + HEADER_SIZE);
-    if (!p)
-        return NULL;
-    struct block_header h = { n, counting };
-    memcpy(p, &h, sizeof h);
-    if (h.counted)
-        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
-    return p + HEADER_SIZE;
-}
-
-static void count_free(void *q)
-{
-    if (!q)
-        return;
-    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
-    struct block_header h;
-    memcpy(&h, p, sizeof h);
-    if (h.counted)
-        __atomic_sub_fetch(&live_bytes, h.size, __ATOMIC_RELAXED);
-    free(p);
-}
-
-static void *count_realloc(void *q, size_t n)
-{
-    if (!q)
-        return count_alloc(n);
-    if (n == 0) {
-        count_free(q);
-        return NULL;
-    }
-    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
-    struct block_header old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + HEADER_SIZE);
-    if (!r)
-        return NULL;
-    struct block_header h = { n, old.counted };
-    memcpy(r, &h, sizeof h);
-    if (h.counted) {
-        __atomic_sub_fetch(&live_bytes, old.size, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
-    }
-    return r + HEADER_SIZE;
-}
-
-static void *ossl_malloc(size_t n, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    return count_alloc(n);
-}
-
-static void *ossl_realloc(void *q, size_t n, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    return count_realloc(q, n);
-}
-
-static void ossl_free(void *q, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    count_free(q);
-}
-
-static size_t live_now(void)
-{
-    return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
-}
-
 /* ---- setup ---- */
 
 struct bench {
@@ -361,7 +276,7 @@ static void note_idle(struct server *sv, struct sconn *c)
     c->was_idle = true;
     if (++sv->idle_now == sv->idle_target && !sv->measured) {
         pthread_mutex_lock(&sv->lock);
-        sv->live_idle = live_now();
+        sv->live_idle = bench_live_bytes();
         sv->measured = true;
         pthread_cond_broadcast(&sv->changed);
         pthread_mutex_unlock(&sv->lock);
@@ -539,7 +454,7 @@ static void *server_main(void *arg)
 {
     struct server *sv = arg;
     bench_pin(0);
-    counting = true;
+    bench_count_this_thread(true);
     double c0 = thread_cpu();
     struct epoll_event evs[64];
     int listen_fd = sv->be == RILL ? rill_listener_fd(sv->listener) : sv->listen_fd;
@@ -569,7 +484,7 @@ static void *server_main(void *arg)
             bench_die("a connection's deadline passed: the benchmark is stuck");
     }
     sv->cpu = thread_cpu() - c0;
-    counting = false;
+    bench_count_this_thread(false);
     return NULL;
 }
 
@@ -602,7 +517,7 @@ static void server_start(struct server *sv, const struct bench *b, enum backend 
         int fl = fcntl(sv->listen_fd, F_GETFL);
         fcntl(sv->listen_fd, F_SETFL, fl | O_NONBLOCK);
     }
-    sv->live_before = live_now();
+    sv->live_before = bench_live_bytes();
 }
 
 static void server_stop(struct server *sv, pthread_t t)
@@ -783,11 +698,11 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free)) {
+    if (!CRYPTO_set_mem_functions(bench_ossl_malloc, bench_ossl_realloc, bench_ossl_free)) {
         fprintf(stderr, "bench: CRYPTO_set_mem_functions refused (OpenSSL already allocated)\n");
         return 1;
     }
-    rill_set_allocator(count_alloc, count_realloc, count_free);
+    bench_count_per_thread_install();
     signal(SIGPIPE, SIG_IGN); /* raw SSL_shutdown writes with write(2) to a peer that may be gone */
     struct bench b = { .reps = 11, .conns = 400, .idle = 400 };
     int opt;

@@ -67,96 +67,6 @@
 #define SERVER_NAME "bench.rill.test"
 #define MAX_REPS    99
 
-/* ---- counting allocator (OpenSSL's and rill's) ---- */
-
-/*
- * Every block carries a header with its size and whether it was counted: only blocks allocated
- * on a thread that has counting on (the client thread, during the memory part) are counted, so
- * the peer's allocations stay out, and a block is subtracted only if it was added.
- */
-struct block_header {
-    size_t size;
-    bool counted;
-};
-#define HEADER_SIZE sizeof(max_align_t)
-_Static_assert(sizeof(struct block_header) <= HEADER_SIZE, "block header too large");
-
-static _Thread_local bool counting;
-static size_t live_bytes;
-
-static void *count_alloc(size_t n)
-{
-    unsigned char *p = malloc(n + HEADER_SIZE);
-    if (!p)
-        return NULL;
-    struct block_header h = { n, counting };
-    memcpy(p, &h, sizeof h);
-    if (h.counted)
-        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
-    return p + HEADER_SIZE;
-}
-
-static void count_free(void *q)
-{
-    if (!q)
-        return;
-    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
-    struct block_header h;
-    memcpy(&h, p, sizeof h);
-    if (h.counted)
-        __atomic_sub_fetch(&live_bytes, h.size, __ATOMIC_RELAXED);
-    free(p);
-}
-
-static void *count_realloc(void *q, size_t n)
-{
-    if (!q)
-        return count_alloc(n);
-    if (n == 0) {
-        count_free(q);
-        return NULL;
-    }
-    unsigned char *p = (unsigned char *)q - HEADER_SIZE;
-    struct block_header old;
-    memcpy(&old, p, sizeof old);
-    unsigned char *r = realloc(p, n + HEADER_SIZE);
-    if (!r)
-        return NULL;
-    struct block_header h = { n, old.counted };
-    memcpy(r, &h, sizeof h);
-    if (h.counted) {
-        __atomic_sub_fetch(&live_bytes, old.size, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&live_bytes, n, __ATOMIC_RELAXED);
-    }
-    return r + HEADER_SIZE;
-}
-
-static void *ossl_malloc(size_t n, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    return count_alloc(n);
-}
-
-static void *ossl_realloc(void *q, size_t n, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    return count_realloc(q, n);
-}
-
-static void ossl_free(void *q, const char *file, int line)
-{
-    (void)file;
-    (void)line;
-    count_free(q);
-}
-
-static size_t live_now(void)
-{
-    return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
-}
-
 /* ---- setup ---- */
 
 struct config {
@@ -915,10 +825,10 @@ static void mem_rill_one(struct bench *b, struct client *c, double step[M_N])
 {
     rill_error err;
     rill_stream *tcp = NULL, *tls = NULL, *buf = NULL, *top = NULL;
-    size_t at = live_now();
+    size_t at = bench_live_bytes();
 #define STEP(k)                               \
     do {                                      \
-        size_t now_ = live_now();             \
+        size_t now_ = bench_live_bytes();     \
         step[k] += (double)now_ - (double)at; \
         at = now_;                            \
     } while (0)
@@ -965,8 +875,8 @@ static void mem_run(struct bench *b, enum mem_client who, size_t n, double step[
     if (!c)
         bench_die("out of memory");
     memset(step, 0, M_N * sizeof *step);
-    counting = true;
-    size_t before = live_now();
+    bench_count_this_thread(true);
+    size_t before = bench_live_bytes();
     for (size_t i = 0; i < n; i++) {
         c[i].fd = -1;
         if (who != MEM_RILL)
@@ -974,11 +884,11 @@ static void mem_run(struct bench *b, enum mem_client who, size_t n, double step[
         else
             mem_rill_one(b, &c[i], step);
     }
-    size_t open = live_now();
+    size_t open = bench_live_bytes();
     for (size_t i = 0; who == MEM_RILL && i < n; i++)
         (void)rill_shrink(c[i].s);
-    size_t shrunk = live_now();
-    counting = false;
+    size_t shrunk = bench_live_bytes();
+    bench_count_this_thread(false);
     for (size_t i = 0; i < n; i++)
         client_close(&c[i]);
     pthread_join(t, NULL);
@@ -1045,11 +955,11 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     /* Before anything allocates through OpenSSL. */
-    if (!CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free)) {
+    if (!CRYPTO_set_mem_functions(bench_ossl_malloc, bench_ossl_realloc, bench_ossl_free)) {
         fprintf(stderr, "bench: CRYPTO_set_mem_functions refused (OpenSSL already allocated)\n");
         return 1;
     }
-    rill_set_allocator(count_alloc, count_realloc, count_free);
+    bench_count_per_thread_install();
     signal(SIGPIPE, SIG_IGN); /* raw SSL_shutdown writes with write(2) to a peer that may be gone */
 
     struct bench b = { .cfg = { 256u * 1024 * 1024, 11, 65536, 200, 200, "TLS_AES_256_GCM_SHA384",

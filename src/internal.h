@@ -267,7 +267,8 @@ rill_status rilli_tls_connect_wrap(rill_ctx *ctx, const char *host, uint16_t por
  * Option structs that grow (src/opts.c): rilli_opts_size() is what an _init function stores in
  * the size member; the loaders fill @p out (this library's size, defaults for what the caller's
  * struct lacks) from the caller's @p in (NULL: defaults) and refuse a bad size with
- * RILL_E_INVALID naming @p kind.
+ * RILL_E_INVALID naming @p kind. rilli_connect_opts_load also checks the values
+ * (rilli_check_connect_opts).
  */
 uint32_t rilli_opts_size(size_t size);
 rill_status rilli_connect_opts_load(const char *kind, const rill_connect_opts *in,

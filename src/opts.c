@@ -145,9 +145,10 @@ rill_status rilli_connect_opts_load(const char *kind, const rill_connect_opts *i
     rill_connect_opts_init(out);
     if (!in)
         return RILL_OK;
-    return load(kind, "rill_connect_opts", in, connect_opts_ends,
-                sizeof connect_opts_ends / sizeof connect_opts_ends[0], _Alignof(rill_connect_opts),
-                out, sizeof *out, err);
+    rill_status st = load(kind, "rill_connect_opts", in, connect_opts_ends,
+                          sizeof connect_opts_ends / sizeof connect_opts_ends[0],
+                          _Alignof(rill_connect_opts), out, sizeof *out, err);
+    return st == RILL_OK ? rilli_check_connect_opts(kind, out, err) : st;
 }
 
 rill_status rilli_ctx_opts_load(const rill_ctx_opts *in, rill_ctx_opts *out, rill_error *err)

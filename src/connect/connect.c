@@ -1062,9 +1062,6 @@ RILL_API rill_status rill_connect_start(rill_ctx *ctx, const char *host, uint16_
     if (st != RILL_OK)
         return st;
     opts = &loaded;
-    st = rilli_check_connect_opts("connect", opts, err);
-    if (st != RILL_OK)
-        return st;
     if (opts->timeout_ms == 0)
         return rilli_error_set(err, RILL_E_INVALID, 0,
                                "connect: timeout_ms 0 leaves no time to connect (-1: no deadline; "

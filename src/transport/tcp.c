@@ -40,9 +40,6 @@ RILL_API rill_status rill_tcp_connect_addr(const char *addr, uint16_t port,
     if (st != RILL_OK)
         return st;
     opts = &loaded;
-    st = rilli_check_connect_opts("tcp", opts, err);
-    if (st != RILL_OK)
-        return st;
     char display[80];
     rilli_sockaddr_format((struct sockaddr *)&ss, sl, display, sizeof display);
     int fd = -1;
@@ -81,9 +78,6 @@ RILL_API rill_status rill_tcp_adopt(int fd, const rill_connect_opts *opts, rill_
     if (st != RILL_OK)
         return st;
     opts = &loaded;
-    st = rilli_check_connect_opts("tcp", opts, err);
-    if (st != RILL_OK)
-        return st;
     return rilli_sock_new_peer(&rilli_tcp_ops, fd, false, (struct sockaddr *)&ss, sl, false, opts,
                                out, err);
 }

@@ -33,9 +33,6 @@ RILL_API rill_status rill_unix_connect(const char *path, const rill_connect_opts
     if (st != RILL_OK)
         return st;
     opts = &loaded;
-    st = rilli_check_connect_opts("unix", opts, err);
-    if (st != RILL_OK)
-        return st;
     int fd = -1;
     st = rilli_sock_connect("unix", path, (struct sockaddr *)&sun, sl, opts->timeout_ms, &fd, err);
     if (st != RILL_OK)

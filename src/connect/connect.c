@@ -488,6 +488,29 @@ static int winner_family(const rill_connect_op *op)
     return op->winner->family;
 }
 
+/*
+ * @p s (the op's from here on) reaches the host, directly or through a proxy's tunnel: it is
+ * the outcome, or TLS to the host starts on it.
+ */
+static rill_status to_host(rill_connect_op *op, rill_stream *s, rill_error *err)
+{
+    if (!op->opts.tls) {
+        op->stream = s;
+        return finish(op, RILL_OK, err);
+    }
+    rill_stream *tls = NULL;
+    rill_status st =
+        rilli_tls_connect_wrap(op->ctx, op->host, op->port, &op->opts, s, &tls, &op->err);
+    if (st != RILL_OK) {
+        rill_close(s);
+        return finish(op, st, err);
+    }
+    op->stream = tls;
+    op->phase = PH_TLS;
+    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, winner_family(op));
+    return RILL_OK;
+}
+
 /* The winner: close the others, make the stream, start TLS if asked. */
 static rill_status won(rill_connect_op *op, int fd, rill_error *err)
 {
@@ -510,20 +533,7 @@ static rill_status won(rill_connect_op *op, int fd, rill_error *err)
     emit(op, RILL_EV_CONNECTED, op->winner, 0, RILL_OK, NULL, winner_family(op));
     if (op->px)
         return proxy_won(op, s, err);
-    if (!op->opts.tls) {
-        op->stream = s;
-        return finish(op, RILL_OK, err);
-    }
-    rill_stream *tls = NULL;
-    st = rilli_tls_connect_wrap(op->ctx, op->host, op->port, &op->opts, s, &tls, &op->err);
-    if (st != RILL_OK) {
-        rill_close(s);
-        return finish(op, st, err);
-    }
-    op->stream = tls;
-    op->phase = PH_TLS;
-    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, winner_family(op));
-    return RILL_OK;
+    return to_host(op, s, err);
 }
 
 static rill_status tls_step(rill_connect_op *op, rill_error *err)
@@ -895,21 +905,14 @@ static rill_status proxy_step(rill_connect_op *op, rill_error *err)
     op->host = px->origin_host;
     px->origin_host = NULL;
     op->port = px->origin_port;
-    if (!op->opts.tls) {
+    if (!op->opts.tls) { /* the caller's timeouts, in place of the steps' 0 */
         st = rill_set_timeouts(op->stream, op->opts.read_timeout_ms, op->opts.write_timeout_ms);
-        return finish(op, st, err);
+        if (st != RILL_OK)
+            return finish(op, st, err);
     }
-    rill_stream *tls = NULL;
-    st = rilli_tls_connect_wrap(op->ctx, op->host, op->port, &op->opts, op->stream, &tls, &op->err);
-    if (st != RILL_OK) {
-        rill_close(op->stream);
-        op->stream = NULL;
-        return finish(op, st, err);
-    }
-    op->stream = tls;
-    op->phase = PH_TLS;
-    emit(op, RILL_EV_TLS_HANDSHAKE, op->winner, 0, RILL_OK, NULL, winner_family(op));
-    return RILL_OK;
+    rill_stream *tunnel = op->stream;
+    op->stream = NULL;
+    return to_host(op, tunnel, err);
 }
 
 static rill_status proxy_timed_out(rill_connect_op *op, rill_error *err)

@@ -212,6 +212,13 @@ size_t rilli_describe_pending(const rill_stream *top, const rill_stream *stop, c
                               size_t len);
 
 /*
+ * RILL_OK when no layer of @p s holds bytes received so far; else RILL_E_PENDING_DATA on @p s,
+ * "<who>: refusing to start TLS: N bytes received before the upgrade are still unread in
+ * <layer>" (plaintext that could have been injected before a TLS upgrade).
+ */
+rill_status rilli_refuse_pending_plaintext(rill_stream *s, const char *who);
+
+/*
  * Whether rill_close is flushing @p s before closing it: a layer of rill's own with a closing
  * message (TLS's close_notify) sends it from its flush op then, where the core may wait for
  * the connection to take it, rather than from its close op, which must not wait.

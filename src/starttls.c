@@ -39,16 +39,9 @@ RILL_API rill_status rill_starttls(rill_stream **top, rill_tls_config *cfg, cons
     rill_status st = rill_flush(s);
     if (st != RILL_OK)
         return st;
-    size_t unread = rill_pending(s);
-    if (unread > 0) {
-        char holder[128];
-        rilli_describe_pending(s, NULL, holder, sizeof holder);
-        return rilli_api_error(s, RILL_E_PENDING_DATA,
-                               "rill_starttls: refusing to start TLS: %zu byte%s received before "
-                               "the upgrade %s still unread in %s (plaintext that could be "
-                               "injected, CVE-2011-0411)",
-                               unread, unread == 1 ? "" : "s", unread == 1 ? "is" : "are", holder);
-    }
+    st = rilli_refuse_pending_plaintext(s, "rill_starttls");
+    if (st != RILL_OK)
+        return st;
     /* TLS goes right under the lowest of the read-ahead layers at the top. */
     rill_stream *above = NULL, *below = s;
     while (below->inner && reads_ahead(below)) {

@@ -695,6 +695,19 @@ size_t rilli_describe_pending(const rill_stream *top, const rill_stream *stop, c
     return rilli_snprintf(buf, len, "%s", "");
 }
 
+rill_status rilli_refuse_pending_plaintext(rill_stream *s, const char *who)
+{
+    size_t unread = rill_pending(s);
+    if (unread == 0)
+        return RILL_OK;
+    char holder[128];
+    rilli_describe_pending(s, NULL, holder, sizeof holder);
+    return rilli_api_error(s, RILL_E_PENDING_DATA,
+                           "%s: refusing to start TLS: %zu byte%s received before the upgrade %s "
+                           "still unread in %s (plaintext that could be injected, CVE-2011-0411)",
+                           who, unread, unread == 1 ? "" : "s", unread == 1 ? "is" : "are", holder);
+}
+
 /*
  * The closed layers of a borrowing chain still count pending bytes: read-ahead the borrowed
  * stream will not deliver again, or a byte a layer claimed before it arrived (so the borrowed

@@ -1225,16 +1225,9 @@ static rill_status tls_new(rill_stream *inner, rill_tls_config *cfg, const char 
                                : !cfg ? "config"
                                       : "out");
     }
-    size_t unread = rill_pending(inner);
-    if (unread > 0) {
-        char holder[128];
-        rilli_describe_pending(inner, NULL, holder, sizeof holder);
-        return rilli_api_error(inner, RILL_E_PENDING_DATA,
-                               "tls: refusing to start TLS: %zu byte%s received before the "
-                               "upgrade %s still unread in %s (plaintext that could be "
-                               "injected, CVE-2011-0411)",
-                               unread, unread == 1 ? "" : "s", unread == 1 ? "is" : "are", holder);
-    }
+    rill_status refused = rilli_refuse_pending_plaintext(inner, "tls");
+    if (refused != RILL_OK)
+        return refused;
     if (server && !rilli_tls_has_cert(cfg))
         return rilli_api_error(inner, RILL_E_INVALID, "tls: server config has no certificate");
     if (!server && !servername && cfg->verify_cert && cfg->verify_name) {

@@ -272,6 +272,35 @@ START_TEST(test_layer_first_io)
 }
 END_TEST
 
+/*
+ * An open tunnel with no bytes of its own holds no reply buffer: with max_reply at 1 MiB, a
+ * tunnel that kept it would hold a megabyte per connection for its whole life.
+ */
+START_TEST(test_layer_releases_reply_buffer)
+{
+    need(tp, "tinyproxy");
+    rt_counting_on(); /* before the origin (a thread here): its blocks are freed counted too */
+    rt_origin *o = rt_origin_start(RT_ORIGIN_PLAIN);
+    rill_stream *tcp = NULL, *t = NULL;
+    ck_assert_int_eq(rill_tcp_connect_addr("127.0.0.1", rt_daemon_port(tp), NULL, &tcp, NULL),
+                     RILL_OK);
+    rill_tunnel_opts to;
+    rill_tunnel_opts_init(&to);
+    to.max_reply = 1 << 20;
+    ck_assert_int_eq(rill_http_connect_new(tcp, "127.0.0.1", rt_origin_port(o), &to, 0, &t),
+                     RILL_OK);
+    ck_assert_int_eq(rill_set_timeouts(t, 5000, 5000), RILL_OK);
+    ck_assert_msg(rill_tunnel_handshake(t) == RILL_OK, "%s", rill_errmsg(t));
+    ck_assert_uint_eq(rill_pending(t), 0);
+    size_t held = rt_live_bytes; /* the origin (a thread here) counts too: a few KiB */
+    ck_assert_msg(held < 256 * 1024, "an open tunnel holds %zu bytes", held);
+    rt_transfer_check(t, 1000, 1000);
+    ck_assert_int_eq(rill_close(t), RILL_OK);
+    rt_origin_stop(o);
+    rt_counting_off();
+}
+END_TEST
+
 /* ---- STARTTLS through a tunnel ---- */
 
 START_TEST(test_starttls_through_tunnel)
@@ -714,6 +743,34 @@ START_TEST(test_url_table)
 }
 END_TEST
 
+/* A message about a proxy URL never shows its password: it may end up in a log. */
+START_TEST(test_url_errors_hide_password)
+{
+    static const char *const bad[] = {
+        "http://alice:s3cret@proxy.test:99999",
+        "ftp://alice:s3cret@proxy.test",
+        "http://alice:s3cret@",
+        "http://alice:s3cret@[::1",
+        "http://al%zzice:s3cret@proxy.test",
+        "http://alice:s3cret@[::1]x",
+    };
+    static const char *const want[] = {
+        "proxy: bad port in http://alice:***@proxy.test:99999",
+        "proxy: unsupported scheme \"ftp\" in ftp://alice:***@proxy.test",
+        "proxy: no host in http://alice:***@",
+        "proxy: no ']' after IPv6 address in http://alice:***@[::1",
+        "proxy: user name in http://al%zzice:***@proxy.test: bad %-escape",
+        "proxy: unexpected text after ']' in http://alice:***@[::1]x",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rill_proxy p;
+        rill_error err;
+        rt_assert_err(&err, rill_proxy_parse(bad[i], &p, &err), RILL_E_INVALID, want[i]);
+        ck_assert_msg(!strstr(err.msg, "s3cret"), "the password shows: %s", err.msg);
+    }
+}
+END_TEST
+
 struct bypass_case {
     const char *list;
     const char *host;
@@ -755,6 +812,10 @@ static const struct bypass_case bypasses[] = {
     { "", "example.test", 443, 0 },
     { ",,  ,", "example.test", 443, 0 },
     { "10.0.0.0/33", "10.0.0.1", 443, 0 },
+    { "1.2.3.4/-0", "9.9.9.9", 443, 0 },             /* not a prefix length: no match */
+    { "example.test:443x", "example.test", 443, 0 }, /* not a port: no match */
+    { "example.test:", "example.test", 443, 0 },
+    { "[::1]:8080x", "::1", 8080, 0 },
 };
 
 START_TEST(test_bypass_table)
@@ -1158,6 +1219,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_nonblocking_steps, 0, 4);
     tcase_add_loop_test(tc, test_layer_by_hand_nonblocking, 0, 2);
     tcase_add_test(tc, test_layer_first_io);
+    tcase_add_test(tc, test_layer_releases_reply_buffer);
     tcase_add_test(tc, test_layer_silent_proxy);
     tcase_add_test(tc, test_starttls_through_tunnel);
     tcase_add_test(tc, test_https_proxy_session_cache_apart);
@@ -1178,6 +1240,7 @@ Suite *rill_test_suite(void)
 
     tc = tcase_create("settings");
     tcase_add_loop_test(tc, test_url_table, 0, (int)(sizeof urls / sizeof urls[0]));
+    tcase_add_test(tc, test_url_errors_hide_password);
     tcase_add_loop_test(tc, test_bypass_table, 0, (int)(sizeof bypasses / sizeof bypasses[0]));
     tcase_add_loop_test(tc, test_env_table, 0, (int)(sizeof envs / sizeof envs[0]));
     tcase_add_test(tc, test_env_bad_url_and_connect);

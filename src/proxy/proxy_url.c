@@ -66,10 +66,35 @@ static const struct {
     { "socks5h", RILL_PROXY_SOCKS5H, 1080 },
 };
 
+/*
+ * @p url as messages show it: the password, if any, as "***" (a message may end up in a log;
+ * the password must not).
+ */
+static void shown_url(const char *url, char *buf, size_t cap)
+{
+    const char *a = strstr(url, "://");
+    a = a ? a + 3 : url;
+    size_t alen = strcspn(a, "/?#");
+    const char *at = NULL, *colon = NULL;
+    for (size_t i = 0; i < alen; i++) {
+        if (a[i] == '@')
+            at = a + i;
+    }
+    if (at)
+        colon = memchr(a, ':', (size_t)(at - a));
+    if (!colon) {
+        rilli_snprintf(buf, cap, "%s", url);
+        return;
+    }
+    rilli_snprintf(buf, cap, "%.*s***%s", (int)(colon + 1 - url), url, at);
+}
+
 RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_error *err)
 {
     if (!url || !out)
         return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: URL or out is NULL");
+    char shown[128];
+    shown_url(url, shown, sizeof shown);
     memset(out, 0, sizeof *out);
     const char *p = url;
     const char *sep = strstr(p, "://");
@@ -89,7 +114,7 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
             return rilli_error_set(err, RILL_E_INVALID, 0,
                                    "proxy: unsupported scheme \"%.*s\" in %.100s (http, https, "
                                    "socks5, socks5h)",
-                                   (int)(n > 20 ? 20 : n), p, url);
+                                   (int)(n > 20 ? 20 : n), p, shown);
         p = sep + 3;
     }
     /* The authority ends at '/', '?' or '#'; a path is ignored, as curl does. */
@@ -104,7 +129,7 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ul = colon ? (size_t)(colon - p) : (size_t)(at - p);
         if (!decode(out->user, sizeof out->user, p, ul, &why))
-            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: user name in %.100s: %s", url,
+            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: user name in %.100s: %s", shown,
                                    why);
         if (colon &&
             !decode(out->password, sizeof out->password, colon + 1, (size_t)(at - colon - 1), &why))
@@ -118,16 +143,14 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
         const char *close = memchr(p, ']', alen);
         if (!close)
             return rilli_error_set(err, RILL_E_INVALID, 0,
-                                   "proxy: no ']' after IPv6 address in "
-                                   "%.100s",
-                                   url);
+                                   "proxy: no ']' after IPv6 address in %.100s", shown);
         host = p + 1;
         hlen = (size_t)(close - host);
         size_t rest = alen - (size_t)(close + 1 - p);
         if (rest > 0) {
             if (close[1] != ':')
                 return rilli_error_set(err, RILL_E_INVALID, 0,
-                                       "proxy: unexpected text after ']' in %.100s", url);
+                                       "proxy: unexpected text after ']' in %.100s", shown);
             port = close + 2;
         }
     } else {
@@ -137,11 +160,11 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
             port = colon + 1;
     }
     if (hlen == 0 || hlen >= sizeof out->host)
-        return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: no host in %.100s", url);
+        return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: no host in %.100s", shown);
     memcpy(out->host, host, hlen);
     out->host[hlen] = '\0';
     if (memchr(host, '%', hlen) || (host != p && !strchr(out->host, ':')))
-        return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: bad host in %.100s", url);
+        return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: bad host in %.100s", shown);
     out->port = def_port;
     if (port) {
         size_t plen = alen - (size_t)(port - p);
@@ -152,7 +175,7 @@ RILL_API rill_status rill_proxy_parse(const char *url, rill_proxy *out, rill_err
             v = v * 10 + (unsigned long)(port[i] - '0');
         }
         if (!ok || v == 0 || v > 65535)
-            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: bad port in %.100s", url);
+            return rilli_error_set(err, RILL_E_INVALID, 0, "proxy: bad port in %.100s", shown);
         out->port = (uint16_t)v;
     }
     rill_error scratch;
@@ -181,6 +204,16 @@ static bool in_prefix(const struct rilli_ip *ip, const struct rilli_ip *net, uns
     return (ip->bytes[full] & mask) == (net->bytes[full] & mask);
 }
 
+/* The port of a no_proxy entry: 1 to 5 digits, 1 .. 65535; -1 when it is anything else. */
+static long entry_port(const char *t)
+{
+    size_t n = strspn(t, "0123456789");
+    if (n == 0 || n > 5 || t[n] != '\0')
+        return -1;
+    long v = strtol(t, NULL, 10);
+    return v >= 1 && v <= 65535 ? v : -1;
+}
+
 /* One entry of a no_proxy list (@p e, @p n bytes) against the host. */
 static bool entry_matches(const char *e, size_t n, const char *host, size_t hlen,
                           const struct rilli_ip *hip, bool host_is_ip, uint16_t port)
@@ -201,13 +234,14 @@ static bool entry_matches(const char *e, size_t n, const char *host, size_t hlen
             return false;
         *close = '\0';
         name = buf + 1;
-        if (close[1] == ':')
-            want_port = strtol(close + 2, NULL, 10);
+        if (close[1] == ':' && (want_port = entry_port(close + 2)) < 0)
+            return false;
     } else {
         char *colon = strchr(buf, ':');
         if (colon && !strchr(colon + 1, ':')) {
             *colon = '\0';
-            want_port = strtol(colon + 1, NULL, 10);
+            if ((want_port = entry_port(colon + 1)) < 0)
+                return false; /* "name:", "name:443x": no port, and so no match */
         }
     }
     if (want_port >= 0 && want_port != port)
@@ -218,7 +252,8 @@ static bool entry_matches(const char *e, size_t n, const char *host, size_t hlen
         char *end = NULL;
         long bits = strtol(slash + 1, &end, 10);
         struct rilli_ip net;
-        if (!host_is_ip || !end || *end || bits < 0 || !rilli_ip_parse(name, &net))
+        if (!host_is_ip || !isdigit((unsigned char)slash[1]) || !end || *end || bits < 0 ||
+            !rilli_ip_parse(name, &net))
             return false;
         return in_prefix(hip, &net, (unsigned)bits);
     }

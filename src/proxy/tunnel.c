@@ -93,8 +93,14 @@ static rill_status handshake(rill_stream *s, struct rilli_tunnel *t)
             rill_status st = t->proto->parse(s, t, &used);
             if (st == RILL_OK) {
                 t->in_off += used;
-                if (t->in_off == t->in_len)
+                if (t->in_off == t->in_len) {
                     t->in_off = t->in_len = 0;
+                    if (t->open) { /* an open tunnel with no bytes of its own holds no buffer */
+                        rilli_free(t->in);
+                        t->in = NULL;
+                        t->in_cap = 0;
+                    }
+                }
                 continue;
             }
             if (st != RILL_WANT_READ)
@@ -173,9 +179,14 @@ rill_status rilli_tunnel_write(rill_stream *s, const void *buf, size_t len, size
 rill_status rilli_tunnel_flush(rill_stream *s)
 {
     struct rilli_tunnel *t = rilli_state(s);
-    /* A handshake started by a read must finish its message before the layers below flush. */
-    if (t->started && !t->open && !t->failed && t->out_off < t->out_len)
-        return handshake(s, t) == RILL_WANT_WRITE ? RILL_WANT_WRITE : RILL_OK;
+    /*
+     * A handshake started by a read must finish its message before the layers below flush.
+     * Waiting for the proxy's reply is the read's business; a failure is the flush's too.
+     */
+    if (t->started && !t->open && !t->failed && t->out_off < t->out_len) {
+        rill_status st = handshake(s, t);
+        return st == RILL_WANT_READ ? RILL_OK : st;
+    }
     return RILL_OK;
 }
 

@@ -246,9 +246,13 @@ RILL_API int rill_timers_timeout(const rill_timers *t, int64_t now_ms)
 {
     if (!t || t->count == 0)
         return -1;
-    int64_t left = t->heap[0].deadline - now_ms;
-    if (left <= 0)
+    int64_t deadline = t->heap[0].deadline;
+    if (deadline <= now_ms)
         return 0;
+    /* Any two int64 values: the difference may not fit, but then it is over INT_MAX. */
+    if (now_ms < 0 && deadline > INT64_MAX + now_ms)
+        return INT_MAX;
+    int64_t left = deadline - now_ms;
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 

@@ -90,6 +90,15 @@ START_TEST(test_timeout_range)
     ck_assert_int_eq(rill_timers_set(t, &keys[0], -5), RILL_OK);
     ck_assert_int_eq(rill_timers_timeout(t, 0), 0);
     ck_assert_ptr_eq(rill_timers_expire(t, -5), &keys[0]);
+    /* The ends of int64: no overflow (UBSan aborts on one), the answer in range. */
+    ck_assert_int_eq(rill_timers_set(t, &keys[1], INT64_MIN), RILL_OK);
+    ck_assert_int_eq(rill_timers_timeout(t, 1000), 0);
+    ck_assert_ptr_eq(rill_timers_expire(t, 1000), &keys[1]);
+    ck_assert_int_eq(rill_timers_set(t, &keys[2], INT64_MAX), RILL_OK);
+    ck_assert_int_eq(rill_timers_timeout(t, -1000), INT_MAX);
+    ck_assert_int_eq(rill_timers_timeout(t, INT64_MIN), INT_MAX);
+    ck_assert_int_eq(rill_timers_timeout(t, INT64_MAX), 0);
+    ck_assert_int_eq(rill_timers_remove(t, &keys[2]), 1);
     /* The clock helper is monotonic and in milliseconds. */
     int64_t a = rill_now_ms();
     struct timespec ts = { 0, 20L * 1000 * 1000 };

@@ -112,6 +112,13 @@ const char *rilli_errno_text(int errnum);
 /* Map an errno from a socket or fd operation to a status. */
 rill_status rilli_status_from_errno(int errnum);
 
+/*
+ * Bytes of the lines after the first that the last rill_read_lines() batch of line layer @p s
+ * handed out, while the stream has not read past them (the caller may hold them unread, as a
+ * rill_line_iter does); 0 when @p s is not a line layer.
+ */
+size_t rilli_lines_batch_unread(const rill_stream *s);
+
 /* The read size of a buffered layer, or 0 when @p s is not one (for whole-value peeks). */
 size_t rilli_buffered_read_size(const rill_stream *s);
 

@@ -42,12 +42,26 @@ RILL_API rill_status rill_starttls(rill_stream **top, rill_tls_config *cfg, cons
     st = rilli_refuse_pending_plaintext(s, "rill_starttls");
     if (st != RILL_OK)
         return st;
+    for (rill_stream *l = s; l && reads_ahead(l); l = l->inner) {
+        size_t held = rilli_lines_batch_unread(l);
+        if (held > 0)
+            return rilli_api_error(s, RILL_E_PENDING_DATA,
+                                   "rill_starttls: refusing to start TLS: the last "
+                                   "rill_read_lines batch handed out %zu byte%s of lines after "
+                                   "its first, received before the upgrade (plaintext that "
+                                   "could be injected, CVE-2011-0411)",
+                                   held, held == 1 ? "" : "s");
+    }
     /* TLS goes right under the lowest of the read-ahead layers at the top. */
     rill_stream *above = NULL, *below = s;
     while (below->inner && reads_ahead(below)) {
         above = below;
         below = below->inner;
     }
+    if (strcmp(rilli_ops(below)->name, RILL_LAYER_TLS) == 0)
+        return rilli_api_error(s, RILL_E_INVALID,
+                               "rill_starttls: the chain already runs TLS under its line and "
+                               "buffered layers (STARTTLS upgrades a plaintext chain once)");
     bool borrowed = above && (above->flags & RILL_BORROW);
     rill_stream *tls = NULL;
     st = rill_tls_client(below, cfg, servername, flags | (borrowed ? RILL_BORROW : 0u), &tls);

@@ -1798,6 +1798,11 @@ START_TEST(test_starttls_in_place)
     rill_stream *kept = ln;
     SOK(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0));
     ck_assert_ptr_eq(ln, kept);
+    /* Once is all: a second upgrade would nest TLS in TLS. */
+    rt_assert_error(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0), RILL_E_INVALID,
+                    "rill_starttls: the chain already runs TLS under its line and buffered "
+                    "layers");
+    ck_assert_ptr_eq(ln, kept);
     char desc[512];
     rill_describe(ln, desc, sizeof desc);
     const char *want = _i == 1 ? "> buffered(4096) > tls(" : "lines(max=512 eol=crlf) > tls(";
@@ -1905,6 +1910,49 @@ START_TEST(test_starttls_in_place_pending_refused)
     ck_assert_ptr_null(rill_find(ln, "tls"));
     /* The injected line is still there to read (and to log), as plaintext. */
     SOK(ln, read_line_eq(ln, "250 injected"));
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+    rsrv_join(r);
+    rsrv_free(r);
+    cfg_free(cfg);
+    cfg_free(a.cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
+/*
+ * Lines taken in a batch are consumed from the stream, but the caller may still hold them (a
+ * rill_line_iter does): an injected line that came with the go-ahead in one batch is refused
+ * too, not only one still in the layer (CVE-2011-0411).
+ */
+START_TEST(test_starttls_batch_refused)
+{
+    int before = rt_count_fds();
+    struct srv_arg a = { .cfg = cfg_server(&C->good, 0, 0), .inject = 1 };
+    struct rsrv *r = rsrv_start(NULL, serve_starttls, 1, &a);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *ln = tcp_connect(r->port), *tcp = ln;
+    size_t w;
+    SOK(ln, rill_lines_new(tcp, 512, RILL_EOL_CRLF, 0, &ln));
+    SOK(ln, read_line_eq(ln, "220 plain greeting"));
+    SOK(ln, rill_write_str(ln, "STARTTLS\r\n", &w));
+    rill_line_iter it;
+    rill_line_iter_init(&it, ln);
+    const char *line = NULL;
+    size_t len = 0;
+    /* The peer writes the go-ahead and the injected line at once: one batch of two. */
+    SOK(ln, rill_line_iter_next(&it, &line, &len));
+    ck_assert_int_eq((int)len, 12);
+    ck_assert_int_eq(memcmp(line, "220 go ahead", 12), 0);
+    ck_assert_uint_eq(rill_line_iter_held(&it), 1);
+    ck_assert_uint_eq(rill_pending(ln), 0);
+    rill_stream *kept = ln;
+    rt_assert_error(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0), RILL_E_PENDING_DATA,
+                    "rill_starttls: refusing to start TLS: the last rill_read_lines batch handed "
+                    "out 14 bytes of lines after its first");
+    ck_assert_ptr_eq(ln, kept);
+    ck_assert_ptr_null(rill_find(ln, "tls"));
+    SOK(ln, rill_line_iter_next(&it, &line, &len));
+    ck_assert_int_eq(memcmp(line, "250 injected", 12), 0);
     ck_assert_int_eq(rill_close(ln), RILL_OK);
     rsrv_join(r);
     rsrv_free(r);
@@ -3537,6 +3585,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_starttls_bare_transport);
     tcase_add_test(tc, test_starttls_borrowed);
     tcase_add_test(tc, test_starttls_in_place_pending_refused);
+    tcase_add_test(tc, test_starttls_batch_refused);
     tcase_add_test(tc, test_starttls_invalid);
     tcase_add_test(tc, test_starttls_owed_lf_refused);
     tcase_add_test(tc, test_starttls_owed_lf_settled);

@@ -1779,8 +1779,12 @@ RILL_API RILL_NODISCARD rill_status rill_tls_server(rill_stream *inner, rill_tls
  * Errors (the chain is then as it was, and rill_errmsg(*top) says why): RILL_E_PENDING_DATA
  * when a layer holds bytes received before the upgrade ("rill_starttls: refusing to start TLS:
  * 14 bytes received before the upgrade are still unread in lines(...)": plaintext that could
- * have been injected, CVE-2011-0411; also an LF a RILL_EOL_ANY reader owes), RILL_E_INVALID
- * (NULL, other flags, a bad server name), RILL_E_CLOSED (shut down for writing), errors of
+ * have been injected, CVE-2011-0411; also an LF a RILL_EOL_ANY reader owes), or when the last
+ * rill_read_lines() batch (a rill_line_iter's too) handed out lines after the go-ahead's first
+ * ("... the last rill_read_lines batch handed out N bytes of lines after its first": read the
+ * go-ahead alone, with rill_read_line(), where a server may pipeline), RILL_E_INVALID
+ * (NULL, other flags, a bad server name, a chain that already runs TLS under its line and
+ * buffered layers), RILL_E_CLOSED (shut down for writing), errors of
  * the flush, RILL_E_NOMEM, RILL_E_TLS. In non-blocking mode the flush may return
  * RILL_WANT_WRITE: nothing has changed; call again when writable.
  */

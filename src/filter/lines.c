@@ -70,6 +70,13 @@ struct lines {
     uint32_t nahead;
     uint32_t iahead;
     size_t ahead_start;
+    /*
+     * The lines after the first of the last rill_read_lines() batch (batch_tail bytes, ending
+     * at batch_end): handed out at once, so the caller may still hold them unread; they count
+     * as read only once the stream has moved past batch_end (rilli_lines_batch_unread).
+     */
+    size_t batch_tail;
+    size_t batch_end;
 };
 
 /* Line ends found ahead per search; they live in the buffer's block, after its cap + 1 bytes. */
@@ -755,8 +762,21 @@ RILL_API rill_status rill_read_lines(rill_stream *s, rill_line *lines, size_t ma
     lines[0].data = first;
     lines[0].len = len;
     /* A first line that emptied the buffer may have been moved into a small block. */
+    size_t first_end = st->start;
     *count = st->small || !st->buf ? 1 : batch_rest(st, lines, 1, max);
+    st->batch_tail = *count > 1 ? st->start - first_end : 0;
+    st->batch_end = st->start;
     return RILL_OK;
+}
+
+size_t rilli_lines_batch_unread(const rill_stream *s)
+{
+    if (rilli_ops(s) != &lines_ops)
+        return 0;
+    const struct lines *st = rilli_state(s);
+    return st->batch_tail > 0 && st->buf && !st->small && st->start == st->batch_end
+               ? st->batch_tail
+               : 0;
 }
 
 RILL_API rill_status rill_line_iter_fill(rill_line_iter *it, const char **line, size_t *len)

@@ -809,6 +809,8 @@ static void rotate_keys(rill_tls_config *cfg, int64_t now)
         bool keep = cfg->nticket_keys > 0 && now < keys[0].created_ms + 2 * life;
         if (keep)
             keys[1] = keys[0];
+        else if (cfg->nticket_keys == 2)
+            OPENSSL_cleanse(&keys[1], sizeof keys[1]); /* dropped: leave no copy behind */
         keys[0] = k;
         cfg->nticket_keys = keep ? 2 : 1;
         OPENSSL_cleanse(&k, sizeof k);

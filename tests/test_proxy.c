@@ -13,10 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -298,6 +300,71 @@ START_TEST(test_layer_releases_reply_buffer)
     ck_assert_int_eq(rill_close(t), RILL_OK);
     rt_origin_stop(o);
     rt_counting_off();
+}
+END_TEST
+
+/* The peer of test_layer_flush_reports_failure: takes a little of the request, then resets. */
+static void *reset_early(void *arg)
+{
+    rill_listener *l = arg;
+    rill_stream *s = NULL;
+    if (rill_accept(l, 5000, &s, NULL) != RILL_OK)
+        return NULL;
+    usleep(200 * 1000); /* the client's socket buffer fills meanwhile */
+    char b[1000];
+    size_t n = 0;
+    (void)!rill_read(s, b, sizeof b, &n);
+    struct linger lg = { 1, 0 };
+    (void)setsockopt(rill_fd(s), SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    (void)!rill_close(s);
+    return NULL;
+}
+
+/*
+ * A non-blocking read starts the CONNECT; its request (8 MB of extra headers) cannot go at
+ * once; the proxy resets. The flush that pushes the rest reports the failure (it said OK, and
+ * only the next read told), and the read after it repeats it.
+ */
+START_TEST(test_layer_flush_reports_failure)
+{
+    enum { NH = 4000, HL = 2000 };
+    static char hb[NH][HL];
+    static const char *hs[NH + 1];
+    for (int i = 0; i < NH; i++) {
+        snprintf(hb[i], HL, "X-Pad-%d: ", i);
+        size_t k = strlen(hb[i]);
+        memset(hb[i] + k, 'a', HL - 1 - k);
+        hb[i][HL - 1] = '\0';
+        hs[i] = hb[i];
+    }
+    int fds = rt_count_fds();
+    rill_listener *l = NULL;
+    ck_assert_int_eq(rill_listen("127.0.0.1", 0, NULL, &l, NULL), RILL_OK);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, reset_early, l), 0);
+    rill_tunnel_opts to;
+    rill_tunnel_opts_init(&to);
+    to.headers = hs;
+    rill_stream *tcp = NULL, *t = NULL;
+    ck_assert_int_eq(rill_tcp_connect_addr("127.0.0.1", rill_listener_port(l), NULL, &tcp, NULL),
+                     RILL_OK);
+    ck_assert_int_eq(rill_http_connect_new(tcp, "origin.test", 443, &to, 0, &t), RILL_OK);
+    ck_assert_int_eq(rill_set_timeouts(t, 0, 0), RILL_OK);
+    char buf[16];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read(t, buf, sizeof buf, &n), RILL_WANT_WRITE);
+    pthread_join(th, NULL);
+    usleep(100 * 1000);
+    rill_status st = rill_flush(t);
+    ck_assert_msg(st == RILL_E_RESET || st == RILL_E_CLOSED, "flush: %d (%s)", (int)st,
+                  rill_errmsg(t));
+    ck_assert_msg(strstr(rill_errmsg(t), "http-connect: tcp: ") &&
+                      (strstr(rill_errmsg(t), "reset by peer") || strstr(rill_errmsg(t), "pipe")),
+                  "message: %s", rill_errmsg(t));
+    ck_assert_int_eq(rill_read(t, buf, sizeof buf, &n), st);
+    (void)!rill_close(t);
+    rill_listener_free(l);
+    ck_assert_int_eq(rt_count_fds(), fds);
 }
 END_TEST
 
@@ -1220,6 +1287,7 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_layer_by_hand_nonblocking, 0, 2);
     tcase_add_test(tc, test_layer_first_io);
     tcase_add_test(tc, test_layer_releases_reply_buffer);
+    tcase_add_test(tc, test_layer_flush_reports_failure);
     tcase_add_test(tc, test_layer_silent_proxy);
     tcase_add_test(tc, test_starttls_through_tunnel);
     tcase_add_test(tc, test_https_proxy_session_cache_apart);

@@ -20,6 +20,11 @@
  * below, which keep per-line hot paths free of calls.
  */
 struct rill_stream {
+    /*
+     * First, at offset 0, as the ABI has it (rill.h): the window of lines found ahead that the
+     * inline rill_read_line() reads, published by a line stream; NULL for every other stream.
+     */
+    rill_line_window_ *line_window;
     const struct rill_stream_ops *ops;
     void *state; /* points at state_block, so const streams hand out a usable pointer */
     rill_stream *inner;
@@ -39,6 +44,9 @@ struct rill_stream {
     rill_error *err;
     max_align_t state_block[];
 };
+
+_Static_assert(offsetof(struct rill_stream, line_window) == 0,
+               "the inline rill_read_line() reads the line window at offset 0");
 
 static inline void *rilli_state(const rill_stream *s)
 {

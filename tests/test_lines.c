@@ -1137,6 +1137,97 @@ START_TEST(test_read_line_ahead_mixed)
 }
 END_TEST
 
+/*
+ * The inline rill_read_line() of rill.h hands out LF lines from the window the layer publishes,
+ * without calling the library: everything the library reports must see where it got to
+ * (pending bytes, raw reads, describe, shrink), the library function reached directly must
+ * agree with it, and a line found too far away or cut off must come from the library with its
+ * error. Blocking, deadline and non-blocking.
+ */
+START_TEST(test_read_line_inline_window)
+{
+    int mode = _i;
+    int peer;
+    rill_stream *s = lines_end(8, RILL_EOL_LF, &peer);
+    ck_assert_int_eq(rill_set_timeouts(s, batch_timeouts[mode], batch_timeouts[mode]), RILL_OK);
+    peer_str(peer, "a\nbb\nccc\ndddd\nee\nf");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "a"); /* the library: opens the window over "bb\n..." */
+    ck_assert_uint_eq(rill_pending(s), 16);
+    expect_line(s, "bb"); /* inline */
+    ck_assert_uint_eq(rill_pending(s), 13);
+    const char *line = NULL;
+    size_t len = 0;
+    ck_assert_int_eq((rill_read_line)(s, &line, &len), RILL_OK); /* the exported function */
+    ck_assert_uint_eq(len, 3);
+    ck_assert_str_eq(line, "ccc");
+    ck_assert_uint_eq(rill_pending(s), 9);
+    ck_assert_uint_eq(rill_shrink(s), 0); /* bytes are buffered: nothing to release */
+    char raw[2];
+    size_t n = 0;
+    ck_assert_int_eq(rill_read_full(s, raw, 2, &n), RILL_OK); /* raw bytes after the window */
+    ck_assert_mem_eq(raw, "dd", 2);
+    expect_line(s, "dd");
+    expect_line(s, "ee");
+    /* "f" has no ending yet: the inline path finds no line and the library waits for it. */
+    if (mode == 2) {
+        rt_assert_error(s, rill_read_line(s, &line, &len), RILL_WANT_READ, "");
+        ck_assert_ptr_null(line);
+    }
+    peer_str(peer, "ff\ng\n0123456789\nh\n");
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "fff");
+    expect_line(s, "g"); /* inline */
+    /* A line over the limit: the inline search stops at the limit and the library reports it. */
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_E_LINE_TOO_LONG,
+                    "lines: line longer than 8 bytes");
+    ck_assert_uint_eq(rill_pending(s), 13); /* nothing consumed */
+    size_t skipped = 0;
+    ck_assert_int_eq(rill_skip_line(s, &skipped), RILL_OK);
+    ck_assert_uint_eq(skipped, 11);
+    expect_line(s, "h");
+    ck_assert_uint_eq(rill_pending(s), 0);
+    /* A line that the end of stream cuts off is the last line, from the library. */
+    peer_str(peer, "i\nj");
+    close(peer);
+    if (mode == 2)
+        wait_readable(s);
+    expect_line(s, "i");
+    expect_line(s, "j");
+    rt_assert_error(s, rill_read_line(s, &line, &len), RILL_EOF, "");
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
+/*
+ * Not a line stream, NULL arguments: the inline path does not touch what it cannot use and the
+ * library reports the error, as the exported function does.
+ */
+START_TEST(test_read_line_inline_invalid)
+{
+    int peer;
+    rill_stream *fd = rt_fd_end(&peer);
+    const char *line = "x";
+    size_t len = 7;
+    ck_assert_int_eq(rill_read_line(NULL, &line, &len), RILL_E_INVALID);
+    rt_assert_error(fd, rill_read_line(fd, &line, &len), RILL_E_INVALID,
+                    "rill_read_line: not a line stream (top layer is fd)");
+    rill_stream *s = lines_over(fd, 16, RILL_EOL_LF);
+    peer_str(peer, "a\nb\nc\n");
+    expect_line(s, "a");
+    rt_assert_error(s, rill_read_line(s, NULL, &len), RILL_E_INVALID,
+                    "rill_read_line: line or len is NULL");
+    rt_assert_error(s, rill_read_line(s, &line, NULL), RILL_E_INVALID,
+                    "rill_read_line: line or len is NULL");
+    expect_line(s, "b"); /* nothing consumed by the refused calls */
+    expect_line(s, "c");
+    close(peer);
+    ck_assert_int_eq(rill_close(s), RILL_OK);
+}
+END_TEST
+
 START_TEST(test_read_lines_invalid)
 {
     int peer;
@@ -1482,6 +1573,8 @@ Suite *rill_test_suite(void)
     tcase_add_loop_test(tc, test_line_iter_many_lines, 0, 3);
     tcase_add_test(tc, test_read_lines_invalid);
     tcase_add_loop_test(tc, test_read_line_ahead_mixed, 0, 3);
+    tcase_add_loop_test(tc, test_read_line_inline_window, 0, 3);
+    tcase_add_test(tc, test_read_line_inline_invalid);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("api");

@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h> /* memchr, for the inline rill_read_line */
 #include <sys/uio.h> /* struct iovec, for rill_writev */
 
 #ifdef __cplusplus
@@ -1151,6 +1152,45 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * LF owed (see rill_lines_new()).
  */
 RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line, size_t *len);
+
+/*
+ * The inline rill_read_line(). A line stream in RILL_EOL_LF mode publishes the bytes it holds
+ * after the last line it handed out in a window that the first member of every stream points
+ * at (NULL for other streams); the inline path finds the next line in them with memchr() and
+ * hands it out without a library call, and calls the library when it finds no whole line
+ * (other modes always do). This layout is part of the ABI
+ * (docs/abi.md); it is not for applications' own use. Define RILL_NO_INLINE before including
+ * this header to call the library for every line instead; (rill_read_line)(...) and a pointer
+ * to rill_read_line reach the library function, which behaves the same.
+ */
+typedef struct rill_line_window_ {
+    char *pos;   /* the next line starts here; NULL: the window is closed */
+    char *end;   /* the end of the bytes the inline path may search */
+    size_t room; /* the line limit plus one: an LF further than this from pos is not searched */
+} rill_line_window_;
+
+RILL_NODISCARD static inline rill_status rill_read_line_inline_(rill_stream *s, const char **line,
+                                                                size_t *len)
+{
+    rill_line_window_ *w;
+    if (s && line && len && (w = *(rill_line_window_ *const *)(const void *)s) != NULL && w->pos) {
+        char *p = w->pos;
+        size_t avail = (size_t)(w->end - p);
+        char *e = (char *)memchr(p, '\n', avail < w->room ? avail : w->room);
+        if (e) {
+            *e = '\0';
+            *line = p;
+            *len = (size_t)(e - p);
+            w->pos = e + 1;
+            return RILL_OK;
+        }
+    }
+    return (rill_read_line)(s, line, len);
+}
+
+#if !defined(RILL_NO_INLINE)
+#define rill_read_line(s, line, len) rill_read_line_inline_((s), (line), (len))
+#endif
 
 /**
  * Read one line into @p buf of @p cap bytes (line and NUL must fit: cap >= max_line + 1 always

@@ -61,15 +61,16 @@ struct lines {
     bool swallow_lf; /* ANY: the last line ended at a CR that was the last byte buffered, so
                         an LF, if it comes next, belongs to that line (the owed LF) */
     /*
-     * LF mode: the ends of the lines after the one rill_read_line() last found, found in the
-     * same search (see split_ahead), so that the next calls only hand them out. Entry iahead
-     * is the LF of the line starting at ahead_start; the entries hold only while the buffer
-     * has not moved (fill() drops them) and the stream is still at ahead_start.
+     * LF mode: the buffered bytes after the line rill_read_line() last handed out, published
+     * to the inline rill_read_line() in rill.h, which finds and hands out the lines in them
+     * itself (the memchr() loop of a hand-written splitter) and calls the library only when it
+     * finds no whole line. While the window is open (win.pos set) the inline path moves win.pos
+     * instead of start: every other entry to this layer first settles it (start = win.pos,
+     * window closed), and what only looks reads cur_start(). The window leaves out the last
+     * byte when the fill that brought it was short, so the line that empties the buffer at the
+     * end of a burst comes from the library, which releases the buffer (release_idle).
      */
-    uint32_t *ahead; /* in the buffer's block (set with it) */
-    uint32_t nahead;
-    uint32_t iahead;
-    size_t ahead_start;
+    rill_line_window_ win;
     /*
      * The lines after the first of the last rill_read_lines() batch (batch_tail bytes, ending
      * at batch_end): handed out at once, so the caller may still hold them unread; they count
@@ -79,23 +80,25 @@ struct lines {
     size_t batch_end;
 };
 
-/* Line ends found ahead per search; they live in the buffer's block, after its cap + 1 bytes. */
-#define LINES_AHEAD 64
-
-static inline size_t ahead_offset(size_t cap)
-{
-    return (cap + 1 + sizeof(uint32_t) - 1) & ~(sizeof(uint32_t) - 1);
-}
-
-/* Bytes of the buffer's block: the buffer, its NUL byte, the line ends found ahead. */
+/* Bytes of the buffer's block: the buffer and the NUL byte after a last line at EOF. */
 static inline size_t block_size(size_t cap)
 {
-    return ahead_offset(cap) + LINES_AHEAD * sizeof(uint32_t);
+    return cap + 1;
 }
 
-static inline uint32_t *ahead_of(const struct lines *st)
+/* Take over where the inline rill_read_line() got to, and close the window. */
+static inline void settle(struct lines *st)
 {
-    return (uint32_t *)(void *)(st->buf + ahead_offset(st->cap));
+    if (st->win.pos) {
+        st->start = st->scan = (size_t)(st->win.pos - st->buf);
+        st->win.pos = NULL;
+    }
+}
+
+/* The first unconsumed byte, window or not, for what only looks. */
+static inline size_t cur_start(const struct lines *st)
+{
+    return st->win.pos ? (size_t)(st->win.pos - st->buf) : st->start;
 }
 
 enum scan_result { SCAN_FOUND, SCAN_NEED, SCAN_TOO_LONG, SCAN_BARE_CR, SCAN_BARE_LF };
@@ -239,7 +242,7 @@ static rill_status scan_error(rill_stream *s, const struct lines *st, enum scan_
  */
 static LINES_NOINLINE void release_idle(struct lines *st, const char **line, size_t len)
 {
-    st->nahead = st->iahead = 0;
+    settle(st);
     if (!line) {
         rilli_free(st->buf);
         st->buf = NULL;
@@ -307,7 +310,7 @@ static inline rill_status deliver(rill_stream *s, struct lines *st, const struct
  */
 static rill_status fill(rill_stream *s, struct lines *st)
 {
-    st->nahead = st->iahead = 0; /* the buffer may move */
+    settle(st); /* the buffer may move */
     if (!st->buf || st->small) {
         /* Nothing is buffered when it is small: the last line it holds has been handed out. */
         char *grown = rilli_malloc(block_size(st->cap));
@@ -317,7 +320,6 @@ static rill_status fill(rill_stream *s, struct lines *st)
         }
         rilli_free(st->buf);
         st->buf = grown;
-        st->ahead = ahead_of(st);
         st->small = false;
         st->start = st->end = st->scan = 0;
     }
@@ -442,6 +444,7 @@ static rill_status skip_attempt(rill_stream *s, void *arg)
 static rill_status lines_read(rill_stream *s, void *buf, size_t len, size_t *n)
 {
     struct lines *st = rilli_state(s);
+    settle(st);
     *n = 0;
     if (st->end > st->start) {
         size_t held = st->end - st->start;
@@ -479,6 +482,7 @@ static rill_status lines_read(rill_stream *s, void *buf, size_t len, size_t *n)
 static void lines_close(rill_stream *s)
 {
     struct lines *st = rilli_state(s);
+    settle(st);
     rilli_free(st->buf);
     st->buf = NULL;
 }
@@ -491,7 +495,7 @@ static void lines_close(rill_stream *s)
 static size_t lines_pending(const rill_stream *s)
 {
     const struct lines *st = rilli_state(s);
-    return st->end - st->start + (st->swallow_lf ? 1 : 0);
+    return st->end - cur_start(st) + (st->swallow_lf ? 1 : 0);
 }
 
 static size_t lines_describe(const rill_stream *s, char *buf, size_t len)
@@ -504,10 +508,10 @@ static size_t lines_describe(const rill_stream *s, char *buf, size_t len)
 static size_t lines_shrink(rill_stream *s)
 {
     struct lines *st = rilli_state(s);
+    settle(st);
     if (!st->buf || st->start != st->end)
         return 0;
     size_t held = st->small ? 0 : block_size(st->cap); /* a shrunk one holds the last line */
-    st->nahead = st->iahead = 0;
     rilli_free(st->buf);
     st->buf = NULL;
     st->small = false;
@@ -547,6 +551,7 @@ RILL_API rill_status rill_lines_new(rill_stream *inner, size_t max_line, rill_eo
     struct lines *l = rilli_state(s);
     l->max_line = max_line;
     l->eol = eol;
+    s->line_window = &l->win;
     /* A line of max_line bytes and a CRLF must fit; whole pages beyond the minimum. */
     size_t need = max_line + 2;
     l->cap = need <= LINES_MIN_BUFFER ? LINES_MIN_BUFFER : (need + 4095) & ~(size_t)4095;
@@ -554,10 +559,14 @@ RILL_API rill_status rill_lines_new(rill_stream *inner, size_t max_line, rill_eo
     return RILL_OK;
 }
 
+/* The layer's state, its window settled: every entry but the inline path comes through here. */
 static struct lines *lines_of(rill_stream *s, const char *fn)
 {
-    if (rilli_ops(s) == &lines_ops)
-        return rilli_state(s);
+    if (rilli_ops(s) == &lines_ops) {
+        struct lines *st = rilli_state(s);
+        settle(st);
+        return st;
+    }
     rilli_api_error(s, RILL_E_INVALID, "%s: not a line stream (top layer is %s)", fn, rill_kind(s));
     return NULL;
 }
@@ -593,70 +602,47 @@ static LINES_NOINLINE rill_status read_line_slow(rill_stream *s, const char **li
     return rc;
 }
 
-/* Hand out the line from st->start to the LF at @p e and move past it. */
-static inline rill_status take_to(struct lines *st, size_t e, const char **line, size_t *len)
-{
-    char *first = st->buf + st->start;
-    st->buf[e] = '\0';
-    *line = first;
-    *len = e - st->start;
-    st->start = st->scan = e + 1;
-    if (idle_now(st))
-        release_idle(st, line, *len);
-    return RILL_OK;
-}
-
 /*
- * LF mode, bytes buffered: find the line at start and, in the same pass, the ends of up to
- * LINES_AHEAD more whole lines after it (each within the limit), which the next calls hand out
- * without searching. A line that is not whole or too long stops the pass; the slow path deals
- * with it when it is reached.
+ * After a line handed out in LF mode: publish the bytes after it to the inline path (not the
+ * last byte when the fill was short, see struct lines; not a block shrunk while idle).
  */
-static LINES_NOINLINE rill_status split_ahead(rill_stream *s, struct lines *st, const char **line,
-                                              size_t *len)
+static inline void open_window(struct lines *st)
 {
-    char *base = st->buf, *end = base + st->end;
-    size_t room = st->max_line + 1;
-    size_t lim = st->end - st->start < room ? st->end : st->start + room;
-    char *lf = st->scan < lim ? memchr(base + st->scan, '\n', lim - st->scan) : NULL;
-    if (!lf) {
-        if (st->scan < lim)
-            st->scan = lim;
-        return read_line_slow(s, line, len);
-    }
-    uint32_t *ahead = st->ahead;
-    uint32_t n = 0;
-    for (char *p = lf + 1; n < LINES_AHEAD;) {
-        size_t avail = (size_t)(end - p);
-        char *next = memchr(p, '\n', avail < room ? avail : room);
-        if (!next)
-            break;
-        ahead[n++] = (uint32_t)(next - base);
-        p = next + 1;
-    }
-    st->nahead = n;
-    st->iahead = 0;
-    st->ahead_start = (size_t)(lf - base) + 1;
-    return take_to(st, (size_t)(lf - base), line, len);
+    if (st->eol != RILL_EOL_LF || st->small || !st->buf || st->end <= st->start)
+        return;
+    st->win.pos = st->buf + st->start;
+    st->win.end = st->buf + st->end - (st->fill_short ? 1 : 0);
+    st->win.room = st->max_line + 1;
 }
 
-RILL_API rill_status rill_read_line(rill_stream *s, const char **line, size_t *len)
+/* Parenthesised: rill.h makes rill_read_line(...) the inline path, which calls this one. */
+RILL_API rill_status(rill_read_line)(rill_stream *s, const char **line, size_t *len)
 {
     /*
-     * The common case gets its own few instructions: an LF line whose end an earlier search
-     * already found (no call, no search here), else one search that also finds the lines
-     * after it. This is the loop a hand-written splitter runs, and anything more per line
-     * shows at 40-byte lines.
+     * The inline path of rill.h, for callers that reach this function directly (a pointer to
+     * it, RILL_NO_INLINE, other languages): with the window open, one memchr() finds the next
+     * line. This is the loop a hand-written splitter runs, and anything more per line shows at
+     * 40-byte lines. Else the library path, which opens the window again.
      */
     if (s && line && len && rilli_ops(s) == &lines_ops) {
         struct lines *st = rilli_state(s);
-        if (st->iahead < st->nahead && st->start == st->ahead_start) {
-            size_t e = st->ahead[st->iahead++];
-            st->ahead_start = e + 1;
-            return take_to(st, e, line, len);
+        rill_line_window_ *w = &st->win;
+        if (w->pos) {
+            char *p = w->pos;
+            size_t avail = (size_t)(w->end - p);
+            char *e = memchr(p, '\n', avail < w->room ? avail : w->room);
+            if (e) {
+                *e = '\0';
+                *line = p;
+                *len = (size_t)(e - p);
+                w->pos = e + 1;
+                return RILL_OK;
+            }
         }
-        if (st->eol == RILL_EOL_LF && st->end > st->start && !st->small)
-            return split_ahead(s, st, line, len);
+        rill_status rc = read_line_slow(s, line, len);
+        if (rc == RILL_OK)
+            open_window(st);
+        return rc;
     }
     return read_line_slow(s, line, len);
 }
@@ -774,7 +760,7 @@ size_t rilli_lines_batch_unread(const rill_stream *s)
     if (rilli_ops(s) != &lines_ops)
         return 0;
     const struct lines *st = rilli_state(s);
-    return st->batch_tail > 0 && st->buf && !st->small && st->start == st->batch_end
+    return st->batch_tail > 0 && st->buf && !st->small && cur_start(st) == st->batch_end
                ? st->batch_tail
                : 0;
 }

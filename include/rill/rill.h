@@ -1150,6 +1150,11 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * RILL_E_INVALID if @p s is not a line stream; RILL_E_TIMEOUT; errors of the inner stream.
  * In RILL_EOL_ANY mode a line ending at the last CR received comes back at once and leaves its
  * LF owed (see rill_lines_new()).
+ *
+ * In RILL_EOL_LF mode a call is served inline, without a library call, when a whole line is
+ * already buffered (a macro maps rill_read_line to the inline path below; define
+ * RILL_NO_INLINE to call the library every time). The behaviour is the same either way.
+ * Thread-safety: as any call on a stream (one thread at a time).
  */
 RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **line, size_t *len);
 

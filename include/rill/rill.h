@@ -1152,7 +1152,7 @@ RILL_API RILL_NODISCARD rill_status rill_lines_new(rill_stream *inner, size_t ma
  * LF owed (see rill_lines_new()).
  *
  * In RILL_EOL_LF mode a call is served inline, without a library call, when a whole line is
- * already buffered (a macro maps rill_read_line to the inline path below; define
+ * already buffered (a macro in this header maps rill_read_line to that inline path; define
  * RILL_NO_INLINE to call the library every time). The behaviour is the same either way.
  * Thread-safety: as any call on a stream (one thread at a time).
  */

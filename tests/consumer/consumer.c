@@ -27,8 +27,25 @@ int main(void)
         fprintf(stderr, "consumer: read: %s\n", rill_errmsg(s));
         return 1;
     }
+    /* Lines through the installed header's rill_read_line (inline unless RILL_NO_INLINE). */
+    rill_stream *ln = NULL;
+    if (rill_write_str(b, "one\ntwo\nthree\n", NULL) != RILL_OK || rill_flush(b) != RILL_OK ||
+        rill_lines_new(s, 64, RILL_EOL_LF, 0, &ln) != RILL_OK) {
+        fprintf(stderr, "consumer: lines: %s\n", rill_errmsg(s));
+        return 1;
+    }
+    static const char *const want[] = { "one", "two", "three" };
+    for (int i = 0; i < 3; i++) {
+        const char *line = NULL;
+        size_t len = 0;
+        if (rill_read_line(ln, &line, &len) != RILL_OK || len != strlen(want[i]) ||
+            memcmp(line, want[i], len) != 0) {
+            fprintf(stderr, "consumer: line %d: %s\n", i, rill_errmsg(ln));
+            return 1;
+        }
+    }
     rill_close(b);
-    rill_close(s);
+    rill_close(ln);
     printf("consumer ok, rill %s\n", rill_version());
     return 0;
 }

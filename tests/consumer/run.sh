@@ -15,6 +15,9 @@ cc=${CC:-cc}
 $cc -std=c11 -Wall -Werror "$src/consumer.c" -o "$work/consumer_pc" $(pkg-config --cflags --libs rill) \
     -Wl,-rpath,"$libdir/.."
 "$work/consumer_pc"
+$cc -std=c11 -Wall -Werror -DRILL_NO_INLINE "$src/consumer.c" -o "$work/consumer_noinline" \
+    $(pkg-config --cflags --libs rill) -Wl,-rpath,"$libdir/.."
+"$work/consumer_noinline"
 $cc -std=c11 -Wall -Werror "$src/consumer.c" -o "$work/consumer_pc_static" \
     $(pkg-config --cflags rill) "$libdir/../librill.a" $(pkg-config --static --libs-only-l rill | sed 's/-lrill//')
 "$work/consumer_pc_static"
@@ -23,4 +26,4 @@ cmake -S "$src" -B "$work/cmake" -DCMAKE_PREFIX_PATH="$work/prefix" \
 cmake --build "$work/cmake" >/dev/null
 "$work/cmake/consumer_cmake"
 "$work/cmake/consumer_cmake_static"
-echo "install consumer: pkg-config (shared, static) and find_package(rill) builds ran"
+echo "install consumer: pkg-config (shared, static, RILL_NO_INLINE) and find_package(rill) builds ran"

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "support.h"
 
@@ -224,6 +225,39 @@ START_TEST(test_connect_opts_newer)
 END_TEST
 
 /* The _init functions tag the size the program was built with. */
+/*
+ * The layout the inline rill_read_line() compiled into programs reads (docs/abi.md): the
+ * window's members where they were, and the window at offset 0 of a line stream only.
+ */
+START_TEST(test_line_window_layout)
+{
+    ck_assert_uint_eq(offsetof(rill_line_window_, pos), 0);
+    ck_assert_uint_eq(offsetof(rill_line_window_, end), sizeof(char *));
+    ck_assert_uint_eq(offsetof(rill_line_window_, room), 2 * sizeof(char *));
+    ck_assert_uint_eq(sizeof(rill_line_window_), 2 * sizeof(char *) + sizeof(size_t));
+    int peer;
+    rill_stream *fd = rt_fd_end(&peer), *ln = NULL;
+    ck_assert_ptr_null(*(rill_line_window_ *const *)(const void *)fd);
+    ck_assert_int_eq(rill_lines_new(fd, 64, RILL_EOL_LF, 0, &ln), RILL_OK);
+    rill_line_window_ *w = *(rill_line_window_ *const *)(const void *)ln;
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_null(w->pos); /* closed until a line was handed out */
+    ck_assert_int_eq(write(peer, "a\nbb\nc", 6), 6);
+    const char *line = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(rill_read_line(ln, &line, &len), RILL_OK);
+    ck_assert_str_eq(line, "a");
+    ck_assert_ptr_eq(w->pos, line + 2); /* open over "bb\nc", the last byte left out */
+    ck_assert_ptr_eq(w->end, line + 5);
+    ck_assert_uint_eq(w->room, 65);
+    ck_assert_int_eq(rill_read_line(ln, &line, &len), RILL_OK);
+    ck_assert_str_eq(line, "bb");
+    ck_assert_ptr_eq(w->pos, line + 3);
+    close(peer);
+    ck_assert_int_eq(rill_close(ln), RILL_OK);
+}
+END_TEST
+
 START_TEST(test_init_sets_size)
 {
     rill_connect_opts c;
@@ -247,6 +281,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_version_macros);
     tcase_add_test(tc, test_version_check);
     tcase_add_test(tc, test_init_sets_size);
+    tcase_add_test(tc, test_line_window_layout);
     tcase_add_test(tc, test_connect_opts_older);
     tcase_add_test(tc, test_ctx_opts_older);
     tcase_add_test(tc, test_listen_opts_older_stream);

@@ -44,11 +44,15 @@
  *   -O v  run only variant v, for profilers such as callgrind --toggle-collect=run_send or
  *         hs_one (ratios are then void): throughput 1 raw, 2 rill tcp, 3 rill fd, 4 raw default
  *         modes; handshakes 1 raw full, 2 rill full, 3 rill_connect full, 4 raw resumed, 5 rill
- *         resumed, 6 rill export/import
+ *         resumed, 6 rill export/import, 7 raw resumed non-blocking under a deadline
  */
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -238,6 +242,72 @@ static SSL *raw_connect(SSL_CTX *ctx, int fd, SSL_SESSION *sess)
         ssl_die("SSL_set_session");
     if (SSL_connect(ssl) != 1)
         ssl_die("SSL_connect");
+    return ssl;
+}
+
+/* Wait up to @p deadline (CLOCK_MONOTONIC seconds) for @p events on @p fd. */
+static void wait_fd(int fd, short events, double deadline)
+{
+    struct pollfd p = { .fd = fd, .events = events };
+    int ms = (int)((deadline - bench_now()) * 1e3);
+    int r;
+    do {
+        r = poll(&p, 1, ms > 0 ? ms : 0);
+    } while (r < 0 && errno == EINTR);
+    if (r <= 0)
+        bench_die("poll: %s", r == 0 ? "deadline passed" : strerror(errno));
+}
+
+/*
+ * Raw OpenSSL driven the way rill_connect() drives a connection under its deadline (info row):
+ * a non-blocking connect and handshake with poll() until the deadline, then the descriptor back
+ * to blocking for the application's reads. Shows what bounding the handshake in time costs
+ * with no library in between.
+ */
+static SSL *raw_connect_deadline(SSL_CTX *ctx, uint16_t port, SSL_SESSION *sess, int *fd_out)
+{
+    double deadline = bench_now() + 30.0;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        bench_die("socket: %s", strerror(errno));
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (errno != EINPROGRESS)
+            bench_die("connect: %s", strerror(errno));
+        wait_fd(fd, POLLOUT, deadline);
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0)
+            bench_die("connect: %s", strerror(soerr));
+    }
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl || SSL_set_fd(ssl, fd) != 1)
+        ssl_die("SSL_new");
+    SSL_set_hostflags(ssl,
+                      X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
+    if (SSL_set_tlsext_host_name(ssl, SERVER_NAME) != 1 || SSL_set1_host(ssl, SERVER_NAME) != 1)
+        ssl_die("SSL_set1_host");
+    if (sess && SSL_set_session(ssl, sess) != 1)
+        ssl_die("SSL_set_session");
+    for (;;) {
+        int r = SSL_connect(ssl);
+        if (r == 1)
+            break;
+        int e = SSL_get_error(ssl, r);
+        if (e == SSL_ERROR_WANT_READ)
+            wait_fd(fd, POLLIN, deadline);
+        else if (e == SSL_ERROR_WANT_WRITE)
+            wait_fd(fd, POLLOUT, deadline);
+        else
+            ssl_die("SSL_connect");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
+        bench_die("fcntl: %s", strerror(errno));
+    *fd_out = fd;
     return ssl;
 }
 
@@ -564,6 +634,7 @@ enum hvariant {
     H_RAW_RESUMED,
     H_RILL_RESUMED,
     H_RILL_IMPORT,
+    H_RAW_RESUMED_DEADLINE,
     HVARIANTS
 };
 
@@ -620,6 +691,9 @@ hs_one(struct bench *b, enum hvariant v, struct hs_state *st)
         c.fd = bench_connect(b->port);
         c.ssl = raw_connect(b->raw, c.fd, v == H_RAW_RESUMED ? st->sess : NULL);
         break;
+    case H_RAW_RESUMED_DEADLINE:
+        c.ssl = raw_connect_deadline(b->raw, b->port, st->sess, &c.fd);
+        break;
     case H_RILL_FULL:
     case H_RILL_IMPORT: {
         rill_stream *tcp = NULL;
@@ -642,7 +716,7 @@ hs_one(struct bench *b, enum hvariant v, struct hs_state *st)
     if (client_read(&c, &byte, 1) != 1)
         bench_die("handshake run: no byte from the server");
     int resumed = c.ssl ? SSL_session_reused(c.ssl) : rill_tls_session_resumed(c.s);
-    if (v == H_RAW_RESUMED) {
+    if (v == H_RAW_RESUMED || v == H_RAW_RESUMED_DEADLINE) {
         SSL_SESSION_free(st->sess);
         st->sess = SSL_get1_session(c.ssl);
     } else if (v == H_RILL_IMPORT) {
@@ -719,6 +793,7 @@ static void bench_handshakes(struct bench *b)
         "resumed: raw SSL_set_session(previous)",
         "resumed: rill_connect, shared ctx",
         "resumed: rill session_export/import (info)",
+        "resumed: raw, non-blocking under a deadline (info)",
     };
     struct bench_row rows[HVARIANTS], cpu_rows[HVARIANTS];
     memset(rows, 0, sizeof rows);

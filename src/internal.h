@@ -21,7 +21,7 @@
  */
 struct rill_stream {
     /*
-     * First, at offset 0, as the ABI has it (rill.h): the window of lines found ahead that the
+     * First, at offset 0, as the ABI has it (rill.h): the window of buffered bytes that the
      * inline rill_read_line() reads, published by a line stream; NULL for every other stream.
      */
     rill_line_window_ *line_window;

@@ -1163,10 +1163,10 @@ RILL_API RILL_NODISCARD rill_status rill_read_line(rill_stream *s, const char **
  * after the last line it handed out in a window that the first member of every stream points
  * at (NULL for other streams); the inline path finds the next line in them with memchr() and
  * hands it out without a library call, and calls the library when it finds no whole line
- * (other modes always do). This layout is part of the ABI
- * (docs/abi.md); it is not for applications' own use. Define RILL_NO_INLINE before including
- * this header to call the library for every line instead; (rill_read_line)(...) and a pointer
- * to rill_read_line reach the library function, which behaves the same.
+ * (other modes always do). This layout is part of the ABI (docs/abi.md); it is not for
+ * applications' own use. Define RILL_NO_INLINE before including this header to call the
+ * library for every line instead; (rill_read_line)(...) and a pointer to rill_read_line reach
+ * the library function, which behaves the same.
  */
 typedef struct rill_line_window_ {
     char *pos;   /* the next line starts here; NULL: the window is closed */

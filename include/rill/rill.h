@@ -26,7 +26,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h> /* memchr, for the inline rill_read_line */
+#include <string.h>  /* memchr, for the inline rill_read_line */
 #include <sys/uio.h> /* struct iovec, for rill_writev */
 
 #ifdef __cplusplus
@@ -69,7 +69,7 @@ typedef enum rill_status {
     RILL_E_TRUNCATED = -12,  /**< TLS stream ended without close_notify */
     RILL_E_LINE_TOO_LONG = -13, /**< line longer than the line reader's limit; nothing consumed */
     RILL_E_PENDING_DATA = -14,  /**< refused: a layer still holds unread or unwritten bytes */
-    RILL_E_PROTOCOL = -15,   /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
+    RILL_E_PROTOCOL = -15,    /**< malformed input (bare CR/LF in strict CRLF mode, short value) */
     RILL_E_UNSUPPORTED = -16, /**< operation not supported by this stream or platform */
     RILL_E_PROXY = -17 /**< the proxy refused the tunnel (HTTP status, SOCKS reply, credentials) */
 } rill_status;
@@ -127,7 +127,7 @@ typedef struct rill_tls_config rill_tls_config;
 #define RILL_VERSION_MAJOR 0
 #define RILL_VERSION_MINOR 1
 #define RILL_VERSION_PATCH 0
-#define RILL_VERSION_NUMBER                                                                   \
+#define RILL_VERSION_NUMBER \
     ((RILL_VERSION_MAJOR << 16) | (RILL_VERSION_MINOR << 8) | RILL_VERSION_PATCH)
 
 /**
@@ -284,8 +284,7 @@ RILL_API RILL_NODISCARD rill_status rill_write_fmt(rill_stream *s, size_t *nwrit
 
 /** rill_write_fmt() with a va_list. */
 RILL_API RILL_NODISCARD rill_status rill_write_vfmt(rill_stream *s, size_t *nwritten,
-                                                    const char *fmt, va_list ap)
-    RILL_PRINTF(3, 0);
+                                                    const char *fmt, va_list ap) RILL_PRINTF(3, 0);
 
 /**
  * Push bytes held by write buffers down the whole chain to the transport. Non-blocking mode may
@@ -379,12 +378,12 @@ RILL_API void rill_get_timeouts(const rill_stream *s, int *read_ms, int *write_m
  */
 
 /** Layer kinds, as reported by rill_kind() and looked up by rill_find(). */
-#define RILL_LAYER_FD       "fd"
-#define RILL_LAYER_TCP      "tcp"
-#define RILL_LAYER_UNIX     "unix"
-#define RILL_LAYER_BUFFERED "buffered"
-#define RILL_LAYER_LINES    "lines"
-#define RILL_LAYER_TLS      "tls"
+#define RILL_LAYER_FD           "fd"
+#define RILL_LAYER_TCP          "tcp"
+#define RILL_LAYER_UNIX         "unix"
+#define RILL_LAYER_BUFFERED     "buffered"
+#define RILL_LAYER_LINES        "lines"
+#define RILL_LAYER_TLS          "tls"
 #define RILL_LAYER_HTTP_CONNECT "http-connect"
 #define RILL_LAYER_SOCKS5       "socks5"
 
@@ -470,7 +469,7 @@ RILL_API RILL_NODISCARD rill_status rill_fd_new(int read_fd, int write_fd, unsig
  * ("tcp: rill_connect_opts not initialised with rill_connect_opts_init() (size field 0x0)").
  */
 typedef struct rill_connect_opts {
-    uint32_t size;        /**< set by rill_connect_opts_init(); do not change */
+    uint32_t size; /**< set by rill_connect_opts_init(); do not change */
     /** Connect deadline in ms; default 30000; RILL_TIMEOUT_NONE for none. 0 means no waiting:
      *  rill_tcp_connect_addr() and rill_unix_connect() then succeed only when the connection
      *  is made within the call (a Unix socket; often loopback), else give RILL_E_TIMEOUT;
@@ -709,17 +708,17 @@ RILL_API void rill_resolve_results_free(rill_resolve_result *results, size_t n);
 
 /** What a connect trace event reports. */
 typedef enum rill_connect_event_type {
-    RILL_EV_RESOLVING = 1,  /**< host: the name being resolved */
-    RILL_EV_RESOLVED,       /**< count: addresses known when the first attempt starts */
-    RILL_EV_ATTEMPT,        /**< addr: a connect attempt starts */
-    RILL_EV_ATTEMPT_FAILED, /**< addr, status, message: an attempt failed */
-    RILL_EV_CONNECTED,      /**< addr: the winner */
-    RILL_EV_ANSWER,         /**< family, count (status, message on failure): one family's
-                                 answer arrived (from DNS, the cache, /etc/hosts or an override) */
-    RILL_EV_TLS_HANDSHAKE,  /**< addr: the TLS handshake starts on the winner */
-    RILL_EV_TLS_DONE,       /**< addr (status, message on failure): the handshake ended */
-    RILL_EV_PROXY_TLS,      /**< host, addr: the TLS handshake with an https:// proxy starts */
-    RILL_EV_PROXY_TLS_DONE, /**< host, addr (status, message on failure): it ended */
+    RILL_EV_RESOLVING = 1,   /**< host: the name being resolved */
+    RILL_EV_RESOLVED,        /**< count: addresses known when the first attempt starts */
+    RILL_EV_ATTEMPT,         /**< addr: a connect attempt starts */
+    RILL_EV_ATTEMPT_FAILED,  /**< addr, status, message: an attempt failed */
+    RILL_EV_CONNECTED,       /**< addr: the winner */
+    RILL_EV_ANSWER,          /**< family, count (status, message on failure): one family's
+                                  answer arrived (from DNS, the cache, /etc/hosts or an override) */
+    RILL_EV_TLS_HANDSHAKE,   /**< addr: the TLS handshake starts on the winner */
+    RILL_EV_TLS_DONE,        /**< addr (status, message on failure): the handshake ended */
+    RILL_EV_PROXY_TLS,       /**< host, addr: the TLS handshake with an https:// proxy starts */
+    RILL_EV_PROXY_TLS_DONE,  /**< host, addr (status, message on failure): it ended */
     RILL_EV_PROXY_HANDSHAKE, /**< host: the target; addr: the proxy; message: "CONNECT" or
                                   "SOCKS5": the proxy is asked for the tunnel */
     RILL_EV_PROXY_DONE       /**< as PROXY_HANDSHAKE (status, message on failure): the tunnel
@@ -973,10 +972,10 @@ RILL_API int64_t rill_now_ms(void);
 
 /** Options for rill_listen(). Initialise with rill_listen_opts_init(). */
 typedef struct rill_listen_opts {
-    uint32_t size;            /**< set by rill_listen_opts_init(); do not change */
-    int backlog;              /**< listen(2) backlog; default 128 */
-    int reuseaddr;            /**< SO_REUSEADDR; default 1 */
-    int v6only;               /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
+    uint32_t size; /**< set by rill_listen_opts_init(); do not change */
+    int backlog;   /**< listen(2) backlog; default 128 */
+    int reuseaddr; /**< SO_REUSEADDR; default 1 */
+    int v6only;    /**< IPV6_V6ONLY for IPv6 addresses; default 1 */
     /** nodelay, keepalive, timeouts and tls for accepted streams. It may grow: fields of
      *  rill_listen_opts added later come after it, and the library finds them by stream.size. */
     rill_connect_opts stream;
@@ -1850,29 +1849,29 @@ RILL_API RILL_NODISCARD rill_status rill_tls_handshake(rill_stream *s);
 
 /** What a TLS layer knows about its connection (rill_tls_get_info()). Strings are "" if unknown. */
 typedef struct rill_tls_info {
-    int handshake_done;    /**< 1 once the handshake completed */
-    int is_server;         /**< 1 for rill_tls_server() streams */
-    int resumed;           /**< 1 if the session was resumed (abbreviated handshake) */
-    int verified;          /**< 1 if the peer certificate was verified (chain and name) */
-    char version[16];      /**< "TLSv1.3" */
-    char cipher[64];       /**< "TLS_AES_256_GCM_SHA384" */
-    char alpn[64];         /**< the protocol agreed, "" when none */
-    char servername[256];  /**< client: the name verified; server: the SNI the client sent */
-    char subject[256];     /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
-    char issuer[256];      /**< peer certificate issuer */
-    char sans[512];        /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
-    char not_before[32];   /**< validity start, "2026-11-24T10:00:00Z" */
-    char not_after[32];    /**< validity end */
-    char spki_sha256[64];  /**< "sha256//BASE64" of the public key, the form pins take */
-    char cert_entry[256];  /**< server: entry that served ("*.a.test", "(default)"; "" resumed) */
-    char cert_type[16];    /**< key of the certificate this side sent: "ECDSA", "RSA", "Ed25519" */
-    char cert_spki[64];    /**< "sha256//BASE64" of that certificate's public key; "" if none */
-    char group[32];        /**< key-exchange group of the handshake ("X25519"), "" if none */
-    int hello_retry;       /**< 1 if the handshake took a HelloRetryRequest (TLS 1.3) */
-    int close_notify;      /**< 1 once the peer's close_notify was received */
-    int truncated;         /**< 1 if the peer ended without close_notify and that was accepted
-                                (RILL_TLS_ALLOW_TRUNCATION) */
-    char reserved[132];    /**< zero; facts added later take this space (fixed size) */
+    int handshake_done;   /**< 1 once the handshake completed */
+    int is_server;        /**< 1 for rill_tls_server() streams */
+    int resumed;          /**< 1 if the session was resumed (abbreviated handshake) */
+    int verified;         /**< 1 if the peer certificate was verified (chain and name) */
+    char version[16];     /**< "TLSv1.3" */
+    char cipher[64];      /**< "TLS_AES_256_GCM_SHA384" */
+    char alpn[64];        /**< the protocol agreed, "" when none */
+    char servername[256]; /**< client: the name verified; server: the SNI the client sent */
+    char subject[256];    /**< peer certificate subject, RFC 2253 ("CN=good.rill.test,O=...") */
+    char issuer[256];     /**< peer certificate issuer */
+    char sans[512];       /**< subjectAltNames, comma-separated ("DNS:a.test,IP:127.0.0.1") */
+    char not_before[32];  /**< validity start, "2026-11-24T10:00:00Z" */
+    char not_after[32];   /**< validity end */
+    char spki_sha256[64]; /**< "sha256//BASE64" of the public key, the form pins take */
+    char cert_entry[256]; /**< server: entry that served ("*.a.test", "(default)"; "" resumed) */
+    char cert_type[16];   /**< key of the certificate this side sent: "ECDSA", "RSA", "Ed25519" */
+    char cert_spki[64];   /**< "sha256//BASE64" of that certificate's public key; "" if none */
+    char group[32];       /**< key-exchange group of the handshake ("X25519"), "" if none */
+    int hello_retry;      /**< 1 if the handshake took a HelloRetryRequest (TLS 1.3) */
+    int close_notify;     /**< 1 once the peer's close_notify was received */
+    int truncated;        /**< 1 if the peer ended without close_notify and that was accepted
+                               (RILL_TLS_ALLOW_TRUNCATION) */
+    char reserved[132];   /**< zero; facts added later take this space (fixed size) */
 } rill_tls_info;
 
 /**
@@ -1883,10 +1882,10 @@ RILL_API RILL_NODISCARD rill_status rill_tls_get_info(rill_stream *s, rill_tls_i
 
 /** One certificate the peer sent (rill_tls_get_peer_cert()). */
 typedef struct rill_tls_cert {
-    char subject[256];    /**< RFC 2253 */
-    char issuer[256];     /**< RFC 2253 */
-    char not_before[32];  /**< "2026-11-24T10:00:00Z" */
-    char not_after[32];   /**< validity end */
+    char subject[256];   /**< RFC 2253 */
+    char issuer[256];    /**< RFC 2253 */
+    char not_before[32]; /**< "2026-11-24T10:00:00Z" */
+    char not_after[32];  /**< validity end */
 } rill_tls_cert;
 
 /**

@@ -918,11 +918,12 @@ int main(int argc, char **argv)
     double vs_raw[VARIANTS];
     for (int v = 0; v < VARIANTS; v++)
         vs_raw[v] = bench_paired_ratio(fig[v], fig[V_RAW], reps);
-    struct bench_row goals[4] = {
+    struct bench_row goals[5] = {
         { "", -1, -1, -1, 0.90, 0, 0 },
         { "goal: rill batch / rill_resolve one by one", -1, -1, -1, 2.5, 0, 0 },
         { "goal: rill batch / getaddrinfo() one by one", -1, -1, -1, 2.5, 0, 0 },
         { "", -1, -1, -1, 0, 0, 0 },
+        { "", -1, -1, -1, 0.90, 0, 0 },
     };
     snprintf(goals[0].name, sizeof goals[0].name, "goal: rill / raw c-ares, both window %d",
              SMALL_WINDOW);
@@ -930,10 +931,16 @@ int main(int argc, char **argv)
     snprintf(goals[3].name, sizeof goals[3].name, "info: rill cache off / raw c-ares, window %d",
              SMALL_WINDOW);
     goals[3].ratio = bench_paired_ratio(fig[V_RILL_NOCACHE], fig[V_RAW_SMALL], reps);
+    /* The default window against raw c-ares at the same window: the raw baseline's larger
+     * window floods the server into drops and retry timeouts, so a goal against it would say
+     * nothing about rill. */
+    snprintf(goals[4].name, sizeof goals[4].name, "goal: rill / raw c-ares, both window %d",
+             b.cfg.rill_window);
+    goals[4].ratio = bench_paired_ratio(fig[V_RILL], fig[V_RAW_SAME], reps);
     goals[1].ratio = bench_paired_ratio(fig[V_RILL], fig[V_RILL_SEQ], reps);
     goals[2].ratio = b.gai_ok ? bench_paired_ratio(fig[V_RILL], fig[V_GAI], reps) : -1;
 
-    struct bench_row rows[VARIANTS + 4];
+    struct bench_row rows[VARIANTS + 5];
     memset(rows, 0, sizeof rows);
     size_t nrows = 0;
     for (int v = 0; v < VARIANTS; v++) {
@@ -943,7 +950,7 @@ int main(int argc, char **argv)
         row->best = have ? bench_max(fig[v], reps) : -1;
         row->median = have ? bench_median(fig[v], reps) : -1;
         row->ratio = have ? vs_raw[v] : -1;
-        row->goal = v == V_RILL ? 0.90 : 0;
+        row->goal = 0; /* the goal rows below compare like with like */
     }
     for (size_t i = 0; i < sizeof goals / sizeof goals[0]; i++)
         rows[nrows++] = goals[i];

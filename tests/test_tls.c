@@ -1974,6 +1974,55 @@ START_TEST(test_starttls_batch_refused)
 }
 END_TEST
 
+/*
+ * A batch, then lines read one by one until nothing is pending: the batch is read, so the
+ * upgrade goes ahead, even when the buffer was refilled from its front and the go-ahead (a long
+ * line, which keeps the buffer) ends where the batch ended (the old check took the stale offset
+ * for "nothing read since the batch" and refused).
+ */
+START_TEST(test_starttls_after_batch_offset_reused)
+{
+    int before = rt_count_fds();
+    rill_stream *c = NULL, *srv = NULL, *ln = NULL;
+    rt_tcp_pair(&c, &srv);
+    SOK(c, rill_lines_new(c, 8192, RILL_EOL_LF, 0, &ln));
+    char *text = malloc(5001);
+    ck_assert_ptr_nonnull(text);
+    memset(text, 'a', 5001);
+    memcpy(text, "250-", 4);
+    text[3999] = '\n';
+    memcpy(text + 4000, "250 ", 4);
+    text[5000] = '\n';
+    size_t w = 0;
+    SOK(srv, rill_write_all(srv, text, 5001, &w));
+    rill_line lines[4];
+    size_t count = 0;
+    SOK(ln, rill_read_lines(ln, lines, 4, &count));
+    ck_assert_uint_eq(count, 2);
+    ck_assert_uint_eq(lines[1].len, 1000);
+    memset(text, 'g', 5001);
+    memcpy(text, "220 ", 4);
+    text[5000] = '\n';
+    SOK(srv, rill_write_all(srv, text, 5001, &w));
+    const char *line = NULL;
+    size_t len = 0;
+    SOK(ln, rill_read_line(ln, &line, &len));
+    ck_assert_uint_eq(len, 5000);
+    ck_assert_int_eq(memcmp(line, "220 ggg", 7), 0);
+    ck_assert_uint_eq(rill_pending(ln), 0);
+    rill_tls_config *cfg = cfg_client(0);
+    rill_stream *kept = ln;
+    SOK(ln, rill_starttls(&ln, cfg, RT_CERTS_HOST, 0));
+    ck_assert_ptr_eq(ln, kept);
+    ck_assert_ptr_nonnull(rill_find(ln, "tls"));
+    free(text);
+    ck_assert_int_eq(rill_close(srv), RILL_OK);
+    ck_assert_int_eq(rill_close(ln), RILL_OK); /* no handshake yet: nothing to say */
+    cfg_free(cfg);
+    ck_assert_int_eq(rt_count_fds(), before);
+}
+END_TEST
+
 /* Arguments the call refuses, each leaving the chain as it was with the reason on it. */
 START_TEST(test_starttls_invalid)
 {
@@ -3598,6 +3647,7 @@ Suite *rill_test_suite(void)
     tcase_add_test(tc, test_starttls_borrowed);
     tcase_add_loop_test(tc, test_starttls_in_place_pending_refused, 0, 2);
     tcase_add_test(tc, test_starttls_batch_refused);
+    tcase_add_test(tc, test_starttls_after_batch_offset_reused);
     tcase_add_test(tc, test_starttls_invalid);
     tcase_add_test(tc, test_starttls_owed_lf_refused);
     tcase_add_test(tc, test_starttls_owed_lf_settled);

@@ -1173,24 +1173,34 @@ typedef struct rill_line_window_ {
     size_t room; /* the line limit plus one: an LF further than this from pos is not searched */
 } rill_line_window_;
 
+/* Casts that C++ consumers built with -Wold-style-cast accept too (undefined again below). */
+#ifdef __cplusplus
+#define RILL_CAST_(type, expr) static_cast<type>(expr)
+#else
+#define RILL_CAST_(type, expr) ((type)(expr))
+#endif
+
 RILL_NODISCARD static inline rill_status rill_read_line_inline_(rill_stream *s, const char **line,
                                                                 size_t *len)
 {
     rill_line_window_ *w;
-    if (s && line && len && (w = *(rill_line_window_ *const *)(const void *)s) != NULL && w->pos) {
+    if (s && line && len &&
+        (w = *RILL_CAST_(rill_line_window_ *const *, RILL_CAST_(const void *, s))) && w->pos) {
         char *p = w->pos;
-        size_t avail = (size_t)(w->end - p);
-        char *e = (char *)memchr(p, '\n', avail < w->room ? avail : w->room);
+        size_t avail = RILL_CAST_(size_t, w->end - p);
+        char *e = RILL_CAST_(char *, memchr(p, '\n', avail < w->room ? avail : w->room));
         if (e) {
             *e = '\0';
             *line = p;
-            *len = (size_t)(e - p);
+            *len = RILL_CAST_(size_t, e - p);
             w->pos = e + 1;
             return RILL_OK;
         }
     }
     return (rill_read_line)(s, line, len);
 }
+
+#undef RILL_CAST_
 
 #if !defined(RILL_NO_INLINE)
 #define rill_read_line(s, line, len) rill_read_line_inline_((s), (line), (len))

@@ -75,6 +75,8 @@ struct lines {
      * The lines after the first of the last rill_read_lines() batch (batch_tail bytes, ending
      * at batch_end): handed out at once, so the caller may still hold them unread; they count
      * as read only once the stream has moved past batch_end (rilli_lines_batch_unread).
+     * Whatever starts the offsets over (a reset or a move of the buffer) drops the batch:
+     * start could come back to batch_end later with the batch long read.
      */
     size_t batch_tail;
     size_t batch_end;
@@ -258,6 +260,7 @@ static LINES_NOINLINE void release_idle(struct lines *st, const char **line, siz
         st->small = true;
     }
     st->start = st->end = st->scan = 0;
+    st->batch_tail = 0;
 }
 
 /* Whether the buffer is empty at the end of a burst (see release_idle). */
@@ -322,15 +325,18 @@ static rill_status fill(rill_stream *s, struct lines *st)
         st->buf = grown;
         st->small = false;
         st->start = st->end = st->scan = 0;
+        st->batch_tail = 0;
     }
     if (st->start == st->end) {
         st->start = st->end = st->scan = 0;
+        st->batch_tail = 0;
     } else if (st->start > 0 && st->cap - st->end < st->cap / 2) {
         size_t held = st->end - st->start;
         memmove(st->buf, st->buf + st->start, held);
         st->scan -= st->start;
         st->start = 0;
         st->end = held;
+        st->batch_tail = 0;
     }
     if (st->end == st->cap) /* unreachable while the invariant above holds */
         return rill_stream_error(s, RILL_E_LINE_TOO_LONG, "line buffer full");
@@ -434,6 +440,7 @@ static rill_status skip_attempt(rill_stream *s, void *arg)
             }
             st->skipped += avail;
             st->start = st->end = st->scan = 0;
+            st->batch_tail = 0;
         }
         rill_status rc = fill(s, st);
         if (rc != RILL_OK)
@@ -516,6 +523,7 @@ static size_t lines_shrink(rill_stream *s)
     st->buf = NULL;
     st->small = false;
     st->start = st->end = st->scan = 0;
+    st->batch_tail = 0;
     return held;
 }
 

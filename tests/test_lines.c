@@ -1083,10 +1083,10 @@ START_TEST(test_line_iter_many_lines)
 END_TEST
 
 /*
- * rill_read_line finds the ends of the lines after the one it returns in the same search and
- * hands them out on the next calls; every other way of reading in between (a raw read, a copy,
- * a skip, a batch, more data arriving) must make it look again, never hand out stale ends.
- * Blocking, deadline and non-blocking.
+ * After a line, rill_read_line hands out the next ones from the window of buffered bytes
+ * (inline, rill.h); every other way of reading in between (a raw read, a copy, a skip, a batch,
+ * more data arriving) must take over where it got to and close the window, never hand out
+ * stale bytes. Blocking, deadline and non-blocking.
  */
 START_TEST(test_read_line_ahead_mixed)
 {
@@ -1097,7 +1097,7 @@ START_TEST(test_read_line_ahead_mixed)
     peer_str(peer, "a1\nb22\nc333\nd4444\ne5\nf6\ng7\nh8\nmuch too long line\ni9\n");
     if (mode == 2)
         wait_readable(s);
-    expect_line(s, "a1"); /* finds b..h ahead */
+    expect_line(s, "a1"); /* opens the window over b..i */
     char raw[3];
     size_t n = 0;
     ck_assert_int_eq(rill_read_full(s, raw, 2, &n), RILL_OK); /* "b2" of "b22" */

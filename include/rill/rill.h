@@ -1180,23 +1180,31 @@ typedef struct rill_line_window_ {
 #define RILL_CAST_(type, expr) ((type)(expr))
 #endif
 
+/* The next line of an open window @p w, handed out in place: 1, or 0 when none is whole. */
+static inline int rill_line_window_take_(rill_line_window_ *w, const char **line, size_t *len)
+{
+    char *p = w->pos;
+    if (!p)
+        return 0;
+    size_t avail = RILL_CAST_(size_t, w->end - p);
+    char *e = RILL_CAST_(char *, memchr(p, '\n', avail < w->room ? avail : w->room));
+    if (!e)
+        return 0;
+    *e = '\0';
+    *line = p;
+    *len = RILL_CAST_(size_t, e - p);
+    w->pos = e + 1;
+    return 1;
+}
+
 RILL_NODISCARD static inline rill_status rill_read_line_inline_(rill_stream *s, const char **line,
                                                                 size_t *len)
 {
     rill_line_window_ *w;
     if (s && line && len &&
-        (w = *RILL_CAST_(rill_line_window_ *const *, RILL_CAST_(const void *, s))) && w->pos) {
-        char *p = w->pos;
-        size_t avail = RILL_CAST_(size_t, w->end - p);
-        char *e = RILL_CAST_(char *, memchr(p, '\n', avail < w->room ? avail : w->room));
-        if (e) {
-            *e = '\0';
-            *line = p;
-            *len = RILL_CAST_(size_t, e - p);
-            w->pos = e + 1;
-            return RILL_OK;
-        }
-    }
+        (w = *RILL_CAST_(rill_line_window_ *const *, RILL_CAST_(const void *, s))) &&
+        rill_line_window_take_(w, line, len))
+        return RILL_OK;
     return (rill_read_line)(s, line, len);
 }
 

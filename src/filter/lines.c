@@ -634,19 +634,8 @@ RILL_API rill_status(rill_read_line)(rill_stream *s, const char **line, size_t *
      */
     if (s && line && len && rilli_ops(s) == &lines_ops) {
         struct lines *st = rilli_state(s);
-        rill_line_window_ *w = &st->win;
-        if (w->pos) {
-            char *p = w->pos;
-            size_t avail = (size_t)(w->end - p);
-            char *e = memchr(p, '\n', avail < w->room ? avail : w->room);
-            if (e) {
-                *e = '\0';
-                *line = p;
-                *len = (size_t)(e - p);
-                w->pos = e + 1;
-                return RILL_OK;
-            }
-        }
+        if (rill_line_window_take_(&st->win, line, len))
+            return RILL_OK;
         rill_status rc = read_line_slow(s, line, len);
         if (rc == RILL_OK)
             open_window(st);

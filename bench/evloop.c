@@ -35,6 +35,7 @@
  *   defaults: 11 rounds, 400 connections per run, 400 idle connections
  */
 #include "common.h"
+#include "tls_peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,17 +73,6 @@ struct bench {
     rill_tls_config *rill_server;
     SSL_CTX *client;
 };
-
-static void ssl_die(const char *what) __attribute__((noreturn));
-
-static void ssl_die(const char *what)
-{
-    char why[256] = "no OpenSSL error";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, why, sizeof why);
-    bench_die("%s: %s", what, why);
-}
 
 static void make_certs(struct bench *b)
 {
@@ -129,7 +119,7 @@ static void setup(struct bench *b)
     SSL_CTX *s = SSL_CTX_new(TLS_server_method());
     if (!s || SSL_CTX_use_certificate_chain_file(s, b->cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(s, b->key, SSL_FILETYPE_PEM) != 1)
-        ssl_die("raw server SSL_CTX");
+        bench_ssl_die("raw server SSL_CTX");
     SSL_CTX_set_min_proto_version(s, TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(s, TLS1_3_VERSION);
     SSL_CTX_set_options(s, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
@@ -147,14 +137,14 @@ static void setup(struct bench *b)
 
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
     if (!c)
-        ssl_die("client SSL_CTX_new");
+        bench_ssl_die("client SSL_CTX_new");
     SSL_CTX_set_min_proto_version(c, TLS1_3_VERSION);
     if (SSL_CTX_set_ciphersuites(c, "TLS_AES_256_GCM_SHA384") != 1)
-        ssl_die("client ciphersuites");
+        bench_ssl_die("client ciphersuites");
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_load_verify_file(c, b->ca) != 1)
-        ssl_die("SSL_CTX_load_verify_file");
+        bench_ssl_die("SSL_CTX_load_verify_file");
     b->client = c;
 }
 
@@ -254,7 +244,7 @@ static uint32_t raw_want(SSL *ssl, int r, const char *what)
     case SSL_ERROR_WANT_READ: return EPOLLIN;
     case SSL_ERROR_WANT_WRITE: return EPOLLOUT;
     case SSL_ERROR_ZERO_RETURN: return 0;
-    default: ssl_die(what);
+    default: bench_ssl_die(what);
     }
 }
 
@@ -438,7 +428,7 @@ static void sv_accept(struct server *sv)
             setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
             c->ssl = SSL_new(sv->b->raw_server);
             if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
-                ssl_die("raw server SSL_new");
+                bench_ssl_die("raw server SSL_new");
             SSL_set_accept_state(c->ssl);
         }
         sv->open++;
@@ -551,23 +541,23 @@ static void client_open(const struct bench *b, uint16_t port, SSL_SESSION *sess,
     if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1 ||
         SSL_set_tlsext_host_name(c->ssl, SERVER_NAME) != 1 ||
         SSL_set1_host(c->ssl, SERVER_NAME) != 1)
-        ssl_die("client SSL_new");
+        bench_ssl_die("client SSL_new");
     if (sess && SSL_set_session(c->ssl, sess) != 1)
-        ssl_die("SSL_set_session");
+        bench_ssl_die("SSL_set_session");
     if (SSL_connect(c->ssl) != 1)
-        ssl_die("client SSL_connect");
+        bench_ssl_die("client SSL_connect");
     char line[64], want[64], got[64] = "";
     int len = snprintf(line, sizeof line, "hello %" PRIu64 "\n", n);
     size_t w = 0;
     if (SSL_write_ex(c->ssl, line, (size_t)len, &w) != 1 || w != (size_t)len)
-        ssl_die("client write");
+        bench_ssl_die("client write");
     snprintf(want, sizeof want, "1 %016" PRIx64 "\n", fnv1a(line, (size_t)len - 1));
     size_t have = 0;
     while (have == 0 || got[have - 1] != '\n') {
         size_t r = 0;
         if (have == sizeof got - 1 ||
             SSL_read_ex(c->ssl, got + have, sizeof got - 1 - have, &r) != 1)
-            ssl_die("client read");
+            bench_ssl_die("client read");
         have += r;
     }
     got[have] = '\0';

@@ -23,6 +23,7 @@
  *   -o 1..4, -t 1 (socketpair) or 2 (TLS), -l 40 or 1024: run only that (for profilers)
  */
 #include "common.h"
+#include "tls_peer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,7 +35,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #define BUF_SIZE    65536u
@@ -66,12 +66,7 @@ struct bench {
     size_t block_lines;
     struct tally want;
     /* TLS */
-    char dir[64];
-    int listen_fd;
-    uint16_t port;
-    SSL_CTX *server;
-    SSL_CTX *raw;
-    rill_tls_config *tls;
+    struct bench_tls t; /* the raw peer and the client contexts */
 };
 
 /* ---- the sender ---- */
@@ -82,15 +77,6 @@ struct sender {
     int fd; /* socketpair end; or -1: accept a TLS connection */
 };
 
-static void ssl_die(const char *what)
-{
-    char why[256] = "no OpenSSL error";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, why, sizeof why);
-    bench_die("%s: %s", what, why);
-}
-
 static void *send_lines(void *arg)
 {
     struct sender *s = arg;
@@ -99,10 +85,10 @@ static void *send_lines(void *arg)
     SSL *ssl = NULL;
     int fd = s->fd;
     if (s->tr == T_TLS) {
-        fd = bench_accept(b->listen_fd);
-        ssl = SSL_new(b->server);
+        fd = bench_accept(b->t.listen_fd);
+        ssl = SSL_new(b->t.server);
         if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
-            ssl_die("sender: SSL_accept");
+            bench_ssl_die("sender: SSL_accept");
     }
     for (uint64_t left = b->lines; left > 0;) {
         size_t n = left < b->block_lines ? (size_t)left : b->block_lines;
@@ -111,7 +97,7 @@ static void *send_lines(void *arg)
             for (size_t off = 0; off < len;) {
                 size_t w = 0;
                 if (SSL_write_ex(ssl, b->block + off, len - off, &w) != 1)
-                    ssl_die("sender: SSL_write_ex");
+                    bench_ssl_die("sender: SSL_write_ex");
                 off += w;
             }
         } else {
@@ -142,7 +128,7 @@ NOINLINE static void read_memchr(int fd, SSL *ssl, struct tally *t)
             if (SSL_read_ex(ssl, buf + have, sizeof buf - have, &got) != 1) {
                 if (SSL_get_error(ssl, 0) == SSL_ERROR_ZERO_RETURN)
                     break;
-                ssl_die("SSL_read_ex");
+                bench_ssl_die("SSL_read_ex");
             }
         } else {
             ssize_t r = read(fd, buf + have, sizeof buf - have);
@@ -226,9 +212,9 @@ static rill_stream *rill_chain(struct bench *b, enum transport tr, int fd)
             bench_die("rill_fd_new: %s", err.msg);
     } else {
         rill_stream *tcp = NULL;
-        if (rill_tcp_connect_addr("127.0.0.1", b->port, NULL, &tcp, &err) != RILL_OK)
+        if (rill_tcp_connect_addr("127.0.0.1", b->t.port, NULL, &tcp, &err) != RILL_OK)
             bench_die("rill_tcp_connect_addr: %s", err.msg);
-        bench_check(rill_tls_client(tcp, b->tls, SERVER_NAME, 0, &in), "rill_tls_client", tcp);
+        bench_check(rill_tls_client(tcp, b->t.tls, SERVER_NAME, 0, &in), "rill_tls_client", tcp);
         bench_check(rill_tls_handshake(in), "rill_tls_handshake", in);
     }
     bench_check(rill_buffered_new(in, BUF_SIZE, BUF_SIZE, 0, &mid), "rill_buffered_new", in);
@@ -255,11 +241,11 @@ static double run(struct bench *b, enum transport tr, enum reader r)
     if (pthread_create(&th, NULL, send_lines, &snd) != 0)
         bench_die("pthread_create failed");
     if (r == R_MEMCHR && tr == T_TLS) {
-        fd = bench_connect(b->port);
-        ssl = SSL_new(b->raw);
+        fd = bench_connect(b->t.port);
+        ssl = SSL_new(b->t.raw);
         if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_set_tlsext_host_name(ssl, SERVER_NAME) != 1 ||
             SSL_set1_host(ssl, SERVER_NAME) != 1 || SSL_connect(ssl) != 1)
-            ssl_die("SSL_connect");
+            bench_ssl_die("SSL_connect");
     } else if (r != R_MEMCHR) {
         s = rill_chain(b, tr, fd);
     }
@@ -319,33 +305,6 @@ static void make_block(struct bench *b, size_t line_len, uint64_t lines)
     }
 }
 
-static void setup_tls(struct bench *b)
-{
-    bench_make_certs(b->dir, sizeof b->dir, SERVER_NAME, 0);
-    char ca[96], cert[96], key[96];
-    snprintf(ca, sizeof ca, "%s/ca.pem", b->dir);
-    snprintf(cert, sizeof cert, "%s/leaf.pem", b->dir);
-    snprintf(key, sizeof key, "%s/leaf.key", b->dir);
-    b->listen_fd = bench_listen(&b->port);
-    b->server = SSL_CTX_new(TLS_server_method());
-    if (!b->server || SSL_CTX_use_certificate_chain_file(b->server, cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(b->server, key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_set_min_proto_version(b->server, TLS1_3_VERSION) != 1 ||
-        SSL_CTX_set_ciphersuites(b->server, "TLS_AES_256_GCM_SHA384") != 1)
-        ssl_die("server SSL_CTX");
-    /* The raw client mirrors rill's modes (tls_config.c). */
-    b->raw = SSL_CTX_new(TLS_client_method());
-    if (!b->raw || SSL_CTX_load_verify_file(b->raw, ca) != 1)
-        ssl_die("client SSL_CTX");
-    SSL_CTX_set_mode(b->raw, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_verify(b->raw, SSL_VERIFY_PEER, NULL);
-    rill_error err;
-    if (rill_tls_config_new(&b->tls, &err) != RILL_OK ||
-        rill_tls_config_set_ca_file(b->tls, ca, &err) != RILL_OK)
-        bench_die("rill tls config: %s", err.msg);
-}
-
 int main(int argc, char **argv)
 {
     struct bench b;
@@ -373,7 +332,7 @@ int main(int argc, char **argv)
         bench_die("reps must be 1..%d", MAX_REPS);
     signal(SIGPIPE, SIG_IGN);
     int pinned = bench_pin(1);
-    setup_tls(&b);
+    bench_tls_setup(&b.t, SERVER_NAME, "TLS_AES_256_GCM_SHA384");
 
     static const size_t lens[2] = { 40, 1024 };
     static const char *const tr_name[TRANSPORTS] = { "socketpair", "TLS" };
@@ -429,11 +388,7 @@ int main(int argc, char **argv)
     printf("rill chains: fd > buffered(%u) > lines (socketpair), tcp > tls > buffered(%u) > "
            "lines (TLS); the splitter reads into %u bytes with read(2) or SSL_read_ex\n",
            BUF_SIZE, BUF_SIZE, BUF_SIZE);
-    rill_tls_config_free(b.tls);
-    SSL_CTX_free(b.raw);
-    SSL_CTX_free(b.server);
-    close(b.listen_fd);
-    bench_remove_certs(b.dir);
+    bench_tls_free(&b.t);
     free(b.block);
     return 0;
 }

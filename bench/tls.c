@@ -47,6 +47,7 @@
  *         resumed, 6 rill export/import, 7 raw resumed non-blocking under a deadline
  */
 #include "common.h"
+#include "tls_peer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -102,15 +103,6 @@ struct bench {
     char version[16];
 };
 
-static void ssl_die(const char *what)
-{
-    char why[256] = "no OpenSSL error";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, why, sizeof why);
-    bench_die("%s: %s", what, why);
-}
-
 static void make_certs(struct bench *b)
 {
     bench_make_certs(b->dir, sizeof b->dir, SERVER_NAME, b->cfg.rsa);
@@ -129,7 +121,7 @@ static SSL_CTX *raw_client_ctx(const struct bench *b, bool rill_modes)
 {
     SSL_CTX *c = SSL_CTX_new(TLS_client_method());
     if (!c)
-        ssl_die("SSL_CTX_new");
+        bench_ssl_die("SSL_CTX_new");
     SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
     SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION);
     if (rill_modes) {
@@ -141,7 +133,7 @@ static SSL_CTX *raw_client_ctx(const struct bench *b, bool rill_modes)
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_set_verify(c, SSL_VERIFY_PEER, NULL);
     if (SSL_CTX_load_verify_file(c, b->ca) != 1)
-        ssl_die("SSL_CTX_load_verify_file");
+        bench_ssl_die("SSL_CTX_load_verify_file");
     return c;
 }
 
@@ -154,7 +146,7 @@ static void setup(struct bench *b)
         SSL_CTX_use_PrivateKey_file(b->server, b->key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_set_min_proto_version(b->server, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_ciphersuites(b->server, b->cfg.suite) != 1)
-        ssl_die("server SSL_CTX");
+        bench_ssl_die("server SSL_CTX");
     b->raw = raw_client_ctx(b, true);
     b->raw_default = raw_client_ctx(b, false);
 
@@ -192,9 +184,9 @@ static SSL *server_accept(SSL_CTX *ctx, int fd)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl || SSL_set_fd(ssl, fd) != 1)
-        ssl_die("server SSL_new");
+        bench_ssl_die("server SSL_new");
     if (SSL_accept(ssl) != 1)
-        ssl_die("server SSL_accept");
+        bench_ssl_die("server SSL_accept");
     return ssl;
 }
 
@@ -215,7 +207,7 @@ static void server_write_all(SSL *ssl, const void *buf, size_t len)
     while (len > 0) {
         size_t w = 0;
         if (SSL_write_ex(ssl, p, len, &w) != 1)
-            ssl_die("server SSL_write_ex");
+            bench_ssl_die("server SSL_write_ex");
         p += w;
         len -= w;
     }
@@ -233,15 +225,15 @@ static SSL *raw_connect(SSL_CTX *ctx, int fd, SSL_SESSION *sess)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl || SSL_set_fd(ssl, fd) != 1)
-        ssl_die("SSL_new");
+        bench_ssl_die("SSL_new");
     SSL_set_hostflags(ssl,
                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     if (SSL_set_tlsext_host_name(ssl, SERVER_NAME) != 1 || SSL_set1_host(ssl, SERVER_NAME) != 1)
-        ssl_die("SSL_set1_host");
+        bench_ssl_die("SSL_set1_host");
     if (sess && SSL_set_session(ssl, sess) != 1)
-        ssl_die("SSL_set_session");
+        bench_ssl_die("SSL_set_session");
     if (SSL_connect(ssl) != 1)
-        ssl_die("SSL_connect");
+        bench_ssl_die("SSL_connect");
     return ssl;
 }
 
@@ -285,13 +277,13 @@ static SSL *raw_connect_deadline(SSL_CTX *ctx, uint16_t port, SSL_SESSION *sess,
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     SSL *ssl = SSL_new(ctx);
     if (!ssl || SSL_set_fd(ssl, fd) != 1)
-        ssl_die("SSL_new");
+        bench_ssl_die("SSL_new");
     SSL_set_hostflags(ssl,
                       X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     if (SSL_set_tlsext_host_name(ssl, SERVER_NAME) != 1 || SSL_set1_host(ssl, SERVER_NAME) != 1)
-        ssl_die("SSL_set1_host");
+        bench_ssl_die("SSL_set1_host");
     if (sess && SSL_set_session(ssl, sess) != 1)
-        ssl_die("SSL_set_session");
+        bench_ssl_die("SSL_set_session");
     for (;;) {
         int r = SSL_connect(ssl);
         if (r == 1)
@@ -302,7 +294,7 @@ static SSL *raw_connect_deadline(SSL_CTX *ctx, uint16_t port, SSL_SESSION *sess,
         else if (e == SSL_ERROR_WANT_WRITE)
             wait_fd(fd, POLLOUT, deadline);
         else
-            ssl_die("SSL_connect");
+            bench_ssl_die("SSL_connect");
     }
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0)
@@ -320,7 +312,7 @@ static size_t client_read(struct client *c, void *buf, size_t len)
             return n;
         if (SSL_get_error(c->ssl, 0) == SSL_ERROR_ZERO_RETURN)
             return 0;
-        ssl_die("SSL_read_ex");
+        bench_ssl_die("SSL_read_ex");
     }
     rill_status st = rill_read(c->s, buf, len, &n);
     if (st == RILL_EOF)
@@ -339,7 +331,7 @@ static void client_write_all(struct client *c, const void *buf, size_t len)
     while (len > 0) { /* partial writes (one record each) with rill's modes */
         size_t w = 0;
         if (SSL_write_ex(c->ssl, p, len, &w) != 1)
-            ssl_die("SSL_write_ex");
+            bench_ssl_die("SSL_write_ex");
         p += w;
         len -= w;
     }
@@ -359,7 +351,7 @@ static void client_shutdown(struct client *c)
         return;
     }
     if (SSL_shutdown(c->ssl) < 0)
-        ssl_die("SSL_shutdown");
+        bench_ssl_die("SSL_shutdown");
 }
 
 static void client_close(struct client *c)
@@ -459,14 +451,14 @@ static void *tput_peer_main(void *arg)
         unsigned char req;
         size_t n;
         if (SSL_read_ex(ssl, &req, 1, &n) != 1)
-            ssl_die("peer: reading the request");
+            bench_ssl_die("peer: reading the request");
         for (uint64_t left = b->cfg.bytes; left > 0;) {
             size_t len = left < b->cfg.chunk ? (size_t)left : b->cfg.chunk;
             server_write_all(ssl, b->theirs, len);
             left -= len;
         }
         if (SSL_shutdown(ssl) < 0)
-            ssl_die("peer: SSL_shutdown");
+            bench_ssl_die("peer: SSL_shutdown");
     } else {
         p->got = server_drain(ssl, b->theirs, b->cfg.chunk);
     }

@@ -16,6 +16,7 @@
  *   defaults: 5,000 messages per run, 9 rounds; -o runs one variant (1..5) for a profiler
  */
 #include "common.h"
+#include "tls_peer.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -56,22 +57,8 @@ struct bench {
     unsigned char header[HEADER_LEN];
     unsigned char body[BODY_LEN];
     uint64_t want_sum;
-    char dir[64];
-    int listen_fd;
-    uint16_t port;
-    SSL_CTX *server;
-    SSL_CTX *raw;
-    rill_tls_config *tls;
+    struct bench_tls t; /* the raw peer and the client contexts */
 };
-
-static void ssl_die(const char *what)
-{
-    char why[256] = "no OpenSSL error";
-    unsigned long e = ERR_get_error();
-    if (e)
-        ERR_error_string_n(e, why, sizeof why);
-    bench_die("%s: %s", what, why);
-}
 
 struct peer {
     const struct bench *b;
@@ -84,12 +71,12 @@ static void *peer_main(void *arg)
 {
     struct peer *p = arg;
     bench_pin(0);
-    int fd = bench_accept(p->b->listen_fd);
+    int fd = bench_accept(p->b->t.listen_fd);
     SSL *ssl = NULL;
     if (p->tls) {
-        ssl = SSL_new(p->b->server);
+        ssl = SSL_new(p->b->t.server);
         if (!ssl || SSL_set_fd(ssl, fd) != 1 || SSL_accept(ssl) != 1)
-            ssl_die("peer: SSL_accept");
+            bench_ssl_die("peer: SSL_accept");
     }
     static unsigned char buf[65536];
     for (;;) {
@@ -159,7 +146,7 @@ send_loop(struct bench *b, enum variant v, int fd, SSL *ssl, rill_stream *s)
             for (size_t off = 0; off < sizeof joined;) {
                 size_t w = 0;
                 if (SSL_write_ex(ssl, joined + off, sizeof joined - off, &w) != 1)
-                    ssl_die("SSL_write_ex");
+                    bench_ssl_die("SSL_write_ex");
                 off += w;
             }
             break;
@@ -185,20 +172,20 @@ static double run(struct bench *b, enum variant v, double *cpu_us)
     rill_stream *s = NULL;
     rill_error err;
     if (v == V_RAW_WRITEV || v == V_RAW_SSL_COPY) {
-        fd = bench_connect(b->port);
+        fd = bench_connect(b->t.port);
         if (v == V_RAW_SSL_COPY) {
-            ssl = SSL_new(b->raw);
+            ssl = SSL_new(b->t.raw);
             if (!ssl || SSL_set_fd(ssl, fd) != 1 ||
                 SSL_set_tlsext_host_name(ssl, SERVER_NAME) != 1 ||
                 SSL_set1_host(ssl, SERVER_NAME) != 1 || SSL_connect(ssl) != 1)
-                ssl_die("SSL_connect");
+                bench_ssl_die("SSL_connect");
         }
     } else {
-        if (rill_tcp_connect_addr("127.0.0.1", b->port, NULL, &s, &err) != RILL_OK)
+        if (rill_tcp_connect_addr("127.0.0.1", b->t.port, NULL, &s, &err) != RILL_OK)
             bench_die("rill_tcp_connect_addr: %s", err.msg);
         if (v == V_RILL_TLS) {
             rill_stream *tls = NULL;
-            bench_check(rill_tls_client(s, b->tls, SERVER_NAME, 0, &tls), "rill_tls_client", s);
+            bench_check(rill_tls_client(s, b->t.tls, SERVER_NAME, 0, &tls), "rill_tls_client", s);
             bench_check(rill_tls_handshake(tls), "rill_tls_handshake", tls);
             s = tls;
         }
@@ -207,7 +194,7 @@ static double run(struct bench *b, enum variant v, double *cpu_us)
     send_loop(b, v, fd, ssl, s);
     if (ssl) {
         if (SSL_shutdown(ssl) < 0)
-            ssl_die("SSL_shutdown");
+            bench_ssl_die("SSL_shutdown");
         shutdown(fd, SHUT_WR);
     } else if (s) {
         bench_check(rill_shutdown(s), "rill_shutdown", s);
@@ -245,28 +232,7 @@ static void setup(struct bench *b)
         one += b->body[i];
     b->want_sum = one * b->messages;
 
-    bench_make_certs(b->dir, sizeof b->dir, SERVER_NAME, 0);
-    char ca[96], cert[96], key[96];
-    snprintf(ca, sizeof ca, "%s/ca.pem", b->dir);
-    snprintf(cert, sizeof cert, "%s/leaf.pem", b->dir);
-    snprintf(key, sizeof key, "%s/leaf.key", b->dir);
-    b->listen_fd = bench_listen(&b->port);
-    b->server = SSL_CTX_new(TLS_server_method());
-    if (!b->server || SSL_CTX_use_certificate_chain_file(b->server, cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(b->server, key, SSL_FILETYPE_PEM) != 1 ||
-        SSL_CTX_set_min_proto_version(b->server, TLS1_3_VERSION) != 1 ||
-        SSL_CTX_set_ciphersuites(b->server, "TLS_AES_256_GCM_SHA384") != 1)
-        ssl_die("server SSL_CTX");
-    b->raw = SSL_CTX_new(TLS_client_method());
-    if (!b->raw || SSL_CTX_load_verify_file(b->raw, ca) != 1)
-        ssl_die("client SSL_CTX");
-    SSL_CTX_set_mode(b->raw, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_verify(b->raw, SSL_VERIFY_PEER, NULL);
-    rill_error err;
-    if (rill_tls_config_new(&b->tls, &err) != RILL_OK ||
-        rill_tls_config_set_ca_file(b->tls, ca, &err) != RILL_OK)
-        bench_die("rill tls config: %s", err.msg);
+    bench_tls_setup(&b->t, SERVER_NAME, "TLS_AES_256_GCM_SHA384");
 }
 
 int main(int argc, char **argv)
@@ -342,10 +308,6 @@ int main(int argc, char **argv)
     bench_print_table("bench_writev: the sending thread's CPU time per message "
                       "(CLOCK_THREAD_CPUTIME_ID), median; ratio: lower is better",
                       "CPU us", "vs raw", cpu_rows, VARIANTS);
-    rill_tls_config_free(b.tls);
-    SSL_CTX_free(b.raw);
-    SSL_CTX_free(b.server);
-    close(b.listen_fd);
-    bench_remove_certs(b.dir);
+    bench_tls_free(&b.t);
     return 0;
 }
